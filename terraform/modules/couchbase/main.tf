@@ -1,0 +1,274 @@
+# Couchbase on Kubernetes through the Couchbase Autonomous Operator chart.
+# Data pods (the source of truth) run on the tainted on-demand pool; query
+# and index pods, the operator and its admission controller run on spot.
+# Every credential is generated here and only ever lives in Kubernetes
+# secrets and (sensitive) Terraform state.
+
+locals {
+  srv_host      = "${var.cluster_name}-srv.${var.namespace}.svc"
+  xdcr_username = "xdcr"
+
+  data_pod_spec = {
+    nodeSelector = var.data_node_selector
+    tolerations  = var.data_tolerations
+  }
+  spot_pod_spec = {
+    nodeSelector = var.spot_node_selector
+    tolerations  = var.spot_tolerations
+  }
+
+  remote_clusters = [for r in var.xdcr_remote_clusters : {
+    name                 = r.name
+    uuid                 = r.uuid
+    hostname             = r.hostname
+    authenticationSecret = "xdcr-remote-${r.name}"
+    replications = {
+      selector = {
+        matchLabels = { "wojak.io/xdcr-remote" = r.name }
+      }
+    }
+  }]
+
+  values = {
+    install = {
+      couchbaseOperator   = true
+      admissionController = true
+      couchbaseCluster    = true
+      syncGateway         = false
+    }
+    couchbaseOperator   = local.spot_pod_spec
+    admissionController = local.spot_pod_spec
+
+    # Replace the chart's example bucket with the wojak bucket.
+    buckets = {
+      default = null
+      (var.bucket_name) = {
+        name               = var.bucket_name
+        kind               = "CouchbaseBucket"
+        memoryQuota        = var.bucket_memory_quota
+        replicas           = var.bucket_replicas
+        conflictResolution = "lww" # last write wins across XDCR peers
+        evictionPolicy     = "valueOnly"
+        compressionMode    = "passive"
+        ioPriority         = "high"
+        enableFlush        = false
+      }
+    }
+
+    users = {
+      (var.app_username) = {
+        autobind   = true
+        authDomain = "local"
+        authSecret = kubernetes_secret_v1.app.metadata[0].name
+        roles = [
+          { name = "data_reader", bucket = var.bucket_name },
+          { name = "data_writer", bucket = var.bucket_name },
+        ]
+      }
+      (local.xdcr_username) = {
+        autobind   = true
+        authDomain = "local"
+        authSecret = kubernetes_secret_v1.xdcr.metadata[0].name
+        roles = [
+          { name = "replication_target", bucket = var.bucket_name },
+        ]
+      }
+    }
+
+    cluster = {
+      name         = var.cluster_name
+      image        = var.server_image
+      antiAffinity = true
+
+      security = {
+        adminSecret = kubernetes_secret_v1.admin.metadata[0].name
+        rbac = {
+          managed = true
+        }
+      }
+
+      cluster = {
+        dataServiceMemoryQuota  = var.data_service_memory_quota
+        indexServiceMemoryQuota = var.index_service_memory_quota
+        queryServiceMemoryQuota = var.query_service_memory_quota
+        indexStorageSetting     = "plasma"
+        autoFailoverTimeout     = "30s"
+        autoFailoverMaxCount    = 1
+      }
+
+      networking = merge(
+        { exposeAdminConsole = false },
+        var.expose_xdcr ? {
+          exposedFeatures               = ["xdcr"]
+          exposedFeatureServiceTemplate = var.xdcr_service_template
+        } : {},
+      )
+
+      servers = {
+        default = null
+        data = {
+          size         = var.data_size
+          services     = ["data"]
+          volumeMounts = { default = "couchbase", data = "couchbase" }
+          pod          = { spec = local.data_pod_spec }
+        }
+        index = {
+          size     = var.index_size
+          services = ["index"]
+          pod      = { spec = local.spot_pod_spec }
+        }
+        query = {
+          size     = var.query_size
+          services = ["query"]
+          pod      = { spec = local.spot_pod_spec }
+        }
+      }
+
+      volumeClaimTemplates = [{
+        metadata = { name = "couchbase" }
+        spec = {
+          storageClassName = var.storage_class_name
+          resources        = { requests = { storage = var.data_volume_size } }
+        }
+      }]
+
+      xdcr = length(local.remote_clusters) > 0 ? {
+        managed        = true
+        remoteClusters = local.remote_clusters
+      } : { managed = false, remoteClusters = [] }
+    }
+  }
+}
+
+resource "kubernetes_namespace_v1" "this" {
+  metadata {
+    name = var.namespace
+    labels = {
+      "app.kubernetes.io/part-of" = "wojak"
+    }
+  }
+}
+
+# ------------------------------------------------------ credentials ------
+
+resource "random_password" "admin" {
+  length           = 32
+  special          = true
+  override_special = "-_.~"
+  min_lower        = 2
+  min_upper        = 2
+  min_numeric      = 2
+}
+
+resource "random_password" "app" {
+  length           = 32
+  special          = true
+  override_special = "-_.~"
+  min_lower        = 2
+  min_upper        = 2
+  min_numeric      = 2
+}
+
+resource "random_password" "xdcr" {
+  length           = 32
+  special          = true
+  override_special = "-_.~"
+  min_lower        = 2
+  min_upper        = 2
+  min_numeric      = 2
+}
+
+resource "kubernetes_secret_v1" "admin" {
+  metadata {
+    name      = "${var.cluster_name}-admin"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+  }
+  data = {
+    username = var.admin_username
+    password = random_password.admin.result
+  }
+  type = "Opaque"
+}
+
+resource "kubernetes_secret_v1" "app" {
+  metadata {
+    name      = "${var.cluster_name}-user-${var.app_username}"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+  }
+  data = {
+    password = random_password.app.result
+  }
+  type = "Opaque"
+}
+
+resource "kubernetes_secret_v1" "xdcr" {
+  metadata {
+    name      = "${var.cluster_name}-user-${local.xdcr_username}"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+  }
+  data = {
+    password = random_password.xdcr.result
+  }
+  type = "Opaque"
+}
+
+# Credentials this cluster presents to each XDCR peer.
+resource "kubernetes_secret_v1" "xdcr_remote" {
+  for_each = toset([for r in var.xdcr_remote_clusters : r.name])
+
+  metadata {
+    name      = "xdcr-remote-${each.value}"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+  }
+  data = {
+    username = var.xdcr_remote_username
+    password = var.xdcr_remote_passwords[each.value]
+  }
+  type = "Opaque"
+}
+
+# ------------------------------------------------- operator + cluster ----
+
+resource "helm_release" "couchbase" {
+  name       = var.release_name
+  namespace  = kubernetes_namespace_v1.this.metadata[0].name
+  repository = "https://couchbase-partners.github.io/helm-charts/"
+  chart      = "couchbase-operator"
+  version    = var.chart_version
+  values     = [yamlencode(local.values)]
+  wait       = true
+  timeout    = 1200
+
+  depends_on = [
+    kubernetes_secret_v1.admin,
+    kubernetes_secret_v1.app,
+    kubernetes_secret_v1.xdcr,
+    kubernetes_secret_v1.xdcr_remote,
+  ]
+}
+
+# ---------------------------------------------------------------- XDCR ---
+
+# One replication of the bucket per peer; the CouchbaseCluster's
+# xdcr.remoteClusters[].replications selector picks it up by label.
+resource "kubernetes_manifest" "replication" {
+  for_each = { for r in var.xdcr_remote_clusters : r.name => r }
+
+  manifest = {
+    apiVersion = "couchbase.com/v2"
+    kind       = "CouchbaseReplication"
+    metadata = {
+      name      = "${var.bucket_name}-to-${each.key}"
+      namespace = kubernetes_namespace_v1.this.metadata[0].name
+      labels    = { "wojak.io/xdcr-remote" = each.key }
+    }
+    spec = {
+      bucket          = var.bucket_name
+      remoteBucket    = each.value.remote_bucket
+      compressionType = "Snappy"
+      paused          = false
+    }
+  }
+
+  depends_on = [helm_release.couchbase]
+}
