@@ -3,7 +3,7 @@
 # and a tainted on-demand pool for the Couchbase data service.
 
 locals {
-  labels = merge(var.labels, { "wojak-cluster" = var.cluster_name })
+  labels = merge({ "managed-by" = "terraform", "wojak-cluster" = var.cluster_name }, var.labels)
 
   spot_labels = {
     "wojak.io/capacity" = "spot"
@@ -150,7 +150,7 @@ resource "google_container_cluster" "this" {
   subnetwork          = google_compute_subnetwork.nodes.id
   networking_mode     = "VPC_NATIVE"
   deletion_protection = var.deletion_protection
-  resource_labels     = local.labels
+  resource_labels     = merge(var.labels, { "managed-by" = "terraform", "wojak-cluster" = var.cluster_name })
 
   # Node pools are managed below; the default pool is removed at creation.
   remove_default_node_pool = true
