@@ -1,0 +1,34 @@
+output "aws_cluster_name" {
+  description = "EKS cluster name."
+  value       = module.eks.cluster_name
+}
+
+output "gcp_cluster_name" {
+  description = "GKE cluster name."
+  value       = module.gke.cluster_name
+}
+
+output "aws_orders_queue_url" {
+  description = "SQS queue the AWS release consumes."
+  value       = module.aws_services.orders_queue_url
+}
+
+output "gcp_orders_subscription_id" {
+  description = "Pub/Sub subscription the GCP release consumes."
+  value       = module.gcp_pubsub.orders_subscription_id
+}
+
+output "aws_couchbase_connection_string" {
+  description = "Store URL of the AWS release."
+  value       = module.couchbase_aws.connection_string
+}
+
+output "gcp_couchbase_connection_string" {
+  description = "Store URL of the GCP release."
+  value       = module.couchbase_gcp.connection_string
+}
+
+output "xdcr_enabled" {
+  description = "Whether the bidirectional XDCR replications are configured."
+  value       = var.xdcr_enabled
+}
