@@ -1,0 +1,43 @@
+"""The engine's Prometheus metrics. The engine has no port: a sidecar fetches this text
+over the protocol (``metrics`` message) and serves it with its own on ``/metrics``."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class EngineMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.verdicts = Counter("wojak_engine_replies", "Replies by verdict", ["verdict"], registry=r)
+        self.requests = Counter("wojak_engine_requests", "Requests by message type", ["type"], registry=r)
+        self.batch_size = Histogram(
+            "wojak_engine_batch_size", "Requests per processed batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
+        )  # fmt: skip
+        self.batch_seconds = Histogram(
+            "wojak_engine_batch_seconds", "Time to process one batch (validate to reply)",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1), registry=r,
+        )  # fmt: skip
+        self.inflight = Gauge("wojak_engine_inflight", "Requests received and not yet answered", registry=r)
+        self.undeliverable = Counter(
+            "wojak_engine_undeliverable_replies", "Replies whose requester had gone (it resends)", registry=r
+        )
+        self.protocol_errors = Counter("wojak_engine_protocol_errors", "Malformed frames received", registry=r)
+
+    def observe_batch(self, replies: list[dict[str, Any] | None], seconds: float) -> None:
+        self.batch_size.observe(len(replies))
+        self.batch_seconds.observe(seconds)
+        for verdict, n in Tally(r["verdict"] for r in replies if r).items():
+            self.verdicts.labels(verdict).inc(n)
+
+    def observe_requests(self, types: Tally[str]) -> None:
+        for kind, n in types.items():
+            self.requests.labels(kind).inc(n)
+
+    def exposition(self) -> str:
+        return generate_latest(self.registry).decode()

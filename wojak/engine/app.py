@@ -1,0 +1,113 @@
+"""Engine entry: settings from the environment -> frozen config -> wired engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlparse
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wojak import __version__
+from wojak.engine._metrics import EngineMetrics
+from wojak.engine.protocol import MessageType, Verdict, default_socket_path
+from wojak.engine.risk import RiskEngine, default_risk_config, load_risk_config
+from wojak.engine.service import OrderService
+from wojak.engine.store import open_store
+from wojak.engine.transport import EngineServer
+from wojak.engine.venue import InProcessSandboxVenue
+from wojak.engine.venue.sandbox import SandboxConfig
+
+log = logging.getLogger(__name__)
+
+
+class EngineSettings(BaseSettings):
+    """Environment settings of the engine (read only at the entry point)."""
+
+    model_config = SettingsConfigDict(env_prefix="WOJAK_ENGINE_", extra="ignore")
+
+    socket: str = Field(default_factory=default_socket_path, description="IPC socket path (its directory becomes 0700)")
+    store: str = Field(default="sqlite:///.wojak/wojak.sqlite", validation_alias="WOJAK_STORE")
+    venue: str = Field(default="sandbox", validation_alias="WOJAK_VENUE")
+    risk_config: str | None = Field(default=None, description="risk YAML/JSON file; unset = embedded demo config")
+    max_inflight: int = Field(default=8192, ge=1)
+    max_batch: int = Field(default=512, ge=1)
+
+    def to_config(self) -> "EngineConfig":
+        return EngineConfig(
+            socket=Path(self.socket.removeprefix("ipc://")),
+            store=self.store,
+            venue=self.venue,
+            risk_config=self.risk_config,
+            max_inflight=self.max_inflight,
+            max_batch=self.max_batch,
+        )
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    socket: Path
+    store: str = "sqlite:///.wojak/wojak.sqlite"
+    venue: str = "sandbox"
+    risk_config: str | None = None
+    max_inflight: int = 8192
+    max_batch: int = 512
+
+
+def open_venue(url: str) -> Any:
+    """``sandbox`` (in-process; ``sandbox:?ledger=PATH`` to remember executions)."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("sandbox", "") and parsed.path in ("", "sandbox"):
+        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        env = dict(os.environ)
+        if "ledger" in options:
+            env["WOJAK_SANDBOX_LEDGER"] = options["ledger"]
+        return InProcessSandboxVenue(SandboxConfig.from_env(env))
+    raise ValueError(f"WOJAK_VENUE={url!r}: unsupported venue (use sandbox)")
+
+
+async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = None) -> None:
+    risk = RiskEngine(load_risk_config(config.risk_config) if config.risk_config else default_risk_config())
+    store = open_store(config.store)
+    venue = open_venue(config.venue)
+    metrics = EngineMetrics()
+    service = OrderService(store, venue, risk, metrics)
+    await service.start()
+
+    def handle_now(kind: MessageType, body: dict[str, Any]) -> dict[str, Any]:
+        if kind is MessageType.PING:
+            return {"verdict": Verdict.OK.value, "pid": os.getpid(), "version": __version__}
+        return {"verdict": Verdict.OK.value, "text": metrics.exposition()}
+
+    server = EngineServer(
+        config.socket, service.handle_batch, handle_now,
+        max_inflight=config.max_inflight, max_batch=config.max_batch, metrics=metrics,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.serve(stop, ready)
+    finally:
+        await venue.close()
+        await store.close()
+
+
+def main(config: EngineConfig) -> None:
+    run(run_engine(config))
+
+
+def run(coro: Any) -> Any:
+    """Run on uvloop when it is installed (it is with ``uvicorn[standard]``)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+    return uvloop.run(coro)

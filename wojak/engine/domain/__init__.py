@@ -1,0 +1,31 @@
+"""Domain model: Decimal value objects, the order state table and the order events."""
+
+from wojak.engine.domain._orders import (
+    FINAL_STATES,
+    TRANSITIONS,
+    IllegalTransition,
+    Order,
+    OrderEvent,
+    OrderState,
+    Side,
+    fingerprint,
+    transition,
+)
+from wojak.engine.domain._positions import Position
+from wojak.engine.domain._values import Price, Quantity, to_decimal
+
+__all__ = [
+    "FINAL_STATES",
+    "TRANSITIONS",
+    "IllegalTransition",
+    "Order",
+    "OrderEvent",
+    "OrderState",
+    "Position",
+    "Price",
+    "Quantity",
+    "Side",
+    "fingerprint",
+    "to_decimal",
+    "transition",
+]

@@ -1,0 +1,59 @@
+"""Net position per (account, symbol), with reservations for orders still at the venue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class Position:
+    account: str
+    symbol: str
+    quantity: Decimal = ZERO  # signed net filled quantity
+    average_price: Decimal = ZERO  # of the open quantity
+    realised_pnl: Decimal = ZERO
+    pending_buy: Decimal = ZERO  # reserved by orders that passed risk and may still fill
+    pending_sell: Decimal = ZERO
+    version: int = field(default=0, compare=False)
+
+    def worst_case(self, signed_quantity: Decimal) -> Decimal:
+        """The largest absolute position reachable if every reservation and this order fill."""
+        long = self.quantity + self.pending_buy + max(signed_quantity, ZERO)
+        short = self.quantity - self.pending_sell + min(signed_quantity, ZERO)
+        return max(abs(long), abs(short))
+
+    def reserve(self, signed_quantity: Decimal) -> None:
+        if signed_quantity > 0:
+            self.pending_buy += signed_quantity
+        else:
+            self.pending_sell -= signed_quantity
+
+    def release(self, signed_quantity: Decimal) -> None:
+        if signed_quantity > 0:
+            self.pending_buy = max(self.pending_buy - signed_quantity, ZERO)
+        else:
+            self.pending_sell = max(self.pending_sell + signed_quantity, ZERO)
+
+    def fill(self, signed_quantity: Decimal, price: Decimal, multiplier: Decimal = Decimal(1)) -> Decimal:
+        """Apply a fill; returns the P&L it realised."""
+        realised = ZERO
+        qty = self.quantity
+        if qty == 0 or (qty > 0) == (signed_quantity > 0):
+            total = qty + signed_quantity
+            self.average_price = (self.average_price * abs(qty) + price * abs(signed_quantity)) / abs(total)
+            self.quantity = total
+            return realised
+        closing = min(abs(signed_quantity), abs(qty))
+        direction = Decimal(1) if qty > 0 else Decimal(-1)
+        realised = (price - self.average_price) * closing * direction * multiplier
+        self.realised_pnl += realised
+        total = qty + signed_quantity
+        if total == 0:
+            self.average_price = ZERO
+        elif (total > 0) != (qty > 0):  # flipped through zero: the remainder opened at price
+            self.average_price = price
+        self.quantity = total
+        return realised

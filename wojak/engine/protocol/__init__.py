@@ -1,0 +1,45 @@
+"""The sidecar <-> engine wire protocol: the only engine package sidecars may import.
+
+Frames are ``[protocol_version, message_type, body]``; the body is msgpack with
+decimals carried as strings. Every request carries a ``request_id`` that the
+reply echoes.
+"""
+
+from wojak.engine.protocol._frames import (
+    PROTOCOL_VERSION,
+    MessageType,
+    ProtocolError,
+    decode_body,
+    decode_frames,
+    default_socket_path,
+    encode_body,
+    encode_frames,
+)
+from wojak.engine.protocol._orders import (
+    ORDER_FIELDS,
+    FieldError,
+    derive_client_order_id,
+    validate_order,
+    validate_tick,
+)
+from wojak.engine.protocol._verdicts import ORDER_VERDICTS, Settlement, Verdict, settlement_for
+
+__all__ = [
+    "ORDER_FIELDS",
+    "ORDER_VERDICTS",
+    "PROTOCOL_VERSION",
+    "FieldError",
+    "MessageType",
+    "ProtocolError",
+    "Settlement",
+    "Verdict",
+    "decode_body",
+    "decode_frames",
+    "default_socket_path",
+    "derive_client_order_id",
+    "encode_body",
+    "encode_frames",
+    "settlement_for",
+    "validate_order",
+    "validate_tick",
+]

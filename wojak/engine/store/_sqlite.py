@@ -1,0 +1,275 @@
+"""The embedded store: one SQLite file in WAL mode, one transaction per batch (group commit).
+
+Calls run inline on the engine's loop: with WAL a commit is a short append, and while
+an fsync blocks, requests queue in the socket and the next batch is simply larger.
+Several engine processes may share the file: ``BEGIN IMMEDIATE`` serialises writers,
+and risk is decided inside the transaction, so limits hold across them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable
+
+from wojak.engine.domain import Order, OrderState, Position, Side
+from wojak.engine.store._base import Decide, Execution, StoreUnavailable, Trade
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+  client_order_id TEXT PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
+  account TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
+  quantity TEXT NOT NULL, order_type TEXT NOT NULL, limit_price TEXT,
+  time_in_force TEXT NOT NULL, tag TEXT,
+  state TEXT NOT NULL, filled_quantity TEXT NOT NULL, average_price TEXT,
+  venue_order_id TEXT, reason TEXT,
+  created_at REAL NOT NULL, updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_by_state ON orders(state) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS orders_by_account ON orders(account, created_at);
+CREATE TABLE IF NOT EXISTS trades (
+  trade_id TEXT PRIMARY KEY,
+  client_order_id TEXT NOT NULL, account TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
+  quantity TEXT NOT NULL, price TEXT NOT NULL, venue_order_id TEXT, executed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trades_by_order ON trades(client_order_id);
+CREATE TABLE IF NOT EXISTS positions (
+  account TEXT NOT NULL, symbol TEXT NOT NULL,
+  quantity TEXT NOT NULL, average_price TEXT NOT NULL, realised_pnl TEXT NOT NULL,
+  pending_buy TEXT NOT NULL, pending_sell TEXT NOT NULL,
+  PRIMARY KEY (account, symbol)
+);
+CREATE TABLE IF NOT EXISTS ticks (
+  symbol TEXT PRIMARY KEY, bid TEXT NOT NULL, ask TEXT NOT NULL, last TEXT NOT NULL, received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS escalations (
+  key TEXT PRIMARY KEY, client_order_id TEXT NOT NULL, payload TEXT NOT NULL,
+  created_at REAL NOT NULL, delivered_at REAL
+);
+"""
+
+_ORDER_COLUMNS = (
+    "client_order_id, fingerprint, account, symbol, side, quantity, order_type, limit_price, time_in_force,"
+    " tag, state, filled_quantity, average_price, venue_order_id, reason, created_at, updated_at"
+)
+_INSERT_ORDER = f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({','.join('?' * 17)})"
+_SELECT_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders"
+_UPSERT_POSITION = (
+    "INSERT INTO positions VALUES (?,?,?,?,?,?,?) ON CONFLICT(account, symbol) DO UPDATE SET"
+    " quantity=excluded.quantity, average_price=excluded.average_price, realised_pnl=excluded.realised_pnl,"
+    " pending_buy=excluded.pending_buy, pending_sell=excluded.pending_sell"
+)
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _order_row(o: Order) -> tuple[Any, ...]:
+    return (
+        o.client_order_id, o.fingerprint, o.account, o.symbol, o.side.value, str(o.quantity), o.order_type,
+        _s(o.limit_price), o.time_in_force, o.tag, o.state.value, str(o.filled_quantity), _s(o.average_price),
+        o.venue_order_id, o.reason, o.created_at, o.updated_at,
+    )  # fmt: skip
+
+
+def _order_from_row(r: tuple[Any, ...]) -> Order:
+    return Order(
+        client_order_id=r[0], fingerprint=r[1], account=r[2], symbol=r[3], side=Side(r[4]),
+        quantity=Decimal(r[5]), order_type=r[6], limit_price=None if r[7] is None else Decimal(r[7]),
+        time_in_force=r[8], tag=r[9], state=OrderState(r[10]), filled_quantity=Decimal(r[11]),
+        average_price=None if r[12] is None else Decimal(r[12]), venue_order_id=r[13], reason=r[14],
+        created_at=r[15], updated_at=r[16],
+    )  # fmt: skip
+
+
+def _position_row(p: Position) -> tuple[Any, ...]:
+    return (p.account, p.symbol, str(p.quantity), str(p.average_price), str(p.realised_pnl),
+            str(p.pending_buy), str(p.pending_sell))  # fmt: skip
+
+
+def _position_from_row(r: tuple[Any, ...]) -> Position:
+    return Position(r[0], r[1], Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), Decimal(r[5]), Decimal(r[6]))
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path, synchronous: str = "full") -> None:
+        if synchronous.lower() not in ("normal", "full", "extra"):
+            raise ValueError("sqlite synchronous must be normal, full or extra (WOJAK_STORE ?synchronous=)")
+        self.path = str(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._db.executescript(_SCHEMA)
+
+    # -- the order path -------------------------------------------------------------
+
+    def _tx(self) -> sqlite3.Connection:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
+        return self._db
+
+    def _commit(self) -> None:
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._db.execute("ROLLBACK")
+            raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
+
+    async def admit(self, orders: list[Order], decide: Decide) -> list[tuple[Order, bool]]:
+        db = self._tx()
+        try:
+            ids = list({o.client_order_id for o in orders})
+            existing: dict[str, Order] = {}
+            for chunk in _chunks(ids, 500):
+                rows = db.execute(
+                    f"{_SELECT_ORDER} WHERE client_order_id IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                existing.update((r[0], _order_from_row(r)) for r in rows)
+            positions: dict[tuple[str, str], Position] = {}
+            dirty: dict[tuple[str, str], Position] = {}
+            new_rows, outbox, results = [], [], []
+            now = time.time()
+            for order in orders:
+                found = existing.get(order.client_order_id)
+                if found is not None:
+                    results.append((found, True))
+                    continue
+                key = (order.account, order.symbol)
+                position = positions.get(key)
+                if position is None:
+                    position = positions[key] = self._position(order.account, order.symbol)
+                order.created_at = order.updated_at = now
+                escalation = decide(order, position)
+                if order.state is OrderState.PENDING:
+                    position.reserve(order.signed_quantity)
+                    dirty[key] = position
+                elif escalation is not None:
+                    outbox.append((f"esc:{order.client_order_id}", order.client_order_id, json.dumps(escalation, default=str), now))
+                new_rows.append(_order_row(order))
+                existing[order.client_order_id] = order
+                results.append((order, False))
+            db.executemany(_INSERT_ORDER, new_rows)
+            if dirty:
+                db.executemany(_UPSERT_POSITION, [_position_row(p) for p in dirty.values()])
+            if outbox:
+                db.executemany("INSERT OR IGNORE INTO escalations VALUES (?,?,?,?,NULL)", outbox)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._commit()
+        return results
+
+    async def record(self, executions: list[Execution]) -> None:
+        db = self._tx()
+        try:
+            positions: dict[tuple[str, str], Position] = {}
+            trades = []
+            now = time.time()
+            for ex in executions:
+                o = ex.order
+                o.updated_at = now
+                changed = db.execute(
+                    "UPDATE orders SET state=?, filled_quantity=?, average_price=?, venue_order_id=?, reason=?,"
+                    " updated_at=? WHERE client_order_id=? AND state=?",
+                    (o.state.value, str(o.filled_quantity), _s(o.average_price), o.venue_order_id, o.reason,
+                     now, o.client_order_id, ex.expected_state.value),
+                ).rowcount  # fmt: skip
+                ex.applied = changed == 1
+                if not ex.applied:
+                    continue
+                key = (o.account, o.symbol)
+                position = positions.get(key)
+                if position is None:
+                    position = positions[key] = self._position(o.account, o.symbol)
+                if ex.fill_quantity > 0 and ex.fill_price is not None:
+                    signed = ex.fill_quantity if o.side is Side.BUY else -ex.fill_quantity
+                    position.fill(signed, ex.fill_price, ex.multiplier)
+                    seq = db.execute("SELECT count(*) FROM trades WHERE client_order_id=?", (o.client_order_id,)).fetchone()[0]
+                    trades.append((f"{o.client_order_id}#{seq + 1}", o.client_order_id, o.account, o.symbol,
+                                   o.side.value, str(ex.fill_quantity), str(ex.fill_price), o.venue_order_id, now))  # fmt: skip
+                if ex.release:
+                    position.release(ex.release)
+            if trades:
+                db.executemany("INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?)", trades)
+            if positions:
+                db.executemany(_UPSERT_POSITION, [_position_row(p) for p in positions.values()])
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._commit()
+
+    def _position(self, account: str, symbol: str) -> Position:
+        row = self._db.execute(
+            "SELECT * FROM positions WHERE account=? AND symbol=?", (account, symbol)
+        ).fetchone()
+        return _position_from_row(row) if row else Position(account, symbol)
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def get_order(self, client_order_id: str) -> Order | None:
+        row = self._db.execute(f"{_SELECT_ORDER} WHERE client_order_id=?", (client_order_id,)).fetchone()
+        return _order_from_row(row) if row else None
+
+    async def list_orders(self, limit: int = 100, account: str | None = None) -> list[Order]:
+        where, args = ("WHERE account=?", (account,)) if account else ("", ())
+        rows = self._db.execute(f"{_SELECT_ORDER} {where} ORDER BY created_at DESC, rowid DESC LIMIT ?", (*args, limit))
+        return [_order_from_row(r) for r in rows]
+
+    async def list_trades(self, limit: int = 100, client_order_id: str | None = None) -> list[Trade]:
+        where, args = ("WHERE client_order_id=?", (client_order_id,)) if client_order_id else ("", ())
+        rows = self._db.execute(f"SELECT * FROM trades {where} ORDER BY executed_at DESC, rowid DESC LIMIT ?", (*args, limit))
+        return [Trade(r[0], r[1], r[2], r[3], r[4], Decimal(r[5]), Decimal(r[6]), r[7], r[8]) for r in rows]
+
+    async def get_position(self, account: str, symbol: str) -> Position:
+        return self._position(account, symbol)
+
+    async def list_positions(self, account: str | None = None) -> list[Position]:
+        where, args = ("WHERE account=?", (account,)) if account else ("", ())
+        return [_position_from_row(r) for r in self._db.execute(f"SELECT * FROM positions {where}", args)]
+
+    async def pending_orders(self) -> list[Order]:
+        return [_order_from_row(r) for r in self._db.execute(f"{_SELECT_ORDER} WHERE state='pending'")]
+
+    async def put_ticks(self, ticks: list[dict[str, Any]]) -> None:
+        now = time.time()
+        self._tx()
+        self._db.executemany(
+                "INSERT INTO ticks VALUES (?,?,?,?,?) ON CONFLICT(symbol) DO UPDATE SET bid=excluded.bid,"
+                " ask=excluded.ask, last=excluded.last, received_at=excluded.received_at",
+                [(t["symbol"], t["bid"], t["ask"], t["last"], now) for t in ticks],
+        )
+        self._commit()
+
+    async def load_ticks(self) -> dict[str, dict[str, Any]]:
+        rows = self._db.execute("SELECT symbol, bid, ask, last, received_at FROM ticks")
+        return {r[0]: {"symbol": r[0], "bid": r[1], "ask": r[2], "last": r[3], "received_at": r[4]} for r in rows}
+
+    async def undelivered_escalations(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT key, client_order_id, payload, created_at FROM escalations WHERE delivered_at IS NULL"
+            " ORDER BY created_at LIMIT ?",
+            (limit,),
+        )
+        return [{"key": r[0], "client_order_id": r[1], "payload": json.loads(r[2]), "created_at": r[3]} for r in rows]
+
+    async def mark_escalations_delivered(self, keys: list[str]) -> None:
+        now = time.time()
+        self._tx()
+        self._db.executemany("UPDATE escalations SET delivered_at=? WHERE key=?", [(now, k) for k in keys])
+        self._commit()
+
+    async def close(self) -> None:
+        self._db.close()
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

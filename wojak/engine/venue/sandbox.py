@@ -1,0 +1,181 @@
+"""The sandbox broker: an AWS Lambda handler that fills or rejects orders.
+
+The outcome of an order is a pure function of (``client_order_id``, seed), so executing
+the same order twice gives the same answer. With a ledger (``WOJAK_SANDBOX_LEDGER``, a
+SQLite path) the sandbox also remembers what it received, so ``lookup`` of an order it
+never saw answers ``not_found`` and repeated submissions are counted; without one (the
+stateless Lambda) ``lookup`` reports the outcome the order has or would have, which is
+the same thing for a pure function.
+
+Event: ``{"action": "execute"|"lookup"|"cancel", "orders": [order, ...]}`` where an order
+has ``client_order_id, symbol, side, quantity, order_type, limit_price`` and an optional
+``reference_price`` (the engine's last tick, used to fill market orders).
+Response: ``{"reports": [report, ...]}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+_SCALE = 1_000_000
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    seed: str = "wojak"
+    fill_probability: Decimal = Decimal("0.9")
+    partial_probability: Decimal = Decimal("0")
+    accept_probability: Decimal = Decimal("0")
+    ledger: str | None = None
+
+    def __post_init__(self) -> None:
+        total = self.fill_probability + self.partial_probability + self.accept_probability
+        for name in ("fill_probability", "partial_probability", "accept_probability"):
+            if not Decimal(0) <= getattr(self, name) <= Decimal(1):
+                raise ValueError(f"WOJAK_SANDBOX_{name.upper()} must be within [0, 1]")
+        if total > 1:
+            raise ValueError("sandbox fill + partial + accept probabilities must not exceed 1")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "SandboxConfig":
+        env = os.environ if env is None else env
+        return cls(
+            seed=env.get("WOJAK_SANDBOX_SEED", "wojak"),
+            fill_probability=Decimal(env.get("WOJAK_SANDBOX_FILL_PROBABILITY", "0.9")),
+            partial_probability=Decimal(env.get("WOJAK_SANDBOX_PARTIAL_PROBABILITY", "0")),
+            accept_probability=Decimal(env.get("WOJAK_SANDBOX_ACCEPT_PROBABILITY", "0")),
+            ledger=env.get("WOJAK_SANDBOX_LEDGER") or None,
+        )
+
+
+class Sandbox:
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self._fill = int(config.fill_probability * _SCALE)
+        self._partial = self._fill + int(config.partial_probability * _SCALE)
+        self._accept = self._partial + int(config.accept_probability * _SCALE)
+        self._seed = config.seed.encode()
+        self._db: sqlite3.Connection | None = None
+        if config.ledger:
+            self._db = sqlite3.connect(config.ledger, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS executions (client_order_id TEXT PRIMARY KEY, report TEXT NOT NULL,"
+                " submissions INTEGER NOT NULL, first_at REAL NOT NULL)"
+            )
+
+    def outcome(self, order: dict[str, Any]) -> dict[str, Any]:
+        """The deterministic report for an order."""
+        coid = order["client_order_id"]
+        digest = hashlib.blake2b(coid.encode(), key=self._seed[:64], digest_size=8).digest()
+        draw = int.from_bytes(digest, "big") % _SCALE
+        venue_order_id = "SBX-" + digest.hex()
+        price = order.get("limit_price") or order.get("reference_price")
+        report: dict[str, Any] = {
+            "client_order_id": coid,
+            "venue_order_id": venue_order_id,
+            "filled_quantity": "0",
+            "average_price": None,
+            "reason": None,
+        }
+        quantity = Decimal(order["quantity"])
+        if draw < self._partial and price is None:
+            report.update(status="rejected", reason="no_reference_price")
+        elif draw < self._fill:
+            report.update(status="filled", filled_quantity=str(quantity), average_price=str(price))
+        elif draw < self._partial:
+            half = (quantity / 2).quantize(Decimal(1)) or quantity
+            status = "filled" if half >= quantity else "partially_filled"
+            report.update(status=status, filled_quantity=str(half), average_price=str(price))
+        elif draw < self._accept and order.get("order_type") == "limit" and order.get("time_in_force") != "ioc":
+            report.update(status="accepted")
+        else:
+            report.update(status="rejected", reason="sandbox_rejected")
+        return report
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        action = event.get("action", "execute")
+        orders = event.get("orders")
+        if orders is None and "order" in event:
+            orders = [event["order"]]
+        if not isinstance(orders, list):
+            return {"error": "event needs `orders`: a list of orders"}
+        if action == "execute":
+            return {"reports": self._execute(orders)}
+        if action == "lookup":
+            return {"reports": self._lookup(orders)}
+        if action == "cancel":
+            return {"reports": self._cancel(orders)}
+        return {"error": f"unknown action {action!r}: use execute, lookup or cancel"}
+
+    def _execute(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        reports = [self.outcome(o) for o in orders]
+        if self._db is None:
+            return reports
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            out = []
+            for report in reports:
+                coid = report["client_order_id"]
+                row = self._db.execute("SELECT report FROM executions WHERE client_order_id=?", (coid,)).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO executions VALUES (?,?,1,?)", (coid, json.dumps(report), now)
+                    )
+                    out.append(report)
+                else:  # idempotent: the first outcome stands; count the resubmission
+                    self._db.execute(
+                        "UPDATE executions SET submissions=submissions+1 WHERE client_order_id=?", (coid,)
+                    )
+                    out.append(json.loads(row[0]))
+        return out
+
+    def _lookup(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._db is None:
+            return [self.outcome(o) for o in orders]
+        out = []
+        for order in orders:
+            coid = order["client_order_id"]
+            row = self._db.execute("SELECT report FROM executions WHERE client_order_id=?", (coid,)).fetchone()
+            out.append(json.loads(row[0]) if row else {"client_order_id": coid, "status": "not_found"})
+        return out
+
+    def _cancel(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for report in self._lookup(orders):
+            if report["status"] in ("accepted", "partially_filled"):
+                report = {**report, "status": "canceled"}
+                if self._db is not None:
+                    with self._db:
+                        self._db.execute(
+                            "UPDATE executions SET report=? WHERE client_order_id=?",
+                            (json.dumps(report), report["client_order_id"]),
+                        )
+            out.append(report)
+        return out
+
+    def submissions(self) -> dict[str, int]:
+        """How many times each order was submitted (ledger only): a test's view of the venue."""
+        if self._db is None:
+            return {}
+        return dict(self._db.execute("SELECT client_order_id, submissions FROM executions"))
+
+
+_sandbox: Sandbox | None = None
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """The AWS Lambda entry point (``wojak.engine.venue.sandbox.handler``)."""
+    global _sandbox
+    if _sandbox is None:
+        _sandbox = Sandbox(SandboxConfig.from_env())
+    return _sandbox.handle(event)

@@ -1,0 +1,1 @@
+"""Source sidecars: each translates one broker's messages into engine requests."""

@@ -1,0 +1,132 @@
+"""The engine client: a DEALER on the engine's IPC socket.
+
+Requests are correlated by ``request_id``; at most ``window`` are in flight. No reply
+within the deadline, or no engine connected, is answered locally as ``retry``, so a
+caller never waits forever and never mistakes silence for success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from wojak.engine.protocol import MessageType, ProtocolError, Verdict, decode_frames, encode_frames
+
+log = logging.getLogger(__name__)
+
+
+def _retry(reason: str, retry_after: float = 1.0) -> dict[str, Any]:
+    return {"verdict": Verdict.RETRY.value, "reason": reason, "retry_after": retry_after}
+
+
+class EngineClient:
+    def __init__(self, socket_path: str, *, deadline: float = 5.0, window: int = 1024) -> None:
+        self.endpoint = socket_path if socket_path.startswith("ipc://") else f"ipc://{socket_path}"
+        self.deadline = deadline
+        self._window = asyncio.Semaphore(window)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ctx: zmq.asyncio.Context | None = None
+        self._sock: zmq.asyncio.Socket | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "EngineClient":
+        self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def connect(self) -> None:
+        self._ctx = zmq.asyncio.Context()
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for an engine that is not there
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 50)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        sock.connect(self.endpoint)
+        self._sock = sock
+        self._reader = asyncio.create_task(self._read(), name="wojak-engine-client-reader")
+
+    async def close(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except asyncio.CancelledError:
+                pass
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_result(_retry("client_closed"))
+        self._pending.clear()
+        if self._sock is not None:
+            self._sock.close(linger=0)
+        if self._ctx is not None:
+            self._ctx.term()
+
+    async def _read(self) -> None:
+        assert self._sock is not None
+        recv = self._sock.recv_multipart
+        pending = self._pending
+        while True:
+            frames = await recv()
+            try:
+                _, body = decode_frames(frames)
+            except ProtocolError as exc:
+                log.error("engine sent a malformed reply: %s", exc)
+                continue
+            fut = pending.pop(body.get("request_id"), None)  # type: ignore[arg-type]
+            if fut is not None and not fut.done():
+                fut.set_result(body)
+
+    def _expire(self, request_id: int) -> None:
+        fut = self._pending.pop(request_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(_retry("engine_timeout"))
+
+    async def request(self, kind: MessageType, body: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
+        """Send one request; the engine's reply, or a local ``retry`` reply."""
+        if self._sock is None:
+            raise RuntimeError("EngineClient is not connected: use `async with EngineClient(...)`")
+        async with self._window:
+            request_id = next(self._ids)
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._pending[request_id] = fut
+            body["request_id"] = request_id
+            try:
+                await self._sock.send_multipart(encode_frames(kind, body), flags=zmq.NOBLOCK)
+            except zmq.Again:
+                self._pending.pop(request_id, None)
+                return _retry("engine_unavailable")
+            timer = loop.call_later(self.deadline if deadline is None else deadline, self._expire, request_id)
+            try:
+                return await fut
+            finally:
+                timer.cancel()
+                self._pending.pop(request_id, None)
+
+    async def submit_order(self, order: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
+        return await self.request(MessageType.SUBMIT_ORDER, {"order": order}, deadline)
+
+    async def cancel_order(self, client_order_id: str) -> dict[str, Any]:
+        return await self.request(MessageType.CANCEL_ORDER, {"client_order_id": client_order_id})
+
+    async def tick(self, tick: dict[str, Any]) -> dict[str, Any]:
+        return await self.request(MessageType.TICK, {"tick": tick})
+
+    async def get_order(self, client_order_id: str) -> dict[str, Any]:
+        return await self.request(MessageType.GET_ORDER, {"client_order_id": client_order_id})
+
+    async def ping(self, deadline: float = 1.0) -> bool:
+        reply = await self.request(MessageType.PING, {}, deadline)
+        return reply.get("verdict") == Verdict.OK.value
+
+    async def metrics_text(self, deadline: float = 2.0) -> str | None:
+        reply = await self.request(MessageType.METRICS, {}, deadline)
+        return reply.get("text") if reply.get("verdict") == Verdict.OK.value else None
