@@ -28,8 +28,7 @@ def checkov_report():
             "--framework", "terraform",
             "--download-external-modules", "false",
             "--output", "json",
-            "--compact",
-            "--quiet",
+            "--compact",  # no code snippets; passed and skipped checks stay listed
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -71,3 +70,16 @@ def test_every_inline_skip_has_a_reason():
         for match in SKIP_COMMENT.finditer(path.read_text(encoding="utf-8")):
             check_id, reason = match.group(1), (match.group(2) or "").strip()
             assert len(reason) >= 20, f"{path}: {check_id} skipped without a real justification"
+
+
+# Reviewed exceptions; a new skip must be justified inline and added here.
+ALLOWED_SKIPS = {
+    "CKV_AWS_117",  # sandbox Lambda outside the VPC (reaches nothing in it)
+    "CKV_AWS_272",  # Lambda code signing needs an S3-hosted signed artifact
+    "CKV_AZURE_117",  # AKS disk encryption set: ephemeral, host-encrypted OS disks
+}
+
+
+def test_only_reviewed_checks_are_skipped(checkov_report):
+    skipped = {c["check_id"] for c in checkov_report["results"]["skipped_checks"]}
+    assert skipped <= ALLOWED_SKIPS, skipped - ALLOWED_SKIPS

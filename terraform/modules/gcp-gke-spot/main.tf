@@ -150,7 +150,7 @@ resource "google_container_cluster" "this" {
   subnetwork          = google_compute_subnetwork.nodes.id
   networking_mode     = "VPC_NATIVE"
   deletion_protection = var.deletion_protection
-  resource_labels     = merge(var.labels, { "managed-by" = "terraform", "wojak-cluster" = var.cluster_name })
+  resource_labels     = merge(var.labels, { "managed-by" = "terraform", "app" = "wojak" })
 
   # Node pools are managed below; the default pool is removed at creation.
   remove_default_node_pool = true
