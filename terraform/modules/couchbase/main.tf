@@ -96,12 +96,16 @@ locals {
         autoFailoverMaxCount    = 1
       }
 
+      # The exposed-feature keys are added only when asked for (a for
+      # expression keeps both shapes one object type).
       networking = merge(
         { exposeAdminConsole = false },
-        var.expose_xdcr ? {
-          exposedFeatures               = ["xdcr"]
-          exposedFeatureServiceTemplate = var.xdcr_service_template
-        } : {},
+        {
+          for k, v in {
+            exposedFeatures               = ["xdcr"]
+            exposedFeatureServiceTemplate = var.xdcr_service_template
+          } : k => v if var.expose_xdcr
+        },
       )
 
       servers = {
@@ -132,10 +136,10 @@ locals {
         }
       }]
 
-      xdcr = length(local.remote_clusters) > 0 ? {
-        managed        = true
+      xdcr = {
+        managed        = length(local.remote_clusters) > 0
         remoteClusters = local.remote_clusters
-      } : { managed = false, remoteClusters = [] }
+      }
     }
   }
 }

@@ -28,7 +28,7 @@ locals {
         venue = var.venue_url
       }
     },
-    var.image_tag == null ? {} : { image = { tag = var.image_tag } },
+    { for k, v in { image = { tag = var.image_tag } } : k => v if var.image_tag != null },
     var.extra_values,
   )
 }
