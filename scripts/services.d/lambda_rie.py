@@ -91,7 +91,7 @@ class Emulator:
                 proc = self.proc
                 if self.init_error is not None or (proc is not None and proc.poll() is not None):
                     # the runtime died or failed to init before answering
-                    inv.error_type = "Unhandled"
+                    inv.error_type = "Runtime"
                     inv.result = self.init_error or json.dumps({
                         "errorType": "Runtime.ExitError",
                         "errorMessage": f"RequestId: {inv.id} Error: Runtime exited with "
@@ -154,9 +154,12 @@ def make_handler(emu: Emulator, kind: str):
                         and parts[3] == "invocations":
                     inv = emu.invoke(body or b"{}")
                     headers = {"X-Amz-Executed-Version": "$LATEST", "X-Amzn-Requestid": inv.id}
-                    if inv.error_type:
+                    code = 200
+                    if inv.error_type == "Runtime":  # init failure / runtime exit: like aws-lambda-rie
+                        code = 502
+                    elif inv.error_type:
                         headers["X-Amz-Function-Error"] = inv.error_type
-                    self._send(200, inv.result, headers)
+                    self._send(code, inv.result, headers)
                     return
                 self._send(404, b'{"message":"not found"}')
                 return
