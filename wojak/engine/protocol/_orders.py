@@ -8,6 +8,7 @@ non-positive values, more than ``MAX_DECIMALS`` places and more than
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from decimal import Decimal
 from typing import Any, Mapping, NamedTuple
@@ -67,6 +68,9 @@ def _decimal(field: str, value: Any, errors: list[FieldError]) -> str | None:
             return None
         return text
     if isinstance(value, float):
+        if not math.isfinite(value):
+            errors.append(FieldError(field, "must be a finite number", "finite_number"))
+            return None
         errors.append(
             FieldError(field, "floats lose precision: send the decimal as a string such as \"10.5\"", "float_not_allowed")
         )

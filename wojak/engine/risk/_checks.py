@@ -160,7 +160,7 @@ class RiskEngine:
             if breach is not None:
                 (denied if action is Action.DENY else escalated).append(breach)
         if denied:
-            return Decision(Action.DENY, tuple(denied))
+            return Decision(Action.DENY, tuple(denied + escalated))
         if escalated:
             return Decision(Action.ESCALATE, tuple(escalated))
         return PASSED

@@ -100,14 +100,15 @@ class Store(Protocol):
 
 
 def open_store(url: str) -> Store:
-    """A store from its URL: ``sqlite:///PATH[?synchronous=normal|full]`` (more backends later)."""
+    """A store from its URL: ``sqlite:///PATH[?synchronous=normal|full|extra]`` (default full)."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         from wojak.engine.store._sqlite import SQLiteStore
 
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        path = parsed.path if parsed.netloc == "" else parsed.netloc + parsed.path
-        if not path:
-            raise ValueError(f"WOJAK_STORE={url!r} needs a path: sqlite:///var/lib/wojak/wojak.sqlite")
+        # sqlite:///relative/path and sqlite:////absolute/path, as in SQLAlchemy
+        path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
+        if parsed.netloc or not path:
+            raise ValueError(f"WOJAK_STORE={url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
         return SQLiteStore(path, synchronous=options.get("synchronous", "full"))
     raise ValueError(f"WOJAK_STORE={url!r}: unsupported scheme {parsed.scheme!r} (use sqlite:///PATH)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from wojak.engine.venue._base import VenueError, VenueReport
@@ -11,6 +12,11 @@ from wojak.engine.venue.sandbox import Sandbox, SandboxConfig
 class InProcessSandboxVenue:
     def __init__(self, config: SandboxConfig) -> None:
         self.sandbox = Sandbox(config)
+        self.latency = float(config.latency_ms) / 1000
+
+    async def _delay(self) -> None:
+        if self.latency:
+            await asyncio.sleep(self.latency)
 
     def _call(self, action: str, orders: list[dict[str, Any]]) -> list[VenueReport]:
         answer = self.sandbox.handle({"action": action, "orders": orders})
@@ -19,6 +25,7 @@ class InProcessSandboxVenue:
         return [VenueReport.from_dict(r) for r in answer["reports"]]
 
     async def execute(self, orders: list[dict[str, Any]]) -> list[VenueReport]:
+        await self._delay()
         return self._call("execute", orders)
 
     async def lookup(self, orders: list[dict[str, Any]]) -> list[VenueReport]:

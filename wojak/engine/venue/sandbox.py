@@ -34,6 +34,7 @@ class SandboxConfig:
     partial_probability: Decimal = Decimal("0")
     accept_probability: Decimal = Decimal("0")
     ledger: str | None = None
+    latency_ms: Decimal = Decimal(0)  # simulated venue round trip (in-process venue only)
 
     def __post_init__(self) -> None:
         total = self.fill_probability + self.partial_probability + self.accept_probability
@@ -52,6 +53,7 @@ class SandboxConfig:
             partial_probability=Decimal(env.get("WOJAK_SANDBOX_PARTIAL_PROBABILITY", "0")),
             accept_probability=Decimal(env.get("WOJAK_SANDBOX_ACCEPT_PROBABILITY", "0")),
             ledger=env.get("WOJAK_SANDBOX_LEDGER") or None,
+            latency_ms=Decimal(env.get("WOJAK_SANDBOX_LATENCY_MS", "0")),
         )
 
 

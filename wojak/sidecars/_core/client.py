@@ -99,12 +99,17 @@ class EngineClient:
             fut: asyncio.Future[dict[str, Any]] = loop.create_future()
             self._pending[request_id] = fut
             body["request_id"] = request_id
+            deadline = self.deadline if deadline is None else deadline
+            frames = encode_frames(kind, body)
             try:
-                await self._sock.send_multipart(encode_frames(kind, body), flags=zmq.NOBLOCK)
-            except zmq.Again:
-                self._pending.pop(request_id, None)
-                return _retry("engine_unavailable")
-            timer = loop.call_later(self.deadline if deadline is None else deadline, self._expire, request_id)
+                await self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            except zmq.Again:  # no engine connected (yet): wait for one, within the deadline
+                try:
+                    await asyncio.wait_for(self._sock.send_multipart(frames), deadline)
+                except asyncio.TimeoutError:
+                    self._pending.pop(request_id, None)
+                    return _retry("engine_unavailable")
+            timer = loop.call_later(deadline, self._expire, request_id)
             try:
                 return await fut
             finally:

@@ -1,0 +1,136 @@
+"""Real processes for tests: the engine and the HTTP sidecar, as `wojak dev` runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from wojak.engine.protocol import MessageType
+from wojak.sidecars._core.client import EngineClient
+
+API_KEY = "test-key-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def engine_request(socket_path: Path, kind: MessageType, body: dict[str, Any], deadline: float = 5.0) -> dict[str, Any]:
+    async with EngineClient(str(socket_path)) as client:
+        return await client.request(kind, body, deadline)
+
+
+class EngineProcess:
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = Path(data_dir)
+        # A short socket path: AF_UNIX paths are limited to 107 bytes.
+        self.socket = Path(f"/tmp/wojak-test-{os.getpid()}-{id(self) % 100000}") / "run" / "engine.sock"
+        self.store_path = self.data_dir / "wojak.sqlite"
+        self.ledger_path = self.data_dir / "sandbox.sqlite"
+        self.env = {
+            **os.environ,
+            "WOJAK_ENGINE_SOCKET": str(self.socket),
+            "WOJAK_STORE": f"sqlite:///{self.store_path}",
+            "WOJAK_VENUE": f"sandbox:?ledger={self.ledger_path}",
+            "WOJAK_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.data_dir / "engine.log"
+
+    def start(self, wait: bool = True, **env: str) -> "EngineProcess":
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "wojak", "engine"], env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT
+            )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            if self.ping():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"engine not ready after {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def ping(self) -> bool:
+        reply = asyncio.run(engine_request(self.socket, MessageType.PING, {}, 0.3))
+        return reply.get("verdict") == "ok"
+
+    def request(self, kind: MessageType, body: dict[str, Any], deadline: float = 5.0) -> dict[str, Any]:
+        return asyncio.run(engine_request(self.socket, kind, body, deadline))
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def wait_exit(self, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+
+class HttpSidecarProcess:
+    def __init__(self, engine: EngineProcess, **env: str) -> None:
+        self.engine = engine
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "WOJAK_ENGINE_SOCKET": str(engine.socket),
+            "WOJAK_API_KEYS": API_KEY,
+            "WOJAK_SIDECAR_PORT": str(self.port),
+            "WOJAK_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.log = engine.data_dir / f"sidecar-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "HttpSidecarProcess":
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "wojak", "sidecar", "http"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sidecar exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("sidecar not up")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

@@ -1,0 +1,210 @@
+"""The store contract: written once, run against every store implementation."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from wojak.engine.domain import Order, OrderEvent, OrderState, Position
+from wojak.engine.protocol import validate_order
+from wojak.engine.store import Execution, SQLiteStore, open_store
+
+
+def sqlite_store(path: Path):
+    return SQLiteStore(path / "contract.sqlite")
+
+
+BACKENDS = {"sqlite": sqlite_store}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def make_store(request, tmp_path):
+    """make_store() opens a store; calling it again opens another handle on the same data."""
+    opened = []
+
+    def make():
+        store = BACKENDS[request.param](tmp_path)
+        opened.append(store)
+        return store
+
+    yield make
+    import asyncio
+
+    for store in opened:
+        try:
+            asyncio.run(store.close())
+        except Exception:
+            pass
+
+
+def order(coid="c1", quantity="10", side="buy", account="acct", symbol="SYM", price="100") -> Order:
+    wire, errors = validate_order({"client_order_id": coid, "account": account, "symbol": symbol, "side": side,
+                                   "quantity": quantity, "order_type": "limit", "limit_price": price})  # fmt: skip
+    assert not errors
+    return Order.from_wire(wire)
+
+
+def approve(o: Order, position: Position):
+    o.apply(OrderEvent.SUBMITTED)
+    return None
+
+
+def fill(o: Order, quantity: str, price: str = "100", expected=OrderState.PENDING, event=OrderEvent.FILLED) -> Execution:
+    previous = o.filled_quantity
+    o.apply(event)
+    o.filled_quantity = Decimal(quantity)
+    o.average_price = Decimal(price)
+    fill_qty = Decimal(quantity) - previous
+    closed = o.state in (OrderState.FILLED, OrderState.REJECTED, OrderState.CANCELED)
+    sign = 1 if o.side.value == "buy" else -1
+    release = (o.quantity - previous if closed else fill_qty) * sign
+    return Execution(o, expected, fill_qty, Decimal(price), release)
+
+
+async def test_admit_creates_pending_with_a_reservation(make_store):
+    store = make_store()
+    [(record, existed)] = await store.admit([order()], approve)
+    assert not existed and record.state is OrderState.PENDING
+    stored = await store.get_order("c1")
+    assert stored.state is OrderState.PENDING and stored.quantity == Decimal(10)
+    position = await store.get_position("acct", "SYM")
+    assert position.pending_buy == Decimal(10) and position.quantity == 0
+    assert [o.client_order_id for o in await store.pending_orders()] == ["c1"]
+
+
+async def test_admit_returns_existing_records_untouched(make_store):
+    store = make_store()
+    await store.admit([order()], approve)
+    calls = []
+    [(record, existed)] = await store.admit([order(quantity="99")], lambda o, p: calls.append(o))
+    assert existed and calls == [] and record.quantity == Decimal(10)
+    assert (await store.get_position("acct", "SYM")).pending_buy == Decimal(10)
+
+
+async def test_duplicates_within_one_batch_share_the_first_record(make_store):
+    store = make_store()
+    results = await store.admit([order(), order(), order(quantity="3")], approve)
+    assert [existed for _, existed in results] == [False, True, True]
+    assert results[1][0] is results[0][0] or results[1][0].fingerprint == results[0][0].fingerprint
+    assert (await store.get_position("acct", "SYM")).pending_buy == Decimal(10)
+
+
+async def test_decide_sees_earlier_reservations_in_the_batch(make_store):
+    store = make_store()
+    seen = []
+
+    def decide(o, position):
+        seen.append(position.worst_case(o.signed_quantity))
+        o.apply(OrderEvent.SUBMITTED)
+
+    await store.admit([order("a"), order("b"), order("c", side="sell", quantity="4")], decide)
+    assert seen == [Decimal(10), Decimal(20), Decimal(20)]
+
+
+async def test_denied_and_escalated_are_final_and_escalations_reach_the_outbox(make_store):
+    store = make_store()
+
+    def decide(o, position):
+        if o.client_order_id == "deny":
+            o.apply(OrderEvent.DENIED)
+            return None
+        o.apply(OrderEvent.ESCALATED)
+        return {"key": f"esc:{o.client_order_id}", "why": "max_position_exceeded"}
+
+    await store.admit([order("deny"), order("esc")], decide)
+    assert (await store.get_order("deny")).state is OrderState.DENIED
+    assert (await store.get_order("esc")).state is OrderState.ESCALATED
+    assert await store.pending_orders() == []
+    assert (await store.get_position("acct", "SYM")).pending_buy == 0
+    outbox = await store.undelivered_escalations()
+    assert [e["client_order_id"] for e in outbox] == ["esc"] and outbox[0]["payload"]["why"] == "max_position_exceeded"
+    await store.mark_escalations_delivered([outbox[0]["key"]])
+    assert await store.undelivered_escalations() == []
+
+
+async def test_record_fills_once_even_if_recorded_twice(make_store):
+    store = make_store()
+    [(o, _)] = await store.admit([order()], approve)
+    first = fill(o, "10", "101")
+    await store.record([first])
+    assert first.applied
+    again = Execution(o, OrderState.PENDING, Decimal(10), Decimal(101), Decimal(10))  # a replay of the same outcome
+    await store.record([again])
+    assert not again.applied  # compare-and-set: the record is no longer pending
+    stored = await store.get_order("c1")
+    assert stored.state is OrderState.FILLED and stored.filled_quantity == Decimal(10) and stored.average_price == Decimal(101)
+    trades = await store.list_trades(client_order_id="c1")
+    assert len(trades) == 1 and trades[0].quantity == Decimal(10) and trades[0].price == Decimal(101)
+    position = await store.get_position("acct", "SYM")
+    assert position.quantity == Decimal(10) and position.pending_buy == 0 and position.average_price == Decimal(101)
+
+
+async def test_partial_fills_then_fill(make_store):
+    store = make_store()
+    [(o, _)] = await store.admit([order(side="sell")], approve)
+    await store.record([fill(o, "4", "100", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)])
+    position = await store.get_position("acct", "SYM")
+    assert position.quantity == Decimal(-4) and position.pending_sell == Decimal(6)
+    await store.record([fill(o, "10", "100", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)])
+    position = await store.get_position("acct", "SYM")
+    assert position.quantity == Decimal(-10) and position.pending_sell == 0
+    assert sorted(t.quantity for t in await store.list_trades(client_order_id="c1")) == [Decimal(4), Decimal(6)]
+
+
+async def test_a_rejection_releases_the_reservation_without_a_trade(make_store):
+    store = make_store()
+    [(o, _)] = await store.admit([order()], approve)
+    o.apply(OrderEvent.REJECTED)
+    o.reason = "sandbox_rejected"
+    await store.record([Execution(o, OrderState.PENDING, Decimal(0), None, Decimal(10))])
+    stored = await store.get_order("c1")
+    assert stored.state is OrderState.REJECTED and stored.reason == "sandbox_rejected"
+    assert await store.list_trades() == []
+    assert (await store.get_position("acct", "SYM")).pending_buy == 0
+
+
+async def test_realised_pnl_is_kept(make_store):
+    store = make_store()
+    [(buy, _)] = await store.admit([order("b", price="100")], approve)
+    await store.record([fill(buy, "10", "100")])
+    [(sell, _)] = await store.admit([order("s", side="sell", price="110")], approve)
+    await store.record([fill(sell, "10", "110")])
+    position = await store.get_position("acct", "SYM")
+    assert position.quantity == 0 and position.realised_pnl == Decimal(100)
+    assert [p.symbol for p in await store.list_positions("acct")] == ["SYM"]
+
+
+async def test_lists_newest_first(make_store):
+    store = make_store()
+    for i in range(3):
+        await store.admit([order(f"c{i}", account="x" if i == 1 else "acct")], approve)
+    assert [o.client_order_id for o in await store.list_orders()] == ["c2", "c1", "c0"]
+    assert [o.client_order_id for o in await store.list_orders(account="x")] == ["c1"]
+    assert await store.get_order("missing") is None
+
+
+async def test_ticks_round_trip(make_store):
+    store = make_store()
+    await store.put_ticks([{"symbol": "SYM", "bid": "99.5", "ask": "100.5", "last": "100"}])
+    await store.put_ticks([{"symbol": "SYM", "bid": "100", "ask": "101", "last": "100.75"}])
+    ticks = await store.load_ticks()
+    assert ticks["SYM"]["last"] == "100.75" and Decimal(ticks["SYM"]["bid"]) == Decimal(100)
+
+
+async def test_state_survives_reopening(make_store):
+    store = make_store()
+    [(o, _)] = await store.admit([order()], approve)
+    await store.record([fill(o, "10")])
+    await store.close()
+    again = make_store()
+    assert (await again.get_order("c1")).state is OrderState.FILLED
+    assert (await again.get_position("acct", "SYM")).quantity == Decimal(10)
+
+
+def test_open_store_urls(tmp_path):
+    assert isinstance(open_store(f"sqlite:///{tmp_path}/a.sqlite"), SQLiteStore)
+    for bad in ("redis://x", "sqlite://", "sqlite:///x.sqlite?synchronous=sometimes"):
+        with pytest.raises(ValueError, match="WOJAK_STORE|synchronous"):
+            open_store(bad)

@@ -1,0 +1,54 @@
+"""/healthz, /readyz and /metrics for every sidecar."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+
+from wojak.sidecars._core.client import EngineClient
+from wojak.sidecars._core.metrics import SidecarMetrics
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Readiness:
+    """Engine reachability (a cached ping) plus the source's own readiness."""
+
+    def __init__(self, client: EngineClient, source_ready: Callable[[], bool] = lambda: True, ttl: float = 1.0) -> None:
+        self.client = client
+        self.source_ready = source_ready
+        self.ttl = ttl
+        self._engine_ok = False
+        self._checked = 0.0
+        self.draining = False
+
+    async def engine_ok(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked > self.ttl:
+            self._engine_ok = await self.client.ping(deadline=0.5)
+            self._checked = time.monotonic()
+        return self._engine_ok
+
+    async def check(self) -> dict[str, bool]:
+        return {"engine": await self.engine_ok(), "source": self.source_ready(), "draining": self.draining}
+
+
+def add_health_routes(app: FastAPI, readiness: Readiness, metrics: SidecarMetrics) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        checks = await readiness.check()
+        ready = checks["engine"] and checks["source"] and not checks["draining"]
+        metrics.ready.labels(metrics.source).set(1 if ready else 0)
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        engine = await readiness.client.metrics_text() or "# engine unreachable\n"
+        return Response(metrics.exposition() + engine.encode(), media_type=PROMETHEUS_TEXT)
