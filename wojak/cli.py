@@ -89,6 +89,24 @@ def cmd_sidecar_http(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sidecar_rabbitmq(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    try:
+        from wojak.sidecars._core.runner import run
+        from wojak.sidecars.rabbitmq import RabbitMQSidecarSettings, serve
+    except ImportError as exc:
+        return _fail(str(exc))
+    _logging(args.verbose)
+    try:
+        config = RabbitMQSidecarSettings().to_config()
+    except (ValidationError, ValueError) as exc:
+        return _fail(f"RabbitMQ sidecar settings: {exc}")
+    log.info("RabbitMQ sidecar: %r, engine at ipc://%s", config, config.runner.engine_socket if config.runner else "")
+    run(serve(config))
+    return 0
+
+
 # -- dev --------------------------------------------------------------------------------
 
 
@@ -290,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     http = sidecar_sub.add_parser("http", help="HTTP intake (settings from WOJAK_SIDECAR_*, WOJAK_API_KEYS)")
     http.add_argument("-v", "--verbose", action="store_true")
     http.set_defaults(func=cmd_sidecar_http)
+    rabbitmq = sidecar_sub.add_parser("rabbitmq", help="RabbitMQ consumer (settings from WOJAK_SIDECAR_RABBITMQ_*)")
+    rabbitmq.add_argument("-v", "--verbose", action="store_true")
+    rabbitmq.set_defaults(func=cmd_sidecar_rabbitmq)
 
     for name in ("orders", "trades"):
         report = sub.add_parser(name, help=f"list recent {name} from the store")
