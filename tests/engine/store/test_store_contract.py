@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,29 +14,40 @@ from wojak.engine.protocol import validate_order
 from wojak.engine.store import Execution, SQLiteStore, open_store
 
 
-def sqlite_store(path: Path):
+def sqlite_store(path: Path, request):
     return SQLiteStore(path / "contract.sqlite")
 
 
-BACKENDS = {"sqlite": sqlite_store}
+_RUN = uuid.uuid4().hex[:8]  # a kept-running mock never shows this run an earlier run's documents
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-def make_store(request, tmp_path):
+def couchbase_store(path: Path, request):
+    """A handle on the mock's bucket, under a key prefix unique to this test (same for every handle)."""
+    from wojak.engine.store._couchbase import CouchbaseStore
+
+    service = request.getfixturevalue("couchbase_service")
+    prefix = f"{_RUN}-{hashlib.blake2b(str(path).encode(), digest_size=6).hexdigest()}::"
+    return CouchbaseStore(service.url, service.username, service.password, service.bucket, prefix=prefix)
+
+
+BACKENDS = {"sqlite": sqlite_store, "couchbase": couchbase_store}
+MARKS = {"couchbase": [pytest.mark.couchbase]}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, [])) for name in sorted(BACKENDS)])
+async def make_store(request, tmp_path):
     """make_store() opens a store; calling it again opens another handle on the same data."""
     opened = []
 
     def make():
-        store = BACKENDS[request.param](tmp_path)
+        store = BACKENDS[request.param](tmp_path, request)
         opened.append(store)
         return store
 
     yield make
-    import asyncio
-
     for store in opened:
         try:
-            asyncio.run(store.close())
+            await store.close()
         except Exception:
             pass
 

@@ -100,8 +100,21 @@ class Store(Protocol):
 
 
 def open_store(url: str) -> Store:
-    """A store from its URL: ``sqlite:///PATH[?synchronous=normal|full|extra]`` (default full)."""
+    """A store from its URL: ``sqlite:///PATH[?synchronous=normal|full|extra]`` (default full), or
+    ``couchbase://HOST[,HOST...]?bucket=NAME[&scope=S&collection=C&prefix=P]`` with credentials in
+    ``WOJAK_COUCHBASE_USERNAME`` / ``WOJAK_COUCHBASE_PASSWORD`` (``couchbases://`` for TLS)."""
     parsed = urlparse(url)
+    if parsed.scheme in ("couchbase", "couchbases"):
+        import os
+
+        from wojak.engine.store._couchbase import from_url
+
+        username = os.environ.get("WOJAK_COUCHBASE_USERNAME", "")
+        password = os.environ.get("WOJAK_COUCHBASE_PASSWORD", "")
+        if not username or not password:
+            raise ValueError(f"WOJAK_STORE={url!r}: set WOJAK_COUCHBASE_USERNAME and WOJAK_COUCHBASE_PASSWORD")
+        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        return from_url(parsed, options, username, password)
     if parsed.scheme == "sqlite":
         from wojak.engine.store._sqlite import SQLiteStore
 
@@ -111,4 +124,4 @@ def open_store(url: str) -> Store:
         if parsed.netloc or not path:
             raise ValueError(f"WOJAK_STORE={url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
         return SQLiteStore(path, synchronous=options.get("synchronous", "full"))
-    raise ValueError(f"WOJAK_STORE={url!r}: unsupported scheme {parsed.scheme!r} (use sqlite:///PATH)")
+    raise ValueError(f"WOJAK_STORE={url!r}: unsupported scheme {parsed.scheme!r} (use sqlite:///PATH or couchbase://HOST?bucket=NAME)")
