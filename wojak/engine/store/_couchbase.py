@@ -249,7 +249,10 @@ class CouchbaseStore:
                         await cluster.close()
                     except Exception:  # noqa: BLE001 - already failing
                         pass
-                raise StoreUnavailable(f"couchbase {self.connstr} bucket {self.bucket_name!r}: {exc}") from exc
+                raise StoreUnavailable(
+                    f"couchbase {self.connstr} bucket {self.bucket_name!r}: cannot connect"
+                    f" ({type(exc).__name__}: {exc or 'no answer within ' + str(self.connect_timeout) + 's'})"
+                ) from exc
             self._cluster, self._coll, self._loop = cluster, coll, asyncio.get_running_loop()
             return coll
 

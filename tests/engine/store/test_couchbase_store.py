@@ -1,0 +1,382 @@
+"""Couchbase-specific store tests: replicas racing on one limit, crashes between writes,
+ambiguous writes, and the ``couchbase://`` URL. The contract suite covers the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from decimal import Decimal
+from urllib.parse import urlparse
+
+import pytest
+
+from wojak.engine.domain import Order, OrderEvent, OrderState
+from wojak.engine.store import Execution, StoreUnavailable, open_store
+from wojak.engine.store._couchbase import CouchbaseStore, from_url, resolve_ambiguous
+
+from tests.engine.store.test_store_contract import approve, fill, order
+
+
+@pytest.fixture
+async def handles(request):
+    """``handles(n)``: n independent stores ("replicas") on one fresh key prefix."""
+    service = request.getfixturevalue("couchbase_service")
+    prefix = f"cbt-{uuid.uuid4().hex[:12]}::"
+    opened: list[CouchbaseStore] = []
+
+    def make(n: int = 1, **kw) -> list[CouchbaseStore]:
+        stores = [CouchbaseStore(service.url, service.username, service.password, service.bucket, prefix=prefix, **kw)
+                  for _ in range(n)]  # fmt: skip
+        opened.extend(stores)
+        return stores
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+class Crash(Exception):
+    """Stands for the process dying between two writes."""
+
+
+def limit_decide(limit: Decimal):
+    def decide(o: Order, position):
+        if position.worst_case(o.signed_quantity) > limit:
+            o.apply(OrderEvent.DENIED)
+            o.reason = "max_position"
+        else:
+            o.apply(OrderEvent.SUBMITTED)
+        return None
+
+    return decide
+
+
+@pytest.mark.couchbase
+async def test_two_replicas_admitting_concurrently_never_exceed_the_limit(handles):
+    a, b = handles(2)
+    limit = Decimal(30)
+    decide = limit_decide(limit)
+
+    async def one(store, i):
+        return (await store.admit([order(f"r{i}", quantity="1")], decide))[0][0]
+
+    results = await asyncio.gather(*(one(a if i % 2 else b, i) for i in range(100)))
+    admitted = [o for o in results if o.state is OrderState.PENDING]
+    assert len(admitted) == 30 and sum(o.state is OrderState.DENIED for o in results) == 70
+    position = await a.get_position("acct", "SYM")
+    assert position.pending_buy == limit and position.quantity == 0
+
+    # fills from both replicas at once, racing further admits: still within the limit
+    fills = [store.record([fill(o, "1")]) for store, o in zip([a, b] * 15, admitted[:10])]
+    more = [one(b if i % 2 else a, i) for i in range(100, 120)]
+    extra = await asyncio.gather(*fills, *more)
+    assert all(o.state is OrderState.DENIED for o in extra[10:])
+    position = await b.get_position("acct", "SYM")
+    assert position.quantity == Decimal(10) and position.pending_buy == Decimal(20)
+    assert position.quantity + position.pending_buy <= limit
+    assert len(await a.list_trades(limit=1000)) == 10
+    assert len(await b.pending_orders()) == 20
+
+
+@pytest.mark.couchbase
+async def test_the_same_order_from_two_replicas_is_admitted_and_reserved_once(handles):
+    a, b = handles(2)
+    results = await asyncio.gather(*(s.admit([order("same")], approve) for s in (a, b, a, b)))
+    assert sorted(existed for [(_, existed)] in results) == [False, True, True, True]
+    assert (await a.get_position("acct", "SYM")).pending_buy == Decimal(10)
+
+
+@pytest.mark.couchbase
+async def test_a_crash_between_reservation_and_order_insert_does_not_double_reserve(handles, monkeypatch):
+    [crashing] = handles(1)
+    real_insert = CouchbaseStore._insert
+
+    async def insert(self, key, doc):
+        if key.startswith("order::"):
+            raise Crash
+        return await real_insert(self, key, doc)
+
+    monkeypatch.setattr(CouchbaseStore, "_insert", insert)
+    with pytest.raises(Crash):
+        await crashing.admit([order("c1")], approve)
+    monkeypatch.undo()
+    [again] = handles(1)
+    assert (await again.get_position("acct", "SYM")).pending_buy == Decimal(10)  # conservative meanwhile
+    seen = []
+    [(record, existed)] = await again.admit([order("c1")], lambda o, p: seen.append(p.pending_buy) or approve(o, p))
+    assert not existed and record.state is OrderState.PENDING
+    assert seen == [0]  # decide does not count the crashed attempt's reservation of the same order
+    assert (await again.get_position("acct", "SYM")).pending_buy == Decimal(10)
+
+
+@pytest.mark.couchbase
+async def test_a_denied_retry_after_a_crash_releases_the_stale_reservation(handles, monkeypatch):
+    [crashing] = handles(1)
+    real_insert = CouchbaseStore._insert
+
+    async def insert(self, key, doc):
+        if key.startswith("order::"):
+            raise Crash
+        return await real_insert(self, key, doc)
+
+    monkeypatch.setattr(CouchbaseStore, "_insert", insert)
+    with pytest.raises(Crash):
+        await crashing.admit([order("c1")], approve)
+    monkeypatch.undo()
+    [again] = handles(1)
+    [(record, _)] = await again.admit([order("c1")], limit_decide(Decimal(5)))
+    assert record.state is OrderState.DENIED
+    assert (await again.get_position("acct", "SYM")).pending_buy == 0
+    assert await again.pending_orders() == []
+
+
+@pytest.mark.couchbase
+async def test_orphan_reservations_are_dropped_by_the_recovery_scan_once_old(handles, monkeypatch):
+    [crashing] = handles(1)
+    real_insert = CouchbaseStore._insert
+
+    async def insert(self, key, doc):
+        if key.startswith("order::"):
+            raise Crash
+        return await real_insert(self, key, doc)
+
+    monkeypatch.setattr(CouchbaseStore, "_insert", insert)
+    with pytest.raises(Crash):
+        await crashing.admit([order("gone")], approve)
+    monkeypatch.undo()
+    [young] = handles(1)
+    assert await young.pending_orders() == []
+    assert (await young.get_position("acct", "SYM")).pending_buy == Decimal(10)  # may still be in flight
+    [old] = handles(1, orphan_after=0.0)
+    await asyncio.sleep(0.01)
+    assert await old.pending_orders() == []
+    assert (await old.get_position("acct", "SYM")).pending_buy == 0
+
+
+@pytest.mark.couchbase
+@pytest.mark.parametrize("crash_in", ["trade", "position", "clear"])
+async def test_a_crash_after_the_order_commit_is_rolled_forward_exactly_once(handles, monkeypatch, crash_in):
+    [store] = handles(1)
+    [(o, _)] = await store.admit([order()], approve)
+    real_insert, real_cas_loop = CouchbaseStore._insert, CouchbaseStore._cas_loop
+
+    async def insert(self, key, doc):
+        if crash_in == "trade" and key.startswith("trade::"):
+            raise Crash
+        return await real_insert(self, key, doc)
+
+    async def cas_loop(self, key, change):
+        await real_cas_loop(self, key, change)
+        if (crash_in == "position" and key.startswith("pos::")) or (crash_in == "clear" and key.startswith("order::")):
+            raise Crash  # the write landed; the process died right after
+
+    monkeypatch.setattr(CouchbaseStore, "_insert", insert)
+    monkeypatch.setattr(CouchbaseStore, "_cas_loop", cas_loop)
+    execution = fill(o, "10", "101")
+    with pytest.raises(Crash):
+        await store.record([execution])
+    monkeypatch.undo()
+
+    [restarted] = handles(1)
+    assert (await restarted.get_order("c1")).state is OrderState.FILLED  # committed
+    assert await restarted.pending_orders() == []  # the recovery scan rolls the effect forward
+    for _ in range(2):  # a replayed outcome is refused, and applies nothing twice
+        replay = Execution(o, OrderState.PENDING, Decimal(10), Decimal(101), Decimal(10))
+        await restarted.record([replay])
+        assert not replay.applied
+        assert await restarted.pending_orders() == []
+    position = await restarted.get_position("acct", "SYM")
+    assert position.quantity == Decimal(10) and position.pending_buy == 0 and position.average_price == Decimal(101)
+    trades = await restarted.list_trades()
+    assert [(t.trade_id, t.quantity) for t in trades] == [("c1#1", Decimal(10))]
+
+
+@pytest.mark.couchbase
+async def test_the_next_record_of_an_order_rolls_its_earlier_outcome_forward_first(handles, monkeypatch):
+    [store] = handles(1)
+    [(o, _)] = await store.admit([order()], approve)
+
+    async def roll_forward(self, doc):
+        raise Crash
+
+    monkeypatch.setattr(CouchbaseStore, "_roll_forward", roll_forward)
+    with pytest.raises(Crash):
+        await store.record([fill(o, "4", "100", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)])
+    monkeypatch.undo()
+    second = fill(o, "10", "102", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)
+    await store.record([second])
+    assert second.applied
+    position = await store.get_position("acct", "SYM")
+    assert position.quantity == Decimal(10) and position.pending_buy == 0
+    assert sorted((t.trade_id, t.quantity) for t in await store.list_trades(client_order_id="c1")) == [
+        ("c1#1", Decimal(4)), ("c1#2", Decimal(6))]  # fmt: skip
+
+
+@pytest.mark.couchbase
+async def test_an_escalation_counts_only_once_its_order_is_recorded(handles, monkeypatch):
+    [store] = handles(1)
+
+    def escalate(o, p):
+        o.apply(OrderEvent.ESCALATED)
+        return {"why": "limit"}
+
+    real_insert = CouchbaseStore._insert
+
+    async def insert(self, key, doc):
+        if key.startswith("order::"):
+            raise Crash
+        return await real_insert(self, key, doc)
+
+    monkeypatch.setattr(CouchbaseStore, "_insert", insert)
+    with pytest.raises(Crash):
+        await store.admit([order("e1")], escalate)
+    monkeypatch.undo()
+    assert await store.undelivered_escalations() == []  # outbox written, order not: not yet
+    await store.admit([order("e1")], escalate)
+    [esc] = await store.undelivered_escalations()
+    assert esc["key"] == "esc:e1" and esc["payload"] == {"why": "limit"}
+
+
+# -- ambiguous writes, with a fake collection -----------------------------------------
+
+
+class FakeResult:
+    def __init__(self, value, cas):
+        self.content_as = {dict: value}
+        self.cas = cas
+
+
+class FakeCollection:
+    """Dict-backed KV; the first ``ambiguous`` writes time out ambiguously, after landing or not."""
+
+    def __init__(self, ambiguous: int, lands: bool):
+        import couchbase.exceptions as exc
+
+        self.exc = exc
+        self.docs: dict[str, tuple[dict, int]] = {}
+        self.ambiguous, self.lands, self.writes = ambiguous, lands, 0
+
+    def _write(self, key, value):
+        self.writes += 1
+        landed = not self.ambiguous or self.lands
+        if landed:
+            self.docs[key] = (dict(value), self.docs.get(key, ({}, 0))[1] + 1)
+        if self.ambiguous:
+            self.ambiguous -= 1
+            raise self.exc.AmbiguousTimeoutException(message="ambiguous")
+
+    async def get(self, key):
+        if key not in self.docs:
+            raise self.exc.DocumentNotFoundException(message=key)
+        value, cas = self.docs[key]
+        return FakeResult(dict(value), cas)
+
+    async def insert(self, key, value):
+        if key in self.docs:
+            raise self.exc.DocumentExistsException(message=key)
+        self._write(key, value)
+
+    async def replace(self, key, value, options):
+        if key not in self.docs:
+            raise self.exc.DocumentNotFoundException(message=key)
+        if self.docs[key][1] != options["cas"]:
+            raise self.exc.CasMismatchException(message=key)
+        self._write(key, value)
+
+
+def fake_store(coll: FakeCollection) -> CouchbaseStore:
+    store = CouchbaseStore("couchbase://fake", "u", "p", "b")
+    store._coll = coll
+    return store
+
+
+async def test_resolve_ambiguous_reads_the_document_back():
+    docs = {"mine": {"_w": "t1"}, "theirs": {"_w": "t2"}}
+
+    async def get(key):
+        return docs.get(key)
+
+    assert await resolve_ambiguous(get, "mine", "t1") == "applied"
+    assert await resolve_ambiguous(get, "theirs", "t1") == "other"
+    assert await resolve_ambiguous(get, "missing", "t1") == "absent"
+
+
+@pytest.mark.parametrize("lands", [True, False])
+async def test_an_ambiguous_insert_is_looked_up_never_blindly_rewritten(lands):
+    coll = FakeCollection(ambiguous=1, lands=lands)
+    store = fake_store(coll)
+    assert await store._insert("k", {"a": 1}) is True
+    assert coll.writes == (1 if lands else 2)  # landed: no second write; not landed: one retry
+    assert coll.docs["k"][0]["a"] == 1
+
+
+async def test_an_ambiguous_insert_that_lost_to_another_writer_reports_existing():
+    coll = FakeCollection(ambiguous=0, lands=True)
+    coll.docs["k"] = ({"_w": "someone-else"}, 1)
+    assert await fake_store(coll)._insert("k", {"a": 1}) is False
+
+
+@pytest.mark.parametrize("lands", [True, False])
+async def test_an_ambiguous_cas_replace_is_looked_up(lands):
+    coll = FakeCollection(ambiguous=1, lands=lands)
+    coll.docs["k"] = ({"v": 0}, 7)
+    store = fake_store(coll)
+    assert await store._replace("k", {"v": 1}, 7) is True
+    assert coll.writes == (1 if lands else 2) and coll.docs["k"][0]["v"] == 1
+
+
+async def test_an_ambiguous_replace_after_another_writer_changed_the_doc_is_a_lost_race():
+    coll = FakeCollection(ambiguous=1, lands=False)
+    coll.docs["k"] = ({"v": 0}, 7)
+    store = fake_store(coll)
+    real_get = coll.get
+
+    async def get(key):  # another writer moved the doc while our write was in doubt
+        coll.docs["k"] = ({"v": "theirs"}, 8)
+        return await real_get(key)
+
+    coll.get = get
+    assert await store._replace("k", {"v": 1}, 7) is False
+    assert coll.docs["k"][0]["v"] == "theirs"
+
+
+async def test_writes_that_stay_ambiguous_become_store_unavailable():
+    store = fake_store(FakeCollection(ambiguous=100, lands=False))
+    with pytest.raises(StoreUnavailable):
+        await store._insert("k", {"a": 1})
+
+
+# -- connection and URLs ----------------------------------------------------------------
+
+
+async def test_an_unreachable_cluster_is_store_unavailable_within_the_timeout():
+    store = CouchbaseStore("couchbase://127.0.0.1:1", "u", "p", "default", connect_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="cannot connect"):
+        await store.get_order("x")
+    assert time.monotonic() - started < 10
+    await store.close()
+
+
+def test_open_store_couchbase_urls(monkeypatch):
+    monkeypatch.delenv("WOJAK_COUCHBASE_USERNAME", raising=False)
+    monkeypatch.delenv("WOJAK_COUCHBASE_PASSWORD", raising=False)
+    with pytest.raises(ValueError, match="WOJAK_COUCHBASE_USERNAME and WOJAK_COUCHBASE_PASSWORD"):
+        open_store("couchbase://h?bucket=b")
+    monkeypatch.setenv("WOJAK_COUCHBASE_USERNAME", "u")
+    monkeypatch.setenv("WOJAK_COUCHBASE_PASSWORD", "p")
+    store = open_store("couchbase://h1,h2:11210?bucket=b&scope=s&collection=c&prefix=t1::&network=external")
+    assert isinstance(store, CouchbaseStore)
+    assert (store.connstr, store.bucket_name, store.scope_name, store.collection_name, store.prefix) == (
+        "couchbase://h1,h2:11210?network=external", "b", "s", "c", "t1::")  # fmt: skip
+    for bad in ("couchbase://h", "couchbase://?bucket=b"):
+        with pytest.raises(ValueError, match="WOJAK_STORE"):
+            open_store(bad)
+
+
+def test_a_missing_sdk_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "acouchbase.cluster", None)
+    with pytest.raises(ImportError, match=r"pip install 'wojak\[couchbase\]'"):
+        from_url(urlparse("couchbase://h?bucket=b"), {"bucket": "b"}, "u", "p")
