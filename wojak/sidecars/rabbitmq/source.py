@@ -68,6 +68,21 @@ def _detail(detail: Any) -> str:
     return raw.decode()
 
 
+async def declare_topology(channel: Any, cfg: RabbitMQSidecarConfig) -> tuple[Any, Any, Any]:
+    """Declare (idempotently) the queue, its DLX and DLQ, and the reply exchange; return them."""
+    dlx = await channel.declare_exchange(cfg.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+    dlq = await channel.declare_queue(cfg.dead_letter_queue, durable=True)
+    await dlq.bind(dlx, routing_key=cfg.dead_letter_queue)
+    queue = await channel.declare_queue(
+        cfg.queue, durable=True,
+        arguments={"x-dead-letter-exchange": cfg.dead_letter_exchange, "x-dead-letter-routing-key": cfg.dead_letter_queue},
+    )  # fmt: skip
+    reply = None
+    if cfg.reply_exchange:
+        reply = await channel.declare_exchange(cfg.reply_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    return queue, dlx, reply
+
+
 class RabbitMQMessage(SourceMessage):
     def __init__(self, source: "RabbitMQSource", incoming: AbstractIncomingMessage) -> None:
         self._source = source
@@ -142,17 +157,7 @@ class RabbitMQSource(Source):
         await channel.set_qos(prefetch_count=self.config.prefetch)
         cfg = self.config
         if cfg.declare_topology:
-            self._dlx = await channel.declare_exchange(cfg.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
-            dlq = await channel.declare_queue(cfg.dead_letter_queue, durable=True)
-            await dlq.bind(self._dlx, routing_key=cfg.dead_letter_queue)
-            self._queue = await channel.declare_queue(
-                cfg.queue, durable=True,
-                arguments={"x-dead-letter-exchange": cfg.dead_letter_exchange, "x-dead-letter-routing-key": cfg.dead_letter_queue},
-            )  # fmt: skip
-            if cfg.reply_exchange:
-                self._reply_exchange = await channel.declare_exchange(
-                    cfg.reply_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-                )
+            self._queue, self._dlx, self._reply_exchange = await declare_topology(channel, cfg)
         else:
             self._dlx = await channel.get_exchange(cfg.dead_letter_exchange, ensure=True)
             self._queue = await channel.get_queue(cfg.queue, ensure=True)
