@@ -22,6 +22,7 @@ from wojak.engine.protocol._orders import (
     validate_order,
     validate_tick,
 )
+from wojak.engine.protocol._zmq import LoopSocket
 from wojak.engine.protocol._verdicts import ORDER_VERDICTS, Settlement, Verdict, settlement_for
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "ORDER_VERDICTS",
     "PROTOCOL_VERSION",
     "FieldError",
+    "LoopSocket",
     "MessageType",
     "ProtocolError",
     "Settlement",

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import zmq
-import zmq.asyncio
 
 from wojak.engine._faults import crash_point
 from wojak.engine.protocol import (
     PROTOCOL_VERSION,
+    LoopSocket,
     MessageType,
     ProtocolError,
     Verdict,
@@ -108,7 +108,7 @@ class EngineServer:
         self._queue: collections.deque[tuple[bytes, Any, MessageType, dict[str, Any]]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._processing = 0
-        self._ctx = zmq.asyncio.Context()
+        self._ctx = zmq.Context()
         self._lock_fd: int | None = None
 
     async def serve(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
@@ -123,16 +123,17 @@ class EngineServer:
             sock.bind(f"ipc://{self.path}")
         finally:
             os.umask(old_umask)
-        self._sock = sock
-        self._sync = zmq.Socket.shadow(sock.underlying)
+        self._sock = LoopSocket(sock, self._dispatch, burst=self.max_batch)
+        self._sock.start()
         log.info("engine listening on ipc://%s", self.path)
         if ready:
             ready()
         processor = asyncio.create_task(self._process(), name="wojak-engine-processor")
         try:
-            await self._receive(stop)
+            await stop.wait()
+            self._sock.stop()  # accept nothing new; finish what was accepted
             self._wakeup.set()
-            while self._queue or self._processing:  # drain: finish what was accepted
+            while self._queue or self._processing:
                 await asyncio.sleep(0.005)
         finally:
             processor.cancel()
@@ -140,6 +141,7 @@ class EngineServer:
                 await processor
             except asyncio.CancelledError:
                 pass
+            self._sock.stop()
             sock.close(linger=2000)
             self.path.unlink(missing_ok=True)
             if self._lock_fd is not None:
@@ -150,40 +152,13 @@ class EngineServer:
     def _send(self, identity: bytes, request_id: Any, reply: dict[str, Any]) -> None:
         reply["request_id"] = request_id
         try:
-            self._sync.send_multipart([identity, PROTOCOL_VERSION, _REPLY, encode_body(reply)], zmq.NOBLOCK)
+            self._sock.send([identity, PROTOCOL_VERSION, _REPLY, encode_body(reply)])
         except zmq.ZMQError as exc:
             if exc.errno not in (errno.EHOSTUNREACH, zmq.EHOSTUNREACH):
                 raise
             if self.metrics is not None:
                 self.metrics.undeliverable.inc()
             log.debug("reply %r undeliverable: requester gone", request_id)
-
-    async def _receive(self, stop: asyncio.Event) -> None:
-        sync = self._sync
-        metrics = self.metrics
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            while not stop.is_set():
-                poll = asyncio.ensure_future(self._sock.poll(1000, zmq.POLLIN))
-                await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not poll.done():
-                    poll.cancel()
-                    break
-                received = 0
-                while received < self.max_inflight:
-                    try:
-                        frames = sync.recv_multipart(zmq.NOBLOCK, copy=True)
-                    except zmq.Again:
-                        break
-                    received += 1
-                    self._dispatch(frames)
-                if received:
-                    if metrics is not None:
-                        metrics.inflight.set(len(self._queue) + self._processing)
-                    self._wakeup.set()
-                    await asyncio.sleep(0)
-        finally:
-            stopping.cancel()
 
     def _dispatch(self, frames: list[bytes]) -> None:
         identity = frames[0]
@@ -203,6 +178,7 @@ class EngineServer:
             self._send(identity, request_id, {"verdict": Verdict.RETRY.value, "reason": "overloaded", "retry_after": 0.05})
             return
         self._queue.append((identity, request_id, kind, body))
+        self._wakeup.set()
 
     async def _process(self) -> None:
         queue = self._queue
@@ -213,6 +189,8 @@ class EngineServer:
                 n = min(len(queue), self.max_batch)
                 batch = [queue.popleft() for _ in range(n)]
                 self._processing = n
+                if self.metrics is not None:
+                    self.metrics.inflight.set(len(queue) + n)
                 try:
                     replies = await self.handle_batch([(kind, body) for _, _, kind, body in batch])
                 except Exception:  # a bug must not kill the engine: answer retry, keep serving

@@ -13,9 +13,8 @@ import logging
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
-from wojak.engine.protocol import MessageType, ProtocolError, Verdict, decode_frames, encode_frames
+from wojak.engine.protocol import LoopSocket, MessageType, ProtocolError, Verdict, decode_frames, encode_frames
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +30,8 @@ class EngineClient:
         self._window = asyncio.Semaphore(window)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._ctx: zmq.asyncio.Context | None = None
-        self._sock: zmq.asyncio.Socket | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._ctx: zmq.Context | None = None
+        self._sock: LoopSocket | None = None
 
     async def __aenter__(self) -> "EngineClient":
         self.connect()
@@ -43,46 +41,38 @@ class EngineClient:
         await self.close()
 
     def connect(self) -> None:
-        self._ctx = zmq.asyncio.Context()
+        self._ctx = zmq.Context()
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for an engine that is not there
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RECONNECT_IVL, 50)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         sock.connect(self.endpoint)
-        self._sock = sock
-        self._reader = asyncio.create_task(self._read(), name="wojak-engine-client-reader")
+        self._sock = LoopSocket(sock, self._on_reply)
+        self._sock.start()
 
     async def close(self) -> None:
-        if self._reader:
-            self._reader.cancel()
-            try:
-                await self._reader
-            except asyncio.CancelledError:
-                pass
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_result(_retry("client_closed"))
         self._pending.clear()
         if self._sock is not None:
-            self._sock.close(linger=0)
+            self._sock.stop()
+            self._sock.sock.close(linger=0)
+            self._sock = None
         if self._ctx is not None:
             self._ctx.term()
+            self._ctx = None
 
-    async def _read(self) -> None:
-        assert self._sock is not None
-        recv = self._sock.recv_multipart
-        pending = self._pending
-        while True:
-            frames = await recv()
-            try:
-                _, body = decode_frames(frames)
-            except ProtocolError as exc:
-                log.error("engine sent a malformed reply: %s", exc)
-                continue
-            fut = pending.pop(body.get("request_id"), None)  # type: ignore[arg-type]
-            if fut is not None and not fut.done():
-                fut.set_result(body)
+    def _on_reply(self, frames: list[bytes]) -> None:
+        try:
+            _, body = decode_frames(frames)
+        except ProtocolError as exc:
+            log.error("engine sent a malformed reply: %s", exc)
+            return
+        fut = self._pending.pop(body.get("request_id"), None)  # type: ignore[arg-type]
+        if fut is not None and not fut.done():
+            fut.set_result(body)
 
     def _expire(self, request_id: int) -> None:
         fut = self._pending.pop(request_id, None)
@@ -102,11 +92,9 @@ class EngineClient:
             deadline = self.deadline if deadline is None else deadline
             frames = encode_frames(kind, body)
             try:
-                await self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
-            except zmq.Again:  # no engine connected (yet): wait for one, within the deadline
-                try:
-                    await asyncio.wait_for(self._sock.send_multipart(frames), deadline)
-                except asyncio.TimeoutError:
+                self._sock.send(frames)
+            except zmq.Again:  # no engine connected (yet): wait for one within the deadline
+                if not await self._sock.send_within(frames, deadline):
                     self._pending.pop(request_id, None)
                     return _retry("engine_unavailable")
             timer = loop.call_later(deadline, self._expire, request_id)

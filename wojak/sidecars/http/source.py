@@ -66,17 +66,22 @@ def _unprocessable(errors: list[FieldError], data: Any = None) -> Response:
         item: dict[str, Any] = {"type": e.code, "loc": ["body"] if e.field == "body" else ["body", e.field], "msg": e.reason}
         if isinstance(data, dict) and e.field in data:
             value = data[e.field]
-            item["input"] = value if isinstance(value, (str, int, bool)) and len(str(value)) <= 128 else repr(value)[:128]
+            small = isinstance(value, (str, bool)) or (isinstance(value, int) and -(2**63) <= value < 2**63)
+            item["input"] = value if small and len(str(value)) <= 128 else repr(value)[:128]
         detail.append(item)
     return _json({"detail": detail}, 422)
 
 
 def _parse(body: bytes) -> tuple[Any, Response | None]:
     try:
-        return orjson.loads(body), None
+        data = orjson.loads(body)
+        # orjson reads integers past 64 bits as floats; re-read such bodies exactly so a
+        # huge integer is reported as too large, not as a float
+        if not (isinstance(data, dict) and any(type(v) is float for v in data.values())):
+            return data, None
     except orjson.JSONDecodeError:
         pass
-    try:  # orjson refuses integers past 64 bits; the stdlib parses them so the field can be named
+    try:
         return json.loads(body), None
     except (ValueError, RecursionError) as exc:
         return None, _json({"detail": [{"type": "json_invalid", "loc": ["body"], "msg": f"invalid JSON: {exc}"}]}, 422)
