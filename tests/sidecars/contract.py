@@ -385,7 +385,7 @@ class SidecarContract(abc.ABC):
     async def test_sigterm_drains_the_sidecar_process(self, engine):
         if not self.cli_name:
             pytest.skip("this sidecar has no CLI entry")  # pragma: no cover
-        total = 300
+        total = 1000
         await self.publish_many([(dumps(order(f"term-{i}", account=f"acct-{i % 8}")), None) for i in range(total)])
         port = free_port()
         env = {**os.environ, **self.sidecar_env(), "WOJAK_ENGINE_SOCKET": str(engine.socket),
@@ -412,6 +412,7 @@ class SidecarContract(abc.ABC):
         executed = ledger(engine)
         assert set(executed.values()) <= {1}
         await eventually(lambda: self._pending_is(total - len(executed)), what="unprocessed messages back in the queue")
+        print(f"\nSIGTERM after {len(executed)} of {total} executed; exit {code}; the rest requeued")
         async with self.sidecar(engine):
             await self.settle_all(engine, total)
         assert ledger(engine) == {f"term-{i}": 1 for i in range(total)}

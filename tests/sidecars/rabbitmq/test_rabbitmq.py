@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -77,6 +78,10 @@ class TestRabbitMQ(SidecarContract):
 
     async def publish(self, body: bytes, *, message_id: str | None = None) -> None:
         await self.rabbit.publish(body, message_id)
+
+    async def publish_many(self, bodies: list[tuple[bytes, str | None]]) -> None:
+        for chunk in range(0, len(bodies), 250):  # publisher confirms, 250 outstanding at a time
+            await asyncio.gather(*(self.rabbit.publish(b, m) for b, m in bodies[chunk : chunk + 250]))
 
     async def dead_letters(self) -> list[DeadLetter]:
         return await self.rabbit.dead_letters()
