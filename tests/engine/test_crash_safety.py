@@ -100,14 +100,14 @@ def test_random_kill_9_under_load_loses_nothing_and_doubles_nothing(engine_facto
     SIGKILLed at random moments. Every order ends answered, executed once, recorded once."""
     engine = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="0.8")
     engine.request(MessageType.TICK, {"tick": TICK})
-    orders = [order(i, account=f"acct-{i % 7}") for i in range(600)]
+    orders = [order(i, account=f"acct-{i % 7}") for i in range(800)]
     stop = threading.Event()
     kills = []
     rng = random.Random(7)
 
     def killer():
         while not stop.is_set() and len(kills) < 4:
-            time.sleep(rng.uniform(0.2, 0.6))
+            time.sleep(rng.uniform(0.1, 0.5))
             if stop.is_set():
                 break
             engine.kill()
@@ -117,7 +117,8 @@ def test_random_kill_9_under_load_loses_nothing_and_doubles_nothing(engine_facto
     async def drive():
         answered: dict[str, dict] = {}
         async with EngineClient(str(engine.socket), deadline=1.0, window=64) as client:
-            async def one(o):
+            async def one(i, o):
+                await asyncio.sleep(i * 0.003)  # spread over ~2.4 s so the kills land mid-stream
                 while True:
                     reply = await client.submit_order(dict(o))
                     if reply["verdict"] != "retry":
@@ -125,7 +126,7 @@ def test_random_kill_9_under_load_loses_nothing_and_doubles_nothing(engine_facto
                         return
                     await asyncio.sleep(0.05)
 
-            await asyncio.gather(*[one(o) for o in orders])
+            await asyncio.gather(*[one(i, o) for i, o in enumerate(orders)])
         return answered
 
     thread = threading.Thread(target=killer)

@@ -52,19 +52,23 @@ class LoopSocket:
             self.on_message(frames)
         self._schedule()  # more may be waiting: yield to the loop, then continue
 
-    def _recheck(self) -> None:
+    def recheck(self) -> None:
         try:
             if self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 self._schedule()
         except zmq.ZMQError:
             pass
 
-    def send(self, frames: list[bytes]) -> None:
-        """Send now; raises ``zmq.Again`` when it cannot (no peer, or high-water mark)."""
+    def send(self, frames: list[bytes], recheck: bool = True) -> None:
+        """Send now; raises ``zmq.Again`` when it cannot (no peer, or high-water mark).
+
+        ``recheck=False`` is for a burst of sends: call ``recheck()`` once after it.
+        """
         try:
             self.sock.send_multipart(frames, zmq.NOBLOCK)
         finally:
-            self._recheck()
+            if recheck:
+                self.recheck()
 
     async def send_within(self, frames: list[bytes], timeout: float) -> bool:
         """Send, waiting up to ``timeout`` for a peer to appear; False if none did."""

@@ -133,7 +133,7 @@ class SQLiteStore:
                     f"{_SELECT_ORDER} WHERE client_order_id IN ({','.join('?' * len(chunk))})", chunk
                 ).fetchall()
                 existing.update((r[0], _order_from_row(r)) for r in rows)
-            positions: dict[tuple[str, str], Position] = {}
+            positions = self._positions({(o.account, o.symbol) for o in orders if o.client_order_id not in existing})
             dirty: dict[tuple[str, str], Position] = {}
             new_rows, outbox, results = [], [], []
             now = time.time()
@@ -143,9 +143,7 @@ class SQLiteStore:
                     results.append((found, True))
                     continue
                 key = (order.account, order.symbol)
-                position = positions.get(key)
-                if position is None:
-                    position = positions[key] = self._position(order.account, order.symbol)
+                position = positions[key]
                 order.created_at = order.updated_at = now
                 escalation = decide(order, position)
                 if order.state is OrderState.PENDING:
@@ -170,41 +168,60 @@ class SQLiteStore:
     async def record(self, executions: list[Execution]) -> None:
         db = self._tx()
         try:
-            positions: dict[tuple[str, str], Position] = {}
-            trades = []
+            states: dict[str, str] = {}
+            ids = list({ex.order.client_order_id for ex in executions})
+            for chunk in _chunks(ids, 500):
+                states.update(db.execute(
+                    f"SELECT client_order_id, state FROM orders WHERE client_order_id IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall())  # fmt: skip
+            positions = self._positions({(ex.order.account, ex.order.symbol) for ex in executions})
+            updates, trades = [], []
             now = time.time()
             for ex in executions:
                 o = ex.order
-                o.updated_at = now
-                changed = db.execute(
-                    "UPDATE orders SET state=?, filled_quantity=?, average_price=?, venue_order_id=?, reason=?,"
-                    " updated_at=? WHERE client_order_id=? AND state=?",
-                    (o.state.value, str(o.filled_quantity), _s(o.average_price), o.venue_order_id, o.reason,
-                     now, o.client_order_id, ex.expected_state.value),
-                ).rowcount  # fmt: skip
-                ex.applied = changed == 1
+                # compare-and-set inside the write transaction: apply only to the state the caller saw
+                ex.applied = states.get(o.client_order_id) == ex.expected_state.value
                 if not ex.applied:
                     continue
-                key = (o.account, o.symbol)
-                position = positions.get(key)
-                if position is None:
-                    position = positions[key] = self._position(o.account, o.symbol)
+                states[o.client_order_id] = o.state.value
+                o.updated_at = now
+                updates.append((o.state.value, str(o.filled_quantity), _s(o.average_price), o.venue_order_id,
+                                o.reason, now, o.client_order_id))  # fmt: skip
+                position = positions[(o.account, o.symbol)]
                 if ex.fill_quantity > 0 and ex.fill_price is not None:
                     signed = ex.fill_quantity if o.side is Side.BUY else -ex.fill_quantity
                     position.fill(signed, ex.fill_price, ex.multiplier)
-                    seq = db.execute("SELECT count(*) FROM trades WHERE client_order_id=?", (o.client_order_id,)).fetchone()[0]
-                    trades.append((f"{o.client_order_id}#{seq + 1}", o.client_order_id, o.account, o.symbol,
+                    # one trade per fill, named by the cumulative quantity it brought the order to
+                    trades.append((f"{o.client_order_id}#{o.filled_quantity}", o.client_order_id, o.account, o.symbol,
                                    o.side.value, str(ex.fill_quantity), str(ex.fill_price), o.venue_order_id, now))  # fmt: skip
                 if ex.release:
                     position.release(ex.release)
+            db.executemany(
+                "UPDATE orders SET state=?, filled_quantity=?, average_price=?, venue_order_id=?, reason=?, updated_at=?"
+                " WHERE client_order_id=?",
+                updates,
+            )
             if trades:
                 db.executemany("INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?)", trades)
-            if positions:
-                db.executemany(_UPSERT_POSITION, [_position_row(p) for p in positions.values()])
+            db.executemany(_UPSERT_POSITION, [_position_row(p) for p in positions.values()])
         except BaseException:
             db.execute("ROLLBACK")
             raise
         self._commit()
+
+    def _positions(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Position]:
+        """Positions for (account, symbol) keys in one query; absent ones start flat."""
+        found: dict[tuple[str, str], Position] = {}
+        flat = [k for pair in keys for k in pair]
+        for i in range(0, len(flat), 900):
+            part = flat[i : i + 900]
+            rows = self._db.execute(
+                f"SELECT * FROM positions WHERE (account, symbol) IN (VALUES {','.join(['(?,?)'] * (len(part) // 2))})",
+                part,
+            )
+            for r in rows:
+                found[(r[0], r[1])] = _position_from_row(r)
+        return {k: found.get(k) or Position(*k) for k in keys}
 
     def _position(self, account: str, symbol: str) -> Position:
         row = self._db.execute(

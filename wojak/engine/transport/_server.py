@@ -149,10 +149,10 @@ class EngineServer:
             self._ctx.term()
             log.info("engine stopped")
 
-    def _send(self, identity: bytes, request_id: Any, reply: dict[str, Any]) -> None:
+    def _send(self, identity: bytes, request_id: Any, reply: dict[str, Any], recheck: bool = True) -> None:
         reply["request_id"] = request_id
         try:
-            self._sock.send([identity, PROTOCOL_VERSION, _REPLY, encode_body(reply)])
+            self._sock.send([identity, PROTOCOL_VERSION, _REPLY, encode_body(reply)], recheck)
         except zmq.ZMQError as exc:
             if exc.errno not in (errno.EHOSTUNREACH, zmq.EHOSTUNREACH):
                 raise
@@ -197,7 +197,8 @@ class EngineServer:
                     log.exception("batch of %d failed; answering retry", n)
                     replies = [{"verdict": Verdict.RETRY.value, "reason": "engine_error", "retry_after": 1.0}] * n
                 for (identity, request_id, _, _), reply in zip(batch, replies):
-                    self._send(identity, request_id, dict(reply))
+                    self._send(identity, request_id, dict(reply), recheck=False)
+                self._sock.recheck()
                 crash_point("replied")
                 self._processing = 0
                 await asyncio.sleep(0)  # let the receiver drain: the next batch commits together

@@ -66,7 +66,7 @@ class Sandbox:
         self._seed = config.seed.encode()
         self._db: sqlite3.Connection | None = None
         if config.ledger:
-            self._db = sqlite3.connect(config.ledger, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(config.ledger, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
@@ -122,34 +122,46 @@ class Sandbox:
         reports = [self.outcome(o) for o in orders]
         if self._db is None:
             return reports
-        now = time.time()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            out = []
-            for report in reports:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            known = self._known([r["client_order_id"] for r in reports])
+            now = time.time()
+            fresh, again, out = {}, [], []
+            for report in reports:  # idempotent: the first outcome stands; resubmissions are counted
                 coid = report["client_order_id"]
-                row = self._db.execute("SELECT report FROM executions WHERE client_order_id=?", (coid,)).fetchone()
-                if row is None:
-                    self._db.execute(
-                        "INSERT INTO executions VALUES (?,?,1,?)", (coid, json.dumps(report), now)
-                    )
+                first = known.get(coid) or fresh.get(coid)
+                if first is None:
+                    fresh[coid] = report
                     out.append(report)
-                else:  # idempotent: the first outcome stands; count the resubmission
-                    self._db.execute(
-                        "UPDATE executions SET submissions=submissions+1 WHERE client_order_id=?", (coid,)
-                    )
-                    out.append(json.loads(row[0]))
+                else:
+                    again.append((coid,))
+                    out.append(first)
+            db.executemany("INSERT INTO executions VALUES (?,?,1,?)", [(c, json.dumps(r), now) for c, r in fresh.items()])
+            db.executemany("UPDATE executions SET submissions=submissions+1 WHERE client_order_id=?", again)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         return out
+
+    def _known(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        assert self._db is not None
+        known: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = self._db.execute(
+                f"SELECT client_order_id, report FROM executions WHERE client_order_id IN ({','.join('?' * len(part))})", part
+            )
+            known.update((c, json.loads(r)) for c, r in rows)
+        return known
 
     def _lookup(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self._db is None:
             return [self.outcome(o) for o in orders]
-        out = []
-        for order in orders:
-            coid = order["client_order_id"]
-            row = self._db.execute("SELECT report FROM executions WHERE client_order_id=?", (coid,)).fetchone()
-            out.append(json.loads(row[0]) if row else {"client_order_id": coid, "status": "not_found"})
-        return out
+        known = self._known([o["client_order_id"] for o in orders])
+        return [known.get(o["client_order_id"]) or {"client_order_id": o["client_order_id"], "status": "not_found"}
+                for o in orders]  # fmt: skip
 
     def _cancel(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []

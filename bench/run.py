@@ -1,0 +1,227 @@
+"""wojak benchmarks. Every figure is printed next to a baseline measured in the same run.
+
+    python bench/run.py                 # everything
+    python bench/run.py --only engine   # zmq baseline + engine
+    python bench/run.py --json out.json
+
+Sections:
+  engine  raw pyzmq DEALER/ROUTER round trip over ipc (bare echo) vs the full engine path
+          (validate, risk, SQLite, in-process sandbox), unloaded (one at a time) and pipelined.
+  http    wrk against a bare FastAPI endpoint returning a constant vs the wojak HTTP sidecar
+          + engine (two processes, like the pod): max throughput, then paced at ~1,000/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import free_port, process, progress, summary, wait_until, workdir  # noqa: E402
+from bench.zmq_client import Client, order_frames  # noqa: E402
+from wojak.engine.protocol import MessageType, encode_frames  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+KEY = "bench-key-0123456789abcdef"
+TICK = {"symbol": "NIFTY-FUT", "bid": "23999", "ask": "24001", "last": "24000"}
+
+
+def engine_env(tmp: Path, sock: Path, synchronous: str = "full") -> dict[str, str]:
+    return {
+        "WOJAK_ENGINE_SOCKET": str(sock),
+        "WOJAK_STORE": f"sqlite:///{tmp / 'wojak.sqlite'}?synchronous={synchronous}",
+        "WOJAK_VENUE": f"sandbox:?ledger={tmp / 'sandbox.sqlite'}",
+        "WOJAK_LOG_LEVEL": "WARNING",
+    }
+
+
+def start_engine(tmp: Path, sock: Path, synchronous: str):
+    ctx = process([PY, "-m", "wojak", "engine"], engine_env(tmp, sock, synchronous), tmp / "engine.log")
+    proc = ctx.__enter__()
+
+    def ready() -> bool:
+        c = Client(str(sock))
+        c.sock.setsockopt(__import__("zmq").RCVTIMEO, 300)
+        try:
+            c.call(encode_frames(MessageType.PING, {"request_id": 0}))
+            return True
+        except Exception:
+            return False
+        finally:
+            c.close()
+
+    wait_until(ready, what="engine")
+    return ctx, proc
+
+
+def bench_engine(args, results: dict) -> None:
+    with workdir() as tmp:
+        echo_sock = tmp / "echo.sock"
+        progress("raw pyzmq DEALER/ROUTER echo over ipc")
+        with process([PY, str(HERE / "zmq_echo.py"), str(echo_sock)]):
+            wait_until(echo_sock.exists, what="echo server")
+            client = Client(str(echo_sock))
+            frames = order_frames(args.unloaded + 200, "warm")
+            client.unloaded(frames[:200])
+            raw_lat = summary(client.unloaded(frames[200:]))
+            frames = order_frames(args.pipelined, "raw")
+            secs, _ = client.pipelined(frames, args.window)
+            raw_rate = len(frames) / secs
+            client.close()
+        results["zmq_raw"] = {"unloaded_us": {k: v * 1e6 for k, v in raw_lat.items()}, "pipelined_per_s": raw_rate}
+
+        for synchronous in args.synchronous:
+            progress(f"wojak engine (SQLite synchronous={synchronous}, in-process sandbox with ledger)")
+            sock = tmp / f"engine-{synchronous}" / "engine.sock"
+            data = tmp / f"data-{synchronous}"
+            data.mkdir()
+            ctx, _proc = start_engine(data, sock, synchronous)
+            try:
+                client = Client(str(sock))
+                client.call(encode_frames(MessageType.TICK, {"request_id": 0, "tick": TICK}))
+                client.unloaded(order_frames(200, "warm"))
+                lat = summary(client.unloaded(order_frames(args.unloaded, "unl")))
+                frames = order_frames(args.pipelined, "pip")
+                secs, replies = client.pipelined(frames, args.window)
+                verdicts: dict[str, int] = {}
+                for r in replies:
+                    verdicts[r.get("verdict")] = verdicts.get(r.get("verdict"), 0) + 1
+                metrics = client.call(encode_frames(MessageType.METRICS, {"request_id": 1}))
+                import msgpack
+
+                text = msgpack.unpackb(metrics[2])["text"]
+                client.close()
+            finally:
+                ctx.__exit__(None, None, None)
+            batches = re.search(r"wojak_engine_batch_size_count (\S+)", text)
+            sizes = re.search(r"wojak_engine_batch_size_sum (\S+)", text)
+            results[f"engine_{synchronous}"] = {
+                "unloaded_us": {k: v * 1e6 for k, v in lat.items()},
+                "pipelined_per_s": len(frames) / secs,
+                "verdicts": verdicts,
+                "mean_batch": float(sizes.group(1)) / float(batches.group(1)) if batches and sizes else None,
+            }
+
+
+def wrk(url: str, duration: int, connections: int, delay_ms: int, prefix: str) -> dict:
+    env = {**os.environ, "WOJAK_BENCH_KEY": KEY, "WOJAK_BENCH_PREFIX": prefix, "WOJAK_BENCH_DELAY_MS": str(delay_ms)}
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / "wrk_orders.lua"), url],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    line = next(l for l in out.stdout.splitlines() if l.startswith("WRKJSON "))
+    data = json.loads(line[8:])
+    data["per_s"] = data["requests"] / (data["duration_us"] / 1e6)
+    return data
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=0.5) as r:
+        return r.status == 200
+
+
+def bench_http(args, results: dict) -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench http needs wrk: apt-get install -y wrk")
+    with workdir() as tmp:
+        port = free_port()
+        progress("bare FastAPI endpoint (constant reply)")
+        with process([PY, str(HERE / "bare_app.py"), str(port)], log=tmp / "bare.log"):
+            wait_until(lambda: _port_open(port), what="bare app")
+            url = f"http://127.0.0.1:{port}/v1/orders"
+            wrk(url, 2, args.connections, 0, "warm")
+            bare = wrk(url, args.duration, args.connections, 0, "bare")
+            bare_paced = wrk(url, args.duration, 10, 10, "barepaced")
+        sock = tmp / "run" / "engine.sock"
+        port = free_port()
+        progress("wojak HTTP sidecar + engine (SQLite synchronous=full, sandbox with ledger)")
+        ctx, _ = start_engine(tmp, sock, "full")
+        try:
+            env = {"WOJAK_ENGINE_SOCKET": str(sock), "WOJAK_API_KEYS": KEY, "WOJAK_SIDECAR_PORT": str(port), "WOJAK_LOG_LEVEL": "WARNING"}
+            with process([PY, "-m", "wojak", "sidecar", "http"], env, tmp / "sidecar.log"):
+                base = f"http://127.0.0.1:{port}"
+                wait_until(lambda: http_ok(base + "/readyz"), what="HTTP sidecar")
+                req = urllib.request.Request(base + "/v1/ticks", data=json.dumps(TICK).encode(), method="POST",
+                                             headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})  # fmt: skip
+                urllib.request.urlopen(req).read()
+                wrk(base + "/v1/orders", 2, args.connections, 0, "warm")
+                full = wrk(base + "/v1/orders", args.duration, args.connections, 0, "max")
+                paced = wrk(base + "/v1/orders", args.duration, 10, 10, "paced")
+        finally:
+            ctx.__exit__(None, None, None)
+    results["http_bare"] = {"max": bare, "paced": bare_paced}
+    results["http_wojak"] = {"max": full, "paced": paced}
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def report(results: dict) -> None:
+    print("\nwojak benchmarks (same machine, same run)")
+    print(f"  machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    if "zmq_raw" in results:
+        raw = results["zmq_raw"]
+        print("\n  engine over ipc (one blocking DEALER client for both)")
+        print(f"    raw pyzmq echo    unloaded p50 {raw['unloaded_us']['p50']:7.1f} us  p99 {raw['unloaded_us']['p99']:7.1f} us"
+              f"   pipelined {raw['pipelined_per_s']:9,.0f} msg/s")  # fmt: skip
+        for key, r in results.items():
+            if not key.startswith("engine_"):
+                continue
+            ratio = r["unloaded_us"]["p50"] / raw["unloaded_us"]["p50"]
+            print(f"    {key:<17} unloaded p50 {r['unloaded_us']['p50']:7.1f} us  p99 {r['unloaded_us']['p99']:7.1f} us"
+                  f"   pipelined {r['pipelined_per_s']:9,.0f} orders/s   (mean batch {r['mean_batch'] or 0:.0f})")  # fmt: skip
+            print(f"    {'':<17} unloaded p50 = {ratio:.1f}x raw (target <= 6x);"
+                  f" pipelined = {r['pipelined_per_s'] / raw['pipelined_per_s']:.2f}x raw; target >= 20,000/s:"
+                  f" {'met' if r['pipelined_per_s'] >= 20000 else 'MISSED'}; verdicts {r['verdicts']}")  # fmt: skip
+    if "http_wojak" in results:
+        bare, full = results["http_bare"], results["http_wojak"]
+        share = full["max"]["per_s"] / bare["max"]["per_s"]
+        print("\n  HTTP end to end (wrk, 1 thread)")
+        for name, r in (("bare FastAPI", bare), ("wojak", full)):
+            m, p = r["max"], r["paced"]
+            print(f"    {name:<13} max {m['per_s']:8,.0f} req/s (p99 {m['p99_us'] / 1000:6.2f} ms, non-2xx {m['status_errors']})"
+                  f"   paced {p['per_s']:6,.0f} req/s: p50 {p['p50_us'] / 1000:5.2f} ms  p99 {p['p99_us'] / 1000:5.2f} ms")  # fmt: skip
+        print(f"    wojak = {share:.0%} of bare (target >= 50%); >= 3,000/s: {'met' if full['max']['per_s'] >= 3000 else 'MISSED'};"
+              f" p99 at ~1,000/s <= 10 ms: {'met' if full['paced']['p99_us'] <= 10000 else 'MISSED'}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["engine", "http"], action="append")
+    parser.add_argument("--unloaded", type=int, default=3000, help="sequential requests for latency")
+    parser.add_argument("--pipelined", type=int, default=60000, help="orders for the pipelined run")
+    parser.add_argument("--window", type=int, default=2000, help="requests in flight when pipelined")
+    parser.add_argument("--synchronous", action="append", help="SQLite synchronous mode(s) (default: full, normal)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    args.synchronous = args.synchronous or ["full", "normal"]
+    results: dict = {}
+    sections = args.only or ["engine", "http"]
+    if "engine" in sections:
+        bench_engine(args, results)
+    if "http" in sections:
+        bench_http(args, results)
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

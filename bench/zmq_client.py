@@ -1,0 +1,67 @@
+"""One blocking DEALER client used against both the bare echo ROUTER and the engine, so the
+ratio compares servers, not clients."""
+
+from __future__ import annotations
+
+import time
+
+import msgpack
+import zmq
+
+from wojak.engine.protocol import MessageType, encode_frames
+
+
+def order_frames(n: int, prefix: str, accounts: int = 100) -> list[list[bytes]]:
+    return [
+        encode_frames(MessageType.SUBMIT_ORDER, {"request_id": i, "order": {
+            "client_order_id": f"{prefix}-{i}", "account": f"acct-{i % accounts}", "symbol": "NIFTY-FUT",
+            "side": "buy" if i % 2 else "sell", "quantity": "1", "order_type": "limit", "limit_price": "24000",
+            "time_in_force": "day", "tag": None}})
+        for i in range(n)
+    ]  # fmt: skip
+
+
+class Client:
+    def __init__(self, path: str) -> None:
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.SNDHWM, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        self.sock.connect(f"ipc://{path}")
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+    def call(self, frames: list[bytes]) -> list[bytes]:
+        self.sock.send_multipart(frames)
+        return self.sock.recv_multipart()
+
+    def unloaded(self, frames: list[list[bytes]]) -> list[float]:
+        """One request at a time: round-trip latencies in seconds."""
+        out = []
+        for f in frames:
+            t = time.perf_counter()
+            self.sock.send_multipart(f)
+            self.sock.recv_multipart()
+            out.append(time.perf_counter() - t)
+        return out
+
+    def pipelined(self, frames: list[list[bytes]], window: int) -> tuple[float, list[dict]]:
+        """Keep `window` requests in flight; returns (seconds, decoded replies)."""
+        sent = received = 0
+        replies = []
+        t = time.perf_counter()
+        n = len(frames)
+        while sent < min(window, n):
+            self.sock.send_multipart(frames[sent])
+            sent += 1
+        while received < n:
+            reply = self.sock.recv_multipart()
+            received += 1
+            replies.append(reply)
+            if sent < n:
+                self.sock.send_multipart(frames[sent])
+                sent += 1
+        elapsed = time.perf_counter() - t
+        return elapsed, [msgpack.unpackb(r[2]) if len(r) == 3 else {} for r in replies]
