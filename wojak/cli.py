@@ -280,6 +280,17 @@ def _report(args: argparse.Namespace, kind: str) -> int:
     return 0
 
 
+def cmd_sandbox_package(args: argparse.Namespace) -> int:
+    from wojak.engine.venue.package import PackageError, build_package
+
+    try:
+        pkg = build_package(args.output)
+    except (PackageError, OSError) as exc:
+        return _fail(f"sandbox package: {exc}")
+    print(f"{pkg.path}  {pkg.size} bytes  sha256 {pkg.sha256}  (base64 {pkg.sha256_base64})")
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------
 
 
@@ -311,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     rabbitmq = sidecar_sub.add_parser("rabbitmq", help="RabbitMQ consumer (settings from WOJAK_SIDECAR_RABBITMQ_*)")
     rabbitmq.add_argument("-v", "--verbose", action="store_true")
     rabbitmq.set_defaults(func=cmd_sidecar_rabbitmq)
+
+    sandbox = sub.add_parser("sandbox", help="the sandbox broker (an AWS Lambda handler)")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    package = sandbox_sub.add_parser("package", help="build the deployable Lambda zip (deterministic)")
+    package.add_argument("--output", default="dist/wojak-sandbox.zip", help="default dist/wojak-sandbox.zip")
+    package.set_defaults(func=cmd_sandbox_package)
 
     for name in ("orders", "trades"):
         report = sub.add_parser(name, help=f"list recent {name} from the store")

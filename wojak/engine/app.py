@@ -21,7 +21,7 @@ from wojak.engine.risk import RiskEngine, default_risk_config, load_risk_config
 from wojak.engine.service import OrderService
 from wojak.engine.store import open_store
 from wojak.engine.transport import EngineServer
-from wojak.engine.venue import InProcessSandboxVenue
+from wojak.engine.venue import InProcessSandboxVenue, LambdaVenue, LambdaVenueConfig
 from wojak.engine.venue.sandbox import SandboxConfig
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,16 @@ class EngineConfig:
 
 
 def open_venue(url: str) -> Any:
-    """``sandbox`` (in-process; ``sandbox:?ledger=PATH`` to remember executions)."""
+    """``sandbox`` (in-process; ``sandbox:?ledger=PATH`` to remember executions) or
+    ``lambda://FUNCTION?endpoint=URL&region=R&timeout=SECONDS`` (boto3 ``invoke``)."""
+    if url.startswith("lambda:"):
+        try:
+            return LambdaVenue(LambdaVenueConfig.from_url(url))
+        except ImportError as exc:
+            raise ValueError(f"WOJAK_VENUE={url!r}: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"WOJAK_VENUE={url!r}: {exc} "
+                             "(use lambda://FUNCTION?endpoint=URL&region=R&timeout=SECONDS)") from None
     parsed = urlparse(url)
     if parsed.scheme in ("sandbox", "") and parsed.path in ("", "sandbox"):
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
@@ -69,7 +78,7 @@ def open_venue(url: str) -> Any:
         if "ledger" in options:
             env["WOJAK_SANDBOX_LEDGER"] = options["ledger"]
         return InProcessSandboxVenue(SandboxConfig.from_env(env))
-    raise ValueError(f"WOJAK_VENUE={url!r}: unsupported venue (use sandbox)")
+    raise ValueError(f"WOJAK_VENUE={url!r}: unsupported venue (use sandbox or lambda://FUNCTION?...)")
 
 
 async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = None) -> None:

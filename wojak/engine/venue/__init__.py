@@ -2,5 +2,6 @@
 
 from wojak.engine.venue._base import Venue, VenueError, VenueReport, VenueStatus
 from wojak.engine.venue._inprocess import InProcessSandboxVenue
+from wojak.engine.venue._lambda import LambdaVenue, LambdaVenueConfig
 
-__all__ = ["InProcessSandboxVenue", "Venue", "VenueError", "VenueReport", "VenueStatus"]
+__all__ = ["InProcessSandboxVenue", "LambdaVenue", "LambdaVenueConfig", "Venue", "VenueError", "VenueReport", "VenueStatus"]
