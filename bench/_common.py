@@ -71,3 +71,9 @@ def wait_until(check, timeout: float = 20.0, what: str = "service") -> None:
             pass
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not come up within {timeout}s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (robust to other load on the machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import free_port, process, progress, summary, wait_until, workdir  # noqa: E402
+from bench._common import cpu_seconds, free_port, process, progress, summary, wait_until, workdir  # noqa: E402
 from bench.zmq_client import Client, order_frames  # noqa: E402
 from wojak.engine.protocol import MessageType, encode_frames  # noqa: E402
 
@@ -41,7 +41,7 @@ def engine_env(tmp: Path, sock: Path, synchronous: str = "full") -> dict[str, st
     return {
         "WOJAK_ENGINE_SOCKET": str(sock),
         "WOJAK_STORE": f"sqlite:///{tmp / 'wojak.sqlite'}?synchronous={synchronous}",
-        "WOJAK_VENUE": f"sandbox:?ledger={tmp / 'sandbox.sqlite'}",
+        "WOJAK_VENUE": "sandbox",  # the in-process sandbox (no ledger: that is a test aid)
         "WOJAK_LOG_LEVEL": "WARNING",
     }
 
@@ -86,32 +86,41 @@ def bench_engine(args, results: dict) -> None:
             sock = tmp / f"engine-{synchronous}" / "engine.sock"
             data = tmp / f"data-{synchronous}"
             data.mkdir()
-            ctx, _proc = start_engine(data, sock, synchronous)
+            ctx, proc = start_engine(data, sock, synchronous)
             try:
                 client = Client(str(sock))
                 client.call(encode_frames(MessageType.TICK, {"request_id": 0, "tick": TICK}))
                 client.unloaded(order_frames(200, "warm"))
                 lat = summary(client.unloaded(order_frames(args.unloaded, "unl")))
                 frames = order_frames(args.pipelined, "pip")
+                before = _batches(client)
+                cpu = cpu_seconds(proc.pid)
                 secs, replies = client.pipelined(frames, args.window)
+                cpu = cpu_seconds(proc.pid) - cpu
+                after = _batches(client)
                 verdicts: dict[str, int] = {}
                 for r in replies:
                     verdicts[r.get("verdict")] = verdicts.get(r.get("verdict"), 0) + 1
-                metrics = client.call(encode_frames(MessageType.METRICS, {"request_id": 1}))
-                import msgpack
-
-                text = msgpack.unpackb(metrics[2])["text"]
                 client.close()
             finally:
                 ctx.__exit__(None, None, None)
-            batches = re.search(r"wojak_engine_batch_size_count (\S+)", text)
-            sizes = re.search(r"wojak_engine_batch_size_sum (\S+)", text)
             results[f"engine_{synchronous}"] = {
                 "unloaded_us": {k: v * 1e6 for k, v in lat.items()},
                 "pipelined_per_s": len(frames) / secs,
+                "engine_cpu_us_per_order": cpu / len(frames) * 1e6,
                 "verdicts": verdicts,
-                "mean_batch": float(sizes.group(1)) / float(batches.group(1)) if batches and sizes else None,
+                "mean_batch": (after[1] - before[1]) / max(1.0, after[0] - before[0]),
             }
+
+
+def _batches(client: Client) -> tuple[float, float]:
+    """(batches, requests) processed so far, from the engine's own metrics."""
+    import msgpack
+
+    text = msgpack.unpackb(client.call(encode_frames(MessageType.METRICS, {"request_id": -1}))[2])["text"]
+    count = re.search(r"wojak_engine_batch_size_count (\S+)", text)
+    total = re.search(r"wojak_engine_batch_size_sum (\S+)", text)
+    return float(count.group(1)), float(total.group(1))
 
 
 def wrk(url: str, duration: int, connections: int, delay_ms: int, prefix: str) -> dict:
@@ -184,7 +193,8 @@ def report(results: dict) -> None:
                 continue
             ratio = r["unloaded_us"]["p50"] / raw["unloaded_us"]["p50"]
             print(f"    {key:<17} unloaded p50 {r['unloaded_us']['p50']:7.1f} us  p99 {r['unloaded_us']['p99']:7.1f} us"
-                  f"   pipelined {r['pipelined_per_s']:9,.0f} orders/s   (mean batch {r['mean_batch'] or 0:.0f})")  # fmt: skip
+                  f"   pipelined {r['pipelined_per_s']:9,.0f} orders/s   (mean batch {r['mean_batch']:.0f},"
+                  f" engine CPU {r['engine_cpu_us_per_order']:.1f} us/order)")  # fmt: skip
             print(f"    {'':<17} unloaded p50 = {ratio:.1f}x raw (target <= 6x);"
                   f" pipelined = {r['pipelined_per_s'] / raw['pipelined_per_s']:.2f}x raw; target >= 20,000/s:"
                   f" {'met' if r['pipelined_per_s'] >= 20000 else 'MISSED'}; verdicts {r['verdicts']}")  # fmt: skip
