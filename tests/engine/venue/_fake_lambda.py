@@ -25,6 +25,8 @@ class FakeLambda:
         self.function_error: str | None = None
         self.http_status: int | None = None
         self.hold = 0.0  # hold every invocation this long (to observe concurrency)
+        self.gate = 0  # hold each invocation until this many are in flight (at most 3 s)
+        self.changed = threading.Condition(self.lock)
         self.inflight = 0
         self.max_inflight = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -52,6 +54,9 @@ class FakeLambda:
         with self.lock:
             self.inflight += 1
             self.max_inflight = max(self.max_inflight, self.inflight)
+            self.changed.notify_all()
+            if self.gate:
+                self.changed.wait_for(lambda: self.inflight >= self.gate, timeout=3.0)
         try:
             if self.hold:
                 time.sleep(self.hold)
@@ -70,6 +75,7 @@ class FakeLambda:
         finally:
             with self.lock:
                 self.inflight -= 1
+                self.changed.notify_all()
 
     def _handler(self):
         fake = self

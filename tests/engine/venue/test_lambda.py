@@ -154,7 +154,8 @@ async def test_an_error_answer_is_a_venue_error(fake):
 
 
 async def test_batches_are_split_into_concurrent_bounded_invocations(fake):
-    fake.hold = 0.3
+    fake.gate = 3  # each invocation waits until three are in flight: proves they overlap
+    fake.hold = 0.2
     v = venue(fake.endpoint, batch=10, concurrency=3)
     ticks = 0
 
@@ -166,16 +167,16 @@ async def test_batches_are_split_into_concurrent_bounded_invocations(fake):
 
     t = asyncio.create_task(ticker())
     try:
-        reports = await v.execute(orders(95))  # 10 invocations, at most 3 at a time
+        reports = await v.execute(orders(85))  # 9 invocations, at most 3 at a time
     finally:
         t.cancel()
         await v.close()
-    assert [r.client_order_id for r in reports] == [o["client_order_id"] for o in orders(95)]
-    assert len(fake.requests) == 10
-    assert sorted(len(e["orders"]) for _, e in fake.requests) == [5] + [10] * 9
+    assert [r.client_order_id for r in reports] == [o["client_order_id"] for o in orders(85)]
+    assert len(fake.requests) == 9
+    assert sorted(len(e["orders"]) for _, e in fake.requests) == [5] + [10] * 8
     assert fake.max_inflight == 3, "invocations run concurrently, bounded by `concurrency`"
-    assert ticks >= 20, "the event loop kept running while boto3 waited"
-    assert fake.submissions() == {o["client_order_id"]: 1 for o in orders(95)}
+    assert ticks >= 10, "the event loop kept running while boto3 waited"
+    assert fake.submissions() == {o["client_order_id"]: 1 for o in orders(85)}
 
 
 async def test_closed_venue_refuses(fake):
