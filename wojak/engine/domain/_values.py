@@ -11,25 +11,21 @@ def to_decimal(value: str | int | Decimal) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(value)
 
 
-class Quantity(Decimal):
-    """A strictly positive, finite quantity."""
+class _Positive(Decimal):
+    """A strictly positive, finite decimal; subclasses only name what it measures."""
 
     __slots__ = ()
 
-    def __new__(cls, value: str | int | Decimal) -> "Quantity":
+    def __new__(cls, value: str | int | Decimal) -> "_Positive":
         self = super().__new__(cls, to_decimal(value))
         if not self.is_finite() or self <= 0:
-            raise ValueError(f"quantity must be finite and > 0, got {value!r}")
+            raise ValueError(f"{cls.__name__.lower()} must be finite and > 0, got {value!r}")
         return self
 
 
-class Price(Decimal):
-    """A strictly positive, finite price."""
-
+class Quantity(_Positive):
     __slots__ = ()
 
-    def __new__(cls, value: str | int | Decimal) -> "Price":
-        self = super().__new__(cls, to_decimal(value))
-        if not self.is_finite() or self <= 0:
-            raise ValueError(f"price must be finite and > 0, got {value!r}")
-        return self
+
+class Price(_Positive):
+    __slots__ = ()
