@@ -177,7 +177,7 @@ def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) ->
     metrics = SidecarMetrics("http")
     readiness = Readiness(client)
     observe_engine = metrics.engine_seconds.labels("http").observe
-    count = metrics.messages
+    by_verdict: dict[str, Any] = {}  # labelled children, looked up once per verdict
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -198,7 +198,11 @@ def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) ->
         started = time.perf_counter()
         reply = await call
         observe_engine(time.perf_counter() - started)
-        count.labels("http", reply.get("verdict", "unknown")).inc()
+        verdict = reply.get("verdict", "unknown")
+        counter = by_verdict.get(verdict)
+        if counter is None:
+            counter = by_verdict[verdict] = metrics.messages.labels("http", verdict)
+        counter.inc()
         return reply
 
     @app.post(
