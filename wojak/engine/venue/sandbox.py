@@ -188,8 +188,16 @@ _sandbox: Sandbox | None = None
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """The AWS Lambda entry point (``wojak.engine.venue.sandbox.handler``)."""
+    """The AWS Lambda entry point (``wojak.engine.venue.sandbox.handler``).
+
+    ``WOJAK_SANDBOX_LAMBDA_DELAY_MS`` (tests): sleep that long after an ``execute``, before
+    answering, so a client times out *after* the venue acted (the outcome-unknown path).
+    """
     global _sandbox
     if _sandbox is None:
         _sandbox = Sandbox(SandboxConfig.from_env())
-    return _sandbox.handle(event)
+    answer = _sandbox.handle(event)
+    delay = os.environ.get("WOJAK_SANDBOX_LAMBDA_DELAY_MS")
+    if delay and event.get("action", "execute") == "execute":
+        time.sleep(float(delay) / 1000)
+    return answer
