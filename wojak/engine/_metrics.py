@@ -28,12 +28,30 @@ class EngineMetrics:
             "wojak_engine_undeliverable_replies", "Replies whose requester had gone (it resends)", registry=r
         )
         self.protocol_errors = Counter("wojak_engine_protocol_errors", "Malformed frames received", registry=r)
+        self.risk_reloads = Counter(
+            "wojak_engine_risk_config_reloads", "Risk config reloads by result (applied | rejected)", ["result"], registry=r
+        )
+        self.risk_shadow = Counter(
+            "wojak_engine_risk_shadow_breaches", "Breaches of rules in shadow mode (not enforced)", ["rule", "action"], registry=r
+        )
+        self.account_halts = Counter("wojak_engine_account_halts", "Accounts moved to HALTED by a daily-loss breach", registry=r)
+        self.escalations_delivered = Counter(
+            "wojak_engine_escalations_delivered", "Escalations the sink acknowledged", registry=r
+        )
+        self.escalation_failures = Counter(
+            "wojak_engine_escalation_failures", "Escalation delivery attempts that failed (retried)", registry=r
+        )
+        self.escalations_pending = Gauge("wojak_engine_escalations_pending", "Escalations waiting in the outbox", registry=r)
 
     def observe_batch(self, replies: list[dict[str, Any] | None], seconds: float) -> None:
         self.batch_size.observe(len(replies))
         self.batch_seconds.observe(seconds)
         for verdict, n in Tally(r["verdict"] for r in replies if r).items():
             self.verdicts.labels(verdict).inc(n)
+
+    def observe_shadow(self, shadow: Any) -> None:
+        for action, breach in shadow:
+            self.risk_shadow.labels(breach.rule, action.value).inc()
 
     def observe_requests(self, types: Tally[str]) -> None:
         for kind, n in types.items():

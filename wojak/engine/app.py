@@ -17,7 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from wojak import __version__
 from wojak.engine._metrics import EngineMetrics
 from wojak.engine.protocol import MessageType, Verdict, default_socket_path
+from wojak.engine.escalation import EscalationDelivery, open_sink
 from wojak.engine.risk import RiskEngine, default_risk_config, load_risk_config
+from wojak.engine.risk._reload import RiskConfigWatcher
 from wojak.engine.service import OrderService
 from wojak.engine.store import open_store
 from wojak.engine.transport import EngineServer
@@ -38,6 +40,10 @@ class EngineSettings(BaseSettings):
     risk_config: str | None = Field(default=None, description="risk YAML/JSON file; unset = embedded demo config")
     max_inflight: int = Field(default=8192, ge=1)
     max_batch: int = Field(default=512, ge=1)
+    risk_reload_seconds: float = Field(default=1.0, gt=0, description="poll the risk config file this often")
+    escalation_sink: str | None = Field(
+        default=None, description="http(s)://... webhook (secret in WOJAK_ESCALATION_WEBHOOK_SECRET) or sqs://QUEUE"
+    )
 
     def to_config(self) -> "EngineConfig":
         return EngineConfig(
@@ -47,6 +53,8 @@ class EngineSettings(BaseSettings):
             risk_config=self.risk_config,
             max_inflight=self.max_inflight,
             max_batch=self.max_batch,
+            risk_reload_seconds=self.risk_reload_seconds,
+            escalation_sink=self.escalation_sink,
         )
 
 
@@ -58,6 +66,8 @@ class EngineConfig:
     risk_config: str | None = None
     max_inflight: int = 8192
     max_batch: int = 512
+    risk_reload_seconds: float = 1.0
+    escalation_sink: str | None = None
 
 
 def open_venue(url: str) -> Any:
@@ -83,11 +93,24 @@ def open_venue(url: str) -> Any:
 
 async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = None) -> None:
     risk = RiskEngine(load_risk_config(config.risk_config) if config.risk_config else default_risk_config())
+    sink = open_sink(config.escalation_sink, os.environ) if config.escalation_sink else None
     store = open_store(config.store)
     venue = open_venue(config.venue)
     metrics = EngineMetrics()
     service = OrderService(store, venue, risk, metrics)
     await service.start()
+    for state in await store.list_account_states():
+        log.warning("account %s is %s (stored: %s); reset it to trade again", state["account"], state["state"], state["reason"])
+
+    def use_risk(engine: RiskEngine) -> None:
+        service.risk = engine
+
+    background: list[asyncio.Task[None]] = []
+    stop = asyncio.Event()
+    if config.risk_config:
+        watcher = RiskConfigWatcher(config.risk_config, use_risk, metrics, config.risk_reload_seconds)
+        background.append(asyncio.create_task(watcher.run(stop)))
+    background.append(asyncio.create_task(EscalationDelivery(store, sink, metrics).run(stop)))
 
     def handle_now(kind: MessageType, body: dict[str, Any]) -> dict[str, Any]:
         if kind is MessageType.PING:
@@ -98,13 +121,18 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
         config.socket, service.handle_batch, handle_now,
         max_inflight=config.max_inflight, max_batch=config.max_batch, metrics=metrics,
     )  # fmt: skip
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.serve(stop, ready)
     finally:
+        stop.set()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        if sink is not None:
+            await sink.close()
         await venue.close()
         await store.close()
 

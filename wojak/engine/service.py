@@ -24,11 +24,11 @@ from decimal import Decimal
 from typing import Any
 
 from wojak.engine._faults import crash_point
-from wojak.engine.domain import FINAL_STATES, Order, OrderEvent, OrderState, Position
+from wojak.engine.domain import FINAL_STATES, Order, OrderEvent, OrderState
 from wojak.engine.domain._orders import OPEN_STATES
 from wojak.engine.protocol import FieldError, MessageType, Verdict, validate_order, validate_tick
 from wojak.engine.risk import Action, RiskEngine
-from wojak.engine.store import Execution, Store, StoreUnavailable
+from wojak.engine.store import AccountView, Execution, Store, StoreUnavailable
 from wojak.engine.venue import Venue, VenueError, VenueReport, VenueStatus
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,13 @@ class OrderService:
         self.risk = risk
         self.metrics = metrics
         self.last_prices: dict[str, Decimal] = {}
+        self.tick_at: dict[str, float] = {}  # when each symbol's last tick arrived (wall clock)
 
     async def start(self) -> None:
         """Load the last ticks and resolve orders an earlier crash left ``pending``."""
         for symbol, tick in (await self.store.load_ticks()).items():
             self.last_prices[symbol] = Decimal(tick["last"])
+            self.tick_at[symbol] = float(tick.get("received_at") or 0)
         pending = await self.store.pending_orders()
         if pending:
             log.info("resolving %d pending order(s) left by an earlier run", len(pending))
@@ -99,6 +101,7 @@ class OrderService:
 
     async def handle_batch(self, requests: list[tuple[MessageType, dict[str, Any]]]) -> list[Reply]:
         started = time.perf_counter()
+        started_wall = time.time()
         replies: list[Reply | None] = [None] * len(requests)
         orders: list[tuple[int, Order]] = []
         ticks: list[dict[str, Any]] = []
@@ -111,7 +114,7 @@ class OrderService:
                 domain = Order.from_wire(order)
                 precision = self.risk.precision_errors(domain)
                 if precision:
-                    replies[i] = _invalid([FieldError(f, r, "decimal_max_places") for f, r in precision])
+                    replies[i] = _invalid([FieldError(f, r, c) for f, r, c in precision])
                     continue
                 orders.append((i, domain))
             elif kind is MessageType.TICK:
@@ -121,6 +124,7 @@ class OrderService:
                 else:
                     ticks.append(tick)
                     self.last_prices[tick["symbol"]] = Decimal(tick["last"])
+                    self.tick_at[tick["symbol"]] = started_wall
                     replies[i] = {"verdict": Verdict.OK.value, "symbol": tick["symbol"]}
             elif kind is MessageType.GET_ORDER:
                 replies[i] = await self._get_order(body)
@@ -147,7 +151,7 @@ class OrderService:
         return replies  # type: ignore[return-value]
 
     async def _process_orders(self, orders: list[tuple[int, Order]]) -> list[tuple[int, Reply]]:
-        admitted = await self.store.admit([o for _, o in orders], self._decide)
+        admitted = await self.store.admit([o for _, o in orders], self._decide, self.risk.trading_day())
         crash_point("admitted")
         new_ids = {o.client_order_id for (o, existed) in admitted if not existed}
         to_execute: list[Order] = []
@@ -189,8 +193,15 @@ class OrderService:
                 results.append((i, _outcome(leader, Verdict.DUPLICATE)))
         return results
 
-    def _decide(self, order: Order, position: Position) -> dict[str, Any] | None:
-        decision = self.risk.check(order, position, self.last_prices.get(order.symbol))
+    def _decide(self, order: Order, view: AccountView) -> dict[str, Any] | None:
+        decision = self.risk.check(order, view, self.last_prices, self.tick_at, view.now or None)
+        if decision.shadow and self.metrics is not None:
+            self.metrics.observe_shadow(decision.shadow)
+        if decision.halt is not None and view.state != "HALTED":
+            view.halt = decision.halt
+            log.error("account %s HALTED: %s (stored; reset it to trade again)", order.account, decision.halt)
+            if self.metrics is not None:
+                self.metrics.account_halts.inc()
         if decision.action is None:
             order.apply(OrderEvent.SUBMITTED)
             return None
@@ -199,6 +210,7 @@ class OrderService:
             order.apply(OrderEvent.DENIED)
             return None
         order.apply(OrderEvent.ESCALATED)
+        position = view.position(order.symbol)
         return {
             "key": f"esc:{order.client_order_id}",
             "order": order.to_wire(),
@@ -249,6 +261,7 @@ class OrderService:
 
     async def _record(self, resolved: list[tuple[Order, VenueReport]]) -> None:
         executions = []
+        day = self.risk.trading_day()
         for order, report in resolved:
             event = _EVENT_FOR_STATUS.get(report.status)
             if event is None:
@@ -265,10 +278,9 @@ class OrderService:
                 order.average_price = report.average_price
             sign = 1 if order.side.value == "buy" else -1
             release = (max(fill, Decimal(0)) if order.state not in _CLOSED else order.quantity - previous_fill) * sign
-            instrument = self.risk.instrument(order.symbol)
             executions.append(
                 Execution(order, expected, max(fill, Decimal(0)), report.average_price, release,
-                          instrument.multiplier if instrument else Decimal(1))
+                          self.risk.multiplier(order.symbol), day)
             )  # fmt: skip
         if executions:
             await self.store.record(executions)

@@ -126,8 +126,8 @@ def test_rule_actions_are_configurable():
 def test_precision_is_per_instrument():
     e = engine()
     assert list(e.precision_errors(order(limit_price="100.12"))) == []
-    assert [f for f, _ in e.precision_errors(order(limit_price="100.125"))] == ["limit_price"]
-    assert [f for f, _ in e.precision_errors(order(quantity="1.5"))] == ["quantity"]
+    assert [f for f, *_ in e.precision_errors(order(limit_price="100.125"))] == ["limit_price"]
+    assert [f for f, *_ in e.precision_errors(order(quantity="1.5"))] == ["quantity"]
 
 
 @pytest.mark.parametrize(

@@ -42,8 +42,8 @@ class Crash(Exception):
 
 
 def limit_decide(limit: Decimal):
-    def decide(o: Order, position):
-        if position.worst_case(o.signed_quantity) > limit:
+    def decide(o: Order, view):
+        if view.position(o.symbol).worst_case(o.signed_quantity) > limit:
             o.apply(OrderEvent.DENIED)
             o.reason = "max_position"
         else:
@@ -105,7 +105,7 @@ async def test_a_crash_between_reservation_and_order_insert_does_not_double_rese
     [again] = handles(1)
     assert (await again.get_position("acct", "SYM")).pending_buy == Decimal(10)  # conservative meanwhile
     seen = []
-    [(record, existed)] = await again.admit([order("c1")], lambda o, p: seen.append(p.pending_buy) or approve(o, p))
+    [(record, existed)] = await again.admit([order("c1")], lambda o, v: seen.append(v.position(o.symbol).pending_buy) or approve(o, v))
     assert not existed and record.state is OrderState.PENDING
     assert seen == [0]  # decide does not count the crashed attempt's reservation of the same order
     assert (await again.get_position("acct", "SYM")).pending_buy == Decimal(10)

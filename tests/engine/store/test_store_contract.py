@@ -59,7 +59,7 @@ def order(coid="c1", quantity="10", side="buy", account="acct", symbol="SYM", pr
     return Order.from_wire(wire)
 
 
-def approve(o: Order, position: Position):
+def approve(o: Order, view):
     o.apply(OrderEvent.SUBMITTED)
     return None
 
@@ -108,8 +108,8 @@ async def test_decide_sees_earlier_reservations_in_the_batch(make_store):
     store = make_store()
     seen = []
 
-    def decide(o, position):
-        seen.append(position.worst_case(o.signed_quantity))
+    def decide(o, view):
+        seen.append(view.position(o.symbol).worst_case(o.signed_quantity))
         o.apply(OrderEvent.SUBMITTED)
 
     await store.admit([order("a"), order("b"), order("c", side="sell", quantity="4")], decide)
@@ -119,7 +119,7 @@ async def test_decide_sees_earlier_reservations_in_the_batch(make_store):
 async def test_denied_and_escalated_are_final_and_escalations_reach_the_outbox(make_store):
     store = make_store()
 
-    def decide(o, position):
+    def decide(o, view):
         if o.client_order_id == "deny":
             o.apply(OrderEvent.DENIED)
             return None
@@ -221,3 +221,80 @@ def test_open_store_urls(tmp_path):
     for bad in ("redis://x", "sqlite://", "sqlite:///x.sqlite?synchronous=sometimes"):
         with pytest.raises(ValueError, match="WOJAK_STORE|synchronous"):
             open_store(bad)
+
+
+# -- the account view risk decides on (limits shared by replicas) ----------------------
+
+
+async def test_decide_sees_every_position_of_the_account(make_store):
+    store = make_store()
+    [(a, _)] = await store.admit([order("a", symbol="S1")], approve)
+    await store.record([fill(a, "10", "100")])
+    await store.admit([order("b", symbol="S2", side="sell", quantity="4"), order("x", account="other", symbol="S3")], approve)
+    views = []
+
+    def look(o, view):
+        views.append({s: (p.quantity, p.pending_buy, p.pending_sell) for s, p in view.positions.items()})
+        return approve(o, view)
+
+    await store.admit([order("c", symbol="S3", quantity="1")], look)
+    assert views == [{"S1": (Decimal(10), 0, 0), "S2": (0, 0, Decimal(4)), "S3": (0, 0, 0)}]
+
+
+async def test_realised_pnl_counts_toward_its_trading_day(make_store):
+    store = make_store()
+    [(buy, _)] = await store.admit([order("b", price="100")], approve, "2024-05-01")
+    ex = fill(buy, "10", "100")
+    ex.day = "2024-05-01"
+    await store.record([ex])
+    [(sell, _)] = await store.admit([order("s", side="sell", price="90")], approve, "2024-05-01")
+    ex = fill(sell, "10", "90")
+    ex.day = "2024-05-01"
+    await store.record([ex])
+    assert await store.daily_realised("acct", "2024-05-01") == Decimal(-100)
+    assert await store.daily_realised("acct", "2024-05-02") == 0
+    seen = []
+    await store.admit([order("n1")], lambda o, v: seen.append((v.day, v.realised_today)) or approve(o, v), "2024-05-01")
+    await store.admit([order("n2")], lambda o, v: seen.append((v.day, v.realised_today)) or approve(o, v), "2024-05-02")
+    assert seen == [("2024-05-01", Decimal(-100)), ("2024-05-02", 0)]  # rolled over: a new day starts at zero
+
+
+async def test_the_order_rate_is_counted_in_the_store(make_store):
+    store = make_store()
+    counts = []
+
+    def look(o, view):
+        counts.append((view.orders_last_second, view.orders_last_minute))
+        if o.client_order_id == "deny":
+            o.apply(OrderEvent.DENIED)
+            return None
+        return approve(o, view)
+
+    await store.admit([order("a"), order("b"), order("deny")], look)
+    await make_store().admit([order("c"), order("x", account="other")], look)  # another handle (replica) sees them
+    assert [m for _, m in counts] == [0, 1, 2, 2, 0]  # only admitted (pending) orders count
+    assert all(s <= m for s, m in counts)
+
+
+async def test_a_halt_set_by_decide_is_stored_and_seen_until_reset(make_store):
+    store = make_store()
+    states = []
+
+    def halt(o, view):
+        states.append(view.state)
+        o.apply(OrderEvent.DENIED)
+        view.halt = "max_daily_loss_exceeded"
+        return None
+
+    await store.admit([order("a")], halt)
+    stored = await store.get_account_state("acct")
+    assert stored["state"] == "HALTED" and stored["reason"] == "max_daily_loss_exceeded"
+    await store.admit([order("b")], lambda o, v: states.append(v.state) or approve(o, v))
+    assert states == [None, "HALTED"]
+    assert [s["account"] for s in await store.list_account_states()] == ["acct"]
+    await store.set_account_state("acct", None)
+    assert await store.get_account_state("acct") is None
+    await store.admit([order("c")], lambda o, v: states.append(v.state) or approve(o, v))
+    assert states[-1] is None
+    await store.set_account_state("acct", "REDUCING", "operator")
+    assert (await store.get_account_state("acct"))["state"] == "REDUCING"

@@ -1,6 +1,6 @@
 """Fixed-parameter pre-trade risk checks. A denial is a decision (an event), not an exception."""
 
-from wojak.engine.risk._checks import Breach, Decision, RiskEngine, Rule
+from wojak.engine.risk._checks import AccountView, Breach, Decision, RiskEngine, Rule, daily_loss, gross_exposure
 from wojak.engine.risk._config import (
     Action,
     Instrument,
@@ -12,6 +12,7 @@ from wojak.engine.risk._config import (
 )
 
 __all__ = [
+    "AccountView",
     "Action",
     "Breach",
     "Decision",
@@ -21,6 +22,8 @@ __all__ = [
     "RiskEngine",
     "Rule",
     "TradingState",
+    "daily_loss",
     "default_risk_config",
+    "gross_exposure",
     "load_risk_config",
 ]

@@ -1,13 +1,29 @@
-"""The risk rules: each returns a breach or None; the configured action decides the verdict."""
+"""The risk rules: each returns a breach or None; the configured action decides the verdict.
+
+Per-instrument and per-account limits are merged once, when the configuration is loaded
+(``_Spec``), so a check is a handful of attribute reads and Decimal comparisons. Every
+rule sees one ``_Context``; account-wide rules read the store's ``AccountView`` (all the
+account's positions with their reservations, today's realised P&L, the order-rate window
+and the stored trading-state override), which ``decide`` receives inside the store's
+atomic admit, so several engine replicas enforce one limit together.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
+from zoneinfo import ZoneInfo
 
-from wojak.engine.domain import Order, Position, Side
+from wojak.engine.domain import Order, Position
 from wojak.engine.risk._config import Action, Instrument, Limits, RiskConfig, TradingState
+
+log = logging.getLogger(__name__)
+ZERO = Decimal(0)
+ONE = Decimal(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +35,15 @@ class Breach:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of the checks: ``action`` None means the order may go to the venue."""
+    """The outcome of the checks: ``action`` None means the order may go to the venue.
+
+    ``shadow`` lists breaches of rules in shadow mode (logged, not enforced); ``halt`` is
+    set when the account must be stored HALTED (a daily-loss breach)."""
 
     action: Action | None
     breaches: tuple[Breach, ...] = ()
+    shadow: tuple[tuple[Action, Breach], ...] = ()
+    halt: str | None = None
 
     @property
     def reason(self) -> str | None:
@@ -32,17 +53,59 @@ class Decision:
 PASSED = Decision(None)
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
-    order: Order
+@dataclass(slots=True)
+class _Spec:
+    """One instrument's merged limits and reference data (account limits applied at check time)."""
+
     instrument: Instrument | None
     limits: Limits
+    multiplier: Decimal
+    lot_size: Decimal
+    tick_size: Decimal | None
+    expiry: dt.date | None
+
+
+@dataclass(slots=True)
+class _Context:
+    order: Order
+    spec: _Spec
+    limits: Limits  # instrument limits
+    account_limits: Limits  # account-level limits (exposure, loss, rate)
+    view: "AccountView"
     position: Position
     last_price: Decimal | None
+    prices: Mapping[str, Decimal]
+    tick_at: float | None
+    now: float
+    today: dt.date
     trading_state: TradingState
+    engine: "RiskEngine"
 
 
 Rule = Callable[[_Context], "Breach | None"]
+
+
+@dataclass(slots=True)
+class AccountView:
+    """What the checks read of an account. The store hands ``decide`` its own view with the
+    same attributes (``wojak.engine.store.AccountView``); this one is for callers outside a
+    store (tests, benchmarks). Risk does not import the store (engine layers)."""
+
+    account: str
+    positions: dict[str, Position]
+    day: str = ""
+    realised_today: Decimal = ZERO
+    orders_last_second: int = 0
+    orders_last_minute: int = 0
+    state: str | None = None
+    halt: str | None = None
+    now: float = 0.0
+
+    def position(self, symbol: str) -> Position:
+        p = self.positions.get(symbol)
+        if p is None:
+            p = self.positions[symbol] = Position(self.account, symbol)
+        return p
 
 
 def _trading_state(ctx: _Context) -> Breach | None:
@@ -60,7 +123,7 @@ def _trading_state(ctx: _Context) -> Breach | None:
 
 
 def _allowed_instruments(ctx: _Context) -> Breach | None:
-    if ctx.instrument is None:
+    if ctx.spec.instrument is None:
         return Breach("allowed_instruments", "unknown_symbol", f"{ctx.order.symbol} is not an allowed instrument")
     return None
 
@@ -72,19 +135,14 @@ def _max_order_quantity(ctx: _Context) -> Breach | None:
     return None
 
 
-def _reference_price(ctx: _Context) -> Decimal | None:
-    return ctx.order.limit_price if ctx.order.limit_price is not None else ctx.last_price
-
-
 def _max_order_notional(ctx: _Context) -> Breach | None:
     limit = ctx.limits.max_order_notional
     if limit is None:
         return None
-    price = _reference_price(ctx)
+    price = ctx.order.limit_price if ctx.order.limit_price is not None else ctx.last_price
     if price is None:
         return Breach("max_order_notional", "no_reference_price", f"no tick for {ctx.order.symbol} to value a market order")
-    multiplier = ctx.instrument.multiplier if ctx.instrument else Decimal(1)
-    notional = ctx.order.quantity * price * multiplier
+    notional = ctx.order.quantity * price * ctx.spec.multiplier
     if notional > limit:
         return Breach("max_order_notional", "max_order_notional_exceeded", f"notional {notional} > {limit}")
     return None
@@ -112,6 +170,97 @@ def _price_band(ctx: _Context) -> Breach | None:
     return None
 
 
+def gross_exposure(view: AccountView, prices: Mapping[str, Decimal], engine: "RiskEngine",
+                   order: Order | None = None, order_price: Decimal | None = None) -> Decimal:
+    """Sum over the account's symbols of |worst-case position incl. reservations (and the
+    order)| x last price x multiplier. A symbol without a tick is valued at its average price
+    (the order's own symbol at its limit price)."""
+    total = ZERO
+    for symbol, p in view.positions.items():
+        signed = order.signed_quantity if order is not None and symbol == order.symbol else ZERO
+        long = p.quantity + p.pending_buy + (signed if signed > 0 else ZERO)
+        short = p.quantity - p.pending_sell + (signed if signed < 0 else ZERO)
+        size = max(abs(long), abs(short))
+        if not size:
+            continue
+        price = prices.get(symbol)
+        if price is None:
+            price = order_price if order is not None and symbol == order.symbol and order_price is not None else p.average_price
+        total += size * price * engine.multiplier(symbol)
+    return total
+
+
+def _max_gross_exposure(ctx: _Context) -> Breach | None:
+    limit = ctx.account_limits.max_gross_exposure
+    if limit is None:
+        return None
+    order = ctx.order
+    if order.symbol not in ctx.view.positions:
+        ctx.view.position(order.symbol)
+    price = order.limit_price if ctx.last_price is None else ctx.last_price
+    if price is None:
+        return Breach("max_gross_exposure", "no_reference_price", f"no tick for {order.symbol} to value the exposure")
+    exposure = gross_exposure(ctx.view, ctx.prices, ctx.engine, order, price)
+    if exposure > limit:
+        return Breach("max_gross_exposure", "max_gross_exposure_exceeded", f"gross exposure could reach {exposure} > {limit}")
+    return None
+
+
+def daily_loss(view: AccountView, prices: Mapping[str, Decimal], engine: "RiskEngine") -> Decimal:
+    """Today's loss (positive = losing): -(realised today + open positions marked to the last tick)."""
+    pnl = view.realised_today
+    for symbol, p in view.positions.items():
+        if p.quantity:
+            last = prices.get(symbol)
+            if last is not None:
+                pnl += (last - p.average_price) * p.quantity * engine.multiplier(symbol)
+    return -pnl
+
+
+def _max_daily_loss(ctx: _Context) -> Breach | None:
+    limit = ctx.account_limits.max_daily_loss
+    if limit is None:
+        return None
+    loss = daily_loss(ctx.view, ctx.prices, ctx.engine)
+    if loss > limit:
+        return Breach("max_daily_loss", "max_daily_loss_exceeded", f"loss today {loss} > {limit}")
+    return None
+
+
+def _order_rate(ctx: _Context) -> Breach | None:
+    limits = ctx.account_limits
+    per_second, per_minute = limits.max_orders_per_second, limits.max_orders_per_minute
+    if per_second is not None and ctx.view.orders_last_second + 1 > per_second:
+        return Breach("order_rate", "order_rate_exceeded", f"more than {per_second} orders in a second")
+    if per_minute is not None and ctx.view.orders_last_minute + 1 > per_minute:
+        return Breach("order_rate", "order_rate_exceeded", f"more than {per_minute} orders in a minute")
+    return None
+
+
+def _stale_tick(ctx: _Context) -> Breach | None:
+    limit = ctx.limits.stale_tick_seconds
+    if limit is None or ctx.order.limit_price is not None:
+        return None
+    if ctx.tick_at is None:
+        return Breach("stale_tick", "stale_tick", f"no tick for {ctx.order.symbol} to price a market order")
+    age = ctx.now - ctx.tick_at
+    if age > limit:
+        return Breach("stale_tick", "stale_tick", f"last tick for {ctx.order.symbol} is {age:.3f}s old > {limit}s")
+    return None
+
+
+def _expiry_window(ctx: _Context) -> Breach | None:
+    lo, hi, expiry = ctx.limits.min_days_to_expiry, ctx.limits.max_days_to_expiry, ctx.spec.expiry
+    if expiry is None or (lo is None and hi is None):
+        return None
+    days = (expiry - ctx.today).days
+    if lo is not None and days < lo:
+        return Breach("expiry_window", "expiry_window", f"{ctx.order.symbol} expires in {days} day(s) < {lo}")
+    if hi is not None and days > hi:
+        return Breach("expiry_window", "expiry_window", f"{ctx.order.symbol} expires in {days} day(s) > {hi}")
+    return None
+
+
 RULES: tuple[tuple[str, Rule], ...] = (
     ("trading_state", _trading_state),
     ("allowed_instruments", _allowed_instruments),
@@ -119,6 +268,11 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("max_order_notional", _max_order_notional),
     ("max_position", _max_position),
     ("price_band", _price_band),
+    ("max_gross_exposure", _max_gross_exposure),
+    ("max_daily_loss", _max_daily_loss),
+    ("order_rate", _order_rate),
+    ("stale_tick", _stale_tick),
+    ("expiry_window", _expiry_window),
 )
 
 
@@ -126,53 +280,134 @@ def _merge(base: Limits, override: Limits) -> Limits:
     return Limits(**{k: v if v is not None else getattr(base, k) for k, v in override.model_dump().items()})
 
 
+_RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+_STATES = {s.value: s for s in TradingState}
+_NO_VIEW_DAY = ""
+
+
 class RiskEngine:
-    """Evaluates every rule; any ``deny`` breach denies, else any ``escalate`` breach escalates."""
+    """Evaluates every rule; any ``deny`` breach denies, else any ``escalate`` breach escalates;
+    ``shadow_*`` breaches are only logged ("would deny" / "would escalate")."""
 
     def __init__(self, config: RiskConfig) -> None:
         self.config = config
-        self._limits = {s: _merge(config.limits, i.limits) for s, i in config.instruments.items()}
+        self.zone = ZoneInfo(config.exchange_timezone)
+        self._specs: dict[str, _Spec] = {}
+        for symbol, ins in config.instruments.items():
+            tick = ins.tick_size if ins.tick_size is not None else None
+            self._specs[symbol] = _Spec(ins, _merge(config.limits, ins.limits), ins.multiplier, ins.lot_size, tick, ins.expiry)
+        self._unknown = _Spec(None, config.limits, ONE, ONE, None, None)
+        self._account_limits = {a: _merge(config.limits, c.limits) for a, c in config.accounts.items()}
         self._actions = [(name, rule, getattr(config.rules, name)) for name, rule in RULES]
         self._account_states = {a: c.trading_state for a, c in config.accounts.items()}
-        self._rank = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+        self._day_sec = -1
+        self._day = ""
+        self._today = dt.date(1970, 1, 1)
+        self.shadow_breaches = 0
+
+    # -- reference data ------------------------------------------------------------------
 
     def instrument(self, symbol: str) -> Instrument | None:
         return self.config.instruments.get(symbol)
 
-    def trading_state(self, account: str) -> TradingState:
+    def multiplier(self, symbol: str) -> Decimal:
+        spec = self._specs.get(symbol)
+        return spec.multiplier if spec is not None else ONE
+
+    def trading_day(self, now: float | None = None) -> str:
+        """The exchange's calendar day (``exchange_timezone``) at ``now``: daily counters' key."""
+        now = time.time() if now is None else now
+        sec = int(now)
+        if sec != self._day_sec:
+            today = dt.datetime.fromtimestamp(now, self.zone).date()
+            self._day_sec, self._day, self._today = sec, today.isoformat(), today
+        return self._day
+
+    def trading_state(self, account: str, stored: str | None = None) -> TradingState:
         glob = self.config.trading_state
         acct = self._account_states.get(account, TradingState.ACTIVE)
-        return glob if self._rank[glob] >= self._rank[acct] else acct
+        state = glob if _RANK[glob] >= _RANK[acct] else acct
+        if stored is not None:
+            over = _STATES.get(stored, TradingState.HALTED)
+            if _RANK[over] > _RANK[state]:
+                state = over
+        return state
 
-    def check(self, order: Order, position: Position, last_price: Decimal | None) -> Decision:
+    # -- the check -----------------------------------------------------------------------
+
+    def check(self, order: Order, view: AccountView | Position, prices: Mapping[str, Decimal] | Decimal | None = None,
+              tick_at: Mapping[str, float] | None = None, now: float | None = None) -> Decision:  # fmt: skip
+        """Check ``order`` against the account ``view`` (a bare ``Position`` is accepted, as a
+        one-symbol account), the last prices by symbol (or the order symbol's last price) and
+        the times those ticks arrived."""
+        if isinstance(view, Position):
+            view = AccountView(order.account, {order.symbol: view})
+        if prices is None:
+            prices = {}
+        elif isinstance(prices, Decimal):
+            prices = {order.symbol: prices}
+        now = time.time() if now is None else now
+        if view.day:
+            if view.day != self._day:
+                self._day, self._today, self._day_sec = view.day, dt.date.fromisoformat(view.day), -1
+        else:
+            self.trading_day(now)
+        spec = self._specs.get(order.symbol) or self._unknown
         ctx = _Context(
-            order,
-            self.config.instruments.get(order.symbol),
-            self._limits.get(order.symbol, self.config.limits),
-            position,
-            last_price,
-            self.trading_state(order.account),
-        )
-        denied: list[Breach] = []
-        escalated: list[Breach] = []
+            order, spec, spec.limits, self._account_limits.get(order.account, self.config.limits), view,
+            view.position(order.symbol), prices.get(order.symbol), prices, (tick_at or {}).get(order.symbol), now,
+            self._today, self.trading_state(order.account, view.state), self,
+        )  # fmt: skip
+        denied: list[Breach] | None = None
+        escalated: list[Breach] | None = None
+        shadow: list[tuple[Action, Breach]] | None = None
+        halt = None
         for _name, rule, action in self._actions:
             breach = rule(ctx)
-            if breach is not None:
-                (denied if action is Action.DENY else escalated).append(breach)
+            if breach is None:
+                continue
+            if action is Action.DENY:
+                (denied := denied or []).append(breach)
+            elif action is Action.ESCALATE:
+                (escalated := escalated or []).append(breach)
+            else:
+                (shadow := shadow or []).append((action, breach))
+                continue
+            if breach.code == "max_daily_loss_exceeded" and self.config.halt_on_daily_loss:
+                halt = breach.detail
+        shadowed = tuple(shadow) if shadow else ()
+        if shadowed:
+            self.shadow_breaches += len(shadowed)
+            for action, b in shadowed:
+                verb = "would deny" if action is Action.SHADOW_DENY else "would escalate"
+                log.warning("risk shadow: %s %s (%s: %s) [rule %s]", verb, order.client_order_id, b.code, b.detail, b.rule)
         if denied:
-            return Decision(Action.DENY, tuple(denied + escalated))
+            return Decision(Action.DENY, tuple(denied + (escalated or [])), shadowed, halt)
         if escalated:
-            return Decision(Action.ESCALATE, tuple(escalated))
-        return PASSED
+            return Decision(Action.ESCALATE, tuple(escalated), shadowed, halt)
+        return Decision(None, (), shadowed) if shadowed else PASSED
 
-    def precision_errors(self, order: Order) -> Iterable[tuple[str, str]]:
-        """(field, reason) for quantities/prices finer than the instrument allows (an `invalid`)."""
-        instrument = self.config.instruments.get(order.symbol)
-        if instrument is None:
+    def precision_errors(self, order: Order) -> Iterable[tuple[str, str, str]]:
+        """(field, reason, code) for quantities/prices the instrument does not allow (an `invalid`):
+        finer than its precision, not a whole number of lots, off the tick grid."""
+        spec = self._specs.get(order.symbol)
+        if spec is None:
             return ()
+        instrument = spec.instrument
+        assert instrument is not None
         errors = []
         if -order.quantity.as_tuple().exponent > instrument.quantity_decimals:  # type: ignore[operator]
-            errors.append(("quantity", f"{order.symbol} allows at most {instrument.quantity_decimals} decimal places"))
-        if order.limit_price is not None and -order.limit_price.as_tuple().exponent > instrument.price_decimals:  # type: ignore[operator]
-            errors.append(("limit_price", f"{order.symbol} allows at most {instrument.price_decimals} decimal places"))
+            errors.append(("quantity", f"{order.symbol} allows at most {instrument.quantity_decimals} decimal places",
+                           "decimal_max_places"))  # fmt: skip
+        elif spec.lot_size != ONE and order.quantity % spec.lot_size:
+            errors.append(("quantity", f"{order.symbol} trades in lots of {spec.lot_size}: {order.quantity} is not a whole number of lots",
+                           "lot_size"))  # fmt: skip
+        price = order.limit_price
+        if price is not None:
+            if -price.as_tuple().exponent > instrument.price_decimals:  # type: ignore[operator]
+                errors.append(("limit_price", f"{order.symbol} allows at most {instrument.price_decimals} decimal places",
+                               "decimal_max_places"))  # fmt: skip
+            elif spec.tick_size is not None and price % spec.tick_size:
+                errors.append(("limit_price", f"{order.symbol} has tick size {spec.tick_size}: {price} is off the tick grid",
+                               "tick_size"))  # fmt: skip
         return errors

@@ -1,6 +1,6 @@
 """State: orderbook, tradebook, positions, last ticks and the escalation outbox."""
 
-from wojak.engine.store._base import Execution, Store, StoreUnavailable, Trade, open_store
+from wojak.engine.store._base import AccountView, Execution, Store, StoreUnavailable, Trade, open_store
 from wojak.engine.store._sqlite import SQLiteStore
 
-__all__ = ["Execution", "SQLiteStore", "Store", "StoreUnavailable", "Trade", "open_store"]
+__all__ = ["AccountView", "Execution", "SQLiteStore", "Store", "StoreUnavailable", "Trade", "open_store"]

@@ -3,9 +3,13 @@
 The order path uses two batched calls, each atomic and each safe to crash after:
 
 - ``admit``: create each order record *if absent*; for a new order, call ``decide`` with
-  the order and its position (this batch's earlier reservations included) and persist
-  what it decided: ``pending`` plus a position reservation, or a final ``denied`` /
-  ``escalated`` (with an outbox entry). Existing records are returned untouched.
+  the order and an ``AccountView`` of its account (every position of the account, this
+  batch's earlier reservations included; today's realised P&L; the order-rate window;
+  the stored trading-state override) and persist what it decided: ``pending`` plus a
+  position reservation and a rate count, or a final ``denied`` / ``escalated`` (with an
+  outbox entry), and ``view.halt`` if it set one. Existing records are returned untouched.
+  All of it runs inside the store's atomic step, so replicas sharing a store enforce
+  account limits together.
 - ``record``: apply venue outcomes: order state (only if the record is still in the
   state the caller saw: compare-and-set), tradebook entries (unique per fill), and the
   position (fill applied, reservation released).
@@ -13,6 +17,7 @@ The order path uses two batched calls, each atomic and each safe to crash after:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Protocol
@@ -61,18 +66,66 @@ class Execution:
     fill_price: Decimal | None
     release: Decimal  # signed reservation to release (the order's quantity once it is closed)
     multiplier: Decimal = Decimal(1)
+    day: str = ""  # the exchange trading day the fill's realised P&L counts toward ("" = UTC today)
     applied: bool = False  # set by the store: False means another writer got there first
 
 
-# decide(order, position) -> escalation payload (for the outbox) or None; it moves the
-# order to pending, denied or escalated.
-Decide = Callable[[Order, Position], "dict[str, Any] | None"]
+@dataclass(slots=True)
+class AccountView:
+    """What risk sees of one account inside ``admit`` (the store keeps it current in a batch).
+
+    ``positions`` holds every symbol of the account the store knows (reservations included)
+    and, always, the order's own symbol (flat if new). ``realised_today`` is the realised
+    P&L of ``day``; ``orders_last_second`` / ``orders_last_minute`` count orders admitted
+    ``pending`` in the sliding windows ending now. ``state`` is the stored trading-state
+    override (``None``: the configuration decides). ``decide`` may set ``halt`` to a reason
+    to store the account as HALTED (e.g. on a daily-loss breach).
+    """
+
+    account: str
+    positions: dict[str, Position]
+    day: str = ""
+    realised_today: Decimal = Decimal(0)
+    orders_last_second: int = 0
+    orders_last_minute: int = 0
+    state: str | None = None
+    halt: str | None = None
+    now: float = 0.0
+
+    def position(self, symbol: str) -> Position:
+        p = self.positions.get(symbol)
+        if p is None:
+            p = self.positions[symbol] = Position(self.account, symbol)
+        return p
+
+
+def utc_day(now: float | None = None) -> str:
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(time.time() if now is None else now, _dt.timezone.utc).date().isoformat()
+
+
+# decide(order, view) -> escalation payload (for the outbox) or None; it moves the order
+# to pending, denied or escalated. ``day`` given to ``admit`` is the exchange trading day.
+Decide = Callable[[Order, AccountView], "dict[str, Any] | None"]
 
 
 class Store(Protocol):
-    async def admit(self, orders: list[Order], decide: Decide) -> list[tuple[Order, bool]]:
-        """Returns ``(record, existed)`` per order, in order."""
+    async def admit(self, orders: list[Order], decide: Decide, day: str = "") -> list[tuple[Order, bool]]:
+        """Returns ``(record, existed)`` per order, in order (``day`` "" = UTC today)."""
         ...
+
+    async def get_account_state(self, account: str) -> dict[str, Any] | None:
+        """The stored trading-state override ``{"account", "state", "reason", "at"}`` or None."""
+        ...
+
+    async def set_account_state(self, account: str, state: str | None, reason: str = "") -> None:
+        """Store an override (e.g. ``HALTED``) or, with ``None``, reset to the configuration."""
+        ...
+
+    async def list_account_states(self) -> list[dict[str, Any]]: ...
+
+    async def daily_realised(self, account: str, day: str) -> Decimal: ...
 
     async def record(self, executions: list[Execution]) -> None: ...
 

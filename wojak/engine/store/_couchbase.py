@@ -58,7 +58,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from wojak.engine.domain import Order, OrderState, Position, Side
 from wojak.engine.domain._orders import OPEN_STATES
-from wojak.engine.store._base import Decide, Execution, StoreUnavailable, Trade
+from wojak.engine.store._base import AccountView, Decide, Execution, StoreUnavailable, Trade, utc_day
 
 T = TypeVar("T")
 EXTRA_HINT = "the Couchbase store needs the couchbase SDK: pip install 'wojak[couchbase]'"
@@ -406,35 +406,106 @@ class CouchbaseStore:
     def _pos_key(account: str, symbol: str) -> str:
         return f"pos::{_doc_key(account)}::{_doc_key(symbol)}"
 
+    @staticmethod
+    def _acct_key(account: str) -> str:
+        return f"acct::{_doc_key(account)}"
+
+    async def _account_view(self, order: Order, acct: dict[str, Any] | None, day: str,
+                            now: float) -> tuple[AccountView, dict[str, Any] | None, int]:  # fmt: skip
+        """The account as risk sees it: every position it holds (this order's own earlier
+        reservation excluded), today's realised P&L, the order-rate window, the stored state.
+        Returns the view and the order symbol's position doc with its CAS."""
+        account = order.account
+        symbols = list(dict.fromkeys([order.symbol, *((acct or {}).get("symbols") or [])]))
+        got = await asyncio.gather(*(self._get(self._pos_key(account, s)) for s in symbols))
+        view = AccountView(account, {}, day=day, now=now)
+        realised = Decimal(0)
+        for symbol, (pdoc, _) in zip(symbols, got):
+            view.positions[symbol] = _position_from_doc(pdoc, account, symbol, exclude=order.client_order_id)
+            if pdoc is not None:
+                realised += Decimal((pdoc.get("days") or {}).get(day, "0"))
+        view.realised_today = realised
+        sec = int(now)
+        for s, n in ((acct or {}).get("rate") or {}).items():
+            if int(s) > sec - 60:
+                view.orders_last_minute += n
+                if int(s) == sec:
+                    view.orders_last_second += n
+        state = (acct or {}).get("state")
+        view.state = state["state"] if state else None
+        doc, cas = got[0]
+        return view, doc, cas
+
+    async def get_account_state(self, account: str) -> dict[str, Any] | None:
+        doc = await self._guard(self._get_doc(self._acct_key(account)))
+        return (doc or {}).get("state") or None
+
+    async def set_account_state(self, account: str, state: str | None, reason: str = "") -> None:
+        async def run() -> None:
+            await self._index_add("idx::accounts", account)
+
+            def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+                new = dict(doc) if doc is not None else {"account": account, "symbols": [], "rate": {}}
+                new["state"] = None if state is None else {"account": account, "state": state, "reason": reason,
+                                                           "at": time.time()}  # fmt: skip
+                return new
+
+            await self._cas_loop(self._acct_key(account), change)
+
+        await self._guard(run())
+
+    async def list_account_states(self) -> list[dict[str, Any]]:
+        async def run() -> list[dict[str, Any]]:
+            accounts = await self._index_list("idx::accounts")
+            docs = await self._get_many([self._acct_key(a) for a in accounts])
+            return sorted((d["state"] for d in docs if d and d.get("state")), key=lambda s: s["account"])
+
+        return await self._guard(run())
+
+    async def daily_realised(self, account: str, day: str) -> Decimal:
+        async def run() -> Decimal:
+            acct = await self._get_doc(self._acct_key(account))
+            symbols = (acct or {}).get("symbols") or []
+            docs = await self._get_many([self._pos_key(account, s) for s in symbols])
+            return sum((Decimal((d.get("days") or {}).get(day, "0")) for d in docs if d), Decimal(0))
+
+        return await self._guard(run())
+
     # -- the order path -------------------------------------------------------------
 
-    async def admit(self, orders: list[Order], decide: Decide) -> list[tuple[Order, bool]]:
-        return await self._guard(self._admit(orders, decide))
+    async def admit(self, orders: list[Order], decide: Decide, day: str = "") -> list[tuple[Order, bool]]:
+        return await self._guard(self._admit(orders, decide, day))
 
-    async def _admit(self, orders: list[Order], decide: Decide) -> list[tuple[Order, bool]]:
+    async def _admit(self, orders: list[Order], decide: Decide, day: str) -> list[tuple[Order, bool]]:
         results = []
+        day = day or utc_day()
         for order in orders:  # in order: decide sees this batch's earlier reservations
-            results.append(await self._admit_one(order, decide))
+            results.append(await self._admit_one(order, decide, day))
         return results
 
-    async def _admit_one(self, order: Order, decide: Decide) -> tuple[Order, bool]:
+    async def _admit_one(self, order: Order, decide: Decide, day: str) -> tuple[Order, bool]:
         coid = order.client_order_id
         okey = self._order_key(coid)
         existing = await self._get_doc(okey)
         if existing is not None:
             return _order_from_doc(existing), True
         pkey = self._pos_key(order.account, order.symbol)
+        akey = self._acct_key(order.account)
         snapshot = dataclasses.replace(order)
         await self._index_add("idx::orders", coid)
         await self._map_put("idx::open", coid, {"c": coid, "p": pkey, "t": time.time()})
         await self._index_add("idx::positions", pkey)
+        await self._index_add("idx::accounts", order.account)
         seq = await self._next_seq()
         escalation: dict[str, Any] | None = None
         had_stale = False
         for attempt in range(_CAS_ATTEMPTS):
             for f in dataclasses.fields(Order):  # a retry decides afresh, from the order as given
                 setattr(order, f.name, getattr(snapshot, f.name))
-            doc, cas = await self._get(pkey)
+            # the account doc is the gate: its CAS, taken last, serialises decisions on the account
+            acct, acct_cas = await self._get(akey)
+            now = time.time()
+            view, doc, cas = await self._account_view(order, acct, day, now)
             mine = (doc or {}).get("res", {}).get(_path_key(coid))
             if mine is not None and mine.get("v", 0) > 0:
                 # an outcome of this coid is already recorded: its order exists (another writer)
@@ -442,19 +513,22 @@ class CouchbaseStore:
                 if found is not None:
                     return _order_from_doc(found), True
             had_stale = mine is not None
-            position = _position_from_doc(doc, order.account, order.symbol, exclude=coid)
-            order.created_at = order.updated_at = time.time()
-            escalation = decide(order, position)
-            if order.state is not OrderState.PENDING:
+            order.created_at = order.updated_at = now
+            escalation = decide(order, view)
+            if order.state is not OrderState.PENDING and view.halt is None:
                 break  # no reservation to take: the order doc decides alone
-            new = dict(doc) if doc is not None else _new_position_doc(order.account, order.symbol)
-            new["res"] = dict(new.get("res", {}))
-            new["res"][_path_key(coid)] = {"c": coid, "q": str(order.signed_quantity), "v": 0, "t": time.time()}
-            if await self._put(pkey, new, cas):
+            if order.state is OrderState.PENDING:
+                new = dict(doc) if doc is not None else _new_position_doc(order.account, order.symbol)
+                new["res"] = dict(new.get("res", {}))
+                new["res"][_path_key(coid)] = {"c": coid, "q": str(order.signed_quantity), "v": 0, "t": time.time()}
+                if not await self._put(pkey, new, cas):
+                    await _backoff(attempt)
+                    continue
+            if await self._put(akey, _next_account_doc(acct, order, view, now), acct_cas):
                 break
-            await _backoff(attempt)
+            await _backoff(attempt)  # another order of the account got in: decide again
         else:
-            raise StoreUnavailable(f"couchbase: position {pkey!r} stayed contended")
+            raise StoreUnavailable(f"couchbase: account {akey!r} stayed contended")
         if order.state is OrderState.ESCALATED and escalation is not None:
             # the outbox entry first; it counts only once the order doc says escalated
             await self._map_put("idx::esc", coid, coid)
@@ -517,7 +591,7 @@ class CouchbaseStore:
                 new[k] = doc[k]
             ver = doc.get("ver", 0) + 1
             fills = doc.get("fills", 0)
-            fx: dict[str, Any] = {"v": ver, "release": str(ex.release), "close": o.state not in OPEN_STATES,
+            fx: dict[str, Any] = {"v": ver, "release": str(ex.release), "close": o.state not in OPEN_STATES, "day": ex.day,
                                   "account": doc["account"], "symbol": doc["symbol"], "coid": o.client_order_id}  # fmt: skip
             if ex.fill_quantity > 0 and ex.fill_price is not None:
                 fills += 1
@@ -551,7 +625,11 @@ class CouchbaseStore:
             position = _position_from_doc(new, fx["account"], fx["symbol"])
             fill = fx.get("fill")
             if fill is not None:
-                position.fill(Decimal(fill["q"]), Decimal(fill["p"]), Decimal(fill["m"]))
+                pnl = position.fill(Decimal(fill["q"]), Decimal(fill["p"]), Decimal(fill["m"]))
+                if pnl:
+                    day = fx.get("day") or utc_day()
+                    days = new["days"] = {d: v for d, v in (new.get("days") or {}).items() if d >= _days_ago(day, 7)}
+                    days[day] = str(Decimal(days.get(day, "0")) + pnl)
             new.update(quantity=str(position.quantity), average_price=str(position.average_price),
                        realised_pnl=str(position.realised_pnl))  # fmt: skip
             q = Decimal(entry["q"]) if entry is not None else Decimal(0)
@@ -710,6 +788,33 @@ class CouchbaseStore:
                 await self._map_remove("idx::esc", coid)
 
         await self._guard(run())
+
+
+def _next_account_doc(acct: dict[str, Any] | None, order: Order, view: AccountView, now: float) -> dict[str, Any]:
+    """The account doc after admitting ``order``: its symbol listed, the order counted in the
+    rate window (if it passed), a HALTED state stored (if risk set one); old buckets pruned."""
+    new = dict(acct) if acct is not None else {"account": order.account, "symbols": [], "rate": {}}
+    symbols = list(new.get("symbols") or [])
+    if order.symbol not in symbols:
+        symbols.append(order.symbol)
+    new["symbols"] = symbols
+    sec = int(now)
+    rate = {s: n for s, n in (new.get("rate") or {}).items() if int(s) > sec - 120}
+    if order.state is OrderState.PENDING:
+        rate[str(sec)] = rate.get(str(sec), 0) + 1
+    new["rate"] = rate
+    if view.halt is not None:
+        new["state"] = {"account": order.account, "state": "HALTED", "reason": view.halt, "at": now}
+    return new
+
+
+def _days_ago(day: str, n: int) -> str:
+    import datetime as dt
+
+    try:
+        return (dt.date.fromisoformat(day) - dt.timedelta(days=n)).isoformat()
+    except ValueError:
+        return ""
 
 
 async def _backoff(attempt: int) -> None:

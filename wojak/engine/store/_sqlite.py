@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from wojak.engine.domain import Order, OrderState, Position, Side
-from wojak.engine.store._base import Decide, Execution, StoreUnavailable, Trade
+from wojak.engine.store._base import AccountView, Decide, Execution, StoreUnavailable, Trade, utc_day
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -46,6 +46,15 @@ CREATE TABLE IF NOT EXISTS positions (
 CREATE TABLE IF NOT EXISTS ticks (
   symbol TEXT PRIMARY KEY, bid TEXT NOT NULL, ask TEXT NOT NULL, last TEXT NOT NULL, received_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS daily (
+  account TEXT NOT NULL, day TEXT NOT NULL, realised TEXT NOT NULL, PRIMARY KEY (account, day)
+);
+CREATE TABLE IF NOT EXISTS order_rate (
+  account TEXT NOT NULL, sec INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (account, sec)
+);
+CREATE TABLE IF NOT EXISTS account_state (
+  account TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS escalations (
   key TEXT PRIMARY KEY, client_order_id TEXT NOT NULL, payload TEXT NOT NULL,
   created_at REAL NOT NULL, delivered_at REAL
@@ -58,6 +67,10 @@ _ORDER_COLUMNS = (
 )
 _INSERT_ORDER = f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({','.join('?' * 17)})"
 _SELECT_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders"
+_UPSERT_STATE = (
+    "INSERT INTO account_state VALUES (?,?,?,?) ON CONFLICT(account) DO UPDATE SET"
+    " state=excluded.state, reason=excluded.reason, at=excluded.at"
+)
 _UPSERT_POSITION = (
     "INSERT INTO positions VALUES (?,?,?,?,?,?,?) ON CONFLICT(account, symbol) DO UPDATE SET"
     " quantity=excluded.quantity, average_price=excluded.average_price, realised_pnl=excluded.realised_pnl,"
@@ -123,9 +136,11 @@ class SQLiteStore:
             self._db.execute("ROLLBACK")
             raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
 
-    async def admit(self, orders: list[Order], decide: Decide) -> list[tuple[Order, bool]]:
+    async def admit(self, orders: list[Order], decide: Decide, day: str = "") -> list[tuple[Order, bool]]:
         db = self._tx()
         try:
+            now = time.time()
+            day = day or utc_day(now)
             ids = list({o.client_order_id for o in orders})
             existing: dict[str, Order] = {}
             for chunk in _chunks(ids, 500):
@@ -133,22 +148,30 @@ class SQLiteStore:
                     f"{_SELECT_ORDER} WHERE client_order_id IN ({','.join('?' * len(chunk))})", chunk
                 ).fetchall()
                 existing.update((r[0], _order_from_row(r)) for r in rows)
-            positions = self._positions({(o.account, o.symbol) for o in orders if o.client_order_id not in existing})
+            views = self._views({o.account for o in orders if o.client_order_id not in existing}, day, now)
             dirty: dict[tuple[str, str], Position] = {}
+            rate: dict[str, int] = {}
+            halts: list[tuple[str, str, str, float]] = []
             new_rows, outbox, results = [], [], []
-            now = time.time()
             for order in orders:
                 found = existing.get(order.client_order_id)
                 if found is not None:
                     results.append((found, True))
                     continue
-                key = (order.account, order.symbol)
-                position = positions[key]
+                view = views[order.account]
+                view.position(order.symbol)
                 order.created_at = order.updated_at = now
-                escalation = decide(order, position)
+                escalation = decide(order, view)
+                if view.halt is not None:
+                    halts.append((order.account, "HALTED", view.halt, now))
+                    view.state, view.halt = "HALTED", None
                 if order.state is OrderState.PENDING:
+                    position = view.position(order.symbol)
                     position.reserve(order.signed_quantity)
-                    dirty[key] = position
+                    dirty[(order.account, order.symbol)] = position
+                    view.orders_last_second += 1
+                    view.orders_last_minute += 1
+                    rate[order.account] = rate.get(order.account, 0) + 1
                 elif escalation is not None:
                     outbox.append((f"esc:{order.client_order_id}", order.client_order_id, json.dumps(escalation, default=str), now))
                 new_rows.append(_order_row(order))
@@ -157,6 +180,16 @@ class SQLiteStore:
             db.executemany(_INSERT_ORDER, new_rows)
             if dirty:
                 db.executemany(_UPSERT_POSITION, [_position_row(p) for p in dirty.values()])
+            if rate:
+                sec = int(now)
+                db.executemany(
+                    "INSERT INTO order_rate VALUES (?,?,?) ON CONFLICT(account, sec) DO UPDATE SET n = n + excluded.n",
+                    [(a, sec, n) for a, n in rate.items()],
+                )
+                if sec % 30 == 0:
+                    db.execute("DELETE FROM order_rate WHERE sec < ?", (sec - 120,))
+            if halts:
+                db.executemany(_UPSERT_STATE, halts)
             if outbox:
                 db.executemany("INSERT OR IGNORE INTO escalations VALUES (?,?,?,?,NULL)", outbox)
         except BaseException:
@@ -164,6 +197,30 @@ class SQLiteStore:
             raise
         self._commit()
         return results
+
+    def _views(self, accounts: set[str], day: str, now: float) -> dict[str, AccountView]:
+        """Every account's positions, today's realised P&L, order-rate window and state: one query each."""
+        views = {a: AccountView(a, {}, day=day, now=now) for a in accounts}
+        names = list(accounts)
+        sec = int(now)
+        for chunk in _chunks(names, 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._db.execute(f"SELECT * FROM positions WHERE account IN ({marks})", chunk):
+                views[r[0]].positions[r[1]] = _position_from_row(r)
+            for a, realised in self._db.execute(
+                f"SELECT account, realised FROM daily WHERE day=? AND account IN ({marks})", (day, *chunk)
+            ):
+                views[a].realised_today = Decimal(realised)
+            for a, s, n in self._db.execute(
+                f"SELECT account, sec, n FROM order_rate WHERE sec > ? AND account IN ({marks})", (sec - 60, *chunk)
+            ):
+                v = views[a]
+                v.orders_last_minute += n
+                if s == sec:
+                    v.orders_last_second += n
+            for a, state in self._db.execute(f"SELECT account, state FROM account_state WHERE account IN ({marks})", chunk):
+                views[a].state = state
+        return views
 
     async def record(self, executions: list[Execution]) -> None:
         db = self._tx()
@@ -176,6 +233,7 @@ class SQLiteStore:
                 ).fetchall())  # fmt: skip
             positions = self._positions({(ex.order.account, ex.order.symbol) for ex in executions})
             updates, trades = [], []
+            realised: dict[tuple[str, str], Decimal] = {}
             now = time.time()
             for ex in executions:
                 o = ex.order
@@ -190,7 +248,10 @@ class SQLiteStore:
                 position = positions[(o.account, o.symbol)]
                 if ex.fill_quantity > 0 and ex.fill_price is not None:
                     signed = ex.fill_quantity if o.side is Side.BUY else -ex.fill_quantity
-                    position.fill(signed, ex.fill_price, ex.multiplier)
+                    pnl = position.fill(signed, ex.fill_price, ex.multiplier)
+                    if pnl:
+                        k = (o.account, ex.day or utc_day(now))
+                        realised[k] = realised.get(k, Decimal(0)) + pnl
                     # one trade per fill, named by the cumulative quantity it brought the order to
                     trades.append((f"{o.client_order_id}#{o.filled_quantity}", o.client_order_id, o.account, o.symbol,
                                    o.side.value, str(ex.fill_quantity), str(ex.fill_price), o.venue_order_id, now))  # fmt: skip
@@ -204,6 +265,11 @@ class SQLiteStore:
             if trades:
                 db.executemany("INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?)", trades)
             db.executemany(_UPSERT_POSITION, [_position_row(p) for p in positions.values()])
+            for (account, day), pnl in realised.items():
+                row = db.execute("SELECT realised FROM daily WHERE account=? AND day=?", (account, day)).fetchone()
+                total = (Decimal(row[0]) if row else Decimal(0)) + pnl
+                db.execute("INSERT INTO daily VALUES (?,?,?) ON CONFLICT(account, day) DO UPDATE SET realised=excluded.realised",
+                           (account, day, str(total)))  # fmt: skip
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -251,6 +317,30 @@ class SQLiteStore:
     async def list_positions(self, account: str | None = None) -> list[Position]:
         where, args = ("WHERE account=?", (account,)) if account else ("", ())
         return [_position_from_row(r) for r in self._db.execute(f"SELECT * FROM positions {where}", args)]
+
+    async def get_account_state(self, account: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT account, state, reason, at FROM account_state WHERE account=?", (account,)).fetchone()
+        return None if row is None else {"account": row[0], "state": row[1], "reason": row[2], "at": row[3]}
+
+    async def set_account_state(self, account: str, state: str | None, reason: str = "") -> None:
+        self._tx()
+        try:
+            if state is None:
+                self._db.execute("DELETE FROM account_state WHERE account=?", (account,))
+            else:
+                self._db.execute(_UPSERT_STATE, (account, state, reason, time.time()))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._commit()
+
+    async def list_account_states(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT account, state, reason, at FROM account_state ORDER BY account")
+        return [{"account": r[0], "state": r[1], "reason": r[2], "at": r[3]} for r in rows]
+
+    async def daily_realised(self, account: str, day: str) -> Decimal:
+        row = self._db.execute("SELECT realised FROM daily WHERE account=? AND day=?", (account, day)).fetchone()
+        return Decimal(row[0]) if row else Decimal(0)
 
     async def pending_orders(self) -> list[Order]:
         return [_order_from_row(r) for r in self._db.execute(f"{_SELECT_ORDER} WHERE state='pending'")]

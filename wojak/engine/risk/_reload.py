@@ -1,0 +1,60 @@
+"""Hot reload of the risk config file (e.g. a mounted ConfigMap): poll, validate, swap.
+
+A file that fails to load is rejected with the loader's error (naming each bad setting)
+and the limits in force stay as they are; both outcomes are logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from wojak.engine.risk._checks import RiskEngine
+from wojak.engine.risk._config import RiskConfigError, load_risk_config
+
+log = logging.getLogger(__name__)
+
+
+class RiskConfigWatcher:
+    def __init__(self, path: str | Path, apply: Callable[[RiskEngine], None], metrics: Any = None,
+                 interval: float = 1.0) -> None:  # fmt: skip
+        self.path, self.apply, self.metrics, self.interval = Path(path), apply, metrics, interval
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)  # follows the ConfigMap's ..data symlink swap
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def check(self) -> bool | None:
+        """Reload if the file changed: True applied, False rejected, None unchanged."""
+        stamp = self._stamp()
+        if stamp == self._seen:
+            return None
+        self._seen = stamp
+        try:
+            engine = RiskEngine(load_risk_config(self.path))
+        except RiskConfigError as exc:
+            log.error("risk config reload REJECTED, the previous limits stay in force: %s", exc)
+            if self.metrics is not None:
+                self.metrics.risk_reloads.labels("rejected").inc()
+            return False
+        self.apply(engine)
+        log.warning("risk config reloaded from %s (trading_state=%s)", self.path, engine.config.trading_state.value)
+        if self.metrics is not None:
+            self.metrics.risk_reloads.labels("applied").inc()
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval)
+            except TimeoutError:
+                pass
+            if not stop.is_set():
+                self.check()
