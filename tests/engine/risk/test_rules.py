@@ -59,11 +59,17 @@ def test_gross_exposure_boundary_sums_every_symbol_with_reservations_and_multipl
 def test_daily_loss_boundary_is_realised_plus_marked_to_the_last_tick_and_halts():
     e = engine({"max_daily_loss": "1000"})
     long = Position("a", "FUT", quantity=D(10), average_price=D(100))
-    assert e.check(order(), view(long, realised_today=D(-500)), {"FUT": D(50)}).action is None  # 500 + 500
-    d = e.check(order(), view(long, realised_today=D(-500)), {"FUT": D("49.99")})
+    at50, at4999 = order(limit_price="50"), order(limit_price="49.99")
+    assert e.check(at50, view(long, realised_today=D(-500)), {"FUT": D(50)}).action is None  # 500 + 500
+    d = e.check(at4999, view(long, realised_today=D(-500)), {"FUT": D("49.99")})
     assert d.action is Action.DENY and codes(d) == ["max_daily_loss_exceeded"] and d.halt
     assert engine({"max_daily_loss": "1000"}, halt_on_daily_loss=False).check(
-        order(), view(long, realised_today=D(-500)), {"FUT": D("49.99")}).halt is None  # fmt: skip
+        at4999, view(long, realised_today=D(-500)), {"FUT": D("49.99")}).halt is None  # fmt: skip
+    # buying above the last tick counts the loss it is marked at once filled: 900 + 10 x 10
+    assert e.check(order(limit_price="60"), view(long, realised_today=D(-400)), {"FUT": D(50)}).action is None
+    assert codes(e.check(order(limit_price="60.01"), view(long, realised_today=D(-400)), {"FUT": D(50)})) == [
+        "max_daily_loss_exceeded"
+    ]
 
 
 def test_order_rate_boundary_per_second_and_per_minute():

@@ -222,6 +222,12 @@ def _max_daily_loss(ctx: _Context) -> Breach | None:
     if limit is None:
         return None
     loss = daily_loss(ctx.view, ctx.prices, ctx.engine)
+    order, last = ctx.order, ctx.last_price
+    if order.limit_price is not None and last is not None:
+        # a fill at a price worse than the last tick is marked as a loss the moment it fills
+        worse = (order.limit_price - last) * order.signed_quantity
+        if worse > 0:
+            loss += worse * ctx.spec.multiplier
     if loss > limit:
         return Breach("max_daily_loss", "max_daily_loss_exceeded", f"loss today {loss} > {limit}")
     return None
