@@ -133,21 +133,21 @@ async def _bare(queue_name: str, prefetch: int, total: int) -> dict:
     await channel.set_qos(prefetch_count=prefetch)
     queue = await channel.get_queue(queue_name, ensure=True)
     done = asyncio.Event()
-    state = {"n": 0, "first": 0.0, "last": 0.0}
+    state = {"n": 0, "first": 0.0, "last": 0.0, "cpu0": 0.0, "cpu1": 0.0}
 
     async def on_message(message) -> None:
         if state["n"] == 0:
-            state["first"] = time.time()
+            state["first"], state["cpu0"] = time.time(), time.process_time()
         await message.ack()
         state["n"] += 1
         if state["n"] == total:
-            state["last"] = time.time()
+            state["last"], state["cpu1"] = time.time(), time.process_time()
             done.set()
 
     await queue.consume(on_message, no_ack=False)
     await done.wait()
     await connection.close()
-    return {"n": state["n"], "first": state["first"], "last": state["last"]}
+    return state
 
 
 def bare_main(argv: list[str]) -> None:
@@ -162,18 +162,53 @@ async def run_bare(n: int, prefetch: int) -> dict:
     async with Broker(cfg) as broker:
         preload = await broker.preload(bodies(n, "bare"))
         assert await broker.count() == n
+        cpu0 = broker_cpu()
         proc = subprocess.Popen([PY, __file__, "--bare-consumer", cfg.queue, str(prefetch), str(n)],
                                 stdout=subprocess.PIPE)  # fmt: skip
         out, _ = await asyncio.to_thread(proc.communicate, timeout=300)
         if proc.returncode != 0:
             raise RuntimeError(f"bare consumer exited {proc.returncode}")
         r = json.loads(out.decode().strip().splitlines()[-1])
+        broker_us = (broker_cpu() - cpu0) / n * 1e6
         left = await broker.count()
     secs = r["last"] - r["first"]
-    return {"prefetch": prefetch, "orders": n, "seconds": secs, "per_s": n / secs, "left": left, "preload_s": preload}
+    return {"prefetch": prefetch, "orders": n, "seconds": secs, "per_s": n / secs, "left": left, "preload_s": preload,
+            "cpu_us_per_order": {"consumer": (r["cpu1"] - r["cpu0"]) / n * 1e6, "broker": broker_us}}  # fmt: skip
 
 
 # -- the subject: wojak sidecar + engine --------------------------------------------------
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process, from /proc (0 where there is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """The local RabbitMQ's Erlang VM (read-only, for CPU accounting), if there is exactly one."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if stat.read_text().strip() == "beam.smp":
+                pids.append(int(stat.parent.name))
+        except OSError:
+            pass
+    return pids[0] if len(pids) == 1 else None
+
+
+def broker_cpu() -> float:
+    return cpu_seconds(broker_pid())
+
+
+def check(proc: subprocess.Popen[bytes], tmp: Path, t0: float, n: int, what: str, limit: float = 300.0) -> None:
+    if proc.poll() is not None:
+        raise RuntimeError(f"sidecar exited {proc.returncode}:\n" + (tmp / "sidecar.log").read_text()[-3000:])
+    if time.perf_counter() - t0 > limit:
+        raise RuntimeError(f"not all {n} {what} after {limit:.0f} s:\n" + (tmp / "sidecar.log").read_text()[-3000:])
 
 
 def _metrics(port: int) -> str:
@@ -241,19 +276,25 @@ async def run_wojak(n: int, prefetch: int, concurrency: int | None, synchronous:
                     spawned = time.perf_counter()
                     t0 = await broker.first_delivery(n, sidecar)
                     profilers = _profile(profile, engine.pid, sidecar.pid) if profile else []
+                    cpu0 = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid), "broker": broker_cpu()}
+                    # the broker's ready count until it is 0 (cheap for the processes measured), then the
+                    # sidecar's /metrics (it also asks the engine) for the last <= prefetch acks
+                    while await broker.count() > 0:
+                        check(sidecar, tmp, t0, n, "delivered")
+                        await asyncio.sleep(0.01)
                     acked = 0.0
-                    while acked < n:
-                        if sidecar.poll() is not None:
-                            raise RuntimeError("sidecar exited:\n" + (tmp / "sidecar.log").read_text()[-3000:])
-                        if time.perf_counter() - t0 > 300:
-                            raise RuntimeError(f"only {acked:.0f}/{n} acked after 300 s")
-                        await asyncio.sleep(0.02)
+                    while True:
                         try:
                             text = await asyncio.to_thread(_metrics, port)
                         except OSError:
-                            continue
+                            text = ""
                         acked = _counter(text, "wojak_sidecar_settlements", settlement="ack")
+                        if acked >= n:
+                            break
+                        check(sidecar, tmp, t0, n, f"acked ({acked:.0f})")
+                        await asyncio.sleep(0.01)
                     t1 = time.perf_counter()
+                    cpu = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid), "broker": broker_cpu()}
                     for p in profilers:
                         p.wait()
                     sidecar.send_signal(signal.SIGTERM)
@@ -266,6 +307,7 @@ async def run_wojak(n: int, prefetch: int, concurrency: int | None, synchronous:
         "prefetch": prefetch, "concurrency": min(concurrency or prefetch, prefetch), "synchronous": synchronous,
         "orders": n, "seconds": secs, "per_s": n / secs, "from_spawn_s": t1 - spawned, "left": left,
         "dead_lettered": dead, "sidecar_exit": code, "verdicts": _verdicts(text), "preload_s": preload,
+        "cpu_us_per_order": {k: (cpu[k] - cpu0[k]) / n * 1e6 for k in cpu},
         "mean_batch": float(sizes.group(1)) / float(batches.group(1)) if batches and sizes and float(batches.group(1)) else None,
     }  # fmt: skip
 
@@ -326,13 +368,13 @@ def report(out: dict) -> None:
     print(f"\n  RabbitMQ ingest ({os.cpu_count()} cores; N preloaded persistent messages, drained and acked)")
     for b in out["bare"]:
         print(f"    bare aio-pika consume+ack  prefetch {b['prefetch']:>5}  {b['per_s']:9,.0f} msg/s"
-              f"   ({b['orders']:,} in {b['seconds']:.2f} s; left {b['left']})")  # fmt: skip
+              f"   ({b['orders']:,} in {b['seconds']:.2f} s; left {b['left']}; CPU us/msg {_cpu(b)})")  # fmt: skip
     for w in out["wojak"]:
         share = w["per_s"] / bare[w["prefetch"]]["per_s"]
         ok = w["left"] == 0 and w["dead_lettered"] == 0 and w["sidecar_exit"] == 0
         print(f"    wojak sync={w['synchronous']:<6}       prefetch {w['prefetch']:>5}  {w['per_s']:9,.0f} orders/s"
               f"  = {share:4.0%} of bare   ({w['orders']:,} in {w['seconds']:.2f} s, {w['from_spawn_s']:.2f} s from spawn;"
-              f" mean engine batch {w['mean_batch'] or 0:.1f}; verdicts {w['verdicts']};"
+              f" CPU us/order {_cpu(w)}; mean engine batch {w['mean_batch'] or 0:.1f}; verdicts {w['verdicts']};"
               f" queue left {w['left']}, DLQ {w['dead_lettered']}, exit {w['sidecar_exit']}{'' if ok else '  <-- NOT CLEAN'})")  # fmt: skip
         print(f"    {'':<26} targets: >= {TARGET_RATE:,}/s {'met' if w['per_s'] >= TARGET_RATE else 'MISSED'};"
               f" >= {TARGET_SHARE:.0%} of bare {'met' if share >= TARGET_SHARE else 'MISSED'}")  # fmt: skip
@@ -340,6 +382,10 @@ def report(out: dict) -> None:
             print(f"      py-spy own time, {name}:")
             for share_, fn in rows[:10]:
                 print(f"        {share_:6.1%}  {fn}")
+
+
+def _cpu(r: dict) -> str:
+    return ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us_per_order"].items())
 
 
 def maybe_run(sections, args, results: dict) -> None:
