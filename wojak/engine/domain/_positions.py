@@ -21,9 +21,13 @@ class Position:
 
     def worst_case(self, signed_quantity: Decimal) -> Decimal:
         """The largest absolute position reachable if every reservation and this order fill."""
-        long = self.quantity + self.pending_buy + max(signed_quantity, ZERO)
-        short = self.quantity - self.pending_sell + min(signed_quantity, ZERO)
-        return max(abs(long), abs(short))
+        long = self.quantity + self.pending_buy
+        short = self.quantity - self.pending_sell
+        if signed_quantity > 0:
+            long += signed_quantity
+        else:
+            short += signed_quantity
+        return long if long >= -short else -short  # = max(|long|, |short|), since long >= short
 
     def reserve(self, signed_quantity: Decimal) -> None:
         if signed_quantity > 0:

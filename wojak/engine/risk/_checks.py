@@ -176,17 +176,24 @@ def gross_exposure(view: AccountView, prices: Mapping[str, Decimal], engine: "Ri
     order)| x last price x multiplier. A symbol without a tick is valued at its average price
     (the order's own symbol at its limit price)."""
     total = ZERO
+    multipliers = engine.multipliers
+    own = order.symbol if order is not None else None
+    signed = order.signed_quantity if order is not None else ZERO
     for symbol, p in view.positions.items():
-        signed = order.signed_quantity if order is not None and symbol == order.symbol else ZERO
-        long = p.quantity + p.pending_buy + (signed if signed > 0 else ZERO)
-        short = p.quantity - p.pending_sell + (signed if signed < 0 else ZERO)
-        size = max(abs(long), abs(short))
+        long = p.quantity + p.pending_buy
+        short = p.quantity - p.pending_sell
+        if symbol == own:
+            if signed > 0:
+                long += signed
+            else:
+                short += signed
+        size = long if long >= -short else -short  # = max(|long|, |short|), since long >= short
         if not size:
             continue
         price = prices.get(symbol)
         if price is None:
-            price = order_price if order is not None and symbol == order.symbol and order_price is not None else p.average_price
-        total += size * price * engine.multiplier(symbol)
+            price = order_price if symbol == own and order_price is not None else p.average_price
+        total += size * price * multipliers.get(symbol, ONE)
     return total
 
 
@@ -209,11 +216,12 @@ def _max_gross_exposure(ctx: _Context) -> Breach | None:
 def daily_loss(view: AccountView, prices: Mapping[str, Decimal], engine: "RiskEngine") -> Decimal:
     """Today's loss (positive = losing): -(realised today + open positions marked to the last tick)."""
     pnl = view.realised_today
+    multipliers = engine.multipliers
     for symbol, p in view.positions.items():
         if p.quantity:
             last = prices.get(symbol)
             if last is not None:
-                pnl += (last - p.average_price) * p.quantity * engine.multiplier(symbol)
+                pnl += (last - p.average_price) * p.quantity * multipliers.get(symbol, ONE)
     return -pnl
 
 
@@ -303,6 +311,7 @@ class RiskEngine:
             tick = ins.tick_size if ins.tick_size is not None else None
             self._specs[symbol] = _Spec(ins, _merge(config.limits, ins.limits), ins.multiplier, ins.lot_size, tick, ins.expiry)
         self._unknown = _Spec(None, config.limits, ONE, ONE, None, None)
+        self.multipliers = {symbol: spec.multiplier for symbol, spec in self._specs.items()}
         self._account_limits = {a: _merge(config.limits, c.limits) for a, c in config.accounts.items()}
         self._actions = [(name, rule, getattr(config.rules, name)) for name, rule in RULES]
         self._account_states = {a: c.trading_state for a, c in config.accounts.items()}
@@ -317,8 +326,7 @@ class RiskEngine:
         return self.config.instruments.get(symbol)
 
     def multiplier(self, symbol: str) -> Decimal:
-        spec = self._specs.get(symbol)
-        return spec.multiplier if spec is not None else ONE
+        return self.multipliers.get(symbol, ONE)
 
     def trading_day(self, now: float | None = None) -> str:
         """The exchange's calendar day (``exchange_timezone``) at ``now``: daily counters' key."""
