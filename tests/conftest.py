@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from tests._processes import EngineProcess, HttpSidecarProcess
+
+# CI runs the same examples every time (`.ci/run` sets the profile): a red run must be reproducible.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+settings.load_profile(os.environ.get("WOJAK_HYPOTHESIS_PROFILE", "default"))
 
 pytest_plugins = ["tests._services"]
 
