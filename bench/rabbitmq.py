@@ -365,7 +365,9 @@ def bench(args, results: dict) -> None:
 
 def report(out: dict) -> None:
     bare = {b["prefetch"]: b for b in out["bare"]}
-    print(f"\n  RabbitMQ ingest ({os.cpu_count()} cores; N preloaded persistent messages, drained and acked)")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n  RabbitMQ ingest ({os.cpu_count()} cores, load average {load} at the end; N preloaded persistent"
+          " messages, drained and acked; CPU us/order from /proc: the broker's is its whole VM)")  # fmt: skip
     for b in out["bare"]:
         print(f"    bare aio-pika consume+ack  prefetch {b['prefetch']:>5}  {b['per_s']:9,.0f} msg/s"
               f"   ({b['orders']:,} in {b['seconds']:.2f} s; left {b['left']}; CPU us/msg {_cpu(b)})")  # fmt: skip
