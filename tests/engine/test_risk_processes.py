@@ -147,46 +147,51 @@ def test_hot_reload_to_halted_denies_the_next_order_and_a_bad_config_keeps_the_o
 
 
 @pytest.mark.slow
-def test_two_replicas_on_one_sqlite_store_never_pass_the_position_or_daily_loss_limit(engine_factory, tmp_path):
+def test_two_replicas_fed_concurrently_on_one_sqlite_store_never_pass_the_position_or_daily_loss_limit(
+    engine_factory, tmp_path
+):
+    """Two engine processes share one store and are fed at once, interleaved, from the first
+    order. Every buy fills (fill probability 1) at its limit, so the allowances are exact
+    counts: FUT (last 1000, limit 1000) one-lot buys up to max_position 50; ES (last 990,
+    limit 1000) one-lot buys are each marked at a loss of 10 the moment they fill, so
+    max_daily_loss 100 allows exactly 10, however the two replicas' admits and fills interleave
+    (an admitted order's loss is reserved in the store until its fill is recorded)."""
     config = tmp_path / "risk.yaml"
     write_config(config, """
 limits: {max_position: "50", max_daily_loss: "100", price_band_percent: "5"}
 rules: {max_position: deny}
-instruments: {FUT: {}}
+instruments: {FUT: {}, ES: {}}
 """)
     store = f"sqlite:///{tmp_path / 'shared.sqlite'}"
     env = dict(WOJAK_ENGINE_RISK_CONFIG=str(config), WOJAK_STORE=store, WOJAK_SANDBOX_FILL_PROBABILITY="1")
     a, b = engine_factory(**env), engine_factory(**env)
     for engine in (a, b):
         engine.request(MessageType.TICK, {"tick": TICK})
+        engine.request(MessageType.TICK, {"tick": {**TICK, "symbol": "ES", "bid": "989", "ask": "991", "last": "990"}})
 
-    async def both(orders):
-        half = len(orders) // 2
-        return [*(await asyncio.gather(submit_all(a, orders[:half]), submit_all(b, orders[half:])))]
+    pos = [order(f"p{i}", account="pos") for i in range(80)]
+    loss = [{**order(f"l{i}", account="loss"), "symbol": "ES"} for i in range(30)]
+    mixed = [o for pair in zip(pos, loss + [None] * 50) for o in pair if o is not None]
 
-    # position: 80 one-lot buys at the last price, half through each replica
-    results = asyncio.run(both([order(f"p{i}", account="pos") for i in range(80)]))
-    verdicts = [r["verdict"] for part in results for r in part]
-    assert verdicts.count("filled") == 50 and verdicts.count("denied") == 30
+    async def both():
+        return await asyncio.gather(submit_all(a, mixed[0::2], deadline=30), submit_all(b, mixed[1::2], deadline=30))
+
+    replies = {r["client_order_id"]: r for part in asyncio.run(both()) for r in part}
+    assert len(replies) == 110 and {r["verdict"] for r in replies.values()} <= {"filled", "denied"}
+    filled = {coid for coid, r in replies.items() if r["verdict"] == "filled"}
+    assert len({c for c in filled if c.startswith("o-p")}) == 50
+    assert len({c for c in filled if c.startswith("o-l")}) == 10
+    assert {replies[c]["reason"] for c in replies if c.startswith("o-p") and c not in filled} == {"max_position_exceeded"}
+    loss_codes = {code for c in replies if c.startswith("o-l") and c not in filled for code in replies[c]["reason"].split(",")}
+    assert loss_codes <= {"max_daily_loss_exceeded", "trading_halted"} and "max_daily_loss_exceeded" in loss_codes
     with sqlite3.connect(tmp_path / "shared.sqlite") as db:
-        qty, pending = db.execute("SELECT quantity, pending_buy FROM positions WHERE account='pos'").fetchone()
-    assert Decimal(qty) == 50 and Decimal(pending) == 0
-
-    # daily loss: each buy 10 over the last tick is marked at a loss of 10 once filled; the
-    # check is pre-trade on the stored loss, so fill up to the limit one order at a time...
-    for engine in (a, b):
-        engine.request(MessageType.TICK, {"tick": {**TICK, "last": "990"}})
-    for i in range(10):
-        engine = (a, b)[i % 2]
-        assert engine.request(MessageType.SUBMIT_ORDER, {"order": order(f"l{i}", account="loss", price="1000")})["verdict"] == "filled"
-    # ... then no replica passes anything once the limit is reached (100 now, 110 with one more)
-    results = asyncio.run(both([order(f"m{i}", account="loss", price="1000") for i in range(30)]))
-    verdicts = [r["verdict"] for part in results for r in part]
-    assert verdicts == ["denied"] * 30
-    with sqlite3.connect(tmp_path / "shared.sqlite") as db:
-        qty, avg = db.execute("SELECT quantity, average_price FROM positions WHERE account='loss'").fetchone()
+        rows = {r[0]: r[1:] for r in db.execute(
+            "SELECT account, symbol, quantity, average_price, pending_buy, pending_sell, pending_loss FROM positions")}  # fmt: skip
         state = db.execute("SELECT state FROM account_state WHERE account='loss'").fetchone()
-    assert (Decimal(avg) - 990) * Decimal(qty) == 100  # the loss marked to the last tick: at the limit, not past it
+    assert rows["pos"] == ("FUT", "50", "1000", "0", "0", "0")
+    symbol, qty, avg, pending_buy, _, pending_loss = rows["loss"]
+    assert symbol == "ES" and Decimal(pending_buy) == 0 and Decimal(pending_loss) == 0
+    assert Decimal(qty) == 10 and (Decimal(avg) - 990) * Decimal(qty) == 100  # marked to the last tick: at the limit
     assert state == ("HALTED",)
-    later = a.request(MessageType.SUBMIT_ORDER, {"order": order("after", account="loss", price="990")})
+    later = a.request(MessageType.SUBMIT_ORDER, {"order": {**order("after", account="loss", price="990"), "symbol": "ES"}})
     assert later["verdict"] == "denied" and later["reason"] == "trading_halted"

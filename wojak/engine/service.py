@@ -204,6 +204,7 @@ class OrderService:
                 self.metrics.account_halts.inc()
         if decision.action is None:
             order.apply(OrderEvent.SUBMITTED)
+            view.loss_per_unit = decision.loss_per_unit  # reserved with the position until recorded
             return None
         order.reason = decision.reason
         if decision.action is Action.DENY:
@@ -216,7 +217,7 @@ class OrderService:
             "order": order.to_wire(),
             "breaches": [{"rule": b.rule, "code": b.code, "detail": b.detail} for b in decision.breaches],
             "position": {"quantity": str(position.quantity), "pending_buy": str(position.pending_buy),
-                         "pending_sell": str(position.pending_sell)},
+                         "pending_sell": str(position.pending_sell), "pending_loss": str(position.pending_loss)},
         }  # fmt: skip
 
     def _venue_order(self, order: Order) -> dict[str, Any]:

@@ -298,3 +298,63 @@ async def test_a_halt_set_by_decide_is_stored_and_seen_until_reset(make_store):
     assert states[-1] is None
     await store.set_account_state("acct", "REDUCING", "operator")
     assert (await store.get_account_state("acct"))["state"] == "REDUCING"
+
+
+# -- the daily-loss reservation of orders in flight -------------------------------------
+
+
+def approve_reserving(per_unit: str):
+    """A decide that passes the order and reserves ``per_unit`` of immediate loss per unit."""
+
+    def decide(o: Order, view):
+        o.apply(OrderEvent.SUBMITTED)
+        view.loss_per_unit = Decimal(per_unit)
+        return None
+
+    return decide
+
+
+async def test_pending_loss_is_reserved_at_admit_and_released_at_record_once(make_store):
+    store = make_store()
+    [(o, _)] = await store.admit([order("c1", quantity="10")], approve_reserving("2.5"))
+    [(plain, _)] = await store.admit([order("c2", quantity="3", side="sell")], approve)  # reserves no loss
+    assert (await store.get_position("acct", "SYM")).pending_loss == Decimal(25)
+    # another handle (a replica) deciding on the account sees it; a denied order reserves nothing
+    seen = []
+
+    def deny(o, view):
+        seen.append(view.position(o.symbol).pending_loss)
+        view.loss_per_unit = Decimal(100)
+        o.apply(OrderEvent.DENIED)
+
+    await make_store().admit([order("c3")], deny)
+    assert seen == [Decimal(25)]
+    assert (await store.get_position("acct", "SYM")).pending_loss == Decimal(25)
+
+    # a partial fill releases its share; a replay of it (the same outcome again) releases nothing
+    partial = fill(o, "4", "100", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)
+    await store.record([partial])
+    assert partial.applied and (await store.get_position("acct", "SYM")).pending_loss == Decimal(15)
+    replay = Execution(o, OrderState.PENDING, Decimal(4), Decimal(100), Decimal(4))
+    await make_store().record([replay])
+    assert not replay.applied
+    assert (await store.get_position("acct", "SYM")).pending_loss == Decimal(15)
+
+    # the fill closes the order: the rest is released, once
+    done = fill(o, "10", "100", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)
+    await store.record([done])
+    again = Execution(o, OrderState.PARTIALLY_FILLED, Decimal(6), Decimal(100), Decimal(6))
+    await store.record([again])
+    assert done.applied and not again.applied
+    position = await store.get_position("acct", "SYM")
+    assert position.pending_loss == 0 and position.pending_buy == 0 and position.quantity == Decimal(10)
+    assert position.pending_sell == Decimal(3)  # the other order's reservation is untouched
+
+    # a rejection releases the whole reservation
+    [(r, _)] = await store.admit([order("c4", quantity="2")], approve_reserving("7"))
+    assert (await store.get_position("acct", "SYM")).pending_loss == Decimal(14)
+    r.apply(OrderEvent.REJECTED)
+    await store.record([Execution(r, OrderState.PENDING, Decimal(0), None, Decimal(2))])
+    await store.record([Execution(r, OrderState.PENDING, Decimal(0), None, Decimal(2))])  # replayed
+    assert (await store.get_position("acct", "SYM")).pending_loss == 0
+    assert [p.pending_loss for p in await make_store().list_positions("acct")] == [0]

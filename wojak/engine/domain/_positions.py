@@ -17,6 +17,9 @@ class Position:
     realised_pnl: Decimal = ZERO
     pending_buy: Decimal = ZERO  # reserved by orders that passed risk and may still fill
     pending_sell: Decimal = ZERO
+    # the worst loss those orders are marked at the moment they fill (a limit worse than the
+    # last tick), reserved at admit and released at record: the daily-loss limit counts it
+    pending_loss: Decimal = ZERO
     version: int = field(default=0, compare=False)
 
     def worst_case(self, signed_quantity: Decimal) -> Decimal:
@@ -29,17 +32,21 @@ class Position:
             short += signed_quantity
         return long if long >= -short else -short  # = max(|long|, |short|), since long >= short
 
-    def reserve(self, signed_quantity: Decimal) -> None:
+    def reserve(self, signed_quantity: Decimal, loss: Decimal = ZERO) -> None:
         if signed_quantity > 0:
             self.pending_buy += signed_quantity
         else:
             self.pending_sell -= signed_quantity
+        if loss:
+            self.pending_loss += loss
 
-    def release(self, signed_quantity: Decimal) -> None:
+    def release(self, signed_quantity: Decimal, loss: Decimal = ZERO) -> None:
         if signed_quantity > 0:
             self.pending_buy = max(self.pending_buy - signed_quantity, ZERO)
         else:
             self.pending_sell = max(self.pending_sell + signed_quantity, ZERO)
+        if loss:
+            self.pending_loss = max(self.pending_loss - loss, ZERO)
 
     def fill(self, signed_quantity: Decimal, price: Decimal, multiplier: Decimal = Decimal(1)) -> Decimal:
         """Apply a fill; returns the P&L it realised."""

@@ -38,12 +38,15 @@ class Decision:
     """The outcome of the checks: ``action`` None means the order may go to the venue.
 
     ``shadow`` lists breaches of rules in shadow mode (logged, not enforced); ``halt`` is
-    set when the account must be stored HALTED (a daily-loss breach)."""
+    set when the account must be stored HALTED (a daily-loss breach). ``loss_per_unit`` is,
+    for an order that passes, the loss per unit its fills are marked at the moment they fill
+    (see ``RiskEngine.loss_per_unit``): the store reserves it as the position's ``pending_loss``."""
 
     action: Action | None
     breaches: tuple[Breach, ...] = ()
     shadow: tuple[tuple[Action, Breach], ...] = ()
     halt: str | None = None
+    loss_per_unit: Decimal = ZERO
 
     @property
     def reason(self) -> str | None:
@@ -100,6 +103,7 @@ class AccountView:
     state: str | None = None
     halt: str | None = None
     now: float = 0.0
+    loss_per_unit: Decimal = ZERO
 
     def position(self, symbol: str) -> Position:
         p = self.positions.get(symbol)
@@ -214,10 +218,13 @@ def _max_gross_exposure(ctx: _Context) -> Breach | None:
 
 
 def daily_loss(view: AccountView, prices: Mapping[str, Decimal], engine: "RiskEngine") -> Decimal:
-    """Today's loss (positive = losing): -(realised today + open positions marked to the last tick)."""
+    """Today's loss (positive = losing): -(realised today + open positions marked to the last
+    tick) + the loss reserved by orders in flight (``pending_loss``, on any replica)."""
     pnl = view.realised_today
     multipliers = engine.multipliers
     for symbol, p in view.positions.items():
+        if p.pending_loss:
+            pnl -= p.pending_loss
         if p.quantity:
             last = prices.get(symbol)
             if last is not None:
@@ -399,7 +406,24 @@ class RiskEngine:
             return Decision(Action.DENY, tuple(denied + (escalated or [])), shadowed, halt)
         if escalated:
             return Decision(Action.ESCALATE, tuple(escalated), shadowed, halt)
+        per_unit = self.loss_per_unit(order, ctx.last_price)
+        if per_unit:
+            return Decision(None, (), shadowed, None, per_unit)
         return Decision(None, (), shadowed) if shadowed else PASSED
+
+    def loss_per_unit(self, order: Order, last: Decimal | None) -> Decimal:
+        """The loss per unit a fill of ``order`` is marked at the moment it fills, at worst:
+        for a limit order, how far its limit is worse than the last tick, times the multiplier
+        (0 if it is not worse). A market order reserves nothing: it fills at the market,
+        which the last tick marks, and the stale-tick rule keeps that tick fresh; so does an
+        order without a tick (price band / notional rules refuse those where configured)."""
+        price = order.limit_price
+        if price is None or last is None:
+            return ZERO
+        worse = price - last if order.signed_quantity > 0 else last - price
+        if worse <= 0:
+            return ZERO
+        return worse * self.multipliers.get(order.symbol, ONE)
 
     def precision_errors(self, order: Order) -> Iterable[tuple[str, str, str]]:
         """(field, reason, code) for quantities/prices the instrument does not allow (an `invalid`):

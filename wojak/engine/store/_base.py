@@ -6,13 +6,16 @@ The order path uses two batched calls, each atomic and each safe to crash after:
   the order and an ``AccountView`` of its account (every position of the account, this
   batch's earlier reservations included; today's realised P&L; the order-rate window;
   the stored trading-state override) and persist what it decided: ``pending`` plus a
-  position reservation and a rate count, or a final ``denied`` / ``escalated`` (with an
-  outbox entry), and ``view.halt`` if it set one. Existing records are returned untouched.
+  position reservation (quantity, and ``view.loss_per_unit`` x quantity as ``pending_loss``)
+  and a rate count, or a final ``denied`` / ``escalated`` (with an outbox entry), and
+  ``view.halt`` if it set one. Existing records are returned untouched.
   All of it runs inside the store's atomic step, so replicas sharing a store enforce
   account limits together.
 - ``record``: apply venue outcomes: order state (only if the record is still in the
   state the caller saw: compare-and-set), tradebook entries (unique per fill), and the
-  position (fill applied, reservation released).
+  position (fill applied, reservation released: the quantity ``release`` names and, pro
+  rata, the order's ``pending_loss``, i.e. its ``loss_per_unit`` x that quantity). A record
+  that does not apply (compare-and-set lost, e.g. a replay) releases nothing.
 """
 
 from __future__ import annotations
@@ -80,6 +83,12 @@ class AccountView:
     ``pending`` in the sliding windows ending now. ``state`` is the stored trading-state
     override (``None``: the configuration decides). ``decide`` may set ``halt`` to a reason
     to store the account as HALTED (e.g. on a daily-loss breach).
+
+    ``loss_per_unit`` (reset to 0 before each ``decide``) is what ``decide`` sets for an order
+    it passes: the loss per unit its fills are marked at the moment they fill (a limit price
+    worse than the last tick, times the multiplier). The store reserves it x quantity in the
+    position's ``pending_loss`` and releases it per unit as the order fills or closes, so the
+    daily-loss limit counts orders in flight on every replica.
     """
 
     account: str
@@ -91,6 +100,7 @@ class AccountView:
     state: str | None = None
     halt: str | None = None
     now: float = 0.0
+    loss_per_unit: Decimal = Decimal(0)
 
     def position(self, symbol: str) -> Position:
         p = self.positions.get(symbol)

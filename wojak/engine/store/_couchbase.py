@@ -11,7 +11,9 @@ Documents (every key starts with the store's ``prefix``):
   outcome is being applied, ``fx`` (its effect on the tradebook and the position).
 - ``pos::<account>::<symbol>``: quantity, average price, realised P&L, and ``res``, one
   entry per order holding a reservation: ``{"c": coid, "q": signed remaining, "v": last
-  applied ``ver``, "t": when}``. ``pending_buy`` / ``pending_sell`` are derived from ``res``.
+  applied ``ver``, "t": when}`` plus ``"u"``, the order's loss per unit, if it reserved one.
+  ``pending_buy`` / ``pending_sell`` / ``pending_loss`` (sum of ``u`` x ``|q|``) are derived
+  from ``res``, so releasing a reservation is as idempotent as moving ``q``.
 - ``trade::<coid>#<n>`` (n = the order's n-th fill, so a replay is a no-op insert),
   ``tick::<symbol>``, ``esc::<coid>`` (the escalation outbox).
 - Index documents, because there is no query service: ``idx::orders``, ``idx::trades``,
@@ -64,6 +66,7 @@ T = TypeVar("T")
 EXTRA_HINT = "the Couchbase store needs the couchbase SDK: pip install 'wojak[couchbase]'"
 _CAS_ATTEMPTS = 2000  # contention on one position doc: every loser re-reads and re-decides
 _AMBIGUOUS_ATTEMPTS = 5
+_ZERO = Decimal(0)
 
 
 def _sdk():
@@ -164,7 +167,8 @@ def _position_from_doc(d: dict[str, Any] | None, account: str, symbol: str, excl
     for entry in d.get("res", {}).values():
         q = Decimal(entry["q"])
         if entry["c"] != exclude and q:
-            p.reserve(q)
+            u = entry.get("u")
+            p.reserve(q, Decimal(u) * abs(q) if u else _ZERO)
     return p
 
 
@@ -514,13 +518,17 @@ class CouchbaseStore:
                     return _order_from_doc(found), True
             had_stale = mine is not None
             order.created_at = order.updated_at = now
+            view.loss_per_unit = _ZERO
             escalation = decide(order, view)
             if order.state is not OrderState.PENDING and view.halt is None:
                 break  # no reservation to take: the order doc decides alone
             if order.state is OrderState.PENDING:
                 new = dict(doc) if doc is not None else _new_position_doc(order.account, order.symbol)
                 new["res"] = dict(new.get("res", {}))
-                new["res"][_path_key(coid)] = {"c": coid, "q": str(order.signed_quantity), "v": 0, "t": time.time()}
+                entry = {"c": coid, "q": str(order.signed_quantity), "v": 0, "t": time.time()}
+                if view.loss_per_unit > 0:
+                    entry["u"] = str(view.loss_per_unit)
+                new["res"][_path_key(coid)] = entry
                 if not await self._put(pkey, new, cas):
                     await _backoff(attempt)
                     continue
@@ -638,7 +646,10 @@ class CouchbaseStore:
                 q = Decimal(0)
             elif release and q:
                 q = max(q - release, Decimal(0)) if q > 0 else min(q - release, Decimal(0))
-            res[_path_key(coid)] = {"c": coid, "q": str(q), "v": ver, "t": entry["t"] if entry else time.time()}
+            kept = {"c": coid, "q": str(q), "v": ver, "t": entry["t"] if entry else time.time()}
+            if entry is not None and entry.get("u"):
+                kept["u"] = entry["u"]
+            res[_path_key(coid)] = kept
             return new
 
         await self._cas_loop(pkey, apply)

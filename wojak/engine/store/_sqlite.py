@@ -18,6 +18,8 @@ from typing import Any, Iterable
 from wojak.engine.domain import Order, OrderState, Position, Side
 from wojak.engine.store._base import AccountView, Decide, Execution, StoreUnavailable, Trade, utc_day
 
+_ZERO = Decimal(0)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
   client_order_id TEXT PRIMARY KEY,
@@ -27,7 +29,8 @@ CREATE TABLE IF NOT EXISTS orders (
   time_in_force TEXT NOT NULL, tag TEXT,
   state TEXT NOT NULL, filled_quantity TEXT NOT NULL, average_price TEXT,
   venue_order_id TEXT, reason TEXT,
-  created_at REAL NOT NULL, updated_at REAL NOT NULL
+  created_at REAL NOT NULL, updated_at REAL NOT NULL,
+  loss_per_unit TEXT
 );
 CREATE INDEX IF NOT EXISTS orders_by_state ON orders(state) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS orders_by_account ON orders(account, created_at);
@@ -40,7 +43,7 @@ CREATE INDEX IF NOT EXISTS trades_by_order ON trades(client_order_id);
 CREATE TABLE IF NOT EXISTS positions (
   account TEXT NOT NULL, symbol TEXT NOT NULL,
   quantity TEXT NOT NULL, average_price TEXT NOT NULL, realised_pnl TEXT NOT NULL,
-  pending_buy TEXT NOT NULL, pending_sell TEXT NOT NULL,
+  pending_buy TEXT NOT NULL, pending_sell TEXT NOT NULL, pending_loss TEXT NOT NULL DEFAULT '0',
   PRIMARY KEY (account, symbol)
 );
 CREATE TABLE IF NOT EXISTS ticks (
@@ -65,16 +68,21 @@ _ORDER_COLUMNS = (
     "client_order_id, fingerprint, account, symbol, side, quantity, order_type, limit_price, time_in_force,"
     " tag, state, filled_quantity, average_price, venue_order_id, reason, created_at, updated_at"
 )
-_INSERT_ORDER = f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({','.join('?' * 17)})"
+_INSERT_ORDER = f"INSERT INTO orders ({_ORDER_COLUMNS}, loss_per_unit) VALUES ({','.join('?' * 18)})"
+# columns added after the first release: databases created before get them at open
+_MIGRATIONS = (
+    ("orders", "loss_per_unit", "ALTER TABLE orders ADD COLUMN loss_per_unit TEXT"),
+    ("positions", "pending_loss", "ALTER TABLE positions ADD COLUMN pending_loss TEXT NOT NULL DEFAULT '0'"),
+)
 _SELECT_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders"
 _UPSERT_STATE = (
     "INSERT INTO account_state VALUES (?,?,?,?) ON CONFLICT(account) DO UPDATE SET"
     " state=excluded.state, reason=excluded.reason, at=excluded.at"
 )
 _UPSERT_POSITION = (
-    "INSERT INTO positions VALUES (?,?,?,?,?,?,?) ON CONFLICT(account, symbol) DO UPDATE SET"
+    "INSERT INTO positions VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(account, symbol) DO UPDATE SET"
     " quantity=excluded.quantity, average_price=excluded.average_price, realised_pnl=excluded.realised_pnl,"
-    " pending_buy=excluded.pending_buy, pending_sell=excluded.pending_sell"
+    " pending_buy=excluded.pending_buy, pending_sell=excluded.pending_sell, pending_loss=excluded.pending_loss"
 )
 
 
@@ -102,11 +110,11 @@ def _order_from_row(r: tuple[Any, ...]) -> Order:
 
 def _position_row(p: Position) -> tuple[Any, ...]:
     return (p.account, p.symbol, str(p.quantity), str(p.average_price), str(p.realised_pnl),
-            str(p.pending_buy), str(p.pending_sell))  # fmt: skip
+            str(p.pending_buy), str(p.pending_sell), str(p.pending_loss))  # fmt: skip
 
 
 def _position_from_row(r: tuple[Any, ...]) -> Position:
-    return Position(r[0], r[1], Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), Decimal(r[5]), Decimal(r[6]))
+    return Position(r[0], r[1], Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), Decimal(r[5]), Decimal(r[6]), Decimal(r[7]))
 
 
 class SQLiteStore:
@@ -119,6 +127,29 @@ class SQLiteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a database created by an earlier version lacks (checked again inside
+        a write transaction, so replicas opening the same old file at once do it once)."""
+        if not self._missing_columns():
+            return
+        db = self._tx()
+        try:
+            for table, column, alter in _MIGRATIONS:
+                if (table, column) in self._missing_columns():
+                    db.execute(alter)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._commit()
+
+    def _missing_columns(self) -> set[tuple[str, str]]:
+        missing = set()
+        for table, column, _ in _MIGRATIONS:
+            if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                missing.add((table, column))
+        return missing
 
     # -- the order path -------------------------------------------------------------
 
@@ -161,20 +192,26 @@ class SQLiteStore:
                 view = views[order.account]
                 view.position(order.symbol)
                 order.created_at = order.updated_at = now
+                view.loss_per_unit = _ZERO
                 escalation = decide(order, view)
                 if view.halt is not None:
                     halts.append((order.account, "HALTED", view.halt, now))
                     view.state, view.halt = "HALTED", None
+                per_unit = None
                 if order.state is OrderState.PENDING:
                     position = view.position(order.symbol)
-                    position.reserve(order.signed_quantity)
+                    if view.loss_per_unit > 0:
+                        per_unit = str(view.loss_per_unit)
+                        position.reserve(order.signed_quantity, view.loss_per_unit * order.quantity)
+                    else:
+                        position.reserve(order.signed_quantity)
                     dirty[(order.account, order.symbol)] = position
                     view.orders_last_second += 1
                     view.orders_last_minute += 1
                     rate[order.account] = rate.get(order.account, 0) + 1
                 elif escalation is not None:
                     outbox.append((f"esc:{order.client_order_id}", order.client_order_id, json.dumps(escalation, default=str), now))
-                new_rows.append(_order_row(order))
+                new_rows.append((*_order_row(order), per_unit))
                 existing[order.client_order_id] = order
                 results.append((order, False))
             db.executemany(_INSERT_ORDER, new_rows)
@@ -226,11 +263,16 @@ class SQLiteStore:
         db = self._tx()
         try:
             states: dict[str, str] = {}
+            loss_per_unit: dict[str, Decimal] = {}
             ids = list({ex.order.client_order_id for ex in executions})
             for chunk in _chunks(ids, 500):
-                states.update(db.execute(
-                    f"SELECT client_order_id, state FROM orders WHERE client_order_id IN ({','.join('?' * len(chunk))})", chunk
-                ).fetchall())  # fmt: skip
+                for coid, state, per_unit in db.execute(
+                    f"SELECT client_order_id, state, loss_per_unit FROM orders WHERE client_order_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ):  # fmt: skip
+                    states[coid] = state
+                    if per_unit is not None:
+                        loss_per_unit[coid] = Decimal(per_unit)
             positions = self._positions({(ex.order.account, ex.order.symbol) for ex in executions})
             updates, trades = [], []
             realised: dict[tuple[str, str], Decimal] = {}
@@ -256,7 +298,11 @@ class SQLiteStore:
                     trades.append((f"{o.client_order_id}#{o.filled_quantity}", o.client_order_id, o.account, o.symbol,
                                    o.side.value, str(ex.fill_quantity), str(ex.fill_price), o.venue_order_id, now))  # fmt: skip
                 if ex.release:
-                    position.release(ex.release)
+                    per_unit = loss_per_unit.get(o.client_order_id)
+                    if per_unit:  # the order's loss reservation, pro rata to the quantity released
+                        position.release(ex.release, per_unit * abs(ex.release))
+                    else:
+                        position.release(ex.release)
             db.executemany(
                 "UPDATE orders SET state=?, filled_quantity=?, average_price=?, venue_order_id=?, reason=?, updated_at=?"
                 " WHERE client_order_id=?",
