@@ -1,11 +1,19 @@
 """The risk rules: each returns a breach or None; the configured action decides the verdict.
 
 Per-instrument and per-account limits are merged once, when the configuration is loaded
-(``_Spec``), so a check is a handful of attribute reads and Decimal comparisons. Every
-rule sees one ``_Context``; account-wide rules read the store's ``AccountView`` (all the
-account's positions with their reservations, today's realised P&L, the order-rate window
-and the stored trading-state override), which ``decide`` receives inside the store's
-atomic admit, so several engine replicas enforce one limit together.
+(``_Spec``, ``_AccountSpec``), so a check is a handful of attribute reads and Decimal
+comparisons. Account-wide rules read the store's ``AccountView`` (all the account's
+positions with their reservations, today's realised P&L, the order-rate window and the
+stored trading-state override), which ``decide`` receives inside the store's atomic admit,
+so several engine replicas enforce one limit together.
+
+``check`` has two paths with one meaning. The fast path (``RiskEngine._passes``) only asks
+"does any rule breach?", inline, skipping rules whose limits are unset and valuing gross
+exposure and daily loss in one pass over the account's positions (only if either limit is
+set); almost every order passes there. Anything else (a breach of any rule, shadow ones
+included, an unknown symbol, a non-ACTIVE trading state) goes through the rule functions
+below, each seeing one ``_Context``, which build the ``Decision`` with every breach in rule
+order. ``tests/engine/risk/test_fast_path.py`` checks the two agree.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from decimal import Decimal
 from typing import Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
-from wojak.engine.domain import Order, Position
+from wojak.engine.domain import Order, Position, Side
 from wojak.engine.risk._config import Action, Instrument, Limits, RiskConfig, TradingState
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,57 @@ class _Spec:
     lot_size: Decimal
     tick_size: Decimal | None
     expiry: dt.date | None
+    # the limits again, flattened for the fast path (None = unset)
+    max_order_quantity: Decimal | None = None
+    max_order_notional: Decimal | None = None
+    max_position: Decimal | None = None
+    price_band_percent: Decimal | None = None
+    stale_tick_seconds: Decimal | None = None
+    expiry_window: bool = False  # an expiry and a days-to-expiry limit: checked
+    expiry_fast: bool = True  # the window fits the date range (else the rule decides)
+    first_day: dt.date | None = None  # the expiry window as trading days (None = unbounded)
+    last_day: dt.date | None = None
+    big_multiplier: Decimal | None = None  # the multiplier, None if it is 1
+
+    def __post_init__(self) -> None:
+        lim = self.limits
+        self.max_order_quantity, self.max_order_notional = lim.max_order_quantity, lim.max_order_notional
+        self.max_position, self.price_band_percent = lim.max_position, lim.price_band_percent
+        self.stale_tick_seconds = lim.stale_tick_seconds
+        lo, hi = lim.min_days_to_expiry, lim.max_days_to_expiry
+        self.expiry_window = self.expiry is not None and (lo is not None or hi is not None)
+        if self.expiry_window:
+            assert self.expiry is not None
+            # days = (expiry - today).days; lo <= days <= hi  <=>  expiry - hi <= today <= expiry - lo
+            self.first_day = _days_before(self.expiry, hi)
+            self.last_day = _days_before(self.expiry, lo)
+            self.expiry_fast = lo is None or self.last_day is not None
+        self.big_multiplier = None if self.multiplier == ONE else self.multiplier
+
+
+def _days_before(day: dt.date, n: int | None) -> dt.date | None:
+    if n is None:
+        return None
+    try:
+        return day - dt.timedelta(days=n)
+    except OverflowError:  # before year 1: no trading day is that early
+        return None
+
+
+@dataclass(slots=True)
+class _AccountSpec:
+    """An account's limits (the account section merged over the defaults), flattened."""
+
+    limits: Limits
+    max_gross_exposure: Decimal | None = None
+    max_daily_loss: Decimal | None = None
+    max_orders_per_second: int | None = None
+    max_orders_per_minute: int | None = None
+
+    def __post_init__(self) -> None:
+        lim = self.limits
+        self.max_gross_exposure, self.max_daily_loss = lim.max_gross_exposure, lim.max_daily_loss
+        self.max_orders_per_second, self.max_orders_per_minute = lim.max_orders_per_second, lim.max_orders_per_minute
 
 
 @dataclass(slots=True)
@@ -319,9 +378,15 @@ class RiskEngine:
             self._specs[symbol] = _Spec(ins, _merge(config.limits, ins.limits), ins.multiplier, ins.lot_size, tick, ins.expiry)
         self._unknown = _Spec(None, config.limits, ONE, ONE, None, None)
         self.multipliers = {symbol: spec.multiplier for symbol, spec in self._specs.items()}
+        self._big_multipliers = {s: m for s, m in self.multipliers.items() if m != ONE}
         self._account_limits = {a: _merge(config.limits, c.limits) for a, c in config.accounts.items()}
+        self._accounts = {a: _AccountSpec(lim) for a, lim in self._account_limits.items()}
+        self._default_account = _AccountSpec(config.limits)
         self._actions = [(name, rule, getattr(config.rules, name)) for name, rule in RULES]
         self._account_states = {a: c.trading_state for a, c in config.accounts.items()}
+        # no configured state restricts anyone: only a stored override can
+        self._all_active = config.trading_state is TradingState.ACTIVE and all(
+            s is TradingState.ACTIVE for s in self._account_states.values())  # fmt: skip
         self._day_sec = -1
         self._day = ""
         self._today = dt.date(1970, 1, 1)
@@ -367,12 +432,145 @@ class RiskEngine:
             prices = {}
         elif isinstance(prices, Decimal):
             prices = {order.symbol: prices}
-        now = time.time() if now is None else now
-        if view.day:
-            if view.day != self._day:
-                self._day, self._today, self._day_sec = view.day, dt.date.fromisoformat(view.day), -1
+        day = view.day
+        if day:
+            if day != self._day:
+                self._day, self._today, self._day_sec = day, dt.date.fromisoformat(day), -1
         else:
+            if now is None:
+                now = time.time()
             self.trading_day(now)
+        passed = self._passes(order, view, prices, tick_at, now)
+        if passed is not None:
+            return passed
+        return self._check_rules(order, view, prices, tick_at, time.time() if now is None else now)
+
+    def _passes(self, order: Order, view: AccountView, prices: Mapping[str, Decimal],
+                tick_at: Mapping[str, float] | None, now: float | None) -> Decision | None:  # fmt: skip
+        """The fast path: the passing ``Decision`` if no rule (shadow ones included) breaches,
+        else None (``_check_rules`` then builds the decision). Same tests as the rules."""
+        symbol = order.symbol
+        spec = self._specs.get(symbol)
+        if spec is None:
+            return None  # unknown symbol
+        if view.state is not None or not self._all_active:
+            if self.trading_state(order.account, view.state) is not TradingState.ACTIVE:
+                return None
+        positions = view.positions
+        position = positions.get(symbol)
+        if position is None:
+            position = view.position(symbol)
+        quantity = order.quantity
+        price = order.limit_price
+        buy = order.side is Side.BUY
+        last = prices.get(symbol)
+        multiplier = spec.big_multiplier
+
+        limit = spec.max_order_quantity
+        if limit is not None and quantity > limit:
+            return None
+        limit = spec.max_order_notional
+        if limit is not None:
+            ref = price if price is not None else last
+            if ref is None:
+                return None
+            notional = quantity * ref
+            if multiplier is not None:
+                notional *= multiplier
+            if notional > limit:
+                return None
+        limit = spec.max_position
+        if limit is not None:
+            if buy:
+                worst = position.quantity + position.pending_buy + quantity
+                short = position.quantity - position.pending_sell
+            else:
+                worst = position.quantity + position.pending_buy
+                short = position.quantity - position.pending_sell - quantity
+            if worst < -short:
+                worst = -short
+            if worst > limit:
+                return None
+        band = spec.price_band_percent
+        if band is not None and price is not None:
+            if last is None or abs(price - last) * 100 > band * last:
+                return None
+        if price is None:
+            limit = spec.stale_tick_seconds
+            if limit is not None:
+                at = None if tick_at is None else tick_at.get(symbol)
+                if at is None or (time.time() if now is None else now) - at > limit:
+                    return None
+        if spec.expiry_window:
+            today = self._today
+            if not spec.expiry_fast:
+                return None
+            if (spec.first_day is not None and today < spec.first_day) or (spec.last_day is not None and today > spec.last_day):
+                return None
+
+        # the loss a fill of this order is marked at at once (limit worse than the last tick)
+        per_unit = ZERO
+        if price is not None and last is not None:
+            worse = price - last if buy else last - price
+            if worse > 0:
+                per_unit = worse if multiplier is None else worse * multiplier
+
+        acct = self._accounts.get(order.account) or self._default_account
+        per_second, per_minute = acct.max_orders_per_second, acct.max_orders_per_minute
+        if per_second is not None and view.orders_last_second + 1 > per_second:
+            return None
+        if per_minute is not None and view.orders_last_minute + 1 > per_minute:
+            return None
+        max_exposure, max_loss = acct.max_gross_exposure, acct.max_daily_loss
+        if max_exposure is not None or max_loss is not None:
+            if max_exposure is not None and last is None and price is None:
+                return None  # no price to value the order's own symbol
+            own_price = price if last is None else last
+            exposure = ZERO
+            pnl = view.realised_today
+            big = self._big_multipliers
+            for sym, p in positions.items():
+                held = p.quantity
+                m = big.get(sym)
+                mark = prices.get(sym)
+                if max_exposure is not None:
+                    # max(|long|, |short|) of the worst cases, as in gross_exposure()
+                    pending = p.pending_buy
+                    long = held + pending if pending else held
+                    pending = p.pending_sell
+                    short = held - pending if pending else held
+                    if sym == symbol:
+                        if buy:
+                            long += quantity
+                        else:
+                            short -= quantity
+                    if short >= 0:
+                        size = long
+                    elif long <= 0:
+                        size = -short
+                    else:
+                        size = long if long >= -short else -short
+                    if size:
+                        value = size * (mark if mark is not None else own_price if sym == symbol else p.average_price)
+                        exposure += value if m is None else value * m
+                if max_loss is not None:
+                    pending = p.pending_loss
+                    if pending:
+                        pnl -= pending
+                    if held and mark is not None:
+                        marked = (mark - p.average_price) * held
+                        pnl += marked if m is None else marked * m
+            if max_exposure is not None and exposure > max_exposure:
+                return None
+            if max_loss is not None and (-pnl + per_unit * quantity if per_unit else -pnl) > max_loss:
+                return None
+        if per_unit:
+            return Decision(None, loss_per_unit=per_unit)
+        return PASSED
+
+    def _check_rules(self, order: Order, view: AccountView, prices: Mapping[str, Decimal],
+                     tick_at: Mapping[str, float] | None, now: float) -> Decision:  # fmt: skip
+        """Every rule, each through the ``_Context``: the full ``Decision`` with all breaches."""
         spec = self._specs.get(order.symbol) or self._unknown
         ctx = _Context(
             order, spec, spec.limits, self._account_limits.get(order.account, self.config.limits), view,
