@@ -32,6 +32,8 @@ from wojak.engine.risk._config import Action, Instrument, Limits, RiskConfig, Tr
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 ONE = Decimal(1)
+HUNDRED = Decimal(100)
+_BUY = Side.BUY
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,7 @@ class _Spec:
     max_order_notional: Decimal | None = None
     max_position: Decimal | None = None
     price_band_percent: Decimal | None = None
-    stale_tick_seconds: Decimal | None = None
+    stale_tick_seconds: Decimal | float | None = None  # a float when that is exactly the limit
     expiry_window: bool = False  # an expiry and a days-to-expiry limit: checked
     expiry_fast: bool = True  # the window fits the date range (else the rule decides)
     first_day: dt.date | None = None  # the expiry window as trading days (None = unbounded)
@@ -90,7 +92,9 @@ class _Spec:
         lim = self.limits
         self.max_order_quantity, self.max_order_notional = lim.max_order_quantity, lim.max_order_notional
         self.max_position, self.price_band_percent = lim.max_position, lim.price_band_percent
-        self.stale_tick_seconds = lim.stale_tick_seconds
+        stale = lim.stale_tick_seconds
+        # a float age compares with a Decimal exactly; with a float only if it is the same number
+        self.stale_tick_seconds = float(stale) if stale is not None and Decimal(float(stale)) == stale else stale
         lo, hi = lim.min_days_to_expiry, lim.max_days_to_expiry
         self.expiry_window = self.expiry is not None and (lo is not None or hi is not None)
         if self.expiry_window:
@@ -462,7 +466,7 @@ class RiskEngine:
             position = view.position(symbol)
         quantity = order.quantity
         price = order.limit_price
-        buy = order.side is Side.BUY
+        buy = order.side is _BUY
         last = prices.get(symbol)
         multiplier = spec.big_multiplier
 
@@ -493,7 +497,7 @@ class RiskEngine:
                 return None
         band = spec.price_band_percent
         if band is not None and price is not None:
-            if last is None or abs(price - last) * 100 > band * last:
+            if last is None or abs(price - last) * HUNDRED > band * last:
                 return None
         if price is None:
             limit = spec.stale_tick_seconds
@@ -512,7 +516,7 @@ class RiskEngine:
         per_unit = ZERO
         if price is not None and last is not None:
             worse = price - last if buy else last - price
-            if worse > 0:
+            if worse > ZERO:
                 per_unit = worse if multiplier is None else worse * multiplier
 
         acct = self._accounts.get(order.account) or self._default_account
@@ -544,9 +548,9 @@ class RiskEngine:
                             long += quantity
                         else:
                             short -= quantity
-                    if short >= 0:
+                    if short >= ZERO:
                         size = long
-                    elif long <= 0:
+                    elif long <= ZERO:
                         size = -short
                     else:
                         size = long if long >= -short else -short
