@@ -76,7 +76,7 @@ def cmd_engine_ping(args: argparse.Namespace) -> int:
 def cmd_sidecar_http(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from wojak.engine.app import run
+    from wojak._runtime import run
     from wojak.sidecars.http import HttpSidecarSettings, serve
 
     _logging(args.verbose)
@@ -93,7 +93,7 @@ def cmd_sidecar_rabbitmq(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     try:
-        from wojak.sidecars._core.runner import run
+        from wojak._runtime import run
         from wojak.sidecars.rabbitmq import RabbitMQSidecarSettings, serve
     except ImportError as exc:
         return _fail(str(exc))

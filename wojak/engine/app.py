@@ -15,6 +15,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wojak import __version__
+from wojak._runtime import run
 from wojak.engine._metrics import EngineMetrics
 from wojak.engine.protocol import MessageType, Verdict, default_socket_path
 from wojak.engine.escalation import EscalationDelivery, open_sink
@@ -139,12 +140,3 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
 
 def main(config: EngineConfig) -> None:
     run(run_engine(config))
-
-
-def run(coro: Any) -> Any:
-    """Run on uvloop when it is installed (it is with ``uvicorn[standard]``)."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-    return uvloop.run(coro)

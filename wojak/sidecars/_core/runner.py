@@ -26,6 +26,7 @@ from typing import Any, Awaitable
 import orjson
 
 from wojak.engine.protocol import Settlement, Verdict, derive_client_order_id, settlement_for, validate_order
+from wojak._runtime import run
 from wojak.sidecars._core.client import EngineClient
 from wojak.sidecars._core.health import Readiness, add_health_routes
 from wojak.sidecars._core.metrics import SidecarMetrics
@@ -367,15 +368,6 @@ async def serve_sidecar(
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    """Run on uvloop when it is installed (it is with ``uvicorn[standard]``)."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    return uvloop.run(coro)  # type: ignore[arg-type]
 
 
 __all__ = ["INVALID_JSON", "Runner", "RunnerConfig", "create_health_app", "run", "serve_sidecar"]
