@@ -288,22 +288,27 @@ class OrderService:
 
     # -- queries ----------------------------------------------------------------------
 
-    async def _get_order(self, body: dict[str, Any]) -> Reply:
+    async def _find(self, body: dict[str, Any]) -> tuple[Order | None, Reply | None]:
+        """The order a query names, or the reply that says why there is none."""
         coid = body.get("client_order_id")
         if not isinstance(coid, str):
-            return _invalid([FieldError("client_order_id", "must be a string", "string_type")])
+            return None, _invalid([FieldError("client_order_id", "must be a string", "string_type")])
         order = await self.store.get_order(coid)
         if order is None:
-            return {"verdict": Verdict.NOT_FOUND.value, "client_order_id": coid}
-        return {"verdict": Verdict.OK.value, "client_order_id": coid, "order": order.to_wire()}
+            return None, {"verdict": Verdict.NOT_FOUND.value, "client_order_id": coid}
+        return order, None
+
+    async def _get_order(self, body: dict[str, Any]) -> Reply:
+        order, reply = await self._find(body)
+        if order is None:
+            return reply  # type: ignore[return-value]
+        return {"verdict": Verdict.OK.value, "client_order_id": order.client_order_id, "order": order.to_wire()}
 
     async def _cancel(self, body: dict[str, Any]) -> Reply:
-        coid = body.get("client_order_id")
-        if not isinstance(coid, str):
-            return _invalid([FieldError("client_order_id", "must be a string", "string_type")])
-        order = await self.store.get_order(coid)
+        order, reply = await self._find(body)
         if order is None:
-            return {"verdict": Verdict.NOT_FOUND.value, "client_order_id": coid}
+            return reply  # type: ignore[return-value]
+        coid = order.client_order_id
         if order.state not in (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED):
             return {"verdict": Verdict.REJECTED.value, "client_order_id": coid,
                     "reason": f"not_open: order is {order.state.value}", "order": order.to_wire()}  # fmt: skip
