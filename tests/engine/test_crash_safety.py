@@ -55,8 +55,9 @@ def test_kill_between_steps_then_resend_executes_exactly_once(engine_factory, po
     first = asyncio.run(submit_all(engine, batch, deadline=2.0))
     assert engine.wait_exit(10) == -9, f"the engine should have killed itself at {point}"
     if point == "replied":
-        # the first batch was answered, then the engine died; later ones never were
-        assert "filled" in {r["verdict"] for r in first} <= {"filled", "retry"}
+        # the first batch's replies were handed to ZMQ, then the engine died: whether they left
+        # the process before the kill is a race, and later batches were never answered
+        assert {r["verdict"] for r in first} <= {"filled", "retry"}
     else:
         assert {r["verdict"] for r in first} == {"retry"}  # nothing answered: the broker would redeliver
 
