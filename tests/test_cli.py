@@ -97,3 +97,29 @@ def test_bad_settings_name_the_setting(tmp_path):
     env = {**ENV_WITHOUT_WOJAK}
     result = subprocess.run([sys.executable, "-m", "wojak", "sidecar", "http"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "WOJAK_API_KEYS" in result.stderr
+
+
+def test_accounts_halt_and_resume_take_effect_without_a_restart(engine):
+    from wojak.engine.protocol import MessageType
+
+    store = f"sqlite:///{engine.store_path}"
+    engine.request(MessageType.TICK, {"tick": {"symbol": "NIFTY-FUT", "bid": "24000", "ask": "24001", "last": "24000"}})
+
+    def order(coid):
+        return engine.request(MessageType.SUBMIT_ORDER, {"order": {
+            "client_order_id": coid, "account": "desk-9", "symbol": "NIFTY-FUT", "side": "buy", "quantity": "1",
+            "order_type": "limit", "limit_price": "24000"}})  # fmt: skip
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "wojak", "accounts", *args, "--store", store, "--json"],
+                              env=ENV_WITHOUT_WOJAK, capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    halted = cli("halt", "desk-9", "--reason", "desk review")
+    assert halted.returncode == 0, halted.stderr
+    denied = order("acct-1")
+    assert denied["verdict"] == "denied" and "trading_halted" in denied["reason"]
+    listed = json.loads(cli("list").stdout)
+    assert [(a["account"], a["state"], a["reason"]) for a in listed] == [("desk-9", "HALTED", "desk review")]
+    assert cli("resume", "desk-9").returncode == 0
+    assert order("acct-2")["verdict"] in ("filled", "rejected")
+    assert json.loads(cli("list").stdout) == []

@@ -291,6 +291,41 @@ def cmd_sandbox_package(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_accounts(args: argparse.Namespace) -> int:
+    """List accounts the store holds in a trading state (e.g. HALTED after a daily-loss breach),
+    or set / clear one. The engine reads the stored state on every order: no restart."""
+    from wojak.engine.store import open_store
+
+    url = _store_url(args)
+    if url.startswith("sqlite:") and not Path(url.split("sqlite:///", 1)[-1].split("?")[0]).exists():
+        return _fail(f"no store at {url}: run `wojak dev` first or pass --store / --data-dir")
+
+    async def act() -> list[dict[str, Any]]:
+        store = open_store(url)
+        try:
+            if args.action == "resume":
+                await store.set_account_state(args.account, None, "")
+            elif args.action in ("halt", "reduce"):
+                state = "HALTED" if args.action == "halt" else "REDUCING"
+                await store.set_account_state(args.account, state, args.reason or f"set by `wojak accounts {args.action}`")
+            return await store.list_account_states()
+        finally:
+            await store.close()
+
+    rows = asyncio.run(act())
+    if args.action == "resume":
+        print(f"{args.account}: stored trading state cleared; the risk configuration's state applies again", file=sys.stderr)
+    elif args.action in ("halt", "reduce"):
+        print(f"{args.account}: stored as {'HALTED' if args.action == 'halt' else 'REDUCING'}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        r["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["at"])) if r.get("at") else ""
+    print(_table(rows, ("account", "state", "reason", "at")))
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------
 
 
@@ -338,11 +373,22 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "orders":
             report.add_argument("--account")
         report.set_defaults(func=lambda a, kind=name: _report(a, kind))
+    accounts = sub.add_parser("accounts", help="stored account trading states: list, halt, reduce, resume")
+    accounts.add_argument("action", nargs="?", choices=["list", "halt", "reduce", "resume"], default="list")
+    accounts.add_argument("account", nargs="?")
+    accounts.add_argument("--reason", help="recorded with halt / reduce")
+    accounts.add_argument("--json", action="store_true")
+    accounts.add_argument("--store", help="store URL (default: WOJAK_STORE, else the --data-dir SQLite file)")
+    accounts.add_argument("--data-dir", default=".wojak")
+    accounts.set_defaults(func=cmd_accounts)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "accounts" and args.action != "list" and not args.account:
+        parser.error(f"wojak accounts {args.action} needs an ACCOUNT")
     if not hasattr(args, "account"):
         args.account = None
     return int(args.func(args) or 0)
