@@ -32,6 +32,8 @@ MODULES = (
     "azure-aks-spot",
     "couchbase",
     "wojak-release",
+    "aws-stack",
+    "gcp-stack",
 )
 
 OPTIONS = SerializationOptions(strip_string_quotes=True, with_comments=True)

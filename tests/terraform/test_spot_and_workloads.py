@@ -53,12 +53,22 @@ def test_eks_nodes_use_imdsv2_and_encrypted_volumes():
     assert first(cluster, "encryption_config")["resources"] == ["secrets"]
 
 
+def _stack_call(env, name):
+    """The environment's call of modules/<name>-stack (where each cloud's composition lives)."""
+    modules = dict(named_blocks(parse_dir(ENVIRONMENTS_ROOT / env), "module"))
+    call = modules[f"{name}_stack"]
+    assert call["source"] == f"../../modules/{name}-stack", f"{env}: {call['source']}"
+    return call
+
+
 def test_aws_spot_interruption_handling():
+    # environments/aws and environments/multi-cloud both run the AWS stack.
     for env in ("aws", "multi-cloud"):
-        releases = dict(resources(parse_dir(ENVIRONMENTS_ROOT / env), "helm_release"))
-        nth = releases["node_termination_handler"]
-        assert nth["chart"] == "aws-node-termination-handler"
-        assert "enableSpotInterruptionDraining = true" in nth["values"][0]
+        assert _stack_call(env, "aws").get("enable_node_termination_handler", True) is not False
+    releases = dict(resources(parse_dir(MODULES_ROOT / "aws-stack"), "helm_release"))
+    nth = releases["node_termination_handler"]
+    assert nth["chart"] == "aws-node-termination-handler"
+    assert "enableSpotInterruptionDraining = true" in nth["values"][0]
 
 
 def test_sandbox_lambda_is_built_from_the_package_zip():
@@ -178,12 +188,16 @@ def test_couchbase_credentials_come_from_random_password_secrets():
 
 
 def test_multi_cloud_wires_xdcr_both_ways():
-    parsed = parse_dir(ENVIRONMENTS_ROOT / "multi-cloud")
-    modules = dict(named_blocks(parsed, "module"))
-    aws_cb, gcp_cb = modules["couchbase_aws"], modules["couchbase_gcp"]
-    assert aws_cb["source"] == gcp_cb["source"] == "../../modules/couchbase"
-    assert "module.couchbase_gcp.xdcr_password" in aws_cb["xdcr_remote_passwords"]
-    assert "module.couchbase_aws.xdcr_password" in gcp_cb["xdcr_remote_passwords"]
+    # Each stack's Couchbase cluster takes its XDCR settings from the stack's inputs ...
+    for stack in ("aws-stack", "gcp-stack"):
+        couchbase = dict(named_blocks(parse_dir(MODULES_ROOT / stack), "module"))["couchbase"]
+        assert couchbase["source"] == "../couchbase", stack
+        for key in ("expose_xdcr", "xdcr_remote_clusters", "xdcr_remote_passwords"):
+            assert couchbase[key] == f"${{var.{key}}}", (stack, key)
+    # ... and multi-cloud hands each stack the other one's cluster and password.
+    aws_cb, gcp_cb = _stack_call("multi-cloud", "aws"), _stack_call("multi-cloud", "gcp")
+    assert "module.gcp_stack.couchbase_xdcr_password" in aws_cb["xdcr_remote_passwords"]
+    assert "module.aws_stack.couchbase_xdcr_password" in gcp_cb["xdcr_remote_passwords"]
     assert "name = \"gcp\"" in aws_cb["xdcr_remote_clusters"] or "gcp" in aws_cb["xdcr_remote_clusters"]
     assert aws_cb["expose_xdcr"] is True and gcp_cb["expose_xdcr"] is True
     manifests = dict(resources(parse_dir(MODULES_ROOT / "couchbase"), "kubernetes_manifest"))
@@ -217,24 +231,26 @@ def test_each_cloud_annotates_the_service_account_for_its_identity():
         "gcp": "iam.gke.io/gcp-service-account",
         "azure": "azure.workload.identity/client-id",
     }
+    # AWS and GCP compose wojak in their stack modules, used by their roots and by multi-cloud.
+    where = {"aws": MODULES_ROOT / "aws-stack", "gcp": MODULES_ROOT / "gcp-stack", "azure": ENVIRONMENTS_ROOT / "azure"}
     for env, annotation in expected.items():
-        modules = dict(named_blocks(parse_dir(ENVIRONMENTS_ROOT / env), "module"))
+        modules = dict(named_blocks(parse_dir(where[env]), "module"))
         annotations = modules["wojak"]["service_account_annotations"]
         assert annotation in annotations, f"{env}: {annotations}"
-    multi = dict(named_blocks(parse_dir(ENVIRONMENTS_ROOT / "multi-cloud"), "module"))
-    assert "eks.amazonaws.com/role-arn" in multi["wojak_aws"]["service_account_annotations"]
-    assert "iam.gke.io/gcp-service-account" in multi["wojak_gcp"]["service_account_annotations"]
+    for cloud in ("aws", "gcp"):
+        _stack_call(cloud, cloud)
+        _stack_call("multi-cloud", cloud)
 
 
 def test_wojak_store_and_venue_urls():
-    for env in ("aws", "gcp", "azure"):
-        wojak = dict(named_blocks(parse_dir(ENVIRONMENTS_ROOT / env), "module"))["wojak"]
+    for where in (MODULES_ROOT / "aws-stack", MODULES_ROOT / "gcp-stack", ENVIRONMENTS_ROOT / "azure"):
+        wojak = dict(named_blocks(parse_dir(where), "module"))["wojak"]
         assert wojak["store_url"] == "${module.couchbase.connection_string}"
-    aws = dict(named_blocks(parse_dir(ENVIRONMENTS_ROOT / "aws"), "module"))["wojak"]
+    aws = dict(named_blocks(parse_dir(MODULES_ROOT / "aws-stack"), "module"))["wojak"]
     assert aws["venue_url"].startswith("lambda://${module.services.sandbox_function_name}?region=")
     outputs = dict(named_blocks(parse_dir(MODULES_ROOT / "couchbase"), "output"))
     assert outputs["connection_string"]["value"] == "couchbase://${local.srv_host}?bucket=${var.bucket_name}"
-    aws_locals = str(parse_dir(ENVIRONMENTS_ROOT / "aws")["locals"])
+    aws_locals = str(parse_dir(MODULES_ROOT / "aws-stack")["locals"])
     assert "queueUrl" in aws_locals
-    gcp_locals = str(parse_dir(ENVIRONMENTS_ROOT / "gcp")["locals"])
+    gcp_locals = str(parse_dir(MODULES_ROOT / "gcp-stack")["locals"])
     assert "'subscription': '${module.pubsub.orders_subscription_id}'" in gcp_locals

@@ -1,127 +1,66 @@
-# wojak on AWS: EKS with SPOT (wojak, Couchbase query/index) and ON_DEMAND
-# (Couchbase data) managed node groups, the order sources, the sandbox
-# broker Lambda, Couchbase via its operator, and the wojak release.
+# wojak on AWS: the whole composition (EKS with SPOT and ON_DEMAND node
+# groups, order sources, sandbox broker Lambda, spot interruption handling,
+# Couchbase, the wojak release) lives in modules/aws-stack; this root only
+# configures the providers and the state.
 
 locals {
   tags = merge(var.tags, {
     "app.kubernetes.io/part-of" = "wojak"
     "wojak.io/environment"      = var.name
   })
-
-  wojak_namespace       = "wojak"
-  wojak_service_account = "wojak"
-
-  data_tolerations = [{
-    key      = module.eks.on_demand_node_taint.key
-    operator = "Equal"
-    value    = module.eks.on_demand_node_taint.value
-    effect   = module.eks.on_demand_node_taint.effect
-  }]
-
-  source_values = {
-    sqs     = { queueUrl = module.services.orders_queue_url, region = var.region }
-    sns     = { topicArn = module.services.orders_topic_arn, queueUrl = module.services.orders_queue_url, region = var.region }
-    kinesis = { streamName = module.services.orders_stream_name, region = var.region }
-  }
 }
 
-module "eks" {
-  source = "../../modules/aws-eks-spot"
+module "aws_stack" {
+  source = "../../modules/aws-stack"
 
-  cluster_name                 = var.name
-  kubernetes_version           = var.kubernetes_version
-  vpc_id                       = var.vpc_id
-  subnet_ids                   = var.private_subnet_ids
-  endpoint_public_access       = var.endpoint_public_access
-  endpoint_public_access_cidrs = var.endpoint_public_access_cidrs
-  spot_instance_types          = var.spot_instance_types
-  on_demand_instance_types     = var.on_demand_instance_types
-  tags                         = local.tags
+  name                                   = var.name
+  cluster_name                           = var.name
+  region                                 = var.region
+  vpc_id                                 = var.vpc_id
+  subnet_ids                             = var.private_subnet_ids
+  kubernetes_version                     = var.kubernetes_version
+  endpoint_public_access                 = var.endpoint_public_access
+  endpoint_public_access_cidrs           = var.endpoint_public_access_cidrs
+  spot_instance_types                    = var.spot_instance_types
+  on_demand_instance_types               = var.on_demand_instance_types
+  sandbox_lambda_zip                     = var.sandbox_lambda_zip
+  sandbox_reserved_concurrency           = var.sandbox_reserved_concurrency
+  source_type                            = var.source_type
+  wojak_chart_path                       = var.wojak_chart_path
+  wojak_image_tag                        = var.wojak_image_tag
+  enable_node_termination_handler        = var.enable_node_termination_handler
+  node_termination_handler_chart_version = var.node_termination_handler_chart_version
+  couchbase_chart_version                = var.couchbase_chart_version
+  tags                                   = local.tags
 }
 
-module "services" {
-  source = "../../modules/aws-wojak-services"
-
-  name                         = var.name
-  sandbox_lambda_zip           = var.sandbox_lambda_zip
-  sandbox_reserved_concurrency = var.sandbox_reserved_concurrency
-  oidc_provider_arn            = module.eks.oidc_provider_arn
-  oidc_issuer                  = module.eks.oidc_issuer
-  namespace                    = local.wojak_namespace
-  service_account_name         = local.wojak_service_account
-  tags                         = local.tags
+# State addresses from before the stack module existed.
+moved {
+  from = module.eks
+  to   = module.aws_stack.module.eks
 }
 
-# Spot interruption handling. Managed node groups already rebalance on EC2
-# rebalance recommendations; NTH additionally cordons and drains a node as
-# soon as its two-minute interruption notice appears in instance metadata.
-resource "helm_release" "node_termination_handler" {
-  count = var.enable_node_termination_handler ? 1 : 0
-
-  name       = "aws-node-termination-handler"
-  namespace  = "kube-system"
-  repository = "https://aws.github.io/eks-charts"
-  chart      = "aws-node-termination-handler"
-  version    = var.node_termination_handler_chart_version
-
-  values = [yamlencode({
-    enableSpotInterruptionDraining = true
-    enableRebalanceMonitoring      = true
-    enableRebalanceDraining        = false
-    enableScheduledEventDraining   = true
-    nodeSelector                   = module.eks.spot_node_labels
-  })]
-
-  depends_on = [module.eks]
+moved {
+  from = module.services
+  to   = module.aws_stack.module.services
 }
 
-# Encrypted gp3 volumes for the Couchbase data pods.
-resource "kubernetes_storage_class_v1" "couchbase" {
-  metadata {
-    name = "couchbase-gp3"
-  }
-  storage_provisioner    = "ebs.csi.aws.com"
-  reclaim_policy         = "Retain"
-  volume_binding_mode    = "WaitForFirstConsumer"
-  allow_volume_expansion = true
-  parameters = {
-    type      = "gp3"
-    encrypted = "true"
-    kmsKeyId  = module.eks.kms_key_arn
-  }
-
-  depends_on = [module.eks]
+moved {
+  from = helm_release.node_termination_handler
+  to   = module.aws_stack.helm_release.node_termination_handler
 }
 
-module "couchbase" {
-  source = "../../modules/couchbase"
-
-  chart_version      = var.couchbase_chart_version
-  storage_class_name = kubernetes_storage_class_v1.couchbase.metadata[0].name
-  data_node_selector = module.eks.on_demand_node_labels
-  data_tolerations   = local.data_tolerations
-  spot_node_selector = module.eks.spot_node_labels
-
-  depends_on = [module.eks]
+moved {
+  from = kubernetes_storage_class_v1.couchbase
+  to   = module.aws_stack.kubernetes_storage_class_v1.couchbase
 }
 
-module "wojak" {
-  source = "../../modules/wojak-release"
+moved {
+  from = module.couchbase
+  to   = module.aws_stack.module.couchbase
+}
 
-  namespace            = local.wojak_namespace
-  chart_path           = var.wojak_chart_path
-  image_tag            = var.wojak_image_tag
-  source_type          = var.source_type
-  source_values        = lookup(local.source_values, var.source_type, {})
-  service_account_name = local.wojak_service_account
-  service_account_annotations = {
-    "eks.amazonaws.com/role-arn" = module.services.wojak_role_arn
-  }
-  store_url      = module.couchbase.connection_string
-  store_username = module.couchbase.app_username
-  store_password = module.couchbase.app_password
-  venue_url      = "lambda://${module.services.sandbox_function_name}?region=${var.region}"
-  node_selector  = module.eks.spot_node_labels
-
-  depends_on = [module.couchbase]
+moved {
+  from = module.wojak
+  to   = module.aws_stack.module.wojak
 }

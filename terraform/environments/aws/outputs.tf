@@ -1,49 +1,49 @@
 output "cluster_name" {
   description = "EKS cluster name (aws eks update-kubeconfig --name ...)."
-  value       = module.eks.cluster_name
+  value       = module.aws_stack.cluster_name
 }
 
 output "cluster_endpoint" {
   description = "EKS API endpoint."
-  value       = module.eks.cluster_endpoint
+  value       = module.aws_stack.cluster_endpoint
 }
 
 output "orders_queue_url" {
   description = "SQS queue orders are sent to."
-  value       = module.services.orders_queue_url
+  value       = module.aws_stack.orders_queue_url
 }
 
 output "orders_dlq_url" {
   description = "Dead-letter queue of the orders queue."
-  value       = module.services.orders_dlq_url
+  value       = module.aws_stack.orders_dlq_url
 }
 
 output "orders_topic_arn" {
   description = "SNS topic orders can be published to (fans out into the queue)."
-  value       = module.services.orders_topic_arn
+  value       = module.aws_stack.orders_topic_arn
 }
 
 output "orders_stream_name" {
   description = "Kinesis stream orders can be put on."
-  value       = module.services.orders_stream_name
+  value       = module.aws_stack.orders_stream_name
 }
 
 output "sandbox_function_name" {
   description = "Sandbox broker Lambda name."
-  value       = module.services.sandbox_function_name
+  value       = module.aws_stack.sandbox_function_name
 }
 
 output "wojak_role_arn" {
   description = "IRSA role of the wojak service account."
-  value       = module.services.wojak_role_arn
+  value       = module.aws_stack.wojak_role_arn
 }
 
 output "couchbase_connection_string" {
   description = "Store URL the engine uses."
-  value       = module.couchbase.connection_string
+  value       = module.aws_stack.couchbase_connection_string
 }
 
 output "wojak_values" {
   description = "Values passed to the wojak chart (no credentials)."
-  value       = module.wojak.values
+  value       = module.aws_stack.wojak_values
 }

@@ -9,25 +9,25 @@ provider "aws" {
 # Kubernetes and Helm authenticate with short-lived EKS tokens from the AWS
 # CLI (the caller's own AWS identity); no kubeconfig or static key is used.
 provider "kubernetes" {
-  host                   = module.eks.cluster_endpoint
-  cluster_ca_certificate = base64decode(module.eks.cluster_certificate_authority_data)
+  host                   = module.aws_stack.cluster_endpoint
+  cluster_ca_certificate = base64decode(module.aws_stack.cluster_certificate_authority_data)
 
   exec {
     api_version = "client.authentication.k8s.io/v1beta1"
     command     = "aws"
-    args        = ["eks", "get-token", "--cluster-name", module.eks.cluster_name, "--region", var.region]
+    args        = ["eks", "get-token", "--cluster-name", module.aws_stack.cluster_name, "--region", var.region]
   }
 }
 
 provider "helm" {
   kubernetes {
-    host                   = module.eks.cluster_endpoint
-    cluster_ca_certificate = base64decode(module.eks.cluster_certificate_authority_data)
+    host                   = module.aws_stack.cluster_endpoint
+    cluster_ca_certificate = base64decode(module.aws_stack.cluster_certificate_authority_data)
 
     exec {
       api_version = "client.authentication.k8s.io/v1beta1"
       command     = "aws"
-      args        = ["eks", "get-token", "--cluster-name", module.eks.cluster_name, "--region", var.region]
+      args        = ["eks", "get-token", "--cluster-name", module.aws_stack.cluster_name, "--region", var.region]
     }
   }
 }

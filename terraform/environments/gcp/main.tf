@@ -1,88 +1,55 @@
-# wojak on GCP: private GKE with a spot pool (wojak, Couchbase query/index)
-# and an on-demand pool (Couchbase data), Pub/Sub with retry and
-# dead-letter policies, Couchbase via its operator, and the wojak release.
+# wojak on GCP: the whole composition (private GKE with spot and on-demand
+# pools, Pub/Sub with retry and dead-letter policies, Couchbase, the wojak
+# release) lives in modules/gcp-stack; this root only configures the
+# providers and the state.
 
 locals {
   labels = merge(var.labels, {
     "app-kubernetes-io-part-of" = "wojak"
     "wojak-environment"         = var.name
   })
-
-  wojak_namespace       = "wojak"
-  wojak_service_account = "wojak"
-
-  data_tolerations = [{
-    key      = module.gke.on_demand_node_taint.key
-    operator = "Equal"
-    value    = module.gke.on_demand_node_taint.value
-    effect   = module.gke.on_demand_node_taint.effect
-  }]
-
-  source_values = {
-    pubsub = {
-      subscription = module.pubsub.orders_subscription_id
-      project      = var.project_id
-    }
-  }
 }
 
-module "gke" {
-  source = "../../modules/gcp-gke-spot"
+module "gcp_stack" {
+  source = "../../modules/gcp-stack"
 
   project_id                 = var.project_id
   region                     = var.region
+  name                       = var.name
   cluster_name               = var.name
   master_authorized_networks = var.master_authorized_networks
   enable_private_endpoint    = var.enable_private_endpoint
   spot_machine_type          = var.spot_machine_type
   on_demand_machine_type     = var.on_demand_machine_type
   deletion_protection        = var.deletion_protection
-  # The module adds its own cluster labels; passing var.labels directly keeps
-  # resource_labels statically resolvable for checkov (CKV_GCP_21).
-  labels = var.labels
+  source_type                = var.source_type
+  venue_url                  = var.venue_url
+  wojak_chart_path           = var.wojak_chart_path
+  wojak_image_tag            = var.wojak_image_tag
+  couchbase_chart_version    = var.couchbase_chart_version
+  # The cluster gets var.labels as is (the GKE module adds its own labels and
+  # checkov resolves them statically, CKV_GCP_21); the rest gets local.labels.
+  cluster_labels = var.labels
+  labels         = local.labels
 }
 
-module "pubsub" {
-  source = "../../modules/gcp-wojak-pubsub"
-
-  project_id             = var.project_id
-  region                 = var.region
-  name                   = var.name
-  workload_identity_pool = module.gke.workload_identity_pool
-  namespace              = local.wojak_namespace
-  service_account_name   = local.wojak_service_account
-  labels                 = local.labels
+# State addresses from before the stack module existed.
+moved {
+  from = module.gke
+  to   = module.gcp_stack.module.gke
 }
 
-module "couchbase" {
-  source = "../../modules/couchbase"
-
-  chart_version      = var.couchbase_chart_version
-  storage_class_name = "standard-rwo" # GKE's default pd-balanced CSI class
-  data_node_selector = module.gke.on_demand_node_labels
-  data_tolerations   = local.data_tolerations
-  spot_node_selector = module.gke.spot_node_labels
-
-  depends_on = [module.gke]
+moved {
+  from = module.pubsub
+  to   = module.gcp_stack.module.pubsub
 }
 
-module "wojak" {
-  source = "../../modules/wojak-release"
+moved {
+  from = module.couchbase
+  to   = module.gcp_stack.module.couchbase
+}
 
-  namespace            = local.wojak_namespace
-  chart_path           = var.wojak_chart_path
-  image_tag            = var.wojak_image_tag
-  source_type          = var.source_type
-  source_values        = lookup(local.source_values, var.source_type, {})
-  service_account_name = local.wojak_service_account
-  service_account_annotations = {
-    "iam.gke.io/gcp-service-account" = module.pubsub.google_service_account_email
-  }
-  store_url      = module.couchbase.connection_string
-  store_username = module.couchbase.app_username
-  store_password = module.couchbase.app_password
-  venue_url      = var.venue_url
-  node_selector  = module.gke.spot_node_labels
-
-  depends_on = [module.couchbase]
+moved {
+  from = module.wojak
+  to   = module.gcp_stack.module.wojak
 }

@@ -8,15 +8,15 @@ provider "google" {
 data "google_client_config" "current" {}
 
 provider "kubernetes" {
-  host                   = "https://${module.gke.endpoint}"
+  host                   = "https://${module.gcp_stack.endpoint}"
   token                  = data.google_client_config.current.access_token
-  cluster_ca_certificate = base64decode(module.gke.ca_certificate)
+  cluster_ca_certificate = base64decode(module.gcp_stack.ca_certificate)
 }
 
 provider "helm" {
   kubernetes {
-    host                   = "https://${module.gke.endpoint}"
+    host                   = "https://${module.gcp_stack.endpoint}"
     token                  = data.google_client_config.current.access_token
-    cluster_ca_certificate = base64decode(module.gke.ca_certificate)
+    cluster_ca_certificate = base64decode(module.gcp_stack.ca_certificate)
   }
 }

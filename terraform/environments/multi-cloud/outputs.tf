@@ -1,31 +1,31 @@
 output "aws_cluster_name" {
   description = "EKS cluster name."
-  value       = module.eks.cluster_name
+  value       = module.aws_stack.cluster_name
 }
 
 output "gcp_cluster_name" {
   description = "GKE cluster name."
-  value       = module.gke.cluster_name
+  value       = module.gcp_stack.cluster_name
 }
 
 output "aws_orders_queue_url" {
   description = "SQS queue the AWS release consumes."
-  value       = module.aws_services.orders_queue_url
+  value       = module.aws_stack.orders_queue_url
 }
 
 output "gcp_orders_subscription_id" {
   description = "Pub/Sub subscription the GCP release consumes."
-  value       = module.gcp_pubsub.orders_subscription_id
+  value       = module.gcp_stack.orders_subscription_id
 }
 
 output "aws_couchbase_connection_string" {
   description = "Store URL of the AWS release."
-  value       = module.couchbase_aws.connection_string
+  value       = module.aws_stack.couchbase_connection_string
 }
 
 output "gcp_couchbase_connection_string" {
   description = "Store URL of the GCP release."
-  value       = module.couchbase_gcp.connection_string
+  value       = module.gcp_stack.couchbase_connection_string
 }
 
 output "xdcr_enabled" {

@@ -17,42 +17,42 @@ data "google_client_config" "current" {}
 # and come from the caller's own cloud identities.
 provider "kubernetes" {
   alias                  = "aws"
-  host                   = module.eks.cluster_endpoint
-  cluster_ca_certificate = base64decode(module.eks.cluster_certificate_authority_data)
+  host                   = module.aws_stack.cluster_endpoint
+  cluster_ca_certificate = base64decode(module.aws_stack.cluster_certificate_authority_data)
 
   exec {
     api_version = "client.authentication.k8s.io/v1beta1"
     command     = "aws"
-    args        = ["eks", "get-token", "--cluster-name", module.eks.cluster_name, "--region", var.aws_region]
+    args        = ["eks", "get-token", "--cluster-name", module.aws_stack.cluster_name, "--region", var.aws_region]
   }
 }
 
 provider "helm" {
   alias = "aws"
   kubernetes {
-    host                   = module.eks.cluster_endpoint
-    cluster_ca_certificate = base64decode(module.eks.cluster_certificate_authority_data)
+    host                   = module.aws_stack.cluster_endpoint
+    cluster_ca_certificate = base64decode(module.aws_stack.cluster_certificate_authority_data)
 
     exec {
       api_version = "client.authentication.k8s.io/v1beta1"
       command     = "aws"
-      args        = ["eks", "get-token", "--cluster-name", module.eks.cluster_name, "--region", var.aws_region]
+      args        = ["eks", "get-token", "--cluster-name", module.aws_stack.cluster_name, "--region", var.aws_region]
     }
   }
 }
 
 provider "kubernetes" {
   alias                  = "gcp"
-  host                   = "https://${module.gke.endpoint}"
+  host                   = "https://${module.gcp_stack.endpoint}"
   token                  = data.google_client_config.current.access_token
-  cluster_ca_certificate = base64decode(module.gke.ca_certificate)
+  cluster_ca_certificate = base64decode(module.gcp_stack.ca_certificate)
 }
 
 provider "helm" {
   alias = "gcp"
   kubernetes {
-    host                   = "https://${module.gke.endpoint}"
+    host                   = "https://${module.gcp_stack.endpoint}"
     token                  = data.google_client_config.current.access_token
-    cluster_ca_certificate = base64decode(module.gke.ca_certificate)
+    cluster_ca_certificate = base64decode(module.gcp_stack.ca_certificate)
   }
 }
