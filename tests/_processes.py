@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -33,8 +34,9 @@ async def engine_request(socket_path: Path, kind: MessageType, body: dict[str, A
 class EngineProcess:
     def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
         self.data_dir = Path(data_dir)
-        # A short socket path: AF_UNIX paths are limited to 107 bytes.
-        self.socket = Path(f"/tmp/wojak-test-{os.getpid()}-{id(self) % 100000}") / "run" / "engine.sock"
+        # A short, unique socket path (AF_UNIX paths are limited to 107 bytes).
+        self.socket_base = Path(tempfile.mkdtemp(prefix="wojak-test-", dir="/tmp"))
+        self.socket = self.socket_base / "run" / "engine.sock"
         self.store_path = self.data_dir / "wojak.sqlite"
         self.ledger_path = self.data_dir / "sandbox.sqlite"
         self.env = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from hypothesis import settings
@@ -30,6 +31,7 @@ def engine_factory(tmp_path_factory: pytest.TempPathFactory):
     yield start
     for proc in started:
         proc.kill()
+        shutil.rmtree(proc.socket_base, ignore_errors=True)
 
 
 @pytest.fixture
