@@ -237,6 +237,17 @@ def _store_url(args: argparse.Namespace) -> str:
     return f"sqlite:///{Path(args.data_dir).resolve() / 'wojak.sqlite'}"
 
 
+def _open_existing_store(args: argparse.Namespace) -> Any:
+    """The store the report commands read; None (after saying what to do) if there is none."""
+    from wojak.engine.store import open_store
+
+    url = _store_url(args)
+    if url.startswith("sqlite:") and not Path(url.split("sqlite:///", 1)[-1].split("?")[0]).exists():
+        _fail(f"no store at {url}: run `wojak dev` first or pass --store / --data-dir")
+        return None
+    return open_store(url)
+
+
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return "(none)"
@@ -248,14 +259,11 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _report(args: argparse.Namespace, kind: str) -> int:
-    from wojak.engine.store import open_store
-
-    url = _store_url(args)
-    if url.startswith("sqlite:") and not Path(url.split("sqlite:///", 1)[-1].split("?")[0]).exists():
-        return _fail(f"no store at {url}: run `wojak dev` first or pass --store / --data-dir")
+    store = _open_existing_store(args)
+    if store is None:
+        return 2
 
     async def fetch() -> list[dict[str, Any]]:
-        store = open_store(url)
         try:
             if kind == "orders":
                 return [o.to_wire() for o in await store.list_orders(args.limit, args.account)]
@@ -294,14 +302,11 @@ def cmd_sandbox_package(args: argparse.Namespace) -> int:
 def cmd_accounts(args: argparse.Namespace) -> int:
     """List accounts the store holds in a trading state (e.g. HALTED after a daily-loss breach),
     or set / clear one. The engine reads the stored state on every order: no restart."""
-    from wojak.engine.store import open_store
-
-    url = _store_url(args)
-    if url.startswith("sqlite:") and not Path(url.split("sqlite:///", 1)[-1].split("?")[0]).exists():
-        return _fail(f"no store at {url}: run `wojak dev` first or pass --store / --data-dir")
+    store = _open_existing_store(args)
+    if store is None:
+        return 2
 
     async def act() -> list[dict[str, Any]]:
-        store = open_store(url)
         try:
             if args.action == "resume":
                 await store.set_account_state(args.account, None, "")

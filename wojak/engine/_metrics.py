@@ -14,7 +14,6 @@ class EngineMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.verdicts = Counter("wojak_engine_replies", "Replies by verdict", ["verdict"], registry=r)
-        self.requests = Counter("wojak_engine_requests", "Requests by message type", ["type"], registry=r)
         self.batch_size = Histogram(
             "wojak_engine_batch_size", "Requests per processed batch",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
@@ -53,9 +52,6 @@ class EngineMetrics:
         for action, breach in shadow:
             self.risk_shadow.labels(breach.rule, action.value).inc()
 
-    def observe_requests(self, types: Tally[str]) -> None:
-        for kind, n in types.items():
-            self.requests.labels(kind).inc(n)
 
     def exposition(self) -> str:
         return generate_latest(self.registry).decode()

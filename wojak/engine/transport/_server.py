@@ -195,9 +195,9 @@ class EngineServer:
                     replies = await self.handle_batch([(kind, body) for _, _, kind, body in batch])
                 except Exception:  # a bug must not kill the engine: answer retry, keep serving
                     log.exception("batch of %d failed; answering retry", n)
-                    replies = [{"verdict": Verdict.RETRY.value, "reason": "engine_error", "retry_after": 1.0}] * n
+                    replies = [{"verdict": Verdict.RETRY.value, "reason": "engine_error", "retry_after": 1.0} for _ in batch]
                 for (identity, request_id, _, _), reply in zip(batch, replies):
-                    self._send(identity, request_id, dict(reply), recheck=False)
+                    self._send(identity, request_id, reply, recheck=False)  # each reply is a dict of its own
                 self._sock.recheck()
                 crash_point("replied")
                 self._processing = 0
