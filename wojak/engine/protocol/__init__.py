@@ -16,16 +16,40 @@ from wojak.engine.protocol._frames import (
     encode_frames,
 )
 from wojak.engine.protocol._orders import (
+    DECIMAL_PATTERN,
+    ID_PATTERN,
     ORDER_FIELDS,
+    SYMBOL_PATTERN,
     FieldError,
     derive_client_order_id,
     validate_order,
     validate_tick,
 )
+from wojak.engine.protocol._principals import (
+    ACCOUNT_NOT_PERMITTED,
+    ALL_SCOPES,
+    PRINCIPAL_MISSING,
+    SCOPE_MISSING,
+    Principal,
+    PrincipalError,
+    Scope,
+    forbidden,
+)
 from wojak.engine.protocol._zmq import LoopSocket
 from wojak.engine.protocol._verdicts import ORDER_VERDICTS, Settlement, Verdict, settlement_for
 
 __all__ = [
+    "ACCOUNT_NOT_PERMITTED",
+    "ALL_SCOPES",
+    "DECIMAL_PATTERN",
+    "ID_PATTERN",
+    "PRINCIPAL_MISSING",
+    "SCOPE_MISSING",
+    "SYMBOL_PATTERN",
+    "Principal",
+    "PrincipalError",
+    "Scope",
+    "forbidden",
     "ORDER_FIELDS",
     "ORDER_VERDICTS",
     "PROTOCOL_VERSION",

@@ -18,6 +18,8 @@ class MessageType(bytes, enum.Enum):
     CANCEL_ORDER = b"cancel_order"
     TICK = b"tick"
     GET_ORDER = b"get_order"
+    LIST_ORDERS = b"list_orders"
+    AUDIT = b"audit"  # a sidecar's own audit event (e.g. its keys file loaded or refused)
     PING = b"ping"
     METRICS = b"metrics"
     REPLY = b"reply"

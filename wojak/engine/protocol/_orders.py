@@ -19,7 +19,12 @@ MAX_TAG_LENGTH = 128
 
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _SYMBOL = re.compile(r"[A-Za-z0-9._:&/-]{1,64}")
-_DECIMAL = re.compile(r"([+-]?)(\d+)(?:\.(\d+))?")
+# ASCII digits only (``\d`` would also take Arabic-Indic or full-width digits).
+_DECIMAL = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]+))?")
+# The published JSON-schema pattern of a decimal string, the same rule as ``_decimal``.
+DECIMAL_PATTERN = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+SYMBOL_PATTERN = r"^[A-Za-z0-9._:&/-]{1,64}$"
 _NOT_FINITE = frozenset({"nan", "snan", "inf", "infinity"})
 
 SIDES = ("buy", "sell")
@@ -39,7 +44,10 @@ ORDER_FIELDS = (
 _REQUIRED = ("client_order_id", "account", "symbol", "side", "quantity", "order_type")
 _ORDER_FIELD_SET = frozenset(ORDER_FIELDS)
 TICK_FIELDS = ("symbol", "bid", "ask", "last")
-_TICK_FIELD_SET = frozenset(TICK_FIELDS)
+TICK_OPTIONAL_FIELDS = ("sequence", "exchange_time")
+_TICK_FIELD_SET = frozenset(TICK_FIELDS + TICK_OPTIONAL_FIELDS)
+MAX_SEQUENCE = 2**63 - 1
+_EXCHANGE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
 
 
 class FieldError(NamedTuple):
@@ -86,6 +94,12 @@ def _decimal(field: str, value: Any, errors: list[FieldError]) -> str | None:
             errors.append(FieldError(field, "is not a plain decimal number (digits, optional point)", "decimal_parsing"))
         return None
     sign, whole, frac = match.groups()
+    if sign == "+":
+        errors.append(FieldError(field, "must not carry a sign", "decimal_parsing"))
+        return None
+    if len(whole) > 1 and whole[0] == "0" and sign != "-":
+        errors.append(FieldError(field, "must not have leading zeros", "decimal_parsing"))
+        return None
     whole = whole.lstrip("0") or "0"
     frac = (frac or "").rstrip("0")
     if len(whole) > MAX_INTEGER_DIGITS:
@@ -180,6 +194,19 @@ def validate_tick(raw: Any) -> tuple[dict[str, Any] | None, list[FieldError]]:
             tick[key] = _text(key, value, _SYMBOL, errors)
         else:
             tick[key] = _decimal(key, value, errors)
+    sequence = raw.get("sequence")
+    if sequence is not None:
+        if type(sequence) is not int or not 0 <= sequence <= MAX_SEQUENCE:
+            errors.append(FieldError("sequence", f"must be an integer from 0 to {MAX_SEQUENCE}", "int_type"))
+        else:
+            tick["sequence"] = sequence
+    exchange_time = raw.get("exchange_time")
+    if exchange_time is not None:
+        if not isinstance(exchange_time, str) or not _EXCHANGE_TIME.fullmatch(exchange_time):
+            errors.append(FieldError("exchange_time", "must be an RFC 3339 time such as 2026-11-30T09:15:00.125Z",
+                                     "datetime_parsing"))  # fmt: skip
+        else:
+            tick["exchange_time"] = exchange_time
     if errors:
         return None, errors
     if Decimal(tick["bid"]) > Decimal(tick["ask"]):

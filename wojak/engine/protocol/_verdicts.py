@@ -12,6 +12,7 @@ class Verdict(str, enum.Enum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     DENIED = "denied"
+    FORBIDDEN = "forbidden"  # the principal may not act for that account (or lacks the scope)
     ESCALATED = "escalated"
     DUPLICATE = "duplicate"
     CONFLICT = "conflict"
@@ -29,6 +30,7 @@ ORDER_VERDICTS = frozenset(
         Verdict.ACCEPTED,
         Verdict.REJECTED,
         Verdict.DENIED,
+        Verdict.FORBIDDEN,
         Verdict.ESCALATED,
         Verdict.DUPLICATE,
         Verdict.CONFLICT,
@@ -53,6 +55,7 @@ _SETTLEMENTS = {
     Verdict.ACCEPTED: Settlement.ACK,
     Verdict.REJECTED: Settlement.ACK_AND_PUBLISH,
     Verdict.DENIED: Settlement.ACK_AND_PUBLISH,
+    Verdict.FORBIDDEN: Settlement.DEAD_LETTER,
     Verdict.ESCALATED: Settlement.ACK,
     Verdict.DUPLICATE: Settlement.ACK,
     Verdict.CONFLICT: Settlement.DEAD_LETTER,

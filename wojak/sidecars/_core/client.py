@@ -14,7 +14,7 @@ from typing import Any
 
 import zmq
 
-from wojak.engine.protocol import LoopSocket, MessageType, ProtocolError, Verdict, decode_frames, encode_frames
+from wojak.engine.protocol import LoopSocket, MessageType, Principal, ProtocolError, Verdict, decode_frames, encode_frames
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +104,35 @@ class EngineClient:
                 timer.cancel()
                 self._pending.pop(request_id, None)
 
-    async def submit_order(self, order: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
-        return await self.request(MessageType.SUBMIT_ORDER, {"order": order}, deadline)
+    # Every order, query and tick carries the principal that sent it; the engine checks it again.
 
-    async def cancel_order(self, client_order_id: str) -> dict[str, Any]:
-        return await self.request(MessageType.CANCEL_ORDER, {"client_order_id": client_order_id})
+    async def submit_order(self, order: dict[str, Any], principal: Principal, deadline: float | None = None) -> dict[str, Any]:
+        return await self.request(MessageType.SUBMIT_ORDER, {"order": order, "principal": principal.to_wire()}, deadline)
 
-    async def tick(self, tick: dict[str, Any]) -> dict[str, Any]:
-        return await self.request(MessageType.TICK, {"tick": tick})
+    async def cancel_order(self, account: str, client_order_id: str, principal: Principal) -> dict[str, Any]:
+        body = {"account": account, "client_order_id": client_order_id, "principal": principal.to_wire()}
+        return await self.request(MessageType.CANCEL_ORDER, body)
 
-    async def get_order(self, client_order_id: str) -> dict[str, Any]:
-        return await self.request(MessageType.GET_ORDER, {"client_order_id": client_order_id})
+    async def get_order(self, account: str, client_order_id: str, principal: Principal) -> dict[str, Any]:
+        body = {"account": account, "client_order_id": client_order_id, "principal": principal.to_wire()}
+        return await self.request(MessageType.GET_ORDER, body)
+
+    async def list_orders(self, principal: Principal, account: str | None = None, limit: int = 100,
+                          cursor: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """``{"verdict": "ok", "orders": [...], "next_cursor": str | None}``: the principal's orders, newest first."""
+        body: dict[str, Any] = {"principal": principal.to_wire(), "limit": limit}
+        if account is not None:
+            body["account"] = account
+        if cursor is not None:
+            body["cursor"] = cursor
+        return await self.request(MessageType.LIST_ORDERS, body)
+
+    async def tick(self, tick: dict[str, Any], principal: Principal) -> dict[str, Any]:
+        return await self.request(MessageType.TICK, {"tick": tick, "principal": principal.to_wire()})
+
+    async def audit(self, event: str, actor: str, detail: dict[str, Any]) -> dict[str, Any]:
+        """Append a sidecar's own event (e.g. its keys file loaded or refused) to the engine's audit log."""
+        return await self.request(MessageType.AUDIT, {"event": event, "actor": actor, "detail": detail})
 
     async def ping(self, deadline: float = 1.0) -> bool:
         reply = await self.request(MessageType.PING, {}, deadline)

@@ -25,7 +25,15 @@ from typing import Any, Awaitable
 
 import orjson
 
-from wojak.engine.protocol import Settlement, Verdict, derive_client_order_id, settlement_for, validate_order
+from wojak.engine.protocol import (
+    Principal,
+    Scope,
+    Settlement,
+    Verdict,
+    derive_client_order_id,
+    settlement_for,
+    validate_order,
+)
 from wojak._runtime import run
 from wojak.sidecars._core.client import EngineClient
 from wojak.sidecars._core.health import Readiness, add_health_routes
@@ -82,6 +90,7 @@ class Runner:
         backoff_base: float = 0.25,
         backoff_max: float = 30.0,
         readiness: Readiness | None = None,
+        principal: Principal | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -93,6 +102,9 @@ class Runner:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.readiness = readiness
+        # Whoever can publish to the broker acts as this principal: only the accounts the
+        # sidecar's settings allow (WOJAK_SIDECAR_ACCOUNTS). None permits nothing (fail closed).
+        self.principal = principal or Principal.of(f"sidecar:{source.name}", (), ())
         self.draining = False
         self._attempts = _Attempts()
         self._inflight: dict[asyncio.Task[None], SourceMessage] = {}
@@ -161,8 +173,13 @@ class Runner:
             self._count_verdict(Verdict.INVALID.value)
             await self._dead_letter(message, Verdict.INVALID.value, {"errors": [e.as_dict() for e in errors]})
             return
+        refusal = self.principal.refusal(Scope.ORDERS_WRITE, order["account"])
+        if refusal is not None:  # never sent to the engine (which would refuse it too)
+            self._count_verdict(Verdict.FORBIDDEN.value)
+            await self._dead_letter(message, refusal[0], {"client_order_id": order["client_order_id"], "detail": refusal[1]})
+            return
         started = time.perf_counter()
-        reply = await self.client.submit_order(order)
+        reply = await self.client.submit_order(order, self.principal)
         self._observe_engine(time.perf_counter() - started)
         verdict = str(reply.get("verdict", "unknown"))
         self._count_verdict(verdict)
@@ -270,6 +287,7 @@ class RunnerConfig:
     backoff_max: float = 30.0
     health_host: str = "127.0.0.1"
     health_port: int | None = 8081  # None: no health server
+    accounts: tuple[str, ...] = ()  # account patterns this source may trade (WOJAK_SIDECAR_ACCOUNTS)
 
 
 def create_health_app(readiness: Readiness, metrics: SidecarMetrics, title: str) -> Any:
@@ -354,6 +372,7 @@ async def serve_sidecar(
             runner = Runner(
                 source, client, metrics, concurrency=config.concurrency, drain_seconds=config.drain_seconds,
                 backoff_base=config.backoff_base, backoff_max=config.backoff_max, readiness=readiness,
+                principal=Principal.of(f"sidecar:{source.name}", config.accounts, [Scope.ORDERS_WRITE]),
             )  # fmt: skip
             log.info("%s sidecar consuming (concurrency %d)", source.name, config.concurrency)
             await runner.run(stop)
