@@ -14,10 +14,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from wojak.engine.protocol import MessageType
+from wojak.engine.protocol import ALL_SCOPES, MessageType, Principal
 from wojak.sidecars._core.client import EngineClient
 
 API_KEY = "test-key-0123456789abcdef"
+# What a sidecar that authenticated a fully trusted client sends: every scope, every account.
+# Tests of the principal rules use narrower principals of their own.
+TRADER = Principal.of("test-trader", ["*"], ALL_SCOPES)
+_PRINCIPAL_KINDS = frozenset({MessageType.SUBMIT_ORDER, MessageType.CANCEL_ORDER, MessageType.GET_ORDER,
+                              MessageType.LIST_ORDERS, MessageType.TICK})  # fmt: skip
 
 
 def free_port() -> int:
@@ -27,6 +32,9 @@ def free_port() -> int:
 
 
 async def engine_request(socket_path: Path, kind: MessageType, body: dict[str, Any], deadline: float = 5.0) -> dict[str, Any]:
+    """One request; order, query and tick requests without a ``principal`` are sent as ``TRADER``."""
+    if kind in _PRINCIPAL_KINDS and "principal" not in body:
+        body = {**body, "principal": TRADER.to_wire()}
     async with EngineClient(str(socket_path)) as client:
         return await client.request(kind, body, deadline)
 

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from wojak.engine._faults import POINTS
+from tests._processes import TRADER
 from wojak.engine.protocol import MessageType
 from wojak.sidecars._core.client import EngineClient
 
@@ -41,7 +42,7 @@ def position(engine) -> tuple[str, str, str]:
 
 async def submit_all(engine, orders, deadline=3.0):
     async with EngineClient(str(engine.socket), deadline=deadline) as client:
-        return await asyncio.gather(*[client.submit_order(dict(o)) for o in orders])
+        return await asyncio.gather(*[client.submit_order(dict(o), TRADER) for o in orders])
 
 
 @pytest.mark.slow
@@ -90,7 +91,7 @@ def test_pending_orders_are_resolved_at_startup(engine_factory):
     asyncio.run(submit_all(engine, [order("late")], deadline=2.0))
     assert engine.wait_exit(10) == -9
     engine.start()
-    reply = engine.request(MessageType.GET_ORDER, {"client_order_id": "ord-late"})
+    reply = engine.request(MessageType.GET_ORDER, {"account": "acct", "client_order_id": "ord-late"})
     assert reply["order"]["state"] == "filled"  # the venue knew it: recorded before any resend
     assert trades(engine) == {"ord-late": 1}
 
@@ -121,7 +122,7 @@ def test_random_kill_9_under_load_loses_nothing_and_doubles_nothing(engine_facto
             async def one(i, o):
                 await asyncio.sleep(i * 0.003)  # spread over ~2.4 s so the kills land mid-stream
                 while True:
-                    reply = await client.submit_order(dict(o))
+                    reply = await client.submit_order(dict(o), TRADER)
                     if reply["verdict"] != "retry":
                         answered[o["client_order_id"]] = reply
                         return
@@ -144,7 +145,7 @@ def test_random_kill_9_under_load_loses_nothing_and_doubles_nothing(engine_facto
     submissions = ledger(engine)
     assert set(submissions) == {o["client_order_id"] for o in orders}, "every order reached the venue"
     assert set(submissions.values()) == {1}, "no order reached the venue twice"
-    final = {o["client_order_id"]: engine.request(MessageType.GET_ORDER, {"client_order_id": o["client_order_id"]})["order"]
+    final = {o["client_order_id"]: engine.request(MessageType.GET_ORDER, {"account": o["account"], "client_order_id": o["client_order_id"]})["order"]
              for o in orders}  # fmt: skip
     filled = {k for k, v in final.items() if v["state"] == "filled"}
     assert {v["state"] for v in final.values()} <= {"filled", "rejected"}

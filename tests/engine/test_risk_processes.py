@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests._processes import free_port
+from tests._processes import TRADER, free_port
 from tests.engine.escalation._receiver import SECRET, Receiver
 from wojak.engine.protocol import MessageType
 from wojak.sidecars._core.client import EngineClient
@@ -38,7 +38,7 @@ def order(i, quantity="1", account="acct", price="1000") -> dict:
 
 async def submit_all(engine, orders, deadline=5.0):
     async with EngineClient(str(engine.socket), deadline=deadline) as client:
-        return await asyncio.gather(*[client.submit_order(dict(o)) for o in orders])
+        return await asyncio.gather(*[client.submit_order(dict(o), TRADER) for o in orders])
 
 
 def executed(engine) -> set[str]:

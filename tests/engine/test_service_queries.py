@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from tests._processes import TRADER
 from wojak.engine.protocol import MessageType
 from wojak.engine.risk import RiskEngine, default_risk_config
 from wojak.engine.service import OrderService
@@ -20,16 +21,17 @@ async def test_a_resting_order_can_be_cancelled_once_and_its_reservation_is_rele
     venue = InProcessSandboxVenue(SandboxConfig(fill_probability=Decimal(0), accept_probability=Decimal(1),
                                                 ledger=str(tmp_path / "ledger.sqlite")))  # fmt: skip
     service = OrderService(SQLiteStore(tmp_path / "store.sqlite"), venue, RiskEngine(default_risk_config()))
-    await service.handle_batch([(MessageType.TICK, {"tick": TICK})])
-    [placed] = await service.handle_batch([(MessageType.SUBMIT_ORDER, {"order": ORDER})])
+    who = TRADER.to_wire()
+    await service.handle_batch([(MessageType.TICK, {"tick": TICK, "principal": who})])
+    [placed] = await service.handle_batch([(MessageType.SUBMIT_ORDER, {"order": ORDER, "principal": who})])
     assert placed["verdict"] == "accepted"
     assert (await service.store.get_position("a", "NIFTY-FUT")).pending_buy == Decimal(3)
 
     cancel, got, missing, bad = await service.handle_batch([
-        (MessageType.CANCEL_ORDER, {"client_order_id": "rest-1"}),
-        (MessageType.GET_ORDER, {"client_order_id": "rest-1"}),
-        (MessageType.GET_ORDER, {"client_order_id": "nope"}),
-        (MessageType.CANCEL_ORDER, {"client_order_id": 5}),
+        (MessageType.CANCEL_ORDER, {"account": "a", "client_order_id": "rest-1", "principal": who}),
+        (MessageType.GET_ORDER, {"account": "a", "client_order_id": "rest-1", "principal": who}),
+        (MessageType.GET_ORDER, {"account": "a", "client_order_id": "nope", "principal": who}),
+        (MessageType.CANCEL_ORDER, {"account": "a", "client_order_id": 5, "principal": who}),
     ])  # fmt: skip
     assert cancel["verdict"] == "ok" and cancel["order"]["state"] == "canceled"
     assert got["order"]["state"] == "canceled"
@@ -38,5 +40,5 @@ async def test_a_resting_order_can_be_cancelled_once_and_its_reservation_is_rele
     position = await service.store.get_position("a", "NIFTY-FUT")
     assert position.pending_buy == 0 and position.quantity == 0
 
-    [again] = await service.handle_batch([(MessageType.CANCEL_ORDER, {"client_order_id": "rest-1"})])
+    [again] = await service.handle_batch([(MessageType.CANCEL_ORDER, {"account": "a", "client_order_id": "rest-1", "principal": who})])
     assert again["verdict"] == "rejected" and again["reason"].startswith("not_open")

@@ -41,6 +41,13 @@ class EngineMetrics:
             "wojak_engine_escalation_failures", "Escalation delivery attempts that failed (retried)", registry=r
         )
         self.escalations_pending = Gauge("wojak_engine_escalations_pending", "Escalations waiting in the outbox", registry=r)
+        self.ticks = Counter(
+            "wojak_engine_ticks", "Ticks by outcome (applied | stale | duplicate | suspect)", ["outcome"], registry=r
+        )
+        self.tick_gaps = Counter("wojak_engine_tick_gaps", "Sequence numbers skipped between applied ticks", registry=r)
+        self.forbidden = Counter(
+            "wojak_engine_forbidden", "Requests refused for their principal, by reason code", ["reason"], registry=r
+        )
 
     def observe_batch(self, replies: list[dict[str, Any] | None], seconds: float) -> None:
         self.batch_size.observe(len(replies))

@@ -17,7 +17,10 @@ Batches run one after another, so orders of one account are serialised.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import re
 import time
 from collections import Counter
 from decimal import Decimal
@@ -26,9 +29,20 @@ from typing import Any
 from wojak.engine._faults import crash_point
 from wojak.engine.domain import FINAL_STATES, Order, OrderEvent, OrderState
 from wojak.engine.domain._orders import OPEN_STATES
-from wojak.engine.protocol import FieldError, MessageType, Verdict, validate_order, validate_tick
+from wojak.engine.protocol import (
+    PRINCIPAL_MISSING,
+    FieldError,
+    MessageType,
+    Principal,
+    PrincipalError,
+    Scope,
+    Verdict,
+    forbidden,
+    validate_order,
+    validate_tick,
+)
 from wojak.engine.risk import Action, RiskEngine
-from wojak.engine.store import AccountView, Execution, Store, StoreUnavailable
+from wojak.engine.store import TICK_APPLIED, AccountView, Execution, Store, StoreUnavailable
 from wojak.engine.venue import Venue, VenueError, VenueReport, VenueStatus
 
 log = logging.getLogger(__name__)
@@ -78,14 +92,23 @@ class OrderService:
         self.venue = venue
         self.risk = risk
         self.metrics = metrics
+        # The last applied tick of each symbol, as the store holds it: refreshed before every
+        # batch of orders (only what changed since ``_tick_version``), so every replica's risk
+        # reads the same prices.
         self.last_prices: dict[str, Decimal] = {}
-        self.tick_at: dict[str, float] = {}  # when each symbol's last tick arrived (wall clock)
+        self.tick_at: dict[str, float] = {}  # when each symbol's last tick was applied (wall clock)
+        self._tick_version = -1
+
+    async def _refresh_prices(self) -> None:
+        version, ticks = await self.store.ticks_since(self._tick_version)
+        for tick in ticks:
+            self.last_prices[tick["symbol"]] = Decimal(tick["last"])
+            self.tick_at[tick["symbol"]] = float(tick.get("received_at") or 0)
+        self._tick_version = version
 
     async def start(self) -> None:
         """Load the last ticks and resolve orders an earlier crash left ``pending``."""
-        for symbol, tick in (await self.store.load_ticks()).items():
-            self.last_prices[symbol] = Decimal(tick["last"])
-            self.tick_at[symbol] = float(tick.get("received_at") or 0)
+        await self._refresh_prices()
         pending = await self.store.pending_orders()
         if pending:
             log.info("resolving %d pending order(s) left by an earlier run", len(pending))
@@ -101,59 +124,128 @@ class OrderService:
 
     async def handle_batch(self, requests: list[tuple[MessageType, dict[str, Any]]]) -> list[Reply]:
         started = time.perf_counter()
-        started_wall = time.time()
         replies: list[Reply | None] = [None] * len(requests)
         orders: list[tuple[int, Order]] = []
-        ticks: list[dict[str, Any]] = []
+        ticks: list[tuple[int, dict[str, Any]]] = []
         for i, (kind, body) in enumerate(requests):
+            if kind is MessageType.AUDIT:
+                replies[i] = await self._audit(body)
+                continue
+            try:
+                principal = Principal.from_wire(body.get("principal"))
+            except PrincipalError as exc:
+                replies[i] = self._forbidden(PRINCIPAL_MISSING, f"a request must carry a valid principal: {exc}")
+                continue
             if kind is MessageType.SUBMIT_ORDER:
                 order, errors = validate_order(body.get("order"))
                 if order is None:
                     replies[i] = _invalid(errors)
                     continue
+                refusal = principal.refusal(Scope.ORDERS_WRITE, order["account"])
+                if refusal is not None:
+                    replies[i] = self._forbidden(*refusal, order["client_order_id"])
+                    continue
                 domain = Order.from_wire(order)
+                domain.principal = principal.name
                 precision = self.risk.precision_errors(domain)
                 if precision:
                     replies[i] = _invalid([FieldError(f, r, c) for f, r, c in precision])
                     continue
                 orders.append((i, domain))
             elif kind is MessageType.TICK:
+                refusal = principal.refusal(Scope.TICKS_WRITE)
+                if refusal is not None:
+                    replies[i] = self._forbidden(*refusal)
+                    continue
                 tick, errors = validate_tick(body.get("tick"))
                 if tick is None:
                     replies[i] = _invalid(errors)
+                elif self.risk.instrument(tick["symbol"]) is None:
+                    replies[i] = _invalid([FieldError("symbol", "is not an instrument of the risk configuration",
+                                                      "unknown_symbol")])  # fmt: skip
                 else:
-                    ticks.append(tick)
-                    self.last_prices[tick["symbol"]] = Decimal(tick["last"])
-                    self.tick_at[tick["symbol"]] = started_wall
-                    replies[i] = {"verdict": Verdict.OK.value, "symbol": tick["symbol"]}
+                    ticks.append((i, tick))
             elif kind is MessageType.GET_ORDER:
-                replies[i] = await self._get_order(body)
+                replies[i] = await self._get_order(body, principal)
             elif kind is MessageType.CANCEL_ORDER:
-                replies[i] = await self._cancel(body)
+                replies[i] = await self._cancel(body, principal)
+            elif kind is MessageType.LIST_ORDERS:
+                replies[i] = await self._list_orders(body, principal)
             else:
                 replies[i] = _invalid([FieldError("message_type", f"{kind.value.decode()} is not batched", "unsupported")])
         crash_point("validated")
         try:
             if ticks:
-                await self.store.put_ticks(ticks)
+                outcomes = await self.store.apply_ticks([t for _, t in ticks], self._judge_tick)
+                for (i, tick), outcome in zip(ticks, outcomes):
+                    replies[i] = {"verdict": Verdict.OK.value, "symbol": tick["symbol"], "status": outcome}
+                    if self.metrics is not None:
+                        self.metrics.ticks.labels(outcome).inc()
             if orders:
+                await self._refresh_prices()
                 for i, reply in await self._process_orders(orders):
                     replies[i] = reply
         except StoreUnavailable as exc:
             log.warning("store unavailable: %s", exc)
             for i, _ in orders:
                 replies[i] = _retry("store_unavailable")
-            for i, (kind, _) in enumerate(requests):
-                if kind is MessageType.TICK and replies[i] and replies[i]["verdict"] == "ok":
-                    replies[i] = _retry("store_unavailable")
+            for i, _ in ticks:
+                replies[i] = _retry("store_unavailable")
         if self.metrics is not None:
             self.metrics.observe_batch(replies, time.perf_counter() - started)
         return replies  # type: ignore[return-value]
 
+    def _forbidden(self, code: str, detail: str, client_order_id: str | None = None) -> Reply:
+        if self.metrics is not None:
+            self.metrics.forbidden.labels(code).inc()
+        return forbidden(code, detail, client_order_id)
+
+    def _judge_tick(self, stored: dict[str, Any] | None, tick: dict[str, Any], now: float) -> str:
+        """Decide, inside the store's transaction, what a tick does to its symbol's last price.
+
+        ``stale`` / ``duplicate``: an older or repeated sequence (a redundant feed), ignored.
+        ``suspect``: implausible (last far outside its own quote, or a jump larger than
+        ``max_tick_jump_percent`` within ``tick_jump_seconds`` of the last applied tick), held
+        out of risk. ``applied``: the new last price every replica reads."""
+        sequence = tick.get("sequence")
+        if stored is not None and sequence is not None and stored.get("sequence") is not None:
+            previous = int(stored["sequence"])
+            if sequence == previous:
+                return "duplicate"
+            if sequence < previous:
+                return "stale"
+            if sequence > previous + 1 and self.metrics is not None:
+                self.metrics.tick_gaps.inc(sequence - previous - 1)
+                log.info("tick gap on %s: sequence %d after %d", tick["symbol"], sequence, previous)
+        jump, window = self.risk.tick_limits(tick["symbol"])
+        if jump is not None:
+            last, bid, ask = Decimal(tick["last"]), Decimal(tick["bid"]), Decimal(tick["ask"])
+            slack = jump / 100
+            if last < bid * (1 - slack) or last > ask * (1 + slack):
+                log.warning("suspect tick on %s: last %s outside its quote %s/%s", tick["symbol"], last, bid, ask)
+                return "suspect"
+            if stored is not None and (window is None or now - float(stored["received_at"]) <= window):
+                before = Decimal(stored["last"])
+                if abs(last - before) * 100 > jump * before:
+                    log.warning("suspect tick on %s: %s -> %s moves more than %s%%", tick["symbol"], before, last, jump)
+                    return "suspect"
+        return TICK_APPLIED
+
+    async def _audit(self, body: dict[str, Any]) -> Reply:
+        event, actor, detail = body.get("event"), body.get("actor"), body.get("detail")
+        if not (isinstance(event, str) and _NAME.fullmatch(event) and isinstance(actor, str) and _NAME.fullmatch(actor)
+                and isinstance(detail, dict) and len(str(detail)) <= 4096):  # fmt: skip
+            return _invalid([FieldError("audit", "needs event and actor names and a small detail map", "audit")])
+        try:
+            await self.store.append_audit(event, actor, "", detail)
+        except StoreUnavailable:
+            return _retry("store_unavailable")
+        return {"verdict": Verdict.OK.value}
+
     async def _process_orders(self, orders: list[tuple[int, Order]]) -> list[tuple[int, Reply]]:
         admitted = await self.store.admit([o for _, o in orders], self._decide, self.risk.trading_day())
         crash_point("admitted")
-        new_ids = {o.client_order_id for (o, existed) in admitted if not existed}
+        new_ids = {o.key for (o, existed) in admitted if not existed}
         to_execute: list[Order] = []
         to_lookup: list[Order] = []
         followers: list[tuple[int, Order, Order]] = []  # (index, request, leader record)
@@ -161,17 +253,18 @@ class OrderService:
         seen: set[str] = set()
         for (i, request), (record, existed) in zip(orders, admitted):
             coid = request.client_order_id
+            key = request.key
             if existed and record.fingerprint != request.fingerprint:
                 out.append((i, {"verdict": Verdict.CONFLICT.value, "client_order_id": coid,
                                 "reason": "client_order_id was used for an order with different content",
                                 "order": record.to_wire()}))  # fmt: skip
-            elif existed and (coid in new_ids or coid in seen):
+            elif existed and (key in new_ids or key in seen):
                 followers.append((i, request, record))
             elif existed and record.state in FINAL_STATES:
                 out.append((i, _outcome(record, Verdict.DUPLICATE)))
             elif record.state is OrderState.PENDING:
                 (to_lookup if existed else to_execute).append(record)
-                seen.add(coid)
+                seen.add(key)
                 out.append((i, {"_await": record}))
             else:  # a new order that risk denied or escalated
                 out.append((i, _outcome(record)))
@@ -213,7 +306,7 @@ class OrderService:
         order.apply(OrderEvent.ESCALATED)
         position = view.position(order.symbol)
         return {
-            "key": f"esc:{order.client_order_id}",
+            "key": f"esc:{order.key}",
             "order": order.to_wire(),
             "breaches": [{"rule": b.rule, "code": b.code, "detail": b.detail} for b in decision.breaches],
             "position": {"quantity": str(position.quantity), "pending_buy": str(position.pending_buy),
@@ -288,24 +381,52 @@ class OrderService:
 
     # -- queries ----------------------------------------------------------------------
 
-    async def _find(self, body: dict[str, Any]) -> tuple[Order | None, Reply | None]:
-        """The order a query names, or the reply that says why there is none."""
-        coid = body.get("client_order_id")
-        if not isinstance(coid, str):
-            return None, _invalid([FieldError("client_order_id", "must be a string", "string_type")])
-        order = await self.store.get_order(coid)
+    async def _find(self, body: dict[str, Any], principal: Principal, scope: Scope) -> tuple[Order | None, Reply | None]:
+        """The order a query names (account + client_order_id), or the reply that says why there is none."""
+        coid, account = body.get("client_order_id"), body.get("account")
+        errors = [FieldError(f, "must be a string", "string_type") for f, v in (("account", account),
+                  ("client_order_id", coid)) if not isinstance(v, str)]  # fmt: skip
+        if errors:
+            return None, _invalid(errors)
+        refusal = principal.refusal(scope, account)
+        if refusal is not None:
+            return None, self._forbidden(*refusal, coid)
+        order = await self.store.get_order(account, coid)
         if order is None:
             return None, {"verdict": Verdict.NOT_FOUND.value, "client_order_id": coid}
         return order, None
 
-    async def _get_order(self, body: dict[str, Any]) -> Reply:
-        order, reply = await self._find(body)
+    async def _get_order(self, body: dict[str, Any], principal: Principal) -> Reply:
+        order, reply = await self._find(body, principal, Scope.ORDERS_READ)
         if order is None:
             return reply  # type: ignore[return-value]
         return {"verdict": Verdict.OK.value, "client_order_id": order.client_order_id, "order": order.to_wire()}
 
-    async def _cancel(self, body: dict[str, Any]) -> Reply:
-        order, reply = await self._find(body)
+    async def _list_orders(self, body: dict[str, Any], principal: Principal) -> Reply:
+        """The principal's orders, newest first, ``limit`` (1-500) per page; ``cursor`` continues."""
+        account, limit, cursor = body.get("account"), body.get("limit", 100), body.get("cursor")
+        if account is not None and not isinstance(account, str):
+            return _invalid([FieldError("account", "must be a string", "string_type")])
+        if type(limit) is not int or not 1 <= limit <= _MAX_PAGE:
+            return _invalid([FieldError("limit", f"must be an integer from 1 to {_MAX_PAGE}", "int_type")])
+        before = None
+        if cursor is not None:
+            before = _decode_cursor(cursor)
+            if before is None:
+                return _invalid([FieldError("cursor", "is not a cursor this engine issued", "cursor")])
+        refusal = principal.refusal(Scope.ORDERS_READ, account)
+        if refusal is not None:
+            return self._forbidden(*refusal)
+        try:
+            found = await self.store.list_orders(limit, account, principal.accounts, before)
+        except StoreUnavailable:
+            return _retry("store_unavailable")
+        last = found[-1] if len(found) == limit else None
+        return {"verdict": Verdict.OK.value, "orders": [o.to_wire() for o in found],
+                "next_cursor": None if last is None else _encode_cursor(last)}  # fmt: skip
+
+    async def _cancel(self, body: dict[str, Any], principal: Principal) -> Reply:
+        order, reply = await self._find(body, principal, Scope.ORDERS_WRITE)
         if order is None:
             return reply  # type: ignore[return-value]
         coid = order.client_order_id
@@ -318,3 +439,22 @@ class OrderService:
             return _retry("venue_unavailable")
         await self._record([(order, reports[0])])
         return {"verdict": Verdict.OK.value, "client_order_id": coid, "order": order.to_wire()}
+
+
+_MAX_PAGE = 500
+_NAME = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
+
+
+def _encode_cursor(order: Order) -> str:
+    raw = json.dumps([repr(order.created_at), order.account, order.client_order_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: Any) -> tuple[float, str, str] | None:
+    if not isinstance(cursor, str) or len(cursor) > 512:
+        return None
+    try:
+        at, account, coid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return float(at), str(account), str(coid)
+    except (ValueError, TypeError):
+        return None

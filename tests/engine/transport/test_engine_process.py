@@ -11,6 +11,7 @@ from pathlib import Path
 import msgpack
 import zmq
 
+from tests._processes import TRADER
 from wojak.engine.protocol import MessageType
 
 
@@ -126,7 +127,7 @@ def test_overload_answers_retry_and_never_drops_a_reply(engine_factory):
         async with EngineClient(str(engine.socket), window=500) as client:
             return await asyncio.gather(*[
                 client.submit_order({"client_order_id": f"ov-{i}", "account": f"a{i}", "symbol": "NIFTY-FUT", "side": "buy",
-                                     "quantity": "1", "order_type": "limit", "limit_price": "100"})
+                                     "quantity": "1", "order_type": "limit", "limit_price": "100"}, TRADER)
                 for i in range(300)
             ])  # fmt: skip
 

@@ -217,7 +217,7 @@ def test_engine_timeout_after_execution_stays_pending_then_resend_records_it_onc
             first = engine.request(MessageType.SUBMIT_ORDER, {"order": engine_order(1)}, deadline=8)
             assert first["verdict"] == "retry" and first["reason"] == "venue_unavailable"
             assert fake.submissions() == {"lt-1": 1}  # executed at the venue, the answer was lost
-            got = engine.request(MessageType.GET_ORDER, {"client_order_id": "lt-1"})
+            got = engine.request(MessageType.GET_ORDER, {"account": "acct", "client_order_id": "lt-1"})
             assert got["order"]["state"] == "pending"
 
             again = engine.request(MessageType.SUBMIT_ORDER, {"order": engine_order(1)}, deadline=8)

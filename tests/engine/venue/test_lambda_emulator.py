@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests._processes import EngineProcess, free_port
+from tests._processes import TRADER, EngineProcess, free_port
 from tests._services import REPO, SCRIPT
 from wojak.engine.protocol import MessageType
 from wojak.sidecars._core.client import EngineClient
@@ -30,7 +30,7 @@ def order(i: int) -> dict:
 
 async def submit_all(engine: EngineProcess, orders: list[dict], deadline: float = 20.0) -> list[dict]:
     async with EngineClient(str(engine.socket), deadline=deadline) as client:
-        return await asyncio.gather(*[client.submit_order(dict(o)) for o in orders])
+        return await asyncio.gather(*[client.submit_order(dict(o), TRADER) for o in orders])
 
 
 def emulator_outcomes(lambda_service, orders: list[dict]) -> dict[str, str]:
@@ -117,7 +117,7 @@ def test_a_timeout_after_the_lambda_executed_leaves_the_order_pending_and_never_
             body = {"order": order(1000)}
             first = engine.request(MessageType.SUBMIT_ORDER, body, deadline=10)
             assert first["verdict"] == "retry" and first["reason"] == "venue_unavailable", first
-            got = engine.request(MessageType.GET_ORDER, {"client_order_id": "lambda-emu-1000"})
+            got = engine.request(MessageType.GET_ORDER, {"account": "acct-0", "client_order_id": "lambda-emu-1000"})
             assert got["order"]["state"] == "pending"
             assert ledger(ledger_path) == {"lambda-emu-1000": 1}, "the handler executed it"
 

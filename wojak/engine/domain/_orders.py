@@ -107,6 +107,13 @@ class Order:
     reason: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    principal: str | None = None  # who submitted it (kept on the record: the audit of each order)
+
+    @property
+    def key(self) -> str:
+        """The order's identity: ``client_order_id`` is unique per account, so the key is both
+        (``/`` is in neither alphabet, so the pair reads back unambiguously)."""
+        return f"{self.account}/{self.client_order_id}"
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> "Order":
@@ -151,4 +158,5 @@ class Order:
             "reason": self.reason,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "principal": self.principal,
         }

@@ -404,6 +404,11 @@ class RiskEngine:
     def multiplier(self, symbol: str) -> Decimal:
         return self.multipliers.get(symbol, ONE)
 
+    def tick_limits(self, symbol: str) -> tuple[Decimal | None, Decimal | None]:
+        """``(max_tick_jump_percent, tick_jump_seconds)`` for ``symbol`` (None: unset)."""
+        spec = self._specs.get(symbol, self._unknown)
+        return (getattr(spec.limits, "max_tick_jump_percent", None), getattr(spec.limits, "tick_jump_seconds", None))
+
     def trading_day(self, now: float | None = None) -> str:
         """The exchange's calendar day (``exchange_timezone``) at ``now``: daily counters' key."""
         now = time.time() if now is None else now

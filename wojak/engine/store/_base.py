@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 from urllib.parse import parse_qs, urlparse
 
 from wojak.engine.domain import Order, OrderState, Position
@@ -115,6 +115,11 @@ def utc_day(now: float | None = None) -> str:
     return _dt.datetime.fromtimestamp(time.time() if now is None else now, _dt.timezone.utc).date().isoformat()
 
 
+# judge(stored tick of the symbol or None, new tick, now) -> an outcome: TICK_APPLIED stores
+# it; anything else (stale, duplicate, suspect) leaves the stored tick as it was.
+JudgeTick = Callable[["dict[str, Any] | None", "dict[str, Any]", float], str]
+TICK_APPLIED = "applied"
+
 # decide(order, view) -> escalation payload (for the outbox) or None; it moves the order
 # to pending, denied or escalated. ``day`` given to ``admit`` is the exchange trading day.
 Decide = Callable[[Order, AccountView], "dict[str, Any] | None"]
@@ -129,8 +134,9 @@ class Store(Protocol):
         """The stored trading-state override ``{"account", "state", "reason", "at"}`` or None."""
         ...
 
-    async def set_account_state(self, account: str, state: str | None, reason: str = "") -> None:
-        """Store an override (e.g. ``HALTED``) or, with ``None``, reset to the configuration."""
+    async def set_account_state(self, account: str, state: str | None, reason: str = "", actor: str = "") -> None:
+        """Store an override (e.g. ``HALTED``) or, with ``None``, reset to the configuration.
+        Every change is also appended to the audit log (who, why, when)."""
         ...
 
     async def list_account_states(self) -> list[dict[str, Any]]: ...
@@ -139,11 +145,18 @@ class Store(Protocol):
 
     async def record(self, executions: list[Execution]) -> None: ...
 
-    async def get_order(self, client_order_id: str) -> Order | None: ...
+    async def get_order(self, account: str, client_order_id: str) -> Order | None:
+        """``client_order_id`` is unique per account: the pair names one order."""
+        ...
 
-    async def list_orders(self, limit: int = 100, account: str | None = None) -> list[Order]: ...
+    async def list_orders(self, limit: int = 100, account: str | None = None, patterns: Sequence[str] | None = None,
+                          before: tuple[float, str, str] | None = None) -> list[Order]:  # fmt: skip
+        """Newest first by (created_at, account, client_order_id); ``patterns`` (fnmatch ``*``/``?``)
+        restricts the accounts; ``before`` pages (strictly older than that triple)."""
+        ...
 
-    async def list_trades(self, limit: int = 100, client_order_id: str | None = None) -> list[Trade]: ...
+    async def list_trades(self, limit: int = 100, client_order_id: str | None = None,
+                          account: str | None = None) -> list[Trade]: ...  # fmt: skip
 
     async def get_position(self, account: str, symbol: str) -> Position: ...
 
@@ -151,9 +164,25 @@ class Store(Protocol):
 
     async def pending_orders(self) -> list[Order]: ...
 
-    async def put_ticks(self, ticks: list[dict[str, Any]]) -> None: ...
+    async def apply_ticks(self, ticks: list[dict[str, Any]], judge: JudgeTick) -> list[str]:
+        """Judge each tick against its symbol's stored one atomically; store those ``applied``
+        (stamped ``received_at`` and a store-wide increasing ``version``). Outcomes in order."""
+        ...
+
+    async def ticks_since(self, version: int) -> tuple[int, list[dict[str, Any]]]:
+        """Ticks stored with a ``version`` above ``version``, and the newest version: every replica
+        refreshes its prices from here, so all read the same last tick."""
+        ...
 
     async def load_ticks(self) -> dict[str, dict[str, Any]]: ...
+
+    async def append_audit(self, kind: str, actor: str, subject: str, detail: dict[str, Any]) -> None:
+        """Append to the audit log (never updated or deleted)."""
+        ...
+
+    async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first: ``{"at", "kind", "actor", "subject", "detail"}``."""
+        ...
 
     async def undelivered_escalations(self, limit: int = 100) -> list[dict[str, Any]]: ...
 

@@ -13,16 +13,25 @@ import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from wojak.engine.domain import Order, OrderState, Position, Side
-from wojak.engine.store._base import AccountView, Decide, Execution, StoreUnavailable, Trade, utc_day
+from wojak.engine.store._base import (
+    TICK_APPLIED,
+    AccountView,
+    Decide,
+    Execution,
+    JudgeTick,
+    StoreUnavailable,
+    Trade,
+    utc_day,
+)
 
 _ZERO = Decimal(0)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
-  client_order_id TEXT PRIMARY KEY,
+  client_order_id TEXT NOT NULL,
   fingerprint TEXT NOT NULL,
   account TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
   quantity TEXT NOT NULL, order_type TEXT NOT NULL, limit_price TEXT,
@@ -30,7 +39,8 @@ CREATE TABLE IF NOT EXISTS orders (
   state TEXT NOT NULL, filled_quantity TEXT NOT NULL, average_price TEXT,
   venue_order_id TEXT, reason TEXT,
   created_at REAL NOT NULL, updated_at REAL NOT NULL,
-  loss_per_unit TEXT
+  loss_per_unit TEXT, principal TEXT,
+  PRIMARY KEY (account, client_order_id)
 );
 CREATE INDEX IF NOT EXISTS orders_by_state ON orders(state) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS orders_by_account ON orders(account, created_at);
@@ -39,7 +49,7 @@ CREATE TABLE IF NOT EXISTS trades (
   client_order_id TEXT NOT NULL, account TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
   quantity TEXT NOT NULL, price TEXT NOT NULL, venue_order_id TEXT, executed_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS trades_by_order ON trades(client_order_id);
+CREATE INDEX IF NOT EXISTS trades_by_account_order ON trades(account, client_order_id);
 CREATE TABLE IF NOT EXISTS positions (
   account TEXT NOT NULL, symbol TEXT NOT NULL,
   quantity TEXT NOT NULL, average_price TEXT NOT NULL, realised_pnl TEXT NOT NULL,
@@ -47,8 +57,17 @@ CREATE TABLE IF NOT EXISTS positions (
   PRIMARY KEY (account, symbol)
 );
 CREATE TABLE IF NOT EXISTS ticks (
-  symbol TEXT PRIMARY KEY, bid TEXT NOT NULL, ask TEXT NOT NULL, last TEXT NOT NULL, received_at REAL NOT NULL
+  symbol TEXT PRIMARY KEY, bid TEXT NOT NULL, ask TEXT NOT NULL, last TEXT NOT NULL, received_at REAL NOT NULL,
+  sequence INTEGER, exchange_time TEXT, version INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL,
+  subject TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TABLE IF NOT EXISTS daily (
   account TEXT NOT NULL, day TEXT NOT NULL, realised TEXT NOT NULL, PRIMARY KEY (account, day)
 );
@@ -68,13 +87,26 @@ _ORDER_COLUMNS = (
     "client_order_id, fingerprint, account, symbol, side, quantity, order_type, limit_price, time_in_force,"
     " tag, state, filled_quantity, average_price, venue_order_id, reason, created_at, updated_at"
 )
-_INSERT_ORDER = f"INSERT INTO orders ({_ORDER_COLUMNS}, loss_per_unit) VALUES ({','.join('?' * 18)})"
+_INSERT_ORDER = f"INSERT INTO orders ({_ORDER_COLUMNS}, loss_per_unit, principal) VALUES ({','.join('?' * 19)})"
 # columns added after the first release: databases created before get them at open
 _MIGRATIONS = (
     ("orders", "loss_per_unit", "ALTER TABLE orders ADD COLUMN loss_per_unit TEXT"),
+    ("orders", "principal", "ALTER TABLE orders ADD COLUMN principal TEXT"),
     ("positions", "pending_loss", "ALTER TABLE positions ADD COLUMN pending_loss TEXT NOT NULL DEFAULT '0'"),
+    ("ticks", "sequence", "ALTER TABLE ticks ADD COLUMN sequence INTEGER"),
+    ("ticks", "exchange_time", "ALTER TABLE ticks ADD COLUMN exchange_time TEXT"),
+    ("ticks", "version", "ALTER TABLE ticks ADD COLUMN version INTEGER NOT NULL DEFAULT 0"),
 )
-_SELECT_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders"
+# Before client_order_id was unique per account, it was the orders table's whole key.
+_REKEY_ORDERS = (
+    "ALTER TABLE orders RENAME TO orders_by_coid",
+    _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS orders"):_SCHEMA.index(");", _SCHEMA.index("CREATE TABLE IF NOT EXISTS orders")) + 2],
+    f"INSERT INTO orders ({_ORDER_COLUMNS}, loss_per_unit, principal) SELECT {_ORDER_COLUMNS}, loss_per_unit, principal FROM orders_by_coid",
+    "DROP TABLE orders_by_coid",
+    "CREATE INDEX IF NOT EXISTS orders_by_state ON orders(state) WHERE state = 'pending'",
+    "CREATE INDEX IF NOT EXISTS orders_by_account ON orders(account, created_at)",
+)
+_SELECT_ORDER = f"SELECT {_ORDER_COLUMNS}, principal FROM orders"
 _UPSERT_STATE = (
     "INSERT INTO account_state VALUES (?,?,?,?) ON CONFLICT(account) DO UPDATE SET"
     " state=excluded.state, reason=excluded.reason, at=excluded.at"
@@ -84,6 +116,45 @@ _UPSERT_POSITION = (
     " quantity=excluded.quantity, average_price=excluded.average_price, realised_pnl=excluded.realised_pnl,"
     " pending_buy=excluded.pending_buy, pending_sell=excluded.pending_sell, pending_loss=excluded.pending_loss"
 )
+
+
+_INSERT_AUDIT = "INSERT INTO audit (at, kind, actor, subject, detail) VALUES (?,?,?,?,?)"
+_SELECT_TICK = "SELECT symbol, bid, ask, last, received_at, sequence, exchange_time, version FROM ticks"
+_UPSERT_TICK = (
+    "INSERT INTO ticks (symbol, bid, ask, last, received_at, sequence, exchange_time, version) VALUES (?,?,?,?,?,?,?,?)"
+    " ON CONFLICT(symbol) DO UPDATE SET bid=excluded.bid, ask=excluded.ask, last=excluded.last,"
+    " received_at=excluded.received_at, sequence=excluded.sequence, exchange_time=excluded.exchange_time,"
+    " version=excluded.version"
+)
+
+
+def _tick_row(t: dict[str, Any]) -> tuple[Any, ...]:
+    return (t["symbol"], t["bid"], t["ask"], t["last"], t["received_at"], t.get("sequence"), t.get("exchange_time"),
+            t["version"])  # fmt: skip
+
+
+def _tick_from_row(r: tuple[Any, ...]) -> dict[str, Any]:
+    return {"symbol": r[0], "bid": r[1], "ask": r[2], "last": r[3], "received_at": r[4], "sequence": r[5],
+            "exchange_time": r[6], "version": r[7]}  # fmt: skip
+
+
+def _order_filter(account: str | None, patterns: Sequence[str] | None,
+                  before: tuple[float, str, str] | None) -> tuple[str, list[Any]]:  # fmt: skip
+    clauses: list[str] = []
+    args: list[Any] = []
+    if account is not None:
+        clauses.append("account=?")
+        args.append(account)
+    if patterns is not None:
+        if not patterns:
+            clauses.append("0")
+        else:
+            clauses.append("(" + " OR ".join("account GLOB ?" for _ in patterns) + ")")
+            args.extend(patterns)
+    if before is not None:
+        clauses.append("(created_at, account, client_order_id) < (?, ?, ?)")
+        args.extend(before)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
 
 
 def _s(value: Decimal | None) -> str | None:
@@ -104,7 +175,7 @@ def _order_from_row(r: tuple[Any, ...]) -> Order:
         quantity=Decimal(r[5]), order_type=r[6], limit_price=None if r[7] is None else Decimal(r[7]),
         time_in_force=r[8], tag=r[9], state=OrderState(r[10]), filled_quantity=Decimal(r[11]),
         average_price=None if r[12] is None else Decimal(r[12]), venue_order_id=r[13], reason=r[14],
-        created_at=r[15], updated_at=r[16],
+        created_at=r[15], updated_at=r[16], principal=r[17],
     )  # fmt: skip
 
 
@@ -130,19 +201,27 @@ class SQLiteStore:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Add the columns a database created by an earlier version lacks (checked again inside
-        a write transaction, so replicas opening the same old file at once do it once)."""
-        if not self._missing_columns():
-            return
-        db = self._tx()
-        try:
-            for table, column, alter in _MIGRATIONS:
-                if (table, column) in self._missing_columns():
-                    db.execute(alter)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        self._commit()
+        """Bring a database created by an earlier version up to date: add the columns it lacks
+        and re-key its orders by (account, client_order_id). Checked again inside a write
+        transaction, so replicas opening the same old file at once do it once."""
+        if self._missing_columns() or self._orders_keyed_by_coid():
+            db = self._tx()
+            try:
+                for table, column, alter in _MIGRATIONS:
+                    if (table, column) in self._missing_columns():
+                        db.execute(alter)
+                if self._orders_keyed_by_coid():
+                    for statement in _REKEY_ORDERS:
+                        db.execute(statement)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self._commit()
+        self._db.execute("CREATE INDEX IF NOT EXISTS ticks_by_version ON ticks(version)")
+
+    def _orders_keyed_by_coid(self) -> bool:
+        keys = [r[1] for r in sorted(self._db.execute("PRAGMA table_info(orders)"), key=lambda r: r[5]) if r[5]]
+        return keys == ["client_order_id"]
 
     def _missing_columns(self) -> set[tuple[str, str]]:
         missing = set()
@@ -172,20 +251,15 @@ class SQLiteStore:
         try:
             now = time.time()
             day = day or utc_day(now)
-            ids = list({o.client_order_id for o in orders})
-            existing: dict[str, Order] = {}
-            for chunk in _chunks(ids, 500):
-                rows = db.execute(
-                    f"{_SELECT_ORDER} WHERE client_order_id IN ({','.join('?' * len(chunk))})", chunk
-                ).fetchall()
-                existing.update((r[0], _order_from_row(r)) for r in rows)
-            views = self._views({o.account for o in orders if o.client_order_id not in existing}, day, now)
+            existing = self._orders_by_key({(o.account, o.client_order_id) for o in orders})
+            views = self._views({o.account for o in orders if o.key not in existing}, day, now)
             dirty: dict[tuple[str, str], Position] = {}
             rate: dict[str, int] = {}
             halts: list[tuple[str, str, str, float]] = []
+            audits: list[tuple[Any, ...]] = []
             new_rows, outbox, results = [], [], []
             for order in orders:
-                found = existing.get(order.client_order_id)
+                found = existing.get(order.key)
                 if found is not None:
                     results.append((found, True))
                     continue
@@ -196,6 +270,8 @@ class SQLiteStore:
                 escalation = decide(order, view)
                 if view.halt is not None:
                     halts.append((order.account, "HALTED", view.halt, now))
+                    audits.append((now, "account_state", "engine:risk", order.account,
+                                   json.dumps({"state": "HALTED", "reason": view.halt, "order": order.key})))  # fmt: skip
                     view.state, view.halt = "HALTED", None
                 per_unit = None
                 if order.state is OrderState.PENDING:
@@ -210,9 +286,9 @@ class SQLiteStore:
                     view.orders_last_minute += 1
                     rate[order.account] = rate.get(order.account, 0) + 1
                 elif escalation is not None:
-                    outbox.append((f"esc:{order.client_order_id}", order.client_order_id, json.dumps(escalation, default=str), now))
-                new_rows.append((*_order_row(order), per_unit))
-                existing[order.client_order_id] = order
+                    outbox.append((f"esc:{order.key}", order.client_order_id, json.dumps(escalation, default=str), now))
+                new_rows.append((*_order_row(order), per_unit, order.principal))
+                existing[order.key] = order
                 results.append((order, False))
             db.executemany(_INSERT_ORDER, new_rows)
             if dirty:
@@ -227,6 +303,7 @@ class SQLiteStore:
                     db.execute("DELETE FROM order_rate WHERE sec < ?", (sec - 120,))
             if halts:
                 db.executemany(_UPSERT_STATE, halts)
+                db.executemany(_INSERT_AUDIT, audits)
             if outbox:
                 db.executemany("INSERT OR IGNORE INTO escalations VALUES (?,?,?,?,NULL)", outbox)
         except BaseException:
@@ -234,6 +311,21 @@ class SQLiteStore:
             raise
         self._commit()
         return results
+
+    def _orders_by_key(self, keys: set[tuple[str, str]]) -> dict[str, Order]:
+        """Stored orders for (account, client_order_id) pairs, by ``Order.key``."""
+        found: dict[str, Order] = {}
+        flat = [k for pair in keys for k in pair]
+        for i in range(0, len(flat), 900):
+            part = flat[i : i + 900]
+            rows = self._db.execute(
+                f"{_SELECT_ORDER} WHERE (account, client_order_id) IN (VALUES {','.join(['(?,?)'] * (len(part) // 2))})",
+                part,
+            )
+            for r in rows:
+                order = _order_from_row(r)
+                found[order.key] = order
+        return found
 
     def _views(self, accounts: set[str], day: str, now: float) -> dict[str, AccountView]:
         """Every account's positions, today's realised P&L, order-rate window and state: one query each."""
@@ -264,15 +356,17 @@ class SQLiteStore:
         try:
             states: dict[str, str] = {}
             loss_per_unit: dict[str, Decimal] = {}
-            ids = list({ex.order.client_order_id for ex in executions})
-            for chunk in _chunks(ids, 500):
-                for coid, state, per_unit in db.execute(
-                    f"SELECT client_order_id, state, loss_per_unit FROM orders WHERE client_order_id IN ({','.join('?' * len(chunk))})",
-                    chunk,
+            flat = [k for pair in {(ex.order.account, ex.order.client_order_id) for ex in executions} for k in pair]
+            for i in range(0, len(flat), 900):
+                part = flat[i : i + 900]
+                for account, coid, state, per_unit in db.execute(
+                    "SELECT account, client_order_id, state, loss_per_unit FROM orders WHERE (account, client_order_id)"
+                    f" IN (VALUES {','.join(['(?,?)'] * (len(part) // 2))})",
+                    part,
                 ):  # fmt: skip
-                    states[coid] = state
+                    states[f"{account}/{coid}"] = state
                     if per_unit is not None:
-                        loss_per_unit[coid] = Decimal(per_unit)
+                        loss_per_unit[f"{account}/{coid}"] = Decimal(per_unit)
             positions = self._positions({(ex.order.account, ex.order.symbol) for ex in executions})
             updates, trades = [], []
             realised: dict[tuple[str, str], Decimal] = {}
@@ -280,13 +374,13 @@ class SQLiteStore:
             for ex in executions:
                 o = ex.order
                 # compare-and-set inside the write transaction: apply only to the state the caller saw
-                ex.applied = states.get(o.client_order_id) == ex.expected_state.value
+                ex.applied = states.get(o.key) == ex.expected_state.value
                 if not ex.applied:
                     continue
-                states[o.client_order_id] = o.state.value
+                states[o.key] = o.state.value
                 o.updated_at = now
                 updates.append((o.state.value, str(o.filled_quantity), _s(o.average_price), o.venue_order_id,
-                                o.reason, now, o.client_order_id))  # fmt: skip
+                                o.reason, now, o.account, o.client_order_id))  # fmt: skip
                 position = positions[(o.account, o.symbol)]
                 if ex.fill_quantity > 0 and ex.fill_price is not None:
                     signed = ex.fill_quantity if o.side is Side.BUY else -ex.fill_quantity
@@ -295,17 +389,17 @@ class SQLiteStore:
                         k = (o.account, ex.day or utc_day(now))
                         realised[k] = realised.get(k, Decimal(0)) + pnl
                     # one trade per fill, named by the cumulative quantity it brought the order to
-                    trades.append((f"{o.client_order_id}#{o.filled_quantity}", o.client_order_id, o.account, o.symbol,
+                    trades.append((f"{o.key}#{o.filled_quantity}", o.client_order_id, o.account, o.symbol,
                                    o.side.value, str(ex.fill_quantity), str(ex.fill_price), o.venue_order_id, now))  # fmt: skip
                 if ex.release:
-                    per_unit = loss_per_unit.get(o.client_order_id)
+                    per_unit = loss_per_unit.get(o.key)
                     if per_unit:  # the order's loss reservation, pro rata to the quantity released
                         position.release(ex.release, per_unit * abs(ex.release))
                     else:
                         position.release(ex.release)
             db.executemany(
                 "UPDATE orders SET state=?, filled_quantity=?, average_price=?, venue_order_id=?, reason=?, updated_at=?"
-                " WHERE client_order_id=?",
+                " WHERE account=? AND client_order_id=?",
                 updates,
             )
             if trades:
@@ -343,17 +437,30 @@ class SQLiteStore:
 
     # -- reads ----------------------------------------------------------------------
 
-    async def get_order(self, client_order_id: str) -> Order | None:
-        row = self._db.execute(f"{_SELECT_ORDER} WHERE client_order_id=?", (client_order_id,)).fetchone()
+    async def get_order(self, account: str, client_order_id: str) -> Order | None:
+        row = self._db.execute(f"{_SELECT_ORDER} WHERE account=? AND client_order_id=?", (account, client_order_id)).fetchone()
         return _order_from_row(row) if row else None
 
-    async def list_orders(self, limit: int = 100, account: str | None = None) -> list[Order]:
-        where, args = ("WHERE account=?", (account,)) if account else ("", ())
-        rows = self._db.execute(f"{_SELECT_ORDER} {where} ORDER BY created_at DESC, rowid DESC LIMIT ?", (*args, limit))
+    async def list_orders(self, limit: int = 100, account: str | None = None, patterns: Sequence[str] | None = None,
+                          before: tuple[float, str, str] | None = None) -> list[Order]:  # fmt: skip
+        """Newest first: by (created_at, account, client_order_id) descending, strictly before
+        ``before`` if given; only ``account``, and only accounts matching one of ``patterns``
+        (fnmatch ``*``/``?``, the same in GLOB) if given."""
+        where, args = _order_filter(account, patterns, before)
+        rows = self._db.execute(
+            f"{_SELECT_ORDER} {where} ORDER BY created_at DESC, account DESC, client_order_id DESC LIMIT ?", (*args, limit)
+        )
         return [_order_from_row(r) for r in rows]
 
-    async def list_trades(self, limit: int = 100, client_order_id: str | None = None) -> list[Trade]:
-        where, args = ("WHERE client_order_id=?", (client_order_id,)) if client_order_id else ("", ())
+    async def list_trades(self, limit: int = 100, client_order_id: str | None = None, account: str | None = None) -> list[Trade]:
+        clauses, args = [], []
+        if account is not None:
+            clauses.append("account=?")
+            args.append(account)
+        if client_order_id is not None:
+            clauses.append("client_order_id=?")
+            args.append(client_order_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db.execute(f"SELECT * FROM trades {where} ORDER BY executed_at DESC, rowid DESC LIMIT ?", (*args, limit))
         return [Trade(r[0], r[1], r[2], r[3], r[4], Decimal(r[5]), Decimal(r[6]), r[7], r[8]) for r in rows]
 
@@ -368,13 +475,17 @@ class SQLiteStore:
         row = self._db.execute("SELECT account, state, reason, at FROM account_state WHERE account=?", (account,)).fetchone()
         return None if row is None else {"account": row[0], "state": row[1], "reason": row[2], "at": row[3]}
 
-    async def set_account_state(self, account: str, state: str | None, reason: str = "") -> None:
+    async def set_account_state(self, account: str, state: str | None, reason: str = "", actor: str = "") -> None:
         self._tx()
         try:
+            now = time.time()
             if state is None:
                 self._db.execute("DELETE FROM account_state WHERE account=?", (account,))
             else:
-                self._db.execute(_UPSERT_STATE, (account, state, reason, time.time()))
+                self._db.execute(_UPSERT_STATE, (account, state, reason, now))
+            # the override row is the current state; the audit log keeps every change
+            self._db.execute(_INSERT_AUDIT, (now, "account_state", actor or "unknown", account,
+                                             json.dumps({"state": state or "configured", "reason": reason})))  # fmt: skip
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -391,19 +502,54 @@ class SQLiteStore:
     async def pending_orders(self) -> list[Order]:
         return [_order_from_row(r) for r in self._db.execute(f"{_SELECT_ORDER} WHERE state='pending'")]
 
-    async def put_ticks(self, ticks: list[dict[str, Any]]) -> None:
-        now = time.time()
-        self._tx()
-        self._db.executemany(
-                "INSERT INTO ticks VALUES (?,?,?,?,?) ON CONFLICT(symbol) DO UPDATE SET bid=excluded.bid,"
-                " ask=excluded.ask, last=excluded.last, received_at=excluded.received_at",
-                [(t["symbol"], t["bid"], t["ask"], t["last"], now) for t in ticks],
-        )
+    async def apply_ticks(self, ticks: list[dict[str, Any]], judge: JudgeTick) -> list[str]:
+        """Judge each tick against the stored one of its symbol, inside one write transaction
+        (so replicas merging redundant feeds agree), and store those judged ``applied``."""
+        db = self._tx()
+        try:
+            now = time.time()
+            symbols = list({t["symbol"] for t in ticks})
+            stored: dict[str, dict[str, Any]] = {}
+            for chunk in _chunks(symbols, 500):
+                for r in db.execute(f"{_SELECT_TICK} WHERE symbol IN ({','.join('?' * len(chunk))})", chunk):
+                    stored[r[0]] = _tick_from_row(r)
+            version = db.execute("SELECT coalesce(max(version), 0) FROM ticks").fetchone()[0]
+            outcomes, rows = [], {}
+            for tick in ticks:
+                outcome = judge(stored.get(tick["symbol"]), tick, now)
+                outcomes.append(outcome)
+                if outcome == TICK_APPLIED:
+                    version += 1
+                    stored[tick["symbol"]] = applied = {**tick, "received_at": now, "version": version}
+                    rows[tick["symbol"]] = _tick_row(applied)
+            if rows:
+                db.executemany(_UPSERT_TICK, list(rows.values()))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         self._commit()
+        return outcomes
+
+    async def ticks_since(self, version: int) -> tuple[int, list[dict[str, Any]]]:
+        rows = self._db.execute(f"{_SELECT_TICK} WHERE version > ? ORDER BY version", (version,)).fetchall()
+        ticks = [_tick_from_row(r) for r in rows]
+        return (ticks[-1]["version"] if ticks else version), ticks
 
     async def load_ticks(self) -> dict[str, dict[str, Any]]:
-        rows = self._db.execute("SELECT symbol, bid, ask, last, received_at FROM ticks")
-        return {r[0]: {"symbol": r[0], "bid": r[1], "ask": r[2], "last": r[3], "received_at": r[4]} for r in rows}
+        return {t["symbol"]: t for t in (await self.ticks_since(-1))[1]}
+
+    async def append_audit(self, kind: str, actor: str, subject: str, detail: dict[str, Any]) -> None:
+        self._tx()
+        try:
+            self._db.execute(_INSERT_AUDIT, (time.time(), kind, actor, subject, json.dumps(detail, default=str)))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._commit()
+
+    async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT at, kind, actor, subject, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,))
+        return [{"at": r[0], "kind": r[1], "actor": r[2], "subject": r[3], "detail": json.loads(r[4])} for r in rows]
 
     async def undelivered_escalations(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._db.execute(

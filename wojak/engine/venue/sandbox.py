@@ -1,6 +1,7 @@
 """The sandbox broker: an AWS Lambda handler that fills or rejects orders.
 
-The outcome of an order is a pure function of (``client_order_id``, seed), so executing
+An order is identified at the venue by (``account``, ``client_order_id``): ids are unique per
+account. The outcome of an order is a pure function of (``client_order_id``, seed), so executing
 the same order twice gives the same answer. With a ledger (``WOJAK_SANDBOX_LEDGER``, a
 SQLite path) the sandbox also remembers what it received, so ``lookup`` of an order it
 never saw answers ``not_found`` and repeated submissions are counted; without one (the
@@ -69,9 +70,13 @@ class Sandbox:
             self._db = sqlite3.connect(config.ledger, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(executions)")}
+            if columns and "account" not in columns:  # a ledger from before ids were per account
+                self._db.execute("ALTER TABLE executions RENAME TO executions_before_accounts")
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS executions (client_order_id TEXT PRIMARY KEY, report TEXT NOT NULL,"
-                " submissions INTEGER NOT NULL, first_at REAL NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS executions (account TEXT NOT NULL, client_order_id TEXT NOT NULL,"
+                " report TEXT NOT NULL, submissions INTEGER NOT NULL, first_at REAL NOT NULL,"
+                " PRIMARY KEY (account, client_order_id))"
             )
 
     def outcome(self, order: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +84,8 @@ class Sandbox:
         coid = order["client_order_id"]
         digest = hashlib.blake2b(coid.encode(), key=self._seed[:64], digest_size=8).digest()
         draw = int.from_bytes(digest, "big") % _SCALE
-        venue_order_id = "SBX-" + digest.hex()
+        account = str(order.get("account") or "")
+        venue_order_id = "SBX-" + hashlib.blake2b(f"{account}/{coid}".encode(), key=self._seed[:64], digest_size=8).hexdigest()
         price = order.get("limit_price") or order.get("reference_price")
         report: dict[str, Any] = {
             "client_order_id": coid,
@@ -125,54 +131,57 @@ class Sandbox:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            known = self._known([r["client_order_id"] for r in reports])
+            known = self._known(orders)
             now = time.time()
             fresh, again, out = {}, [], []
-            for report in reports:  # idempotent: the first outcome stands; resubmissions are counted
-                coid = report["client_order_id"]
-                first = known.get(coid) or fresh.get(coid)
+            for order, report in zip(orders, reports):  # idempotent: the first outcome stands; resubmissions are counted
+                key = _key(order)
+                first = known.get(key) or fresh.get(key)
                 if first is None:
-                    fresh[coid] = report
+                    fresh[key] = report
                     out.append(report)
                 else:
-                    again.append((coid,))
+                    again.append(key)
                     out.append(first)
-            db.executemany("INSERT INTO executions VALUES (?,?,1,?)", [(c, json.dumps(r), now) for c, r in fresh.items()])
-            db.executemany("UPDATE executions SET submissions=submissions+1 WHERE client_order_id=?", again)
+            db.executemany("INSERT INTO executions VALUES (?,?,?,1,?)", [(*k, json.dumps(r), now) for k, r in fresh.items()])
+            db.executemany("UPDATE executions SET submissions=submissions+1 WHERE account=? AND client_order_id=?", again)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return out
 
-    def _known(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def _known(self, orders: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
         assert self._db is not None
-        known: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
+        known: dict[tuple[str, str], dict[str, Any]] = {}
+        flat = [k for o in orders for k in _key(o)]
+        for i in range(0, len(flat), 900):
+            part = flat[i : i + 900]
             rows = self._db.execute(
-                f"SELECT client_order_id, report FROM executions WHERE client_order_id IN ({','.join('?' * len(part))})", part
+                "SELECT account, client_order_id, report FROM executions WHERE (account, client_order_id)"
+                f" IN (VALUES {','.join(['(?,?)'] * (len(part) // 2))})",
+                part,
             )
-            known.update((c, json.loads(r)) for c, r in rows)
+            known.update(((a, c), json.loads(r)) for a, c, r in rows)
         return known
 
     def _lookup(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self._db is None:
             return [self.outcome(o) for o in orders]
-        known = self._known([o["client_order_id"] for o in orders])
-        return [known.get(o["client_order_id"]) or {"client_order_id": o["client_order_id"], "status": "not_found"}
+        known = self._known(orders)
+        return [known.get(_key(o)) or {"client_order_id": o["client_order_id"], "status": "not_found"}
                 for o in orders]  # fmt: skip
 
     def _cancel(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
-        for report in self._lookup(orders):
+        for order, report in zip(orders, self._lookup(orders)):
             if report["status"] in ("accepted", "partially_filled"):
                 report = {**report, "status": "canceled"}
                 if self._db is not None:
                     with self._db:
                         self._db.execute(
-                            "UPDATE executions SET report=? WHERE client_order_id=?",
-                            (json.dumps(report), report["client_order_id"]),
+                            "UPDATE executions SET report=? WHERE account=? AND client_order_id=?",
+                            (json.dumps(report), *_key(order)),
                         )
             out.append(report)
         return out
@@ -182,6 +191,16 @@ class Sandbox:
         if self._db is None:
             return {}
         return dict(self._db.execute("SELECT client_order_id, submissions FROM executions"))
+
+    def submissions_by_order(self) -> dict[tuple[str, str], int]:
+        """Submissions per (account, client_order_id) (ledger only)."""
+        if self._db is None:
+            return {}
+        return {(a, c): n for a, c, n in self._db.execute("SELECT account, client_order_id, submissions FROM executions")}
+
+
+def _key(order: dict[str, Any]) -> tuple[str, str]:
+    return str(order.get("account") or ""), str(order["client_order_id"])
 
 
 _sandbox: Sandbox | None = None
