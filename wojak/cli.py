@@ -58,15 +58,50 @@ async def _ping(socket_path: str, deadline: float) -> dict[str, Any]:
         return await client.request(MessageType.PING, {}, deadline)
 
 
-def cmd_engine_ping(args: argparse.Namespace) -> int:
+def _ping_candidates(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """Where an engine may answer, with where that path came from: WOJAK_ENGINE_SOCKET, a
+    `wojak dev` in --data-dir (./.wojak by default; its socket or the fallback for long paths),
+    then the default path."""
     from wojak.engine.protocol import default_socket_path
 
-    path = args.socket or os.environ.get("WOJAK_ENGINE_SOCKET") or default_socket_path()
-    reply = asyncio.run(_ping(path, args.timeout))
-    if reply.get("verdict") == "ok":
-        print(f"engine ok: pid {reply['pid']}, version {reply['version']}, ipc://{path}")
-        return 0
-    print(f"engine not answering on ipc://{path} ({reply.get('reason')})", file=sys.stderr)
+    data_dir = Path(args.data_dir).resolve()
+    found: list[tuple[Path, str]] = []
+    if os.environ.get("WOJAK_ENGINE_SOCKET"):
+        found.append((Path(os.environ["WOJAK_ENGINE_SOCKET"].removeprefix("ipc://")), "WOJAK_ENGINE_SOCKET"))
+    found.append((data_dir / "run" / "engine.sock", f"wojak dev in {args.data_dir}"))
+    found.append((_dev_socket(data_dir), f"wojak dev in {args.data_dir}"))
+    found.append((Path(default_socket_path()), "default"))
+    unique: list[tuple[Path, str]] = []
+    for path, origin in found:
+        if all(path != seen for seen, _ in unique):
+            unique.append((path, origin))
+    return unique
+
+
+def cmd_engine_ping(args: argparse.Namespace) -> int:
+    if args.socket:
+        candidates = [(Path(args.socket.removeprefix("ipc://")), "--socket")]
+    else:
+        candidates = _ping_candidates(args)
+    tried: list[str] = []
+    for path, origin in candidates:
+        if not args.socket and not _is_socket(path):
+            tried.append(f"ipc://{path} ({origin}): no socket there")
+            continue
+        reply = asyncio.run(_ping(str(path), args.timeout))
+        if reply.get("verdict") == "ok":
+            print(f"engine ok: pid {reply['pid']}, version {reply['version']}, ipc://{path}")
+            return 0
+        tried.append(f"ipc://{path} ({origin}): no answer within {args.timeout:g}s ({reply.get('reason')})")
+    print("wojak: no engine answered; tried:", file=sys.stderr)
+    for line in tried:
+        print(f"  {line}", file=sys.stderr)
+    if not args.socket:
+        print(
+            "start one with `wojak dev` (here, or pass --data-dir DIR for one started elsewhere), "
+            "or name its socket: wojak engine ping --socket ipc://PATH (`wojak dev` prints it on its first line)",
+            file=sys.stderr,
+        )
     return 1
 
 
@@ -120,28 +155,79 @@ def _dev_socket(data_dir: Path) -> Path:
     return Path(default_socket_path()).parent / f"dev-{digest}" / "engine.sock"
 
 
+def _private_dir(path: Path) -> None:
+    """Make ``path`` (the dev data directory: store, ledger, API key) 0700, tightening an existing one."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = path.stat().st_mode & 0o777
+    if mode != 0o700:
+        os.chmod(path, 0o700)
+        print(f"wojak: {path} was {mode:04o}; made it 0700 (it holds the API key)", file=sys.stderr)
+
+
 def _dev_key(data_dir: Path) -> tuple[str, bool]:
     if os.environ.get("WOJAK_API_KEYS"):
         return os.environ["WOJAK_API_KEYS"].split(",")[0].strip(), False
     key_file = data_dir / "api-key"
     if key_file.exists():
-        return key_file.read_text().strip(), False
+        mode = key_file.stat().st_mode & 0o777
+        if mode != 0o600:
+            os.chmod(key_file, 0o600)
+            print(f"wojak: {key_file} was {mode:04o}; made it 0600", file=sys.stderr)
+        key = key_file.read_text().strip()
+        if key:
+            return key, False
     key = "wjk_" + secrets.token_urlsafe(24)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
+    os.chmod(key_file, 0o600)  # O_CREAT's mode does not apply to a file that already existed
     return key, True
 
 
-def _wait_for(check: Any, what: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode} while starting")
-        if check():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s")
+def _demo_risk_config() -> str:
+    """The packaged demo risk file `wojak dev` hands the engine (the embedded default)."""
+    try:
+        from wojak.engine.risk import demo_risk_config_path  # type: ignore[attr-defined]
+    except ImportError:
+        from importlib.resources import files
+
+        return str(files("wojak.engine.risk").joinpath("default_risk.yaml"))
+    return str(demo_risk_config_path())
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why the HTTP sidecar could not listen on host:port (bound like uvicorn binds it), or None."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve --host {host}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            return f"port {port} on {host} is not free ({exc.strerror or exc})"
+    return None
+
+
+def _is_socket(path: Path) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISSOCK(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _engine_pid(socket_path: Path, deadline: float = 0.3) -> int | None:
+    """The pid of the engine answering on ``socket_path``, or None."""
+    if not _is_socket(socket_path):
+        return None
+    reply = asyncio.run(_ping(str(socket_path), deadline))
+    return reply.get("pid") if reply.get("verdict") == "ok" else None
 
 
 def _http_ok(url: str) -> bool:
@@ -154,25 +240,167 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _stop(proc: subprocess.Popen[bytes], name: str, grace: float) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+def _die_with_parent() -> Any:
+    """A preexec_fn that asks Linux to SIGTERM the child when `wojak dev` dies (even by SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
         try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            print(f"  {name} did not stop within {grace:.0f}s; killing it", file=sys.stderr)
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM for `wojak dev`: the first asks for a clean stop, a second one kills."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+
+    @property
+    def stopping(self) -> bool:
+        return self.count > 0
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; False if a stop was asked for meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return not self.stopping
+
+
+class _Child:
+    """One supervised child of `wojak dev`: started in its own session (a Ctrl-C on the terminal
+    reaches only `wojak dev`, which stops the children with SIGTERM, so none prints a
+    KeyboardInterrupt traceback), restarted with capped exponential backoff when it dies."""
+
+    BACKOFF_FIRST = 0.5
+    BACKOFF_CAP = 30.0
+    STABLE_AFTER = 30.0  # a child that ran this long before dying restarts from the first delay again
+    READY_TIMEOUT = 30.0
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], ready: Any) -> None:
+        self.name, self.argv, self.env, self.ready = name, argv, env, ready
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.restarts = 0
+        self.failures = 0  # consecutive quick deaths: the backoff exponent
+        self.state = "stopped"  # starting | running | waiting | stopped
+        self.restart_at = 0.0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent())
+        self.started_at = time.monotonic()
+        self.state = "starting"
+
+    def wait_ready(self, interrupts: _Interrupts) -> bool:
+        """Wait for the first start; False if interrupted. RuntimeError if it dies or never gets ready."""
+        assert self.proc is not None
+        deadline = time.monotonic() + self.READY_TIMEOUT
+        while not interrupts.stopping:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} {_describe_exit(self.proc.returncode)} while starting")
+            if self.ready():
+                self.state = "running"
+                return True
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not become ready within {self.READY_TIMEOUT:.0f}s")
+            interrupts.sleep(0.1)
+        return False
+
+    def supervise(self) -> None:
+        """One look at the child: notice a death, restart after the backoff, report it back up."""
+        now = time.monotonic()
+        if self.state == "waiting":
+            if now >= self.restart_at:
+                self.start()
+            return
+        assert self.proc is not None
+        code = self.proc.poll()
+        if code is not None:
+            uptime = now - self.started_at
+            self.failures = 1 if uptime >= self.STABLE_AFTER else self.failures + 1
+            delay = min(self.BACKOFF_CAP, self.BACKOFF_FIRST * 2 ** (self.failures - 1))
+            self.restarts += 1
+            self.state, self.restart_at = "waiting", now + delay
+            print(
+                f"wojak: {self.name} {_describe_exit(code)} after {uptime:.0f}s; restarting it in {delay:g}s "
+                f"(restart {self.restarts})",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+        elif self.state == "starting":
+            if self.ready():
+                self.state = "running"
+                print(f"wojak: {self.name} is back (pid {self.proc.pid}, restart {self.restarts})", file=sys.stderr, flush=True)
+            elif now - self.started_at > self.READY_TIMEOUT:
+                print(f"wojak: {self.name} not ready after {self.READY_TIMEOUT:.0f}s; killing it", file=sys.stderr, flush=True)
+                self.proc.kill()
+
+    def stop(self, grace: float, interrupts: _Interrupts) -> None:
+        """SIGTERM, wait up to ``grace`` (a second Ctrl-C cuts it short), then SIGKILL."""
+        proc, self.state = self.proc, "stopped"
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        asked = interrupts.count
+        deadline = time.monotonic() + grace
+        while proc.poll() is None and time.monotonic() < deadline and interrupts.count <= asked:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            why = "Ctrl-C again" if interrupts.count > asked else f"did not stop within {grace:.0f}s"
+            print(f"  {self.name}: {why}; killing it", file=sys.stderr, flush=True)
             proc.kill()
-            proc.wait()
+        proc.wait()
+        print(f"  {self.name} stopped", flush=True)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    interrupts = _Interrupts()  # before anything slow: a Ctrl-C from here on never prints a traceback
     data_dir = Path(args.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    socket_path = _dev_socket(data_dir)
-    key, generated = _dev_key(data_dir)
+    problem = _port_problem(args.host, args.port)
+    if problem:
+        return _fail(f"{problem}: stop what holds it, or choose another port with `wojak dev --port {args.port + 1}`")
+    try:
+        _private_dir(data_dir)
+        socket_path = _dev_socket(data_dir)
+        running = _engine_pid(socket_path)
+        if running:
+            return _fail(
+                f"an engine (pid {running}) already answers on ipc://{socket_path}: is `wojak dev` already running "
+                f"with {data_dir}? Stop it first, or use another --data-dir"
+            )
+        key, generated = _dev_key(data_dir)
+    except OSError as exc:
+        return _fail(f"data directory {data_dir}: {exc}")
     env = dict(os.environ)
+    own_risk = env.get("WOJAK_ENGINE_RISK_CONFIG")
     env.update(
+        WOJAK_DEV="1",
         WOJAK_ENGINE_SOCKET=str(socket_path),
+        WOJAK_ENGINE_RISK_CONFIG=own_risk or _demo_risk_config(),
         WOJAK_STORE=env.get("WOJAK_STORE", f"sqlite:///{data_dir / 'wojak.sqlite'}"),
         WOJAK_VENUE=env.get("WOJAK_VENUE", f"sandbox:?ledger={data_dir / 'sandbox.sqlite'}"),
         WOJAK_API_KEYS=env.get("WOJAK_API_KEYS") or key,
@@ -180,27 +408,27 @@ def cmd_dev(args: argparse.Namespace) -> int:
         WOJAK_SIDECAR_HOST=args.host,
     )
     python = [sys.executable, "-m", "wojak"]
-    print(f"[1/3] starting the engine (store {env['WOJAK_STORE']}, socket ipc://{socket_path})", flush=True)
-    engine = subprocess.Popen([*python, "engine"], env=env)
-    sidecar: subprocess.Popen[bytes] | None = None
-    stopping = False
-
-    def _terminate(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, _terminate)
-    signal.signal(signal.SIGTERM, _terminate)
+    url = f"http://{args.host}:{args.port}"
+    engine = _Child("engine", [*python, "engine"], env, lambda: _engine_pid(socket_path) is not None)
+    sidecar = _Child("HTTP sidecar", [*python, "sidecar", "http"], env, lambda: _http_ok(f"{url}/readyz"))
+    children = (engine, sidecar)
     try:
-        _wait_for(lambda: asyncio.run(_ping(str(socket_path), 0.3)).get("verdict") == "ok", "engine", engine)
-        print(f"[2/3] starting the HTTP sidecar on http://{args.host}:{args.port}", flush=True)
-        sidecar = subprocess.Popen([*python, "sidecar", "http"], env=env)
-        _wait_for(lambda: _http_ok(f"http://{args.host}:{args.port}/readyz"), "HTTP sidecar", sidecar)
-        url = f"http://{args.host}:{args.port}"
+        print(f"[1/3] starting the engine (store {env['WOJAK_STORE']}, socket ipc://{socket_path})", flush=True)
+        engine.start()
+        if not engine.wait_ready(interrupts):
+            return 0
+        print(f"[2/3] starting the HTTP sidecar on {url}", flush=True)
+        sidecar.start()
+        if not sidecar.wait_ready(interrupts):  # "ready" only once its own /readyz answers 200
+            return 0
         print("[3/3] ready\n", flush=True)
         print(f"  API:      {url}/v1/orders   (docs: {url}/docs, metrics: {url}/metrics)")
         print(f"  API key:  {key}" + ("   (generated, saved in " + str(data_dir / "api-key") + ")" if generated else ""))
-        print(f"  data:     {data_dir}\n")
+        print(f"  data:     {data_dir}")
+        if own_risk:
+            print(f"  risk:     {own_risk} (WOJAK_ENGINE_RISK_CONFIG; reloaded when it changes)\n")
+        else:
+            print("  risk:     the demo risk limits; to use your own: WOJAK_ENGINE_RISK_CONFIG=my-risk.yaml wojak dev\n")
         print("  Try it:")
         print(f"    curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\")
         print(f"      -d '{{\"symbol\":\"NIFTY-FUT\",\"bid\":\"24000\",\"ask\":\"24001\",\"last\":\"24000.5\"}}' {url}/v1/ticks")
@@ -208,22 +436,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print("      -d '{\"client_order_id\":\"first-1\",\"account\":\"desk-1\",\"symbol\":\"NIFTY-FUT\",\"side\":\"buy\",")
         print(f"           \"quantity\":\"50\",\"order_type\":\"limit\",\"limit_price\":\"24001\"}}' {url}/v1/orders\n")
         print("  Ctrl-C stops everything; data stays in the data directory.", flush=True)
-        while not stopping:
-            for name, proc in (("engine", engine), ("HTTP sidecar", sidecar)):
-                if proc.poll() is not None:
-                    print(f"wojak: {name} exited with code {proc.returncode}; stopping", file=sys.stderr)
-                    stopping = True
-            time.sleep(0.2)
-        return 0 if engine.returncode is None and (sidecar is None or sidecar.returncode is None) else 1
+        while interrupts.sleep(0.2):
+            for child in children:
+                child.supervise()
+        return 0
     except RuntimeError as exc:
-        print(f"wojak: {exc}", file=sys.stderr)
+        print(f"wojak: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
         print("stopping: HTTP sidecar first (drains requests), then the engine", flush=True)
-        if sidecar is not None:
-            _stop(sidecar, "HTTP sidecar", 30)
-        _stop(engine, "engine", 30)
-        print("stopped", flush=True)
+        sidecar.stop(30, interrupts)
+        engine.stop(30, interrupts)
+        restarts = ", ".join(f"{c.name} {c.restarts}" for c in children if c.restarts)
+        print("stopped" + (f" (restarts: {restarts})" if restarts else ""), flush=True)
 
 
 # -- reports ----------------------------------------------------------------------------
@@ -350,7 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     engine.set_defaults(func=cmd_engine)
     engine_sub = engine.add_subparsers(dest="engine_command")
     ping = engine_sub.add_parser("ping", help="check that an engine answers on its socket (liveness)")
-    ping.add_argument("--socket", help="default: WOJAK_ENGINE_SOCKET")
+    ping.add_argument("--socket", help="PATH or ipc://PATH (default: try WOJAK_ENGINE_SOCKET, a `wojak dev` in --data-dir, the default path)")
+    ping.add_argument("--data-dir", default=".wojak", help="where to look for a running `wojak dev` (default ./.wojak)")
     ping.add_argument("--timeout", type=float, default=2.0)
     ping.set_defaults(func=cmd_engine_ping)
 
