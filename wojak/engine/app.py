@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,7 @@ from wojak.engine._metrics import EngineMetrics
 from wojak.engine.protocol import MessageType, Verdict, default_socket_path
 from wojak.engine.escalation import EscalationDelivery, open_sink
 from wojak.engine.risk import RiskEngine, default_risk_config, load_risk_config
-from wojak.engine.risk._reload import RiskConfigWatcher
+from wojak.engine.risk._reload import RiskConfigWatcher, file_sha256
 from wojak.engine.service import OrderService
 from wojak.engine.store import open_store
 from wojak.engine.transport import EngineServer
@@ -99,17 +100,30 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
     venue = open_venue(config.venue)
     metrics = EngineMetrics()
     service = OrderService(store, venue, risk, metrics)
+    background: list[asyncio.Task[None]] = []
     await service.start()
+    actor = f"engine:{socket.gethostname()}:{os.getpid()}"
+
+    def audit(kind: str, detail: dict[str, Any]) -> None:
+        async def append() -> None:
+            try:
+                await store.append_audit(kind, actor, detail.get("path", ""), detail)
+            except Exception as exc:  # the audit must not stop the engine; the log still has it
+                log.error("could not append %s to the audit log: %s", kind, exc)
+
+        background.append(asyncio.create_task(append()))
+
     for state in await store.list_account_states():
         log.warning("account %s is %s (stored: %s); reset it to trade again", state["account"], state["state"], state["reason"])
 
     def use_risk(engine: RiskEngine) -> None:
         service.risk = engine
 
-    background: list[asyncio.Task[None]] = []
     stop = asyncio.Event()
     if config.risk_config:
-        watcher = RiskConfigWatcher(config.risk_config, use_risk, metrics, config.risk_reload_seconds)
+        audit("risk_config_loaded", {"path": config.risk_config, "sha256": file_sha256(config.risk_config),
+                                     "trading_state": risk.config.trading_state.value, "at_start": True})  # fmt: skip
+        watcher = RiskConfigWatcher(config.risk_config, use_risk, metrics, config.risk_reload_seconds, audit)
         background.append(asyncio.create_task(watcher.run(stop)))
     background.append(asyncio.create_task(EscalationDelivery(store, sink, metrics).run(stop)))
 
