@@ -1,5 +1,5 @@
 """`wojak dev` as a user runs it: no configuration, prints a key and URL, Ctrl-C stops it cleanly,
-and a restart keeps the data. Plus the `orders` / `trades` reports."""
+and a restart keeps the data. Plus the `orders` / `trades` reports, `accounts` and `audit`."""
 
 from __future__ import annotations
 
@@ -123,3 +123,36 @@ def test_accounts_halt_and_resume_take_effect_without_a_restart(engine):
     assert cli("resume", "desk-9").returncode == 0
     assert order("acct-2")["verdict"] in ("filled", "rejected")
     assert json.loads(cli("list").stdout) == []
+
+
+def test_audit_lists_a_halt_and_a_resume_with_their_actor(tmp_path):
+    import asyncio
+    import getpass
+
+    from wojak.engine.store import open_store
+
+    store_url = f"sqlite:///{tmp_path / 'wojak.sqlite'}"
+    asyncio.run(open_store(store_url).close())  # an empty store, as `wojak dev` leaves one
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "wojak", *args, "--store", store_url], env=ENV_WITHOUT_WOJAK,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    assert cli("accounts", "halt", "desk-9", "--reason", "desk review").returncode == 0
+    assert cli("accounts", "resume", "desk-9").returncode == 0
+    assert json.loads(cli("accounts", "list", "--json").stdout) == []  # the override is gone...
+
+    entries = json.loads(cli("audit", "--json").stdout)  # ...its history is not
+    actor = f"cli:{getpass.getuser()}"
+    assert [(e["kind"], e["actor"], e["subject"]) for e in entries] == [("account_state", actor, "desk-9")] * 2
+    resumed, halted = entries  # newest first
+    assert halted["detail"]["state"] == "HALTED" and halted["detail"]["reason"] == "desk review"
+    assert resumed["detail"]["state"] != "HALTED" and resumed["at"] >= halted["at"]
+
+    table = cli("audit")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["TIME", "KIND", "ACTOR", "SUBJECT", "DETAIL"]
+    assert len(lines) == 3 and all(actor in line and "desk-9" in line for line in lines[1:])
+    assert 'reason="desk review"' in lines[2] and "HALTED" in lines[2]
+    assert len(json.loads(cli("audit", "--json", "--limit", "1").stdout)) == 1

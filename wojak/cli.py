@@ -1,4 +1,5 @@
-"""The ``wojak`` command: ``dev``, ``engine``, ``engine ping``, ``sidecar http``, ``orders``, ``trades``."""
+"""The ``wojak`` command: ``dev``, ``engine``, ``engine ping``, ``sidecar http|rabbitmq``, ``orders``, ``trades``,
+``accounts``, ``audit``, ``keys new``, ``sandbox package``."""
 
 from __future__ import annotations
 
@@ -524,35 +525,117 @@ def cmd_sandbox_package(args: argparse.Namespace) -> int:
     return 0
 
 
+def _actor() -> str:
+    """Who a CLI change is recorded as in the audit log: ``cli:<login user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name and no passwd entry (e.g. an arbitrary container uid)
+        return f"cli:uid-{os.getuid()}"
+
+
 def cmd_accounts(args: argparse.Namespace) -> int:
     """List accounts the store holds in a trading state (e.g. HALTED after a daily-loss breach),
-    or set / clear one. The engine reads the stored state on every order: no restart."""
+    or set / clear one. The engine reads the stored state on every order: no restart. Every
+    change is appended to the store's audit log with who made it (`wojak audit`)."""
     store = _open_existing_store(args)
     if store is None:
         return 2
+    actor = _actor()
 
     async def act() -> list[dict[str, Any]]:
         try:
             if args.action == "resume":
-                await store.set_account_state(args.account, None, "")
+                await store.set_account_state(args.account, None, args.reason or "", actor=actor)
             elif args.action in ("halt", "reduce"):
                 state = "HALTED" if args.action == "halt" else "REDUCING"
-                await store.set_account_state(args.account, state, args.reason or f"set by `wojak accounts {args.action}`")
+                reason = args.reason or f"set by `wojak accounts {args.action}`"
+                await store.set_account_state(args.account, state, reason, actor=actor)
             return await store.list_account_states()
         finally:
             await store.close()
 
     rows = asyncio.run(act())
     if args.action == "resume":
-        print(f"{args.account}: stored trading state cleared; the risk configuration's state applies again", file=sys.stderr)
+        print(
+            f"{args.account}: stored trading state cleared; the risk configuration's state applies again "
+            "(the audit log keeps the history: wojak audit)",
+            file=sys.stderr,
+        )
     elif args.action in ("halt", "reduce"):
-        print(f"{args.account}: stored as {'HALTED' if args.action == 'halt' else 'REDUCING'}", file=sys.stderr)
+        print(f"{args.account}: stored as {'HALTED' if args.action == 'halt' else 'REDUCING'} by {actor}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
         r["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["at"])) if r.get("at") else ""
     print(_table(rows, ("account", "state", "reason", "at")))
+    return 0
+
+
+def _detail(detail: Any) -> str:
+    """An audit entry's detail on one line: ``key=value`` pairs, values with spaces quoted."""
+    if not isinstance(detail, dict):
+        return "" if detail is None else str(detail)
+    parts = []
+    for k, v in detail.items():
+        text = v if isinstance(v, str) else json.dumps(v, default=str, separators=(",", ":"))
+        if text == "" or any(c.isspace() or c in "\"=" for c in text):
+            text = json.dumps(text)
+        parts.append(f"{k}={text}")
+    return " ".join(parts)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """The store's append-only audit log, newest first."""
+    if args.limit < 1:
+        return _fail("--limit must be at least 1")
+    store = _open_existing_store(args)
+    if store is None:
+        return 2
+
+    async def fetch() -> list[dict[str, Any]]:
+        try:
+            return await store.list_audit(limit=args.limit)
+        finally:
+            await store.close()
+
+    rows = asyncio.run(fetch())
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    table = [
+        {
+            "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["at"])) if r.get("at") else "",
+            "kind": r.get("kind"), "actor": r.get("actor"), "subject": r.get("subject"), "detail": _detail(r.get("detail")),
+        }
+        for r in rows
+    ]  # fmt: skip
+    print(_table(table, ("time", "kind", "actor", "subject", "detail")))
+    return 0
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    """A new API key, printed once, and the keys-file entry (only the key's hash) to paste."""
+    try:
+        from wojak.sidecars._core.keys import new_key
+    except ImportError as exc:
+        return _fail(f"keys: {exc}")
+    try:
+        key, entry = new_key(args.name, args.accounts, args.scopes)
+    except ValueError as exc:  # unknown scope, bad account pattern, bad name: one line
+        return _fail(str(exc).splitlines()[0] if str(exc) else "invalid key")
+    if args.json:
+        print(json.dumps({"key": key, "entry": entry}, indent=2, default=str))
+        return 0
+    import yaml
+
+    # The key goes to stderr, the entry to stdout: `wojak keys new ... >> keys.yaml` appends
+    # the entry and still shows the key, which never lands in the keys file.
+    print(f"API key for {args.name} (shown once; only its hash is kept):\n\n  {key}\n", file=sys.stderr)
+    print("Add this entry to the keys file:\n", file=sys.stderr, flush=True)
+    print(yaml.safe_dump([entry], sort_keys=False, default_flow_style=None).rstrip(), flush=True)
     return 0
 
 
@@ -607,11 +690,27 @@ def build_parser() -> argparse.ArgumentParser:
     accounts = sub.add_parser("accounts", help="stored account trading states: list, halt, reduce, resume")
     accounts.add_argument("action", nargs="?", choices=["list", "halt", "reduce", "resume"], default="list")
     accounts.add_argument("account", nargs="?")
-    accounts.add_argument("--reason", help="recorded with halt / reduce")
+    accounts.add_argument("--reason", help="recorded with the change (in the account list and the audit log)")
     accounts.add_argument("--json", action="store_true")
     accounts.add_argument("--store", help="store URL (default: WOJAK_STORE, else the --data-dir SQLite file)")
     accounts.add_argument("--data-dir", default=".wojak")
     accounts.set_defaults(func=cmd_accounts)
+
+    audit = sub.add_parser("audit", help="the store's append-only audit log, newest first")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    audit.add_argument("--store", help="store URL (default: WOJAK_STORE, else the --data-dir SQLite file)")
+    audit.add_argument("--data-dir", default=".wojak")
+    audit.set_defaults(func=cmd_audit)
+
+    keys = sub.add_parser("keys", help="API keys for the sidecars")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser("new", help="make a key: print it once, and the keys-file entry to paste")
+    new.add_argument("--name", required=True, help="the principal's name (who the audit log says acted)")
+    new.add_argument("--accounts", nargs="+", required=True, metavar="A", help="account names or patterns (desk-*)")
+    new.add_argument("--scopes", nargs="+", required=True, metavar="S", help="what the key may do")
+    new.add_argument("--json", action="store_true", help="print {key, entry} as JSON instead")
+    new.set_defaults(func=cmd_keys_new)
     return parser
 
 
