@@ -493,7 +493,7 @@ def _report(args: argparse.Namespace, kind: str) -> int:
         try:
             if kind == "orders":
                 return [o.to_wire() for o in await store.list_orders(args.limit, args.account)]
-            return [t.to_wire() for t in await store.list_trades(args.limit)]
+            return [t.to_wire() for t in await store.list_trades(args.limit, account=args.account)]
         finally:
             await store.close()
 
@@ -681,11 +681,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("orders", "trades"):
         report = sub.add_parser(name, help=f"list recent {name} from the store")
         report.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        report.add_argument("--limit", type=int, default=50)
+        report.add_argument("--limit", type=int, default=50, help="newest first, at most this many (default 50)")
         report.add_argument("--store", help="store URL (default: WOJAK_STORE, else the --data-dir SQLite file)")
         report.add_argument("--data-dir", default=".wojak")
-        if name == "orders":
-            report.add_argument("--account")
+        report.add_argument("--account", help="only this account")
         report.set_defaults(func=lambda a, kind=name: _report(a, kind))
     accounts = sub.add_parser("accounts", help="stored account trading states: list, halt, reduce, resume")
     accounts.add_argument("action", nargs="?", choices=["list", "halt", "reduce", "resume"], default="list")
