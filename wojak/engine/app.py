@@ -42,6 +42,7 @@ class EngineSettings(BaseSettings):
     risk_config: str | None = Field(default=None, description="risk YAML/JSON file; unset = embedded demo config")
     max_inflight: int = Field(default=8192, ge=1)
     max_batch: int = Field(default=512, ge=1)
+    lease_seconds: float = Field(default=60.0, gt=0, description="execution lease of a pending order (> the venue timeout)")
     risk_reload_seconds: float = Field(default=1.0, gt=0, description="poll the risk config file this often")
     escalation_sink: str | None = Field(
         default=None, description="http(s)://... webhook (secret in WOJAK_ESCALATION_WEBHOOK_SECRET) or sqs://QUEUE"
@@ -55,6 +56,7 @@ class EngineSettings(BaseSettings):
             risk_config=self.risk_config,
             max_inflight=self.max_inflight,
             max_batch=self.max_batch,
+            lease_seconds=self.lease_seconds,
             risk_reload_seconds=self.risk_reload_seconds,
             escalation_sink=self.escalation_sink,
         )
@@ -68,6 +70,7 @@ class EngineConfig:
     risk_config: str | None = None
     max_inflight: int = 8192
     max_batch: int = 512
+    lease_seconds: float = 60.0
     risk_reload_seconds: float = 1.0
     escalation_sink: str | None = None
 
@@ -99,7 +102,11 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
     store = open_store(config.store)
     venue = open_venue(config.venue)
     metrics = EngineMetrics()
-    service = OrderService(store, venue, risk, metrics)
+    venue_timeout = getattr(getattr(venue, "config", None), "timeout", None)
+    if venue_timeout is not None and config.lease_seconds <= 2 * float(venue_timeout):
+        raise ValueError(f"WOJAK_ENGINE_LEASE_SECONDS={config.lease_seconds:g} must exceed twice the venue timeout "
+                         f"({float(venue_timeout):g}s): a lease that lapses mid-call lets another replica submit again")
+    service = OrderService(store, venue, risk, metrics, lease_seconds=config.lease_seconds)
     background: list[asyncio.Task[None]] = []
     await service.start()
     actor = f"engine:{socket.gethostname()}:{os.getpid()}"

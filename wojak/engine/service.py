@@ -20,7 +20,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
+import secrets
+import socket
 import time
 from collections import Counter
 from decimal import Decimal
@@ -87,7 +90,13 @@ def _outcome(order: Order, verdict: Verdict | None = None) -> Reply:
 
 
 class OrderService:
-    def __init__(self, store: Store, venue: Venue, risk: RiskEngine, metrics: Any = None) -> None:
+    def __init__(self, store: Store, venue: Venue, risk: RiskEngine, metrics: Any = None, *,
+                 engine_id: str | None = None, lease_seconds: float = 60.0) -> None:  # fmt: skip
+        # The execution lease: only the engine holding a pending order's live lease may submit
+        # it, so two replicas answering resends of one order never both reach the venue. It must
+        # outlast the venue's own timeout (checked at start-up).
+        self.engine_id = engine_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.lease_seconds = lease_seconds
         self.store = store
         self.venue = venue
         self.risk = risk
@@ -109,7 +118,9 @@ class OrderService:
     async def start(self) -> None:
         """Load the last ticks and resolve orders an earlier crash left ``pending``."""
         await self._refresh_prices()
-        pending = await self.store.pending_orders()
+        now = time.time()
+        # another replica's live lease: that engine is resolving it
+        pending = [o for o in await self.store.pending_orders() if o.lease_owner is None or o.lease_until <= now]
         if pending:
             log.info("resolving %d pending order(s) left by an earlier run", len(pending))
             try:
@@ -243,7 +254,8 @@ class OrderService:
         return {"verdict": Verdict.OK.value}
 
     async def _process_orders(self, orders: list[tuple[int, Order]]) -> list[tuple[int, Reply]]:
-        admitted = await self.store.admit([o for _, o in orders], self._decide, self.risk.trading_day())
+        admitted = await self.store.admit([o for _, o in orders], self._decide, self.risk.trading_day(),
+                                          lease=(self.engine_id, self.lease_seconds))  # fmt: skip
         crash_point("admitted")
         new_ids = {o.key for (o, existed) in admitted if not existed}
         to_execute: list[Order] = []
@@ -262,6 +274,9 @@ class OrderService:
                 followers.append((i, request, record))
             elif existed and record.state in FINAL_STATES:
                 out.append((i, _outcome(record, Verdict.DUPLICATE)))
+            elif existed and record.state is OrderState.PENDING and record.lease_owner not in (None, self.engine_id):
+                # another engine holds its live lease and may be at the venue right now
+                out.append((i, _retry("order_in_flight", max(0.05, min(record.lease_until - time.time(), 5.0)))))
             elif record.state is OrderState.PENDING:
                 (to_lookup if existed else to_execute).append(record)
                 seen.add(key)

@@ -108,6 +108,10 @@ class Order:
     created_at: float = 0.0
     updated_at: float = 0.0
     principal: str | None = None  # who submitted it (kept on the record: the audit of each order)
+    # The execution lease of a ``pending`` order: the engine that may submit it to the venue
+    # until ``lease_until`` (another replica meanwhile answers ``retry``, never submits).
+    lease_owner: str | None = None
+    lease_until: float = 0.0
 
     @property
     def key(self) -> str:

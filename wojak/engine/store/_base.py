@@ -126,8 +126,15 @@ Decide = Callable[[Order, AccountView], "dict[str, Any] | None"]
 
 
 class Store(Protocol):
-    async def admit(self, orders: list[Order], decide: Decide, day: str = "") -> list[tuple[Order, bool]]:
-        """Returns ``(record, existed)`` per order, in order (``day`` "" = UTC today)."""
+    async def admit(self, orders: list[Order], decide: Decide, day: str = "",
+                    lease: tuple[str, float] | None = None) -> list[tuple[Order, bool]]:  # fmt: skip
+        """Returns ``(record, existed)`` per order, in order (``day`` "" = UTC today).
+
+        ``lease`` = (owner, seconds): a new ``pending`` order is stored with an execution lease
+        for ``owner``; an existing ``pending`` one whose lease is free, ``owner``'s or expired is
+        re-leased to ``owner`` in the same transaction. An existing one under another owner's
+        live lease is returned as it is (``record.lease_owner`` says whose): the caller must not
+        submit it."""
         ...
 
     async def get_account_state(self, account: str) -> dict[str, Any] | None:

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS orders (
   state TEXT NOT NULL, filled_quantity TEXT NOT NULL, average_price TEXT,
   venue_order_id TEXT, reason TEXT,
   created_at REAL NOT NULL, updated_at REAL NOT NULL,
-  loss_per_unit TEXT, principal TEXT,
+  loss_per_unit TEXT, principal TEXT, lease_owner TEXT, lease_until REAL,
   PRIMARY KEY (account, client_order_id)
 );
 CREATE INDEX IF NOT EXISTS orders_by_state ON orders(state) WHERE state = 'pending';
@@ -87,11 +87,16 @@ _ORDER_COLUMNS = (
     "client_order_id, fingerprint, account, symbol, side, quantity, order_type, limit_price, time_in_force,"
     " tag, state, filled_quantity, average_price, venue_order_id, reason, created_at, updated_at"
 )
-_INSERT_ORDER = f"INSERT INTO orders ({_ORDER_COLUMNS}, loss_per_unit, principal) VALUES ({','.join('?' * 19)})"
+_INSERT_ORDER = (
+    f"INSERT INTO orders ({_ORDER_COLUMNS}, loss_per_unit, principal, lease_owner, lease_until)"
+    f" VALUES ({','.join('?' * 21)})"
+)
 # columns added after the first release: databases created before get them at open
 _MIGRATIONS = (
     ("orders", "loss_per_unit", "ALTER TABLE orders ADD COLUMN loss_per_unit TEXT"),
     ("orders", "principal", "ALTER TABLE orders ADD COLUMN principal TEXT"),
+    ("orders", "lease_owner", "ALTER TABLE orders ADD COLUMN lease_owner TEXT"),
+    ("orders", "lease_until", "ALTER TABLE orders ADD COLUMN lease_until REAL"),
     ("positions", "pending_loss", "ALTER TABLE positions ADD COLUMN pending_loss TEXT NOT NULL DEFAULT '0'"),
     ("ticks", "sequence", "ALTER TABLE ticks ADD COLUMN sequence INTEGER"),
     ("ticks", "exchange_time", "ALTER TABLE ticks ADD COLUMN exchange_time TEXT"),
@@ -101,12 +106,13 @@ _MIGRATIONS = (
 _REKEY_ORDERS = (
     "ALTER TABLE orders RENAME TO orders_by_coid",
     _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS orders"):_SCHEMA.index(");", _SCHEMA.index("CREATE TABLE IF NOT EXISTS orders")) + 2],
-    f"INSERT INTO orders ({_ORDER_COLUMNS}, loss_per_unit, principal) SELECT {_ORDER_COLUMNS}, loss_per_unit, principal FROM orders_by_coid",
+    f"INSERT INTO orders ({_ORDER_COLUMNS}, loss_per_unit, principal, lease_owner, lease_until)"
+    f" SELECT {_ORDER_COLUMNS}, loss_per_unit, principal, lease_owner, lease_until FROM orders_by_coid",
     "DROP TABLE orders_by_coid",
     "CREATE INDEX IF NOT EXISTS orders_by_state ON orders(state) WHERE state = 'pending'",
     "CREATE INDEX IF NOT EXISTS orders_by_account ON orders(account, created_at)",
 )
-_SELECT_ORDER = f"SELECT {_ORDER_COLUMNS}, principal FROM orders"
+_SELECT_ORDER = f"SELECT {_ORDER_COLUMNS}, principal, lease_owner, lease_until FROM orders"
 _UPSERT_STATE = (
     "INSERT INTO account_state VALUES (?,?,?,?) ON CONFLICT(account) DO UPDATE SET"
     " state=excluded.state, reason=excluded.reason, at=excluded.at"
@@ -175,7 +181,7 @@ def _order_from_row(r: tuple[Any, ...]) -> Order:
         quantity=Decimal(r[5]), order_type=r[6], limit_price=None if r[7] is None else Decimal(r[7]),
         time_in_force=r[8], tag=r[9], state=OrderState(r[10]), filled_quantity=Decimal(r[11]),
         average_price=None if r[12] is None else Decimal(r[12]), venue_order_id=r[13], reason=r[14],
-        created_at=r[15], updated_at=r[16], principal=r[17],
+        created_at=r[15], updated_at=r[16], principal=r[17], lease_owner=r[18], lease_until=r[19] or 0.0,
     )  # fmt: skip
 
 
@@ -246,7 +252,8 @@ class SQLiteStore:
             self._db.execute("ROLLBACK")
             raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
 
-    async def admit(self, orders: list[Order], decide: Decide, day: str = "") -> list[tuple[Order, bool]]:
+    async def admit(self, orders: list[Order], decide: Decide, day: str = "",
+                    lease: tuple[str, float] | None = None) -> list[tuple[Order, bool]]:  # fmt: skip
         db = self._tx()
         try:
             now = time.time()
@@ -258,9 +265,15 @@ class SQLiteStore:
             halts: list[tuple[str, str, str, float]] = []
             audits: list[tuple[Any, ...]] = []
             new_rows, outbox, results = [], [], []
+            leased: list[tuple[Any, ...]] = []
             for order in orders:
                 found = existing.get(order.key)
                 if found is not None:
+                    if lease is not None and found.state is OrderState.PENDING and (
+                        found.lease_owner in (None, lease[0]) or found.lease_until <= now
+                    ):  # free, ours or expired: take it (another engine's live lease stays, and wins)
+                        found.lease_owner, found.lease_until = lease[0], now + lease[1]
+                        leased.append((lease[0], found.lease_until, found.account, found.client_order_id))
                     results.append((found, True))
                     continue
                 view = views[order.account]
@@ -287,10 +300,15 @@ class SQLiteStore:
                     rate[order.account] = rate.get(order.account, 0) + 1
                 elif escalation is not None:
                     outbox.append((f"esc:{order.key}", order.client_order_id, json.dumps(escalation, default=str), now))
-                new_rows.append((*_order_row(order), per_unit, order.principal))
+                if lease is not None and order.state is OrderState.PENDING:
+                    order.lease_owner, order.lease_until = lease[0], now + lease[1]
+                new_rows.append((*_order_row(order), per_unit, order.principal, order.lease_owner,
+                                 order.lease_until if order.lease_owner else None))  # fmt: skip
                 existing[order.key] = order
                 results.append((order, False))
             db.executemany(_INSERT_ORDER, new_rows)
+            if leased:
+                db.executemany("UPDATE orders SET lease_owner=?, lease_until=? WHERE account=? AND client_order_id=?", leased)
             if dirty:
                 db.executemany(_UPSERT_POSITION, [_position_row(p) for p in dirty.values()])
             if rate:
