@@ -44,6 +44,9 @@ class EngineMetrics:
         self.ticks = Counter(
             "wojak_engine_ticks", "Ticks by outcome (applied | stale | duplicate | suspect)", ["outcome"], registry=r
         )
+        self.venue_anomalies = Counter(
+            "wojak_engine_venue_anomalies", "Venue reports that failed their checks (never booked)", registry=r
+        )
         self.tick_gaps = Counter("wojak_engine_tick_gaps", "Sequence numbers skipped between applied ticks", registry=r)
         self.forbidden = Counter(
             "wojak_engine_forbidden", "Requests refused for their principal, by reason code", ["reason"], registry=r

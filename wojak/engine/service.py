@@ -47,6 +47,7 @@ from wojak.engine.protocol import (
 from wojak.engine.risk import Action, RiskEngine
 from wojak.engine.store import TICK_APPLIED, AccountView, Execution, Store, StoreUnavailable
 from wojak.engine.venue import Venue, VenueError, VenueReport, VenueStatus
+from wojak.engine.venue._checks import check_report, fill_price
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ _VERDICT_FOR_STATE = {
     OrderState.CANCELED: Verdict.REJECTED,
     OrderState.DENIED: Verdict.DENIED,
     OrderState.ESCALATED: Verdict.ESCALATED,
+    OrderState.VENUE_ANOMALY: Verdict.VENUE_ANOMALY,
 }
 _CLOSED = frozenset(FINAL_STATES - OPEN_STATES)
 
@@ -363,6 +365,8 @@ class OrderService:
                 resolved.extend(zip(to_execute, reports))
             except VenueError as exc:  # outcome unknown: stays pending, looked up on resend
                 log.warning("venue execute failed: %s", exc)
+                if exc.partial:  # the parts that did answer are booked now
+                    resolved.extend((o, r) for o, r in zip(to_execute, exc.partial) if r is not None)
         crash_point("executed")
         if resolved:
             await self._record(resolved)
@@ -370,29 +374,60 @@ class OrderService:
 
     async def _record(self, resolved: list[tuple[Order, VenueReport]]) -> None:
         executions = []
+        anomalies: list[tuple[Order, str]] = []
         day = self.risk.trading_day()
         for order, report in resolved:
+            if report.client_order_id != order.client_order_id:
+                problem: str | None = f"report for {report.client_order_id!r}"
+            else:
+                problem = check_report(order, report, order.filled_quantity, order.average_price)
+            expected = order.state
+            previous_fill, previous_average = order.filled_quantity, order.average_price
+            if problem is not None:
+                # never booked: no fill, the reservation stays held, people decide
+                order.apply(OrderEvent.VENUE_ANOMALY_DETECTED)
+                order.reason = f"venue_anomaly: {problem}"[:512]
+                anomalies.append((order, problem))
+                executions.append(Execution(order, expected, Decimal(0), None, Decimal(0),
+                                            self.risk.multiplier(order.symbol), day))  # fmt: skip
+                continue
             event = _EVENT_FOR_STATUS.get(report.status)
             if event is None:
                 log.error("venue answered %s for %s; left pending", report.status, order.client_order_id)
                 continue
-            expected = order.state
-            previous_fill = order.filled_quantity
             order.apply(event)
             order.venue_order_id = report.venue_order_id or order.venue_order_id
             order.reason = report.reason
             fill = report.filled_quantity - previous_fill
+            price = None
             if fill > 0:
                 order.filled_quantity = report.filled_quantity
                 order.average_price = report.average_price
+                # the new fill at its own price, not the cumulative average
+                price = fill_price(report.filled_quantity, report.average_price, previous_fill, previous_average)  # type: ignore[arg-type]
             sign = 1 if order.side.value == "buy" else -1
             release = (max(fill, Decimal(0)) if order.state not in _CLOSED else order.quantity - previous_fill) * sign
             executions.append(
-                Execution(order, expected, max(fill, Decimal(0)), report.average_price, release,
-                          self.risk.multiplier(order.symbol), day)
-            )  # fmt: skip
+                Execution(order, expected, max(fill, Decimal(0)), price, release, self.risk.multiplier(order.symbol), day)
+            )
         if executions:
             await self.store.record(executions)
+        for order, problem in anomalies:
+            await self._venue_anomaly(order, problem)
+
+    async def _venue_anomaly(self, order: Order, problem: str) -> None:
+        """A report that failed its checks: the account may only reduce until people look, and
+        the external risk system hears of it (through the outbox, like any escalation)."""
+        log.error("VENUE ANOMALY on %s: %s; account %s set REDUCING", order.key, problem, order.account)
+        if self.metrics is not None:
+            self.metrics.venue_anomalies.inc()
+        stored = await self.store.get_account_state(order.account)
+        if stored is None or stored.get("state") not in ("HALTED", "REDUCING"):
+            await self.store.set_account_state(order.account, "REDUCING", f"venue_anomaly on {order.client_order_id}",
+                                               actor=f"engine:{self.engine_id}")  # fmt: skip
+        await self.store.raise_escalation(f"anomaly:{order.key}", order.client_order_id, {
+            "kind": "venue_anomaly", "order": order.to_wire(), "problem": problem,
+        })  # fmt: skip
 
     # -- queries ----------------------------------------------------------------------
 

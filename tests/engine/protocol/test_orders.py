@@ -26,7 +26,7 @@ def fields(errors):
 
 
 def test_a_good_order_is_canonicalised():
-    order, errors = validate_order({**GOOD, "quantity": "050.000", "limit_price": "24000.50"})
+    order, errors = validate_order({**GOOD, "quantity": "50.000", "limit_price": "24000.50"})
     assert errors == []
     assert order["quantity"] == "50" and order["limit_price"] == "24000.5"
     assert order["time_in_force"] == "day" and order["tag"] is None
@@ -42,6 +42,11 @@ def test_a_good_order_is_canonicalised():
         ("quantity", float("nan"), "finite_number"),
         ("quantity", float("inf"), "finite_number"),
         ("quantity", "-5", "greater_than"),
+        ("quantity", "050", "decimal_parsing"),  # the published pattern has no leading zeros
+        ("quantity", "+5", "decimal_parsing"),
+        ("quantity", "\u0665\u0660", "decimal_parsing"),  # Arabic-Indic digits
+        ("quantity", "\uff15\uff10", "decimal_parsing"),  # full-width digits
+        ("limit_price", "00.5", "decimal_parsing"),
         ("quantity", "0", "greater_than"),
         ("quantity", "0.000", "greater_than"),
         ("quantity", -5, "greater_than"),

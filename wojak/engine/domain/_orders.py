@@ -24,6 +24,7 @@ class OrderState(str, enum.Enum):
     CANCELED = "canceled"
     DENIED = "denied"
     ESCALATED = "escalated"
+    VENUE_ANOMALY = "venue_anomaly"  # the venue's report failed its checks: never booked, held for people
 
 
 class OrderEvent(str, enum.Enum):
@@ -37,6 +38,7 @@ class OrderEvent(str, enum.Enum):
     FILLED = "OrderFilled"
     REJECTED = "OrderRejected"
     CANCELED = "OrderCanceled"
+    VENUE_ANOMALY_DETECTED = "OrderVenueAnomalyDetected"
 
 
 S, E = OrderState, OrderEvent
@@ -55,6 +57,9 @@ TRANSITIONS: dict[tuple[OrderState, OrderEvent], OrderState] = {
     (S.PARTIALLY_FILLED, E.PARTIALLY_FILLED): S.PARTIALLY_FILLED,
     (S.PARTIALLY_FILLED, E.FILLED): S.FILLED,
     (S.PARTIALLY_FILLED, E.CANCELED): S.CANCELED,
+    (S.PENDING, E.VENUE_ANOMALY_DETECTED): S.VENUE_ANOMALY,
+    (S.ACCEPTED, E.VENUE_ANOMALY_DETECTED): S.VENUE_ANOMALY,
+    (S.PARTIALLY_FILLED, E.VENUE_ANOMALY_DETECTED): S.VENUE_ANOMALY,
 }
 del S, E
 

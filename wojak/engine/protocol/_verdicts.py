@@ -14,6 +14,7 @@ class Verdict(str, enum.Enum):
     DENIED = "denied"
     FORBIDDEN = "forbidden"  # the principal may not act for that account (or lacks the scope)
     ESCALATED = "escalated"
+    VENUE_ANOMALY = "venue_anomaly"  # the venue's report failed its checks: not booked, escalated
     DUPLICATE = "duplicate"
     CONFLICT = "conflict"
     INVALID = "invalid"
@@ -32,6 +33,7 @@ ORDER_VERDICTS = frozenset(
         Verdict.DENIED,
         Verdict.FORBIDDEN,
         Verdict.ESCALATED,
+        Verdict.VENUE_ANOMALY,
         Verdict.DUPLICATE,
         Verdict.CONFLICT,
         Verdict.INVALID,
@@ -57,6 +59,7 @@ _SETTLEMENTS = {
     Verdict.DENIED: Settlement.ACK_AND_PUBLISH,
     Verdict.FORBIDDEN: Settlement.DEAD_LETTER,
     Verdict.ESCALATED: Settlement.ACK,
+    Verdict.VENUE_ANOMALY: Settlement.ACK_AND_PUBLISH,
     Verdict.DUPLICATE: Settlement.ACK,
     Verdict.CONFLICT: Settlement.DEAD_LETTER,
     Verdict.INVALID: Settlement.DEAD_LETTER,

@@ -569,6 +569,16 @@ class SQLiteStore:
         rows = self._db.execute("SELECT at, kind, actor, subject, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,))
         return [{"at": r[0], "kind": r[1], "actor": r[2], "subject": r[3], "detail": json.loads(r[4])} for r in rows]
 
+    async def raise_escalation(self, key: str, client_order_id: str, payload: dict[str, Any]) -> None:
+        self._tx()
+        try:
+            self._db.execute("INSERT OR IGNORE INTO escalations VALUES (?,?,?,?,NULL)",
+                             (key, client_order_id, json.dumps(payload, default=str), time.time()))  # fmt: skip
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._commit()
+
     async def undelivered_escalations(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT key, client_order_id, payload, created_at FROM escalations WHERE delivered_at IS NULL"

@@ -32,6 +32,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -151,7 +152,7 @@ class LambdaVenue:
         if response.get("FunctionError"):
             raise VenueError(f"lambda {action}: function error {response['FunctionError']}: {body[:500]!r}")
         try:
-            answer = json.loads(body)
+            answer = json.loads(body, parse_float=Decimal)  # the venue's digits, never a float's
         except ValueError:
             raise VenueError(f"lambda {action}: the answer is not JSON: {body[:200]!r}") from None
         if not isinstance(answer, dict) or "error" in answer or not isinstance(answer.get("reports"), list):
@@ -178,14 +179,18 @@ class LambdaVenue:
         futures = [loop.run_in_executor(self._executor, self._invoke, action, chunk) for chunk in chunks]
         # wait for every chunk (a thread cannot be cancelled): no invocation is left unobserved
         results = await asyncio.gather(*futures, return_exceptions=True)
-        out: list[VenueReport] = []
-        for result in results:
+        out: list[VenueReport | None] = []
+        failures: list[str] = []
+        for chunk, result in zip(chunks, results):
             if isinstance(result, BaseException):
-                if isinstance(result, VenueError):
-                    raise result  # the chunks that did answer are looked up again on resend
-                raise VenueError(f"lambda {action}: {type(result).__name__}: {result}") from result
-            out.extend(result)
-        return out
+                failures.append(f"{type(result).__name__}: {result}")
+                out.extend([None] * len(chunk))  # outcome unknown: looked up on resend
+            else:
+                out.extend(result)
+        if failures:
+            partial = out if any(r is not None for r in out) else None
+            raise VenueError(f"lambda {action}: {len(failures)} of {len(chunks)} invocation(s) failed: {failures[0]}", partial)
+        return out  # type: ignore[return-value]
 
     async def execute(self, orders: list[dict[str, Any]]) -> list[VenueReport]:
         return await self._call("execute", orders)
