@@ -393,7 +393,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 f"an engine (pid {running}) already answers on ipc://{socket_path}: is `wojak dev` already running "
                 f"with {data_dir}? Stop it first, or use another --data-dir"
             )
-        key, generated = _dev_key(data_dir)
+        keys_file = os.environ.get("WOJAK_API_KEYS_FILE", "").strip()
+        key, generated = ("", False) if keys_file else _dev_key(data_dir)
     except OSError as exc:
         return _fail(f"data directory {data_dir}: {exc}")
     env = dict(os.environ)
@@ -404,10 +405,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
         WOJAK_ENGINE_RISK_CONFIG=own_risk or _demo_risk_config(),
         WOJAK_STORE=env.get("WOJAK_STORE", f"sqlite:///{data_dir / 'wojak.sqlite'}"),
         WOJAK_VENUE=env.get("WOJAK_VENUE", f"sandbox:?ledger={data_dir / 'sandbox.sqlite'}"),
-        WOJAK_API_KEYS=env.get("WOJAK_API_KEYS") or key,
         WOJAK_SIDECAR_PORT=str(args.port),
         WOJAK_SIDECAR_HOST=args.host,
     )
+    if not keys_file:  # the sidecar takes a keys file or WOJAK_API_KEYS, never both
+        env["WOJAK_API_KEYS"] = env.get("WOJAK_API_KEYS") or key
     python = [sys.executable, "-m", "wojak"]
     url = f"http://{args.host}:{args.port}"
     engine = _Child("engine", [*python, "engine"], env, lambda: _engine_pid(socket_path) is not None)
@@ -424,7 +426,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
             return 0
         print("[3/3] ready\n", flush=True)
         print(f"  API:      {url}/v1/orders   (docs: {url}/docs, metrics: {url}/metrics)")
-        print(f"  API key:  {key}" + ("   (generated, saved in " + str(data_dir / "api-key") + ")" if generated else ""))
+        if keys_file:
+            print(f"  API keys: from {keys_file} (WOJAK_API_KEYS_FILE; `wojak keys new` makes one)")
+            key = "$KEY"
+        else:
+            print(f"  API key:  {key}" + ("   (generated, saved in " + str(data_dir / "api-key") + ")" if generated else ""))
         print(f"  data:     {data_dir}")
         if own_risk:
             print(f"  risk:     {own_risk} (WOJAK_ENGINE_RISK_CONFIG; reloaded when it changes)\n")
@@ -616,26 +622,36 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_file_entry(entry: dict[str, Any]) -> str:
+    """The entry as YAML to paste under ``principals:`` (indented like the documented file; every
+    value quoted, so a pattern such as ``*`` or an all-digit hash stays a string)."""
+    lines = [f"{k}: {json.dumps(v)}" for k, v in entry.items()]
+    return "\n".join(("  - " if i == 0 else "    ") + line for i, line in enumerate(lines))
+
+
 def cmd_keys_new(args: argparse.Namespace) -> int:
     """A new API key, printed once, and the keys-file entry (only the key's hash) to paste."""
-    try:
-        from wojak.sidecars._core.keys import new_key
-    except ImportError as exc:
-        return _fail(f"keys: {exc}")
+    import re
+
+    from wojak.sidecars._core.keys import new_key
+
     try:
         key, entry = new_key(args.name, args.accounts, args.scopes)
     except ValueError as exc:  # unknown scope, bad account pattern, bad name: one line
-        return _fail(str(exc).splitlines()[0] if str(exc) else "invalid key")
+        message = re.sub(r"^principals\[0\](?: \([^)]*\))?: ", "", str(exc).strip()).splitlines()
+        return _fail(f"keys new: {message[0] if message else 'invalid key'}")
     if args.json:
-        print(json.dumps({"key": key, "entry": entry}, indent=2, default=str))
+        print(json.dumps({"key": key, "entry": entry}, indent=2))
         return 0
-    import yaml
-
-    # The key goes to stderr, the entry to stdout: `wojak keys new ... >> keys.yaml` appends
-    # the entry and still shows the key, which never lands in the keys file.
-    print(f"API key for {args.name} (shown once; only its hash is kept):\n\n  {key}\n", file=sys.stderr)
-    print("Add this entry to the keys file:\n", file=sys.stderr, flush=True)
-    print(yaml.safe_dump([entry], sort_keys=False, default_flow_style=None).rstrip(), flush=True)
+    # The key goes to stderr, the entry to stdout: `wojak keys new ... >> keys.yaml` appends the
+    # entry and still shows the key, which never lands in the keys file.
+    print(f"API key for {args.name} (shown once: only its sha256 is kept, in the entry below):\n\n  {key}\n", file=sys.stderr)
+    print(
+        "Add this entry under `principals:` in the keys file (WOJAK_API_KEYS_FILE; a new file starts with the"
+        " line `principals:`). The HTTP sidecar reloads the file without a restart.\n",
+        file=sys.stderr, flush=True,
+    )  # fmt: skip
+    print(_keys_file_entry(entry), flush=True)
     return 0
 
 
