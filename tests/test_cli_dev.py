@@ -4,6 +4,7 @@ restarted, the data directory and key file are private, and `wojak engine ping` 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -26,10 +27,10 @@ TICK = {"symbol": "NIFTY-FUT", "bid": "24000", "ask": "24001", "last": "24000"}
 class Dev:
     """A `wojak dev` subprocess whose combined output is collected by a thread (never blocks the test)."""
 
-    def __init__(self, cwd: Path, port: int, *extra: str) -> None:
+    def __init__(self, cwd: Path, port: int, *extra: str, env: dict[str, str] | None = None) -> None:
         self.cwd, self.port = cwd, port
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wojak", "dev", "--port", str(port), *extra], cwd=cwd, env=ENV_WITHOUT_WOJAK,
+            [sys.executable, "-m", "wojak", "dev", "--port", str(port), *extra], cwd=cwd, env=env or ENV_WITHOUT_WOJAK,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         self.lines: list[str] = []
@@ -152,13 +153,20 @@ def test_a_killed_engine_is_restarted_and_orders_work_again(tmp_path):
                 break
             time.sleep(0.2)
         assert reply.status_code == 200 and reply.json()["verdict"] in ("filled", "rejected"), reply.text
+
+        (sidecar,) = [pid for pid in dev.children() if pid != second]  # the sidecar too
+        os.kill(sidecar, signal.SIGKILL)
+        dev.wait_for("HTTP sidecar was killed by SIGKILL")
+        dev.wait_for("HTTP sidecar is back")
+        again = dev.post("/v1/orders", {**ORDER, "client_order_id": "after-kill"})
+        assert again.status_code == 200 and again.json()["verdict"] == "duplicate", again.text
         assert dev.proc.poll() is None  # `wojak dev` itself never restarted
         code = dev.interrupt()
     finally:
         dev.kill()
     assert code == 0
     assert "Traceback" not in dev.output, dev.output
-    assert "restarts: engine 1" in dev.output
+    assert "restarts: engine 1, HTTP sidecar 1" in dev.output
 
 
 def test_data_dir_is_0700_the_key_file_0600_and_the_engine_gets_the_demo_risk_config(tmp_path):
@@ -205,5 +213,28 @@ def test_engine_ping_finds_a_running_dev_and_takes_an_ipc_url(tmp_path):
         elsewhere = wojak("engine", "ping", "--data-dir", str(tmp_path / ".wojak"), cwd="/")
         assert elsewhere.returncode == 0, elsewhere.stderr
         dev.interrupt()
+    finally:
+        dev.kill()
+
+
+def test_dev_with_a_keys_file_uses_it_instead_of_the_development_key(tmp_path):
+    """`WOJAK_API_KEYS_FILE` and `WOJAK_API_KEYS` together are refused by the sidecar: dev sets only the file."""
+    made = wojak("keys", "new", "--name", "algo-1", "--accounts", "desk-1", "--scopes", "orders:write", "orders:read",
+                 "ticks:write", "--json", cwd=tmp_path)  # fmt: skip
+    out = json.loads(made.stdout)
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps({"principals": [out["entry"]]}))
+    dev = Dev(tmp_path, free_port(), env={**ENV_WITHOUT_WOJAK, "WOJAK_API_KEYS_FILE": str(keys_file)})
+    try:
+        dev.ready()
+        assert f"from {keys_file}" in dev.output and not (tmp_path / ".wojak" / "api-key").exists()
+        sidecar = [pid for pid in dev.children() if pid != engine_pid(tmp_path)][0]
+        environ = Path(f"/proc/{sidecar}/environ").read_text().split("\0")
+        assert f"WOJAK_API_KEYS_FILE={keys_file}" in environ
+        assert not any(item.startswith("WOJAK_API_KEYS=") for item in environ)
+        auth = {"Authorization": f"Bearer {out['key']}"}
+        assert httpx.get(dev.base + "/v1/orders/none?account=desk-1", headers=auth).status_code != 401
+        assert httpx.get(dev.base + "/v1/orders/none?account=desk-1", headers={"Authorization": "Bearer wjk_not-a-key-at-all"}).status_code == 401
+        assert dev.interrupt() == 0
     finally:
         dev.kill()

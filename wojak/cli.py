@@ -381,6 +381,8 @@ class _Child:
 def cmd_dev(args: argparse.Namespace) -> int:
     interrupts = _Interrupts()  # before anything slow: a Ctrl-C from here on never prints a traceback
     data_dir = Path(args.data_dir).resolve()
+    if not 0 < args.port < 65536:
+        return _fail(f"--port {args.port}: use a port from 1 to 65535")
     problem = _port_problem(args.host, args.port)
     if problem:
         return _fail(f"{problem}: stop what holds it, or choose another port with `wojak dev --port {args.port + 1}`")
@@ -437,9 +439,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         else:
             print("  risk:     the demo risk limits; to use your own: WOJAK_ENGINE_RISK_CONFIG=my-risk.yaml wojak dev\n")
         print("  Try it:")
-        print(f"    curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\")
+        print(f"    curl -s -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' \\")
         print(f"      -d '{{\"symbol\":\"NIFTY-FUT\",\"bid\":\"24000\",\"ask\":\"24001\",\"last\":\"24000.5\"}}' {url}/v1/ticks")
-        print(f"    curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\")
+        print(f"    curl -s -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' \\")
         print("      -d '{\"client_order_id\":\"first-1\",\"account\":\"desk-1\",\"symbol\":\"NIFTY-FUT\",\"side\":\"buy\",")
         print(f"           \"quantity\":\"50\",\"order_type\":\"limit\",\"limit_price\":\"24001\"}}' {url}/v1/orders\n")
         print("  Ctrl-C stops everything; data stays in the data directory.", flush=True)
