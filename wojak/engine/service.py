@@ -27,7 +27,7 @@ import socket
 import time
 from collections import Counter
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 from wojak.engine._faults import crash_point
 from wojak.engine.domain import FINAL_STATES, Order, OrderEvent, OrderState
@@ -108,13 +108,21 @@ class OrderService:
         # reads the same prices.
         self.last_prices: dict[str, Decimal] = {}
         self.tick_at: dict[str, float] = {}  # when each symbol's last tick was applied (wall clock)
+        # the start-of-day price: the last price of the trading day before ``tick_day`` (carried
+        # by the tick itself), or the last price if no tick has arrived yet today
+        self.tick_day: dict[str, str] = {}
+        self.tick_sod: dict[str, Decimal] = {}
+        self.sod_prices = _StartOfDayPrices(self)
         self._tick_version = -1
 
     async def _refresh_prices(self) -> None:
         version, ticks = await self.store.ticks_since(self._tick_version)
         for tick in ticks:
-            self.last_prices[tick["symbol"]] = Decimal(tick["last"])
-            self.tick_at[tick["symbol"]] = float(tick.get("received_at") or 0)
+            symbol = tick["symbol"]
+            self.last_prices[symbol] = Decimal(tick["last"])
+            self.tick_at[symbol] = float(tick.get("received_at") or 0)
+            self.tick_day[symbol] = tick.get("day") or ""
+            self.tick_sod[symbol] = Decimal(tick.get("sod_price") or tick["last"])
         self._tick_version = version
 
     async def start(self) -> None:
@@ -230,6 +238,13 @@ class OrderService:
             if sequence > previous + 1 and self.metrics is not None:
                 self.metrics.tick_gaps.inc(sequence - previous - 1)
                 log.info("tick gap on %s: sequence %d after %d", tick["symbol"], sequence, previous)
+        day = self.risk.trading_day(now)
+        if stored is None:
+            tick["day"], tick["sod_price"] = day, tick["last"]  # nothing older: the day starts here
+        elif stored.get("day") == day:
+            tick["day"], tick["sod_price"] = day, stored.get("sod_price") or stored["last"]
+        else:  # the first tick of a new trading day: the last one of the day before is its start
+            tick["day"], tick["sod_price"] = day, stored["last"]
         jump, window = self.risk.tick_limits(tick["symbol"])
         if jump is not None:
             last, bid, ask = Decimal(tick["last"]), Decimal(tick["bid"]), Decimal(tick["ask"])
@@ -304,6 +319,7 @@ class OrderService:
         return results
 
     def _decide(self, order: Order, view: AccountView) -> dict[str, Any] | None:
+        view.sod_prices = self.sod_prices
         decision = self.risk.check(order, view, self.last_prices, self.tick_at, view.now or None)
         if decision.shadow and self.metrics is not None:
             self.metrics.observe_shadow(decision.shadow)
@@ -489,6 +505,24 @@ class OrderService:
             return _retry("venue_unavailable")
         await self._record([(order, reports[0])])
         return {"verdict": Verdict.OK.value, "client_order_id": coid, "order": order.to_wire()}
+
+
+class _StartOfDayPrices(Mapping[str, Decimal]):
+    """Each symbol's start-of-day price, looked up only for the symbols risk asks about."""
+
+    def __init__(self, service: "OrderService") -> None:
+        self._service = service
+
+    def __getitem__(self, symbol: str) -> Decimal:
+        s = self._service
+        last = s.last_prices[symbol]
+        return s.tick_sod.get(symbol, last) if s.tick_day.get(symbol) == s.risk.trading_day() else last
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._service.last_prices)
+
+    def __len__(self) -> int:
+        return len(self._service.last_prices)
 
 
 _MAX_PAGE = 500

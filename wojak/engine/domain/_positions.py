@@ -21,6 +21,26 @@ class Position:
     # last tick), reserved at admit and released at record: the daily-loss limit counts it
     pending_loss: Decimal = ZERO
     version: int = field(default=0, compare=False)
+    # the position as the trading day ``sod_day`` began (its first change that day snapshots it):
+    # today's loss marks what was held then against the start-of-day price, not against cost
+    sod_day: str = ""
+    sod_quantity: Decimal = ZERO
+    sod_average: Decimal = ZERO
+
+    def roll(self, day: str) -> None:
+        """Before the first change of ``day``: remember the position as the day began."""
+        if day and self.sod_day != day:
+            self.sod_day, self.sod_quantity, self.sod_average = day, self.quantity, self.average_price
+
+    def start_of_day_mark(self, sod_price: Decimal | None, day: str) -> Decimal:
+        """Unrealised P&L (before the multiplier) of what was held as ``day`` began, at ``sod_price``."""
+        if self.sod_day == day:
+            held, average = self.sod_quantity, self.sod_average
+        else:  # unchanged today: held the same as it began
+            held, average = self.quantity, self.average_price
+        if not held or sod_price is None:
+            return ZERO
+        return (sod_price - average) * held
 
     def worst_case(self, signed_quantity: Decimal) -> Decimal:
         """The largest absolute position reachable if every reservation and this order fill."""

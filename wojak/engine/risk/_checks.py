@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
@@ -167,6 +167,7 @@ class AccountView:
     halt: str | None = None
     now: float = 0.0
     loss_per_unit: Decimal = ZERO
+    sod_prices: Mapping[str, Decimal] = field(default_factory=dict)  # start-of-day price by symbol
 
     def position(self, symbol: str) -> Position:
         p = self.positions.get(symbol)
@@ -285,13 +286,17 @@ def daily_loss(view: AccountView, prices: Mapping[str, Decimal], engine: "RiskEn
     tick) + the loss reserved by orders in flight (``pending_loss``, on any replica)."""
     pnl = view.realised_today
     multipliers = engine.multipliers
+    sod_prices, day = view.sod_prices, view.day
     for symbol, p in view.positions.items():
         if p.pending_loss:
             pnl -= p.pending_loss
+        m = multipliers.get(symbol, ONE)
         if p.quantity:
             last = prices.get(symbol)
             if last is not None:
-                pnl += (last - p.average_price) * p.quantity * multipliers.get(symbol, ONE)
+                pnl += (last - p.average_price) * p.quantity * m
+        # what was held as the day began counts from the start-of-day price, not from its cost
+        pnl -= p.start_of_day_mark(sod_prices.get(symbol), day) * m
     return -pnl
 
 
@@ -537,6 +542,7 @@ class RiskEngine:
             own_price = price if last is None else last
             exposure = ZERO
             pnl = view.realised_today
+            sod_prices = view.sod_prices
             big = self._big_multipliers
             for sym, p in positions.items():
                 held = p.quantity
@@ -569,6 +575,9 @@ class RiskEngine:
                     if held and mark is not None:
                         marked = (mark - p.average_price) * held
                         pnl += marked if m is None else marked * m
+                    sod = p.start_of_day_mark(sod_prices.get(sym), view.day)
+                    if sod:
+                        pnl -= sod if m is None else sod * m
             if max_exposure is not None and exposure > max_exposure:
                 return None
             if max_loss is not None and (-pnl + per_unit * quantity if per_unit else -pnl) > max_loss:

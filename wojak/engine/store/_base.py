@@ -21,9 +21,9 @@ The order path uses two batched calls, each atomic and each safe to crash after:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 from urllib.parse import parse_qs, urlparse
 
 from wojak.engine.domain import Order, OrderState, Position
@@ -101,6 +101,7 @@ class AccountView:
     halt: str | None = None
     now: float = 0.0
     loss_per_unit: Decimal = Decimal(0)
+    sod_prices: Mapping[str, Decimal] = field(default_factory=dict)  # start-of-day price by symbol (set by decide)
 
     def position(self, symbol: str) -> Position:
         p = self.positions.get(symbol)

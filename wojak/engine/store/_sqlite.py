@@ -54,11 +54,12 @@ CREATE TABLE IF NOT EXISTS positions (
   account TEXT NOT NULL, symbol TEXT NOT NULL,
   quantity TEXT NOT NULL, average_price TEXT NOT NULL, realised_pnl TEXT NOT NULL,
   pending_buy TEXT NOT NULL, pending_sell TEXT NOT NULL, pending_loss TEXT NOT NULL DEFAULT '0',
+  sod_day TEXT NOT NULL DEFAULT '', sod_quantity TEXT NOT NULL DEFAULT '0', sod_average TEXT NOT NULL DEFAULT '0',
   PRIMARY KEY (account, symbol)
 );
 CREATE TABLE IF NOT EXISTS ticks (
   symbol TEXT PRIMARY KEY, bid TEXT NOT NULL, ask TEXT NOT NULL, last TEXT NOT NULL, received_at REAL NOT NULL,
-  sequence INTEGER, exchange_time TEXT, version INTEGER NOT NULL DEFAULT 0
+  sequence INTEGER, exchange_time TEXT, version INTEGER NOT NULL DEFAULT 0, day TEXT, sod_price TEXT
 );
 CREATE TABLE IF NOT EXISTS audit (
   id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL,
@@ -101,6 +102,11 @@ _MIGRATIONS = (
     ("ticks", "sequence", "ALTER TABLE ticks ADD COLUMN sequence INTEGER"),
     ("ticks", "exchange_time", "ALTER TABLE ticks ADD COLUMN exchange_time TEXT"),
     ("ticks", "version", "ALTER TABLE ticks ADD COLUMN version INTEGER NOT NULL DEFAULT 0"),
+    ("ticks", "day", "ALTER TABLE ticks ADD COLUMN day TEXT"),
+    ("ticks", "sod_price", "ALTER TABLE ticks ADD COLUMN sod_price TEXT"),
+    ("positions", "sod_day", "ALTER TABLE positions ADD COLUMN sod_day TEXT NOT NULL DEFAULT ''"),
+    ("positions", "sod_quantity", "ALTER TABLE positions ADD COLUMN sod_quantity TEXT NOT NULL DEFAULT '0'"),
+    ("positions", "sod_average", "ALTER TABLE positions ADD COLUMN sod_average TEXT NOT NULL DEFAULT '0'"),
 )
 # Before client_order_id was unique per account, it was the orders table's whole key.
 _REKEY_ORDERS = (
@@ -118,30 +124,32 @@ _UPSERT_STATE = (
     " state=excluded.state, reason=excluded.reason, at=excluded.at"
 )
 _UPSERT_POSITION = (
-    "INSERT INTO positions VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(account, symbol) DO UPDATE SET"
+    "INSERT INTO positions VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(account, symbol) DO UPDATE SET"
     " quantity=excluded.quantity, average_price=excluded.average_price, realised_pnl=excluded.realised_pnl,"
-    " pending_buy=excluded.pending_buy, pending_sell=excluded.pending_sell, pending_loss=excluded.pending_loss"
+    " pending_buy=excluded.pending_buy, pending_sell=excluded.pending_sell, pending_loss=excluded.pending_loss,"
+    " sod_day=excluded.sod_day, sod_quantity=excluded.sod_quantity, sod_average=excluded.sod_average"
 )
 
 
 _INSERT_AUDIT = "INSERT INTO audit (at, kind, actor, subject, detail) VALUES (?,?,?,?,?)"
-_SELECT_TICK = "SELECT symbol, bid, ask, last, received_at, sequence, exchange_time, version FROM ticks"
+_SELECT_TICK = "SELECT symbol, bid, ask, last, received_at, sequence, exchange_time, version, day, sod_price FROM ticks"
 _UPSERT_TICK = (
-    "INSERT INTO ticks (symbol, bid, ask, last, received_at, sequence, exchange_time, version) VALUES (?,?,?,?,?,?,?,?)"
+    "INSERT INTO ticks (symbol, bid, ask, last, received_at, sequence, exchange_time, version, day, sod_price)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT(symbol) DO UPDATE SET bid=excluded.bid, ask=excluded.ask, last=excluded.last,"
     " received_at=excluded.received_at, sequence=excluded.sequence, exchange_time=excluded.exchange_time,"
-    " version=excluded.version"
+    " version=excluded.version, day=excluded.day, sod_price=excluded.sod_price"
 )
 
 
 def _tick_row(t: dict[str, Any]) -> tuple[Any, ...]:
     return (t["symbol"], t["bid"], t["ask"], t["last"], t["received_at"], t.get("sequence"), t.get("exchange_time"),
-            t["version"])  # fmt: skip
+            t["version"], t.get("day"), t.get("sod_price"))  # fmt: skip
 
 
 def _tick_from_row(r: tuple[Any, ...]) -> dict[str, Any]:
     return {"symbol": r[0], "bid": r[1], "ask": r[2], "last": r[3], "received_at": r[4], "sequence": r[5],
-            "exchange_time": r[6], "version": r[7]}  # fmt: skip
+            "exchange_time": r[6], "version": r[7], "day": r[8], "sod_price": r[9]}  # fmt: skip
 
 
 def _order_filter(account: str | None, patterns: Sequence[str] | None,
@@ -187,11 +195,13 @@ def _order_from_row(r: tuple[Any, ...]) -> Order:
 
 def _position_row(p: Position) -> tuple[Any, ...]:
     return (p.account, p.symbol, str(p.quantity), str(p.average_price), str(p.realised_pnl),
-            str(p.pending_buy), str(p.pending_sell), str(p.pending_loss))  # fmt: skip
+            str(p.pending_buy), str(p.pending_sell), str(p.pending_loss), p.sod_day, str(p.sod_quantity),
+            str(p.sod_average))  # fmt: skip
 
 
 def _position_from_row(r: tuple[Any, ...]) -> Position:
-    return Position(r[0], r[1], Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), Decimal(r[5]), Decimal(r[6]), Decimal(r[7]))
+    return Position(r[0], r[1], Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), Decimal(r[5]), Decimal(r[6]), Decimal(r[7]),
+                    sod_day=r[8], sod_quantity=Decimal(r[9]), sod_average=Decimal(r[10]))  # fmt: skip
 
 
 class SQLiteStore:
@@ -401,6 +411,7 @@ class SQLiteStore:
                                 o.reason, now, o.account, o.client_order_id))  # fmt: skip
                 position = positions[(o.account, o.symbol)]
                 if ex.fill_quantity > 0 and ex.fill_price is not None:
+                    position.roll(ex.day or utc_day(now))
                     signed = ex.fill_quantity if o.side is Side.BUY else -ex.fill_quantity
                     pnl = position.fill(signed, ex.fill_price, ex.multiplier)
                     if pnl:
