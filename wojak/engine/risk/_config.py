@@ -66,6 +66,7 @@ class Instrument(_Frozen):
     multiplier: Decimal = Field(default=Decimal(1), gt=0)
     price_decimals: int = Field(default=2, ge=0, le=8)
     quantity_decimals: int = Field(default=0, ge=0, le=8)
+    currency_decimals: int = Field(default=2, ge=0, le=8)  # realised P&L is rounded to this many places
     limits: Limits = Limits()
 
     _floats = field_validator("multiplier", "lot_size", "tick_size", mode="before")(_no_float)
