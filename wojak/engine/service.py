@@ -424,8 +424,9 @@ class OrderService:
             sign = 1 if order.side.value == "buy" else -1
             release = (max(fill, Decimal(0)) if order.state not in _CLOSED else order.quantity - previous_fill) * sign
             executions.append(
-                Execution(order, expected, max(fill, Decimal(0)), price, release, self.risk.multiplier(order.symbol), day)
-            )
+                Execution(order, expected, max(fill, Decimal(0)), price, release, self.risk.multiplier(order.symbol), day,
+                          pnl_quantum=self.risk.pnl_quantum(order.symbol))
+            )  # fmt: skip
         if executions:
             await self.store.record(executions)
         for order, problem in anomalies:

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from wojak.engine.domain import (
+    MONEY,
     FINAL_STATES,
     TRANSITIONS,
     IllegalTransition,
@@ -85,7 +86,8 @@ def test_position_quantity_is_the_sum_of_fills(fills):
     p = Position("a", "S")
     total_realised = Decimal(0)
     for qty, price in fills:
-        total_realised += p.fill(Decimal(qty), Decimal(price))
+        with localcontext(MONEY):  # the sum in the context positions use
+            total_realised += p.fill(Decimal(qty), Decimal(price))
     assert p.quantity == sum(q for q, _ in fills)
     assert p.realised_pnl == total_realised
     if p.quantity == 0:

@@ -12,9 +12,11 @@ from wojak.engine.domain._orders import (
     transition,
 )
 from wojak.engine.domain._positions import Position
-from wojak.engine.domain._values import Price, Quantity, to_decimal
+from wojak.engine.domain._values import MONEY, Price, Quantity, quantize_money, to_decimal
 
 __all__ = [
+    "MONEY",
+    "quantize_money",
     "FINAL_STATES",
     "TRANSITIONS",
     "IllegalTransition",

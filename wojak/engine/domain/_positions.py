@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
+
+from wojak.engine.domain._values import MONEY, quantize_money
 
 ZERO = Decimal(0)
 
@@ -68,8 +70,14 @@ class Position:
         if loss:
             self.pending_loss = max(self.pending_loss - loss, ZERO)
 
-    def fill(self, signed_quantity: Decimal, price: Decimal, multiplier: Decimal = Decimal(1)) -> Decimal:
-        """Apply a fill; returns the P&L it realised."""
+    def fill(self, signed_quantity: Decimal, price: Decimal, multiplier: Decimal = Decimal(1),
+             quantum: Decimal | None = None) -> Decimal:  # fmt: skip
+        """Apply a fill; returns the P&L it realised, rounded to ``quantum`` (the instrument's
+        currency unit) if given. All arithmetic runs in the ``MONEY`` context."""
+        with localcontext(MONEY):
+            return self._fill(signed_quantity, price, multiplier, quantum)
+
+    def _fill(self, signed_quantity: Decimal, price: Decimal, multiplier: Decimal, quantum: Decimal | None) -> Decimal:
         realised = ZERO
         qty = self.quantity
         if qty == 0 or (qty > 0) == (signed_quantity > 0):
@@ -79,7 +87,7 @@ class Position:
             return realised
         closing = min(abs(signed_quantity), abs(qty))
         direction = Decimal(1) if qty > 0 else Decimal(-1)
-        realised = (price - self.average_price) * closing * direction * multiplier
+        realised = quantize_money((price - self.average_price) * closing * direction * multiplier, quantum)
         self.realised_pnl += realised
         total = qty + signed_quantity
         if total == 0:

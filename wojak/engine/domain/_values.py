@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, Overflow
+
+# The context of all money arithmetic, whatever the process's default context is: 34 digits
+# (IEEE decimal128), banker's rounding, and an error rather than a silent NaN or infinity.
+MONEY = Context(prec=34, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
+del Inexact
+
+
+def quantize_money(value: Decimal, quantum: Decimal | None) -> Decimal:
+    """``value`` rounded (half-even) to ``quantum`` (e.g. Decimal("0.01")), or as is if None."""
+    return value if quantum is None else value.quantize(quantum, context=MONEY)
 
 
 def to_decimal(value: str | int | Decimal) -> Decimal:

@@ -409,6 +409,11 @@ class RiskEngine:
     def multiplier(self, symbol: str) -> Decimal:
         return self.multipliers.get(symbol, ONE)
 
+    def pnl_quantum(self, symbol: str) -> Decimal | None:
+        """The currency unit realised P&L of ``symbol`` is rounded to (None: an unknown symbol)."""
+        ins = self.config.instruments.get(symbol)
+        return None if ins is None else Decimal(1).scaleb(-ins.currency_decimals)
+
     def tick_limits(self, symbol: str) -> tuple[Decimal | None, Decimal | None]:
         """``(max_tick_jump_percent, tick_jump_seconds)`` for ``symbol`` (None: unset)."""
         spec = self._specs.get(symbol, self._unknown)

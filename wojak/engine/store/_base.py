@@ -70,6 +70,7 @@ class Execution:
     release: Decimal  # signed reservation to release (the order's quantity once it is closed)
     multiplier: Decimal = Decimal(1)
     day: str = ""  # the exchange trading day the fill's realised P&L counts toward ("" = UTC today)
+    pnl_quantum: Decimal | None = None  # realised P&L is rounded to this (the instrument's currency unit)
     applied: bool = False  # set by the store: False means another writer got there first
 
 

@@ -413,7 +413,7 @@ class SQLiteStore:
                 if ex.fill_quantity > 0 and ex.fill_price is not None:
                     position.roll(ex.day or utc_day(now))
                     signed = ex.fill_quantity if o.side is Side.BUY else -ex.fill_quantity
-                    pnl = position.fill(signed, ex.fill_price, ex.multiplier)
+                    pnl = position.fill(signed, ex.fill_price, ex.multiplier, ex.pnl_quantum)
                     if pnl:
                         k = (o.account, ex.day or utc_day(now))
                         realised[k] = realised.get(k, Decimal(0)) + pnl
