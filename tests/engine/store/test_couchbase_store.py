@@ -180,7 +180,7 @@ async def test_a_crash_after_the_order_commit_is_rolled_forward_exactly_once(han
     monkeypatch.undo()
 
     [restarted] = handles(1)
-    assert (await restarted.get_order("c1")).state is OrderState.FILLED  # committed
+    assert (await restarted.get_order("acct", "c1")).state is OrderState.FILLED  # committed
     assert await restarted.pending_orders() == []  # the recovery scan rolls the effect forward
     for _ in range(2):  # a replayed outcome is refused, and applies nothing twice
         replay = Execution(o, OrderState.PENDING, Decimal(10), Decimal(101), Decimal(10))
@@ -190,7 +190,7 @@ async def test_a_crash_after_the_order_commit_is_rolled_forward_exactly_once(han
     position = await restarted.get_position("acct", "SYM")
     assert position.quantity == Decimal(10) and position.pending_buy == 0 and position.average_price == Decimal(101)
     trades = await restarted.list_trades()
-    assert [(t.trade_id, t.quantity) for t in trades] == [("c1#1", Decimal(10))]
+    assert [(t.trade_id, t.quantity) for t in trades] == [("acct/c1#1", Decimal(10))]
 
 
 @pytest.mark.couchbase
@@ -211,7 +211,7 @@ async def test_the_next_record_of_an_order_rolls_its_earlier_outcome_forward_fir
     position = await store.get_position("acct", "SYM")
     assert position.quantity == Decimal(10) and position.pending_buy == 0
     assert sorted((t.trade_id, t.quantity) for t in await store.list_trades(client_order_id="c1")) == [
-        ("c1#1", Decimal(4)), ("c1#2", Decimal(6))]  # fmt: skip
+        ("acct/c1#1", Decimal(4)), ("acct/c1#2", Decimal(6))]  # fmt: skip
 
 
 @pytest.mark.couchbase
@@ -236,7 +236,7 @@ async def test_an_escalation_counts_only_once_its_order_is_recorded(handles, mon
     assert await store.undelivered_escalations() == []  # outbox written, order not: not yet
     await store.admit([order("e1")], escalate)
     [esc] = await store.undelivered_escalations()
-    assert esc["key"] == "esc:e1" and esc["payload"] == {"why": "limit"}
+    assert esc["key"] == "esc:acct/e1" and esc["payload"] == {"why": "limit"}
 
 
 # -- ambiguous writes, with a fake collection -----------------------------------------
@@ -245,6 +245,11 @@ async def test_an_escalation_counts_only_once_its_order_is_recorded(handles, mon
 class FakeResult:
     def __init__(self, value, cas):
         self.content_as = {dict: value}
+        self.cas = cas
+
+
+class FakeMutation:
+    def __init__(self, cas):
         self.cas = cas
 
 
@@ -266,6 +271,7 @@ class FakeCollection:
         if self.ambiguous:
             self.ambiguous -= 1
             raise self.exc.AmbiguousTimeoutException(message="ambiguous")
+        return FakeMutation(self.docs[key][1])
 
     async def get(self, key):
         if key not in self.docs:
@@ -276,14 +282,14 @@ class FakeCollection:
     async def insert(self, key, value):
         if key in self.docs:
             raise self.exc.DocumentExistsException(message=key)
-        self._write(key, value)
+        return self._write(key, value)
 
     async def replace(self, key, value, options):
         if key not in self.docs:
             raise self.exc.DocumentNotFoundException(message=key)
         if self.docs[key][1] != options["cas"]:
             raise self.exc.CasMismatchException(message=key)
-        self._write(key, value)
+        return self._write(key, value)
 
 
 def fake_store(coll: FakeCollection) -> CouchbaseStore:
@@ -310,6 +316,20 @@ async def test_an_ambiguous_insert_is_looked_up_never_blindly_rewritten(lands):
     assert await store._insert("k", {"a": 1}) is True
     assert coll.writes == (1 if lands else 2)  # landed: no second write; not landed: one retry
     assert coll.docs["k"][0]["a"] == 1
+    # the CAS it reports is the one the landed write left (a follow-up CAS write relies on it)
+    assert await store._insert_cas("k2", {"b": 2}) == coll.docs["k2"][1]
+
+
+@pytest.mark.parametrize("lands", [True, False])
+async def test_an_ambiguous_write_reports_the_cas_it_left(lands):
+    coll = FakeCollection(ambiguous=1, lands=lands)
+    store = fake_store(coll)
+    cas = await store._insert_cas("k", {"a": 1})
+    assert cas == coll.docs["k"][1]
+    coll.ambiguous = 1
+    new = await store._replace_cas("k", {"a": 2}, cas)
+    assert new == coll.docs["k"][1] and new != cas and coll.docs["k"][0]["a"] == 2
+    assert await store._replace_cas("k", {"a": 3}, cas) is None  # a stale CAS loses
 
 
 async def test_an_ambiguous_insert_that_lost_to_another_writer_reports_existing():
@@ -355,7 +375,7 @@ async def test_an_unreachable_cluster_is_store_unavailable_within_the_timeout():
     store = CouchbaseStore("couchbase://127.0.0.1:1", "u", "p", "default", connect_timeout=1.0)
     started = time.monotonic()
     with pytest.raises(StoreUnavailable, match="cannot connect"):
-        await store.get_order("x")
+        await store.get_order("a", "x")
     assert time.monotonic() - started < 10
     await store.close()
 

@@ -1,14 +1,17 @@
-"""SQLite-specific: a database created by an earlier version is migrated when opened."""
+"""SQLite-specific: a database created by an earlier version is migrated when opened; the
+audit log is append-only in the database itself."""
 
 from __future__ import annotations
 
 import sqlite3
 from decimal import Decimal
 
+import pytest
+
 from wojak.engine.domain import OrderState
 from wojak.engine.store import SQLiteStore
 
-from tests.engine.store.test_store_contract import approve, approve_reserving, fill, order
+from tests.engine.store.test_store_contract import apply_all, approve, approve_reserving, fill, order, tick
 
 # the tables as the first release created them (no positions.pending_loss, no orders.loss_per_unit)
 _OLD = """
@@ -43,7 +46,7 @@ async def test_an_earlier_database_gets_the_new_columns_at_open(tmp_path):
         await store.record([fill(o, "4")])
         position = await store.get_position("acct", "SYM")
         assert position.quantity == Decimal(9) and position.pending_loss == 0
-        assert (await store.get_order("c1")).state is OrderState.FILLED
+        assert (await store.get_order("acct", "c1")).state is OrderState.FILLED
     finally:
         await store.close()
     again = SQLiteStore(path)  # opening a migrated (or new) database changes nothing
@@ -52,3 +55,132 @@ async def test_an_earlier_database_gets_the_new_columns_at_open(tmp_path):
         assert (await again.get_position("acct", "SYM")).pending_buy == Decimal(10)
     finally:
         await again.close()
+
+
+# the schema before client_order_id was unique per account (git show 5655ce5:wojak/engine/store/_sqlite.py):
+# orders keyed by client_order_id alone, trades named <coid>#<qty>, ticks without a version, no audit table
+_BY_COID = """
+CREATE TABLE IF NOT EXISTS orders (
+  client_order_id TEXT PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
+  account TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
+  quantity TEXT NOT NULL, order_type TEXT NOT NULL, limit_price TEXT,
+  time_in_force TEXT NOT NULL, tag TEXT,
+  state TEXT NOT NULL, filled_quantity TEXT NOT NULL, average_price TEXT,
+  venue_order_id TEXT, reason TEXT,
+  created_at REAL NOT NULL, updated_at REAL NOT NULL,
+  loss_per_unit TEXT
+);
+CREATE INDEX IF NOT EXISTS orders_by_state ON orders(state) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS orders_by_account ON orders(account, created_at);
+CREATE TABLE IF NOT EXISTS trades (
+  trade_id TEXT PRIMARY KEY,
+  client_order_id TEXT NOT NULL, account TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
+  quantity TEXT NOT NULL, price TEXT NOT NULL, venue_order_id TEXT, executed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trades_by_order ON trades(client_order_id);
+CREATE TABLE IF NOT EXISTS positions (
+  account TEXT NOT NULL, symbol TEXT NOT NULL,
+  quantity TEXT NOT NULL, average_price TEXT NOT NULL, realised_pnl TEXT NOT NULL,
+  pending_buy TEXT NOT NULL, pending_sell TEXT NOT NULL, pending_loss TEXT NOT NULL DEFAULT '0',
+  PRIMARY KEY (account, symbol)
+);
+CREATE TABLE IF NOT EXISTS ticks (
+  symbol TEXT PRIMARY KEY, bid TEXT NOT NULL, ask TEXT NOT NULL, last TEXT NOT NULL, received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daily (
+  account TEXT NOT NULL, day TEXT NOT NULL, realised TEXT NOT NULL, PRIMARY KEY (account, day)
+);
+CREATE TABLE IF NOT EXISTS order_rate (
+  account TEXT NOT NULL, sec INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (account, sec)
+);
+CREATE TABLE IF NOT EXISTS account_state (
+  account TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS escalations (
+  key TEXT PRIMARY KEY, client_order_id TEXT NOT NULL, payload TEXT NOT NULL,
+  created_at REAL NOT NULL, delivered_at REAL
+);
+INSERT INTO orders VALUES ('c1', 'fp-c1', 'acct', 'SYM', 'buy', '10', 'limit', '100', 'day', NULL,
+                           'pending', '0', NULL, NULL, NULL, 1000.0, 1000.0, '2');
+INSERT INTO orders VALUES ('c2', 'fp-c2', 'acct', 'SYM', 'buy', '5', 'limit', '100', 'day', 'old',
+                           'filled', '5', '99', 'v-2', NULL, 1001.0, 1002.0, NULL);
+INSERT INTO orders VALUES ('x1', 'fp-x1', 'other', 'SYM', 'sell', '1', 'limit', '100', 'day', NULL,
+                           'escalated', '0', NULL, NULL, 'max_position', 1003.0, 1003.0, NULL);
+INSERT INTO trades VALUES ('c2#5', 'c2', 'acct', 'SYM', 'buy', '5', '99', 'v-2', 1002.0);
+INSERT INTO positions VALUES ('acct', 'SYM', '5', '99', '0', '10', '0', '20');
+INSERT INTO ticks VALUES ('SYM', '99', '101', '100', 1002.5);
+INSERT INTO escalations VALUES ('esc:x1', 'x1', '{"why": "max_position"}', 1003.0, NULL);
+"""
+
+
+async def test_a_database_keyed_by_client_order_id_alone_is_migrated_at_open(tmp_path):
+    path = tmp_path / "by-coid.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(_BY_COID)
+    store = SQLiteStore(path)
+    try:
+        c1, c2, x1 = (await store.get_order("acct", "c1"), await store.get_order("acct", "c2"),
+                      await store.get_order("other", "x1"))  # fmt: skip
+        assert (c1.state, c1.quantity, c1.created_at, c1.principal) == (OrderState.PENDING, 10, 1000.0, None)
+        assert (c2.state, c2.filled_quantity, c2.average_price, c2.tag, c2.venue_order_id) == (
+            OrderState.FILLED, 5, 99, "old", "v-2")  # fmt: skip
+        assert (x1.state, x1.reason) == (OrderState.ESCALATED, "max_position")
+        assert await store.get_order("other", "c1") is None and await store.get_order("acct", "x1") is None
+        assert [o.key for o in await store.list_orders()] == ["other/x1", "acct/c2", "acct/c1"]
+        assert [o.key for o in await store.pending_orders()] == ["acct/c1"]
+
+        # the key is (account, client_order_id) now: c1 in another account is another order
+        results = await store.admit([order("c1", account="acct"), order("c1", account="other", quantity="2")], approve)
+        assert [(o.key, existed) for o, existed in results] == [("acct/c1", True), ("other/c1", False)]
+        # the migrated pending order records as any other; its loss reservation is released with it
+        await store.record([fill(c1, "10", "100")])
+        position = await store.get_position("acct", "SYM")
+        assert (position.quantity, position.pending_buy, position.pending_loss) == (15, 0, 0)
+        assert sorted(t.trade_id for t in await store.list_trades(account="acct")) == ["acct/c1#10", "c2#5"]
+        assert [t.quantity for t in await store.list_trades(client_order_id="c2", account="acct")] == [5]
+
+        # ticks without a version: read as version 0, newer ones above it
+        newest, ticks = await store.ticks_since(-1)
+        assert (newest, [(t["symbol"], t["last"], t["version"]) for t in ticks]) == (0, [("SYM", "100", 0)])
+        await store.apply_ticks([tick("SYM", "101", 3)], apply_all)
+        newest, ticks = await store.ticks_since(0)
+        assert newest > 0 and [(t["last"], t["sequence"]) for t in ticks] == [("101", 3)]
+
+        # an escalation waiting under its old key is still delivered by that key
+        assert [e["key"] for e in await store.undelivered_escalations()] == ["esc:x1"]
+        await store.mark_escalations_delivered(["esc:x1"])
+        assert await store.undelivered_escalations() == []
+        await store.append_audit("migrated", "test", "", {})
+        assert [e["kind"] for e in await store.list_audit()] == ["migrated"]
+    finally:
+        await store.close()
+
+    with sqlite3.connect(path) as db:
+        keys = [r[1] for r in sorted(db.execute("PRAGMA table_info(orders)"), key=lambda r: r[5]) if r[5]]
+        assert keys == ["account", "client_order_id"]
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='orders'")}
+        assert {"orders_by_state", "orders_by_account"} <= indexes
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name='orders_by_coid'").fetchone() == (0,)
+    again = SQLiteStore(path)  # opening a migrated database changes nothing
+    try:
+        assert len(await again.list_orders()) == 4
+        assert (await again.get_order("other", "c1")).quantity == 2
+    finally:
+        await again.close()
+
+
+async def test_the_audit_table_refuses_update_and_delete(tmp_path):
+    path = tmp_path / "audit.sqlite"
+    store = SQLiteStore(path)
+    try:
+        await store.append_audit("login", "alice", "sidecar", {"ok": True})
+        await store.set_account_state("acct", "HALTED", "ops", actor="bob")
+        before = await store.list_audit()
+        with sqlite3.connect(path) as db:
+            for statement in ("UPDATE audit SET actor='mallory'", "DELETE FROM audit", "DELETE FROM audit WHERE id=1"):
+                with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                    db.execute(statement)
+        assert await store.list_audit() == before and len(before) == 2
+    finally:
+        await store.close()

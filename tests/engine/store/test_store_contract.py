@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import random
 import uuid
 from decimal import Decimal
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
 
 from wojak.engine.domain import Order, OrderEvent, OrderState, Position
 from wojak.engine.protocol import validate_order
-from wojak.engine.store import Execution, SQLiteStore, open_store
+from wojak.engine.store import TICK_APPLIED, Execution, SQLiteStore, open_store
 
 
 def sqlite_store(path: Path, request):
@@ -52,11 +55,13 @@ async def make_store(request, tmp_path):
             pass
 
 
-def order(coid="c1", quantity="10", side="buy", account="acct", symbol="SYM", price="100") -> Order:
+def order(coid="c1", quantity="10", side="buy", account="acct", symbol="SYM", price="100", principal=None) -> Order:
     wire, errors = validate_order({"client_order_id": coid, "account": account, "symbol": symbol, "side": side,
                                    "quantity": quantity, "order_type": "limit", "limit_price": price})  # fmt: skip
     assert not errors
-    return Order.from_wire(wire)
+    o = Order.from_wire(wire)
+    o.principal = principal
+    return o
 
 
 def approve(o: Order, view):
@@ -80,7 +85,7 @@ async def test_admit_creates_pending_with_a_reservation(make_store):
     store = make_store()
     [(record, existed)] = await store.admit([order()], approve)
     assert not existed and record.state is OrderState.PENDING
-    stored = await store.get_order("c1")
+    stored = await store.get_order("acct", "c1")
     assert stored.state is OrderState.PENDING and stored.quantity == Decimal(10)
     position = await store.get_position("acct", "SYM")
     assert position.pending_buy == Decimal(10) and position.quantity == 0
@@ -127,12 +132,13 @@ async def test_denied_and_escalated_are_final_and_escalations_reach_the_outbox(m
         return {"key": f"esc:{o.client_order_id}", "why": "max_position_exceeded"}
 
     await store.admit([order("deny"), order("esc")], decide)
-    assert (await store.get_order("deny")).state is OrderState.DENIED
-    assert (await store.get_order("esc")).state is OrderState.ESCALATED
+    assert (await store.get_order("acct", "deny")).state is OrderState.DENIED
+    assert (await store.get_order("acct", "esc")).state is OrderState.ESCALATED
     assert await store.pending_orders() == []
     assert (await store.get_position("acct", "SYM")).pending_buy == 0
     outbox = await store.undelivered_escalations()
     assert [e["client_order_id"] for e in outbox] == ["esc"] and outbox[0]["payload"]["why"] == "max_position_exceeded"
+    assert outbox[0]["key"] == "esc:acct/esc"
     await store.mark_escalations_delivered([outbox[0]["key"]])
     assert await store.undelivered_escalations() == []
 
@@ -146,7 +152,7 @@ async def test_record_fills_once_even_if_recorded_twice(make_store):
     again = Execution(o, OrderState.PENDING, Decimal(10), Decimal(101), Decimal(10))  # a replay of the same outcome
     await store.record([again])
     assert not again.applied  # compare-and-set: the record is no longer pending
-    stored = await store.get_order("c1")
+    stored = await store.get_order("acct", "c1")
     assert stored.state is OrderState.FILLED and stored.filled_quantity == Decimal(10) and stored.average_price == Decimal(101)
     trades = await store.list_trades(client_order_id="c1")
     assert len(trades) == 1 and trades[0].quantity == Decimal(10) and trades[0].price == Decimal(101)
@@ -172,7 +178,7 @@ async def test_a_rejection_releases_the_reservation_without_a_trade(make_store):
     o.apply(OrderEvent.REJECTED)
     o.reason = "sandbox_rejected"
     await store.record([Execution(o, OrderState.PENDING, Decimal(0), None, Decimal(10))])
-    stored = await store.get_order("c1")
+    stored = await store.get_order("acct", "c1")
     assert stored.state is OrderState.REJECTED and stored.reason == "sandbox_rejected"
     assert await store.list_trades() == []
     assert (await store.get_position("acct", "SYM")).pending_buy == 0
@@ -195,15 +201,21 @@ async def test_lists_newest_first(make_store):
         await store.admit([order(f"c{i}", account="x" if i == 1 else "acct")], approve)
     assert [o.client_order_id for o in await store.list_orders()] == ["c2", "c1", "c0"]
     assert [o.client_order_id for o in await store.list_orders(account="x")] == ["c1"]
-    assert await store.get_order("missing") is None
+    assert await store.get_order("acct", "missing") is None
+    assert await store.get_order("x", "c0") is None  # c0 is acct's
+
+
+def apply_all(stored, tick, now):
+    return TICK_APPLIED
 
 
 async def test_ticks_round_trip(make_store):
     store = make_store()
-    await store.put_ticks([{"symbol": "SYM", "bid": "99.5", "ask": "100.5", "last": "100"}])
-    await store.put_ticks([{"symbol": "SYM", "bid": "100", "ask": "101", "last": "100.75"}])
+    assert await store.apply_ticks([{"symbol": "SYM", "bid": "99.5", "ask": "100.5", "last": "100"}], apply_all) == ["applied"]
+    await store.apply_ticks([{"symbol": "SYM", "bid": "100", "ask": "101", "last": "100.75"}], apply_all)
     ticks = await store.load_ticks()
     assert ticks["SYM"]["last"] == "100.75" and Decimal(ticks["SYM"]["bid"]) == Decimal(100)
+    assert ticks["SYM"]["sequence"] is None and ticks["SYM"]["exchange_time"] is None
 
 
 async def test_state_survives_reopening(make_store):
@@ -212,7 +224,7 @@ async def test_state_survives_reopening(make_store):
     await store.record([fill(o, "10")])
     await store.close()
     again = make_store()
-    assert (await again.get_order("c1")).state is OrderState.FILLED
+    assert (await again.get_order("acct", "c1")).state is OrderState.FILLED
     assert (await again.get_position("acct", "SYM")).quantity == Decimal(10)
 
 
@@ -292,12 +304,20 @@ async def test_a_halt_set_by_decide_is_stored_and_seen_until_reset(make_store):
     await store.admit([order("b")], lambda o, v: states.append(v.state) or approve(o, v))
     assert states == [None, "HALTED"]
     assert [s["account"] for s in await store.list_account_states()] == ["acct"]
-    await store.set_account_state("acct", None)
+    await store.set_account_state("acct", None, actor="ops")
     assert await store.get_account_state("acct") is None
     await store.admit([order("c")], lambda o, v: states.append(v.state) or approve(o, v))
     assert states[-1] is None
     await store.set_account_state("acct", "REDUCING", "operator")
     assert (await store.get_account_state("acct"))["state"] == "REDUCING"
+    # every change is in the audit log, the risk halt included, newest first
+    assert [(e["kind"], e["actor"], e["subject"], e["detail"]["state"], e["detail"]["reason"])
+            for e in await store.list_audit()] == [
+        ("account_state", "unknown", "acct", "REDUCING", "operator"),
+        ("account_state", "ops", "acct", "configured", ""),
+        ("account_state", "engine:risk", "acct", "HALTED", "max_daily_loss_exceeded"),
+    ]  # fmt: skip
+    assert (await store.list_audit())[-1]["detail"]["order"] == "acct/a"
 
 
 # -- the daily-loss reservation of orders in flight -------------------------------------
@@ -358,3 +378,236 @@ async def test_pending_loss_is_reserved_at_admit_and_released_at_record_once(mak
     await store.record([Execution(r, OrderState.PENDING, Decimal(0), None, Decimal(2))])  # replayed
     assert (await store.get_position("acct", "SYM")).pending_loss == 0
     assert [p.pending_loss for p in await make_store().list_positions("acct")] == [0]
+
+
+# -- client_order_id is unique per account: (account, client_order_id) names an order ----
+
+
+async def test_the_same_coid_in_two_accounts_is_two_independent_orders(make_store):
+    store = make_store()
+    results = await store.admit([order("c1", account="a1", principal="alice"),
+                                 order("c1", account="a2", quantity="3", side="sell", principal="bob")], approve)  # fmt: skip
+    assert [existed for _, existed in results] == [False, False]  # other content, other account: no conflict
+    [(o1, _), (o2, _)] = results
+    await store.record([fill(o1, "10", "101")])
+
+    first, second = await store.get_order("a1", "c1"), await store.get_order("a2", "c1")
+    assert (first.account, first.state, first.filled_quantity, first.principal) == ("a1", OrderState.FILLED, 10, "alice")
+    assert (second.account, second.state, second.quantity, second.principal) == ("a2", OrderState.PENDING, 3, "bob")
+    assert second.filled_quantity == 0 and second.average_price is None
+    assert await store.get_order("a3", "c1") is None
+    assert [o.key for o in await store.pending_orders()] == ["a2/c1"]
+    assert (await store.get_position("a1", "SYM")).quantity == Decimal(10)
+    position = await store.get_position("a2", "SYM")
+    assert position.quantity == 0 and position.pending_sell == Decimal(3)
+
+    # a resend is the same order of its own account only
+    [(again, existed)] = await make_store().admit([order("c1", account="a2", quantity="3", side="sell")], approve)
+    assert existed and again.key == "a2/c1" and again.state is OrderState.PENDING
+
+    assert [o.key for o in await store.list_orders(account="a1")] == ["a1/c1"]
+    assert [o.key for o in await store.list_orders(account="a2")] == ["a2/c1"]
+    assert sorted(o.key for o in await store.list_orders()) == ["a1/c1", "a2/c1"]
+    assert sorted(o.key for o in await store.list_orders(patterns=["a*"])) == ["a1/c1", "a2/c1"]
+    assert [o.key for o in await store.list_orders(patterns=["?2"])] == ["a2/c1"]
+    assert [o.key for o in await store.list_orders(patterns=["b*", "a1"])] == ["a1/c1"]
+    assert [o.key for o in await store.list_orders(account="a1", patterns=["a2"])] == []
+    assert await store.list_orders(patterns=[]) == []  # no pattern: no account
+    assert await store.list_orders(patterns=["a"]) == []  # a pattern matches the whole name
+
+    # trades: separate per order, named by the account-qualified key
+    await store.record([fill(o2, "3", "99")])
+    trades = await store.list_trades()
+    assert sorted((t.account, t.client_order_id, t.quantity) for t in trades) == [("a1", "c1", 10), ("a2", "c1", 3)]
+    assert len({t.trade_id for t in trades}) == 2 and all(t.trade_id.startswith(f"{t.account}/c1#") for t in trades)
+    assert [(t.account, t.price) for t in await store.list_trades(account="a1")] == [("a1", Decimal(101))]
+    assert [(t.account, t.price) for t in await store.list_trades(client_order_id="c1", account="a2")] == [("a2", Decimal(99))]
+    assert len(await store.list_trades(client_order_id="c1")) == 2
+    assert await store.list_trades(client_order_id="c1", account="a3") == []
+    assert (await store.get_position("a2", "SYM")).quantity == Decimal(-3)
+    assert (await store.get_position("a1", "SYM")).quantity == Decimal(10)
+
+
+async def test_escalations_of_the_same_coid_in_two_accounts_are_separate_outbox_entries(make_store):
+    store = make_store()
+
+    def escalate(o, view):
+        o.apply(OrderEvent.ESCALATED)
+        return {"account": o.account}
+
+    await store.admit([order("e1", account="a1"), order("e1", account="a2")], escalate)
+    outbox = await store.undelivered_escalations()
+    assert sorted((e["key"], e["client_order_id"], e["payload"]["account"]) for e in outbox) == [
+        ("esc:a1/e1", "e1", "a1"), ("esc:a2/e1", "e1", "a2")]  # fmt: skip
+    await store.mark_escalations_delivered(["esc:a1/e1"])
+    assert [e["key"] for e in await make_store().undelivered_escalations()] == ["esc:a2/e1"]
+    await store.mark_escalations_delivered(["esc:a2/e1"])
+    assert await store.undelivered_escalations() == []
+
+
+async def test_list_orders_pages_with_before_return_every_order_once_in_order(make_store):
+    store = make_store()
+    accounts = ["a1", "a2", "b1"]
+    # a batch admits at one instant on some stores: ties broken by account, then client_order_id
+    await store.admit([order(f"c{i}", account=accounts[i % 3]) for i in range(7)], approve)
+    await store.admit([order("c1", account="b1"), order("z", account="a1")], approve)  # c1 again, in b1: another order
+    await store.admit([order(f"d{i}", account=accounts[i % 3]) for i in range(5)], approve)
+    everything = await store.list_orders(limit=1000)
+    assert len(everything) == 14 == len({o.key for o in everything})
+    triples = [(o.created_at, o.account, o.client_order_id) for o in everything]
+    assert triples == sorted(triples, reverse=True)
+
+    for patterns, size in ((None, 3), (None, 1), (["a*"], 2), (["b1", "a2"], 4)):
+        expected = [o.key for o in everything if patterns is None or any(fnmatchcase(o.account, p) for p in patterns)]
+        pages, before = [], None
+        while True:
+            page = await store.list_orders(limit=size, patterns=patterns, before=before)
+            if not page:
+                break
+            assert len(page) <= size
+            pages.extend(o.key for o in page)
+            last = page[-1]
+            before = (last.created_at, last.account, last.client_order_id)
+        assert pages == expected, patterns
+    # one account's pages
+    last = everything[4]
+    older = await store.list_orders(limit=1000, account="a1", before=(last.created_at, last.account, last.client_order_id))
+    assert [o.key for o in older] == [o.key for o in everything[5:] if o.account == "a1"]
+
+
+# -- ticks: judged in the store, versioned, read back by every replica --------------------
+
+
+def by_sequence(stored, tick, now):
+    """A judge: a sequence at or below the stored one is stale; anything else applies."""
+    if stored is not None and tick.get("sequence") is not None and stored.get("sequence") is not None:
+        if tick["sequence"] <= stored["sequence"]:
+            return "stale"
+    return TICK_APPLIED
+
+
+def tick(symbol="SYM", last="100", sequence=None, exchange_time=None):
+    t = {"symbol": symbol, "bid": str(Decimal(last) - 1), "ask": str(Decimal(last) + 1), "last": last}
+    if sequence is not None:
+        t["sequence"] = sequence
+    if exchange_time is not None:
+        t["exchange_time"] = exchange_time
+    return t
+
+
+async def test_apply_ticks_judges_each_tick_and_versions_the_applied_ones(make_store):
+    store = make_store()
+    assert await store.ticks_since(-1) in ((-1, []), (0, []))  # nothing yet
+    seen = []
+
+    def judge(stored, t, now):
+        seen.append((None if stored is None else stored["last"], t["last"]))
+        return by_sequence(stored, t, now)
+
+    outcomes = await store.apply_ticks([tick("SYM", "100", 5, "2026-11-30T09:15:00.125Z"), tick("SYM", "101", 4),
+                                        tick("OTHER", "50", 1), tick("SYM", "102", 6)], judge)  # fmt: skip
+    assert outcomes == ["applied", "stale", "applied", "applied"]
+    # each tick is judged against the last one applied before it (this batch's included)
+    assert [s for s in seen if s[1] != "50"] == [(None, "100"), ("100", "101"), ("100", "102")]
+    newest, ticks = await store.ticks_since(-1)
+    assert sorted((t["symbol"], t["last"], t["sequence"]) for t in ticks) == [("OTHER", "50", 1), ("SYM", "102", 6)]
+    versions = [t["version"] for t in ticks]  # ascending: the order they were applied in
+    assert versions == sorted(set(versions)) and newest >= versions[-1] > 0
+    version_of = {t["symbol"]: t["version"] for t in ticks}
+    assert all(t["received_at"] > 0 for t in ticks)
+    assert await store.ticks_since(newest) == (newest, [])  # nothing since
+
+    stored = (await store.load_ticks())["SYM"]
+    assert stored["exchange_time"] is None and stored["sequence"] == 6  # the whole tick is the applied one's
+    assert await store.apply_ticks([tick("SYM", "90", 6)], by_sequence) == ["stale"]
+    assert await store.ticks_since(newest) == (newest, [])  # a stale tick changes nothing
+    assert await store.apply_ticks([tick("SYM", "103", 7, "2026-11-30T09:15:01Z")], by_sequence) == ["applied"]
+    later, ticks = await make_store().ticks_since(newest)  # another replica reads the same
+    assert [(t["symbol"], t["last"], t["exchange_time"]) for t in ticks] == [("SYM", "103", "2026-11-30T09:15:01Z")]
+    assert ticks[0]["version"] > versions[-1] and later > newest
+    assert (await store.load_ticks())["OTHER"]["version"] == version_of["OTHER"]  # untouched
+
+
+async def test_a_tick_is_stored_as_the_judge_left_it(make_store):
+    store = make_store()
+
+    def judge(stored, t, now):  # e.g. the engine stamps the trading day and its start-of-day price
+        t["day"], t["sod_price"] = "2026-11-30", stored["last"] if stored else t["last"]
+        return TICK_APPLIED
+
+    await store.apply_ticks([tick("SYM", "100", 1)], judge)
+    await store.apply_ticks([tick("SYM", "101", 2)], judge)
+    stored = (await make_store().load_ticks())["SYM"]
+    assert (stored["last"], stored["day"], stored["sod_price"], stored["sequence"]) == ("101", "2026-11-30", "100", 2)
+    stored = (await store.load_ticks())["SYM"]
+    assert set(stored) >= {"symbol", "bid", "ask", "last", "received_at", "sequence", "exchange_time", "version"}
+
+
+async def test_versions_increase_store_wide_across_symbols_and_handles(make_store):
+    a, b = make_store(), make_store()
+    versions = []
+    for i in range(6):
+        store = (a, b)[i % 2]
+        await store.apply_ticks([tick(f"S{i % 3}", str(100 + i))], apply_all)
+        versions.append((await store.load_ticks())[f"S{i % 3}"]["version"])
+    assert versions == sorted(set(versions))
+
+
+async def test_concurrent_appliers_of_one_symbol_never_regress_its_sequence(make_store):
+    replicas = [make_store(), make_store()]
+    sequences = list(range(1, 61))
+    random.Random(7).shuffle(sequences)  # a redundant feed: the same sequences, out of order, from two sides
+    observed = []
+    done = asyncio.Event()
+
+    async def feed(store, chunk):
+        for n in chunk:
+            [outcome] = await store.apply_ticks([tick("SYM", str(100 + n), n)], by_sequence)
+            assert outcome in ("applied", "stale")
+
+    async def watch(store):
+        version = -1
+        while not done.is_set():
+            version, ticks = await store.ticks_since(version)
+            observed.extend(t["sequence"] for t in ticks)
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch(make_store()))
+    await asyncio.gather(*(feed(replicas[i % 2], sequences[i::4]) for i in range(4)))
+    done.set()
+    await watcher
+    final = (await replicas[0].load_ticks())["SYM"]
+    assert final["sequence"] == 60 and final["last"] == "160"
+    observed.append(final["sequence"])
+    assert observed == sorted(observed)  # what replicas read never goes back
+
+
+# -- the audit log -------------------------------------------------------------------
+
+
+async def test_the_audit_log_lists_newest_first_and_keeps_every_entry(make_store):
+    store = make_store()
+    assert await store.list_audit() == []
+    for i in range(5):
+        await store.append_audit("login", f"user{i}", "sidecar", {"n": i, "amount": Decimal("1.5")})
+    entries = await make_store().list_audit()
+    assert [e["detail"]["n"] for e in entries] == [4, 3, 2, 1, 0]
+    assert entries[0] == {"at": entries[0]["at"], "kind": "login", "actor": "user4", "subject": "sidecar",
+                          "detail": {"n": 4, "amount": "1.5"}}  # fmt: skip
+    assert [e["detail"]["n"] for e in await store.list_audit(2)] == [4, 3]
+    assert entries[0]["at"] >= entries[-1]["at"] > 0
+
+
+async def test_account_state_changes_are_audited_and_a_resume_keeps_the_history(make_store):
+    store = make_store()
+    await store.set_account_state("desk-1", "HALTED", "runaway strategy", actor="ops:ann")
+    await store.set_account_state("desk-2", "REDUCING", "", actor="ops:bob")
+    await store.set_account_state("desk-1", None, "all clear", actor="ops:ann")  # resume: the configuration decides
+    assert await store.get_account_state("desk-1") is None
+    assert [s["account"] for s in await store.list_account_states()] == ["desk-2"]
+    assert [(e["actor"], e["subject"], e["detail"]) for e in await store.list_audit()] == [
+        ("ops:ann", "desk-1", {"state": "configured", "reason": "all clear"}),
+        ("ops:bob", "desk-2", {"state": "REDUCING", "reason": ""}),
+        ("ops:ann", "desk-1", {"state": "HALTED", "reason": "runaway strategy"}),
+    ]  # fmt: skip
+    assert {e["kind"] for e in await store.list_audit()} == {"account_state"}

@@ -4,46 +4,76 @@ The ``couchbase`` SDK (4.x, ``acouchbase``) is imported lazily, here only; insta
 ``pip install 'wojak[couchbase]'``. The cluster is connected on the first call, on the
 running loop (asyncio or uvloop), with a bounded timeout.
 
-Documents (every key starts with the store's ``prefix``):
+An order's identity is ``Order.key`` = ``<account>/<coid>`` (``client_order_id`` is unique per
+account; ``/`` is in neither alphabet). Documents (every key starts with the store's ``prefix``):
 
-- ``order::<coid>``: the order (``to_wire`` + fingerprint), plus ``ver`` (transitions
-  recorded), ``fills`` (trades recorded), ``seq`` (admission order) and, while a recorded
-  outcome is being applied, ``fx`` (its effect on the tradebook and the position).
+- ``order::<account>/<coid>``: the order (``to_wire``, so its ``principal`` too, + fingerprint),
+  plus ``ver`` (transitions recorded), ``fills`` (trades recorded), ``seq`` (admission order)
+  and, while a recorded outcome is being applied, ``fx`` (its effect on the tradebook and the
+  position).
 - ``pos::<account>::<symbol>``: quantity, average price, realised P&L, and ``res``, one
-  entry per order holding a reservation: ``{"c": coid, "q": signed remaining, "v": last
-  applied ``ver``, "t": when}`` plus ``"u"``, the order's loss per unit, if it reserved one.
-  ``pending_buy`` / ``pending_sell`` / ``pending_loss`` (sum of ``u`` x ``|q|``) are derived
-  from ``res``, so releasing a reservation is as idempotent as moving ``q``.
-- ``trade::<coid>#<n>`` (n = the order's n-th fill, so a replay is a no-op insert),
-  ``tick::<symbol>``, ``esc::<coid>`` (the escalation outbox).
-- Index documents, because there is no query service: ``idx::orders``, ``idx::trades``,
-  ``idx::positions``, ``idx::ticks`` (arrays, sub-document ``array_addunique``),
-  ``idx::open`` (map of orders that may hold a reservation or an unapplied effect: the
-  recovery scan) and ``idx::esc`` (map of undelivered escalations), sub-document
-  ``upsert`` / ``remove``; ``idx::seq`` is a counter. Index entries are written *before*
-  the document they point to, so a crash leaves at most a dangling entry (skipped when
-  read), never an unlisted document.
+  entry per order holding a reservation, keyed by the bare coid (the doc is the account's
+  already): ``{"c": coid, "q": signed remaining, "v": last applied ``ver``, "t": when}`` plus
+  ``"u"``, the order's loss per unit, if it reserved one. ``pending_buy`` / ``pending_sell`` /
+  ``pending_loss`` (sum of ``u`` x ``|q|``) are derived from ``res``, so releasing a
+  reservation is as idempotent as moving ``q``.
+- ``acct::<account>``: the account's symbols, order-rate window and stored trading state.
+- ``trade::<account>/<coid>#<n>`` (n = the order's n-th fill, so a replay is a no-op insert;
+  the trade_id is ``<account>/<coid>#<n>``), ``esc::<account>/<coid>`` (the escalation outbox:
+  entry key ``esc:<account>/<coid>``).
+- ``tick::<symbol>``: the symbol's last applied tick with its ``version``; ``ticks::version``
+  is a counter (see "Ticks").
+- ``audit::<n>``: the audit log, insert-only documents named by the ``audit::seq`` counter
+  (the counter is their index: ``list_audit`` reads down from it; an ``n`` whose insert never
+  landed, after a crash, is a hole that is skipped).
+- Index documents, because there is no query service: ``idx::orders`` (order keys),
+  ``idx::trades`` (trade ids), ``idx::positions``, ``idx::accounts``, ``idx::ticks`` (arrays,
+  sub-document ``array_addunique``), ``idx::open`` (map, by order key, of orders that may hold
+  a reservation or an unapplied effect: the recovery scan) and ``idx::esc`` (map, by order
+  key, of undelivered escalations), sub-document ``upsert`` / ``remove``; ``idx::seq`` is a
+  counter. Index entries are written *before* the document they point to, so a crash leaves
+  at most a dangling entry (skipped when read), never an unlisted document.
 
 Listing (``list_orders``, ``list_trades``, ``list_positions``, ``pending_orders``,
 ``load_ticks``, ``undelivered_escalations``) reads the index and then every document it
 names: O(n) key-value gets, meant for test and dev-sized data sets, not for a production
 orderbook of millions (that wants range scans or a query index off the hot path).
+``list_orders`` filters the account (and its patterns) on the index entries before reading.
 
 Crash safety:
 
 - ``admit``: reservation first (position CAS, ``res[coid]`` overwritten, never added to,
   so a retry cannot double-reserve; ``decide`` sees the position without this coid's own
-  entry), then ``insert`` the order (the arbiter: exactly one writer creates a coid). A
-  loser removes the reservation only if the winner's record cannot hold one. A crash
-  between the two leaves a conservative (too large) reservation, which a resend
-  overwrites and the recovery scan drops after ``orphan_after`` seconds.
+  entry; the position doc belongs to the order's account, so the coid names one order
+  there), then ``insert`` the order doc (the arbiter: exactly one writer creates an order
+  key). A loser removes the reservation only if the winner's record cannot hold one. A
+  crash between the two leaves a conservative (too large) reservation, which a resend
+  overwrites and the recovery scan drops after ``orphan_after`` seconds. A risk HALT is
+  stored with the account doc's CAS and then appended to the audit log (a crash between the
+  two loses that audit entry, never the halt).
 - ``record``: the order doc is the commit point: one CAS moves its state *and* stores the
   effect (``fx``); then the trade is inserted, the position is updated (skipped if its
   ``res[coid].v`` already shows this effect) and ``fx`` is cleared. Whoever sees an ``fx``
   (the next ``record`` of that order, or ``pending_orders`` at engine start) rolls it
   forward first, so a crash anywhere loses nothing and applies nothing twice.
+- ``set_account_state``: the audit entry first, then the account doc, so no change goes
+  unaudited (a crash between leaves an entry for a change the caller saw fail).
 - Ambiguous writes (timeouts, durability ambiguity) are resolved by reading the document
   back (each write stamps a unique ``_w`` token), never by blindly writing again.
+
+Ticks (``apply_ticks`` / ``ticks_since``): every replica reads the same last tick, and
+``ticks_since`` must stay one read when nothing changed. A tick is applied in two CAS steps
+on its ``tick::<symbol>`` doc: first the tick is written *provisional* (``"p": true``, no new
+version yet; the judge ran on the fresh stored doc, and runs again on every retry), then a
+version is taken from the ``ticks::version`` counter and the doc is finalized with it (CAS
+on the provisional write). ``ticks_since(v)`` reads the counter ``c``; if ``c <= v`` nothing
+changed. Otherwise it reads every tick doc, finalizes any provisional one itself (a crashed
+or slow writer's; the CAS lets only one finalization land) and returns those above ``v``,
+with ``c`` as the newest version. Why this order: a version ``<= c`` was taken before ``c``
+was read, so its tick was already written (provisional) before the docs were read, and is
+seen; a tick written later gets a version above ``c``. Taking the version first and writing
+after would let a reader skip past a version whose doc lands late. A tick above ``c`` may be
+returned twice (again on the next call): harmless, it is the same tick.
 """
 
 from __future__ import annotations
@@ -52,15 +82,25 @@ import asyncio
 import dataclasses
 import json
 import random
+import re
 import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from wojak.engine.domain import Order, OrderState, Position, Side
 from wojak.engine.domain._orders import OPEN_STATES
-from wojak.engine.store._base import AccountView, Decide, Execution, StoreUnavailable, Trade, utc_day
+from wojak.engine.store._base import (
+    TICK_APPLIED,
+    AccountView,
+    Decide,
+    Execution,
+    JudgeTick,
+    StoreUnavailable,
+    Trade,
+    utc_day,
+)
 
 T = TypeVar("T")
 EXTRA_HINT = "the Couchbase store needs the couchbase SDK: pip install 'wojak[couchbase]'"
@@ -157,7 +197,34 @@ def _order_from_doc(d: dict[str, Any]) -> Order:
         time_in_force=d["time_in_force"], tag=d["tag"], fingerprint=d["fingerprint"], state=OrderState(d["state"]),
         filled_quantity=Decimal(d["filled_quantity"]), average_price=_d(d["average_price"]),
         venue_order_id=d["venue_order_id"], reason=d["reason"], created_at=d["created_at"], updated_at=d["updated_at"],
+        principal=d.get("principal"),
     )  # fmt: skip
+
+
+def _account_of(key: str) -> str:
+    """The account of an order key (``<account>/<coid>``) or trade id (``<account>/<coid>#<n>``)."""
+    return key.split("/", 1)[0]
+
+
+def _coid_of(key: str) -> str:
+    return key.split("/", 1)[1].split("#", 1)[0] if "/" in key else key
+
+
+def _account_matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
+    """fnmatch patterns with only ``*`` and ``?`` (as SQLite's GLOB reads them for these names)."""
+    regex = "|".join("".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in p) for p in patterns)
+    compiled = re.compile(f"(?:{regex})\\Z", re.DOTALL) if patterns else None
+    return (lambda account: compiled.match(account) is not None) if compiled else (lambda account: False)
+
+
+# what a stored tick always has (None if the tick had no such field): SQLite's columns
+_TICK_FIELDS = ("symbol", "bid", "ask", "last", "received_at", "sequence", "exchange_time", "version", "day", "sod_price")
+
+
+def _tick_from_doc(d: dict[str, Any]) -> dict[str, Any]:
+    """A stored tick as the store protocol returns it: the tick as judged, ``received_at`` and
+    ``version`` (without the doc's bookkeeping)."""
+    return {**dict.fromkeys(_TICK_FIELDS), **{k: v for k, v in d.items() if k not in ("_w", "p")}}
 
 
 def _position_from_doc(d: dict[str, Any] | None, account: str, symbol: str, exclude: str | None = None) -> Position:
@@ -304,44 +371,61 @@ class CouchbaseStore:
 
     async def _insert(self, key: str, doc: dict[str, Any]) -> bool:
         """Create ``key`` if absent: True if we created it, False if it already existed."""
+        return await self._insert_cas(key, doc) is not None
+
+    async def _insert_cas(self, key: str, doc: dict[str, Any]) -> int | None:
+        """Create ``key`` if absent: the new CAS if we created it, None if it already existed."""
         coll = await self._c()
         token = doc["_w"] = _token()
+        seen = {"cas": 0}
+
+        async def get(k: str) -> dict[str, Any] | None:
+            found, seen["cas"] = await self._get(k)
+            return found
+
         for _ in range(_AMBIGUOUS_ATTEMPTS):
             try:
-                await coll.insert(self._k(key), doc)
-                return True
+                return (await coll.insert(self._k(key), doc)).cas
             except self._sdk.exc.DocumentExistsException:
                 # ours if an earlier ambiguous attempt of this very write landed
-                return await resolve_ambiguous(self._get_doc, key, token) == _Outcome.APPLIED
+                return seen["cas"] if await resolve_ambiguous(get, key, token) == _Outcome.APPLIED else None
             except self._sdk.ambiguous:
-                outcome = await resolve_ambiguous(self._get_doc, key, token)
+                outcome = await resolve_ambiguous(get, key, token)
                 if outcome != _Outcome.ABSENT:
-                    return outcome == _Outcome.APPLIED
+                    return seen["cas"] if outcome == _Outcome.APPLIED else None
         raise StoreUnavailable(f"couchbase: insert of {key!r} stayed ambiguous")
 
     async def _replace(self, key: str, doc: dict[str, Any], cas: int) -> bool:
         """Replace ``key`` if it is still at ``cas``: False if another writer got there first."""
+        return await self._replace_cas(key, doc, cas) is not None
+
+    async def _replace_cas(self, key: str, doc: dict[str, Any], cas: int) -> int | None:
+        """Replace ``key`` if it is still at ``cas``: the new CAS, or None if another writer got
+        there first."""
         coll = await self._c()
         token = doc["_w"] = _token()
         for _ in range(_AMBIGUOUS_ATTEMPTS):
             try:
-                await coll.replace(self._k(key), doc, self._sdk.ReplaceOptions(cas=cas))
-                return True
+                return (await coll.replace(self._k(key), doc, self._sdk.ReplaceOptions(cas=cas))).cas
             except (self._sdk.exc.CasMismatchException, self._sdk.exc.DocumentNotFoundException,
                     self._sdk.exc.DocumentExistsException):  # fmt: skip
-                return False
+                return None
             except self._sdk.ambiguous:
                 current, current_cas = await self._get(key)
                 if current is not None and current.get("_w") == token:
-                    return True
+                    return current_cas
                 if current is None or current_cas != cas:
-                    return False
+                    return None
                 # unchanged: the write did not land; the CAS makes a retry at-most-once
         raise StoreUnavailable(f"couchbase: replace of {key!r} stayed ambiguous")
 
     async def _put(self, key: str, doc: dict[str, Any], cas: int) -> bool:
         """Insert (cas == 0) or replace at ``cas``; False on a lost race."""
-        return await (self._insert(key, doc) if cas == 0 else self._replace(key, doc, cas))
+        return await self._put_cas(key, doc, cas) is not None
+
+    async def _put_cas(self, key: str, doc: dict[str, Any], cas: int) -> int | None:
+        """Insert (cas == 0) or replace at ``cas``: the new CAS, or None on a lost race."""
+        return await (self._insert_cas(key, doc) if cas == 0 else self._replace_cas(key, doc, cas))
 
     async def _mutate(self, key: str, specs: list[Any], ignore: tuple[type[BaseException], ...] = ()) -> None:
         """An idempotent sub-document mutation on an index doc, created if missing; retried."""
@@ -384,11 +468,27 @@ class CouchbaseStore:
         doc = await self._get_doc(key)
         return list((doc or {}).get("m", {}).values())
 
-    async def _next_seq(self) -> int:
+    async def _next_seq(self, key: str = "idx::seq") -> int:
+        """Increment the counter ``key`` (created at 1): its new value. Not idempotent: an
+        ambiguous increment is retried and may skip a number, which every user tolerates."""
         coll = await self._c()
         sdk = self._sdk
-        result = await coll.binary().increment(self._k("idx::seq"), sdk.IncrementOptions(initial=sdk.SignedInt64(1)))
-        return int(result.content)
+        for _ in range(_AMBIGUOUS_ATTEMPTS):
+            try:
+                result = await coll.binary().increment(self._k(key), sdk.IncrementOptions(initial=sdk.SignedInt64(1)))
+                return int(result.content)
+            except self._sdk.ambiguous:
+                continue
+        raise StoreUnavailable(f"couchbase: increment of {key!r} stayed ambiguous")
+
+    async def _counter(self, key: str) -> int:
+        """The counter's value (0 if it was never incremented)."""
+        coll = await self._c()
+        try:
+            result = await coll.get(self._k(key))
+        except self._sdk.exc.DocumentNotFoundException:
+            return 0
+        return int(result.content_as[int])
 
     async def _cas_loop(self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> None:
         """Read-modify-write ``key`` with CAS until it sticks; ``change`` returns None for no write."""
@@ -403,8 +503,9 @@ class CouchbaseStore:
     # -- keys -----------------------------------------------------------------------
 
     @staticmethod
-    def _order_key(coid: str) -> str:
-        return f"order::{coid}"
+    def _order_key(key: str) -> str:
+        """The order doc of ``Order.key`` (``<account>/<coid>``)."""
+        return f"order::{key}"
 
     @staticmethod
     def _pos_key(account: str, symbol: str) -> str:
@@ -444,8 +545,11 @@ class CouchbaseStore:
         doc = await self._guard(self._get_doc(self._acct_key(account)))
         return (doc or {}).get("state") or None
 
-    async def set_account_state(self, account: str, state: str | None, reason: str = "") -> None:
+    async def set_account_state(self, account: str, state: str | None, reason: str = "", actor: str = "") -> None:
         async def run() -> None:
+            # the audit entry first: no change without its entry (see the module docstring)
+            await self._append_audit("account_state", actor or "unknown", account,
+                                     {"state": state or "configured", "reason": reason})  # fmt: skip
             await self._index_add("idx::accounts", account)
 
             def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -488,21 +592,22 @@ class CouchbaseStore:
         return results
 
     async def _admit_one(self, order: Order, decide: Decide, day: str) -> tuple[Order, bool]:
-        coid = order.client_order_id
-        okey = self._order_key(coid)
+        coid, key = order.client_order_id, order.key
+        okey = self._order_key(key)
         existing = await self._get_doc(okey)
         if existing is not None:
             return _order_from_doc(existing), True
         pkey = self._pos_key(order.account, order.symbol)
         akey = self._acct_key(order.account)
         snapshot = dataclasses.replace(order)
-        await self._index_add("idx::orders", coid)
-        await self._map_put("idx::open", coid, {"c": coid, "p": pkey, "t": time.time()})
+        await self._index_add("idx::orders", key)
+        await self._map_put("idx::open", key, {"k": key, "c": coid, "p": pkey, "t": time.time()})
         await self._index_add("idx::positions", pkey)
         await self._index_add("idx::accounts", order.account)
         seq = await self._next_seq()
         escalation: dict[str, Any] | None = None
         had_stale = False
+        halted: str | None = None
         for attempt in range(_CAS_ATTEMPTS):
             for f in dataclasses.fields(Order):  # a retry decides afresh, from the order as given
                 setattr(order, f.name, getattr(snapshot, f.name))
@@ -520,6 +625,7 @@ class CouchbaseStore:
             order.created_at = order.updated_at = now
             view.loss_per_unit = _ZERO
             escalation = decide(order, view)
+            halted = view.halt
             if order.state is not OrderState.PENDING and view.halt is None:
                 break  # no reservation to take: the order doc decides alone
             if order.state is OrderState.PENDING:
@@ -537,21 +643,24 @@ class CouchbaseStore:
             await _backoff(attempt)  # another order of the account got in: decide again
         else:
             raise StoreUnavailable(f"couchbase: account {akey!r} stayed contended")
+        if halted is not None:  # stored with the account doc above; now its audit entry
+            await self._append_audit("account_state", "engine:risk", order.account,
+                                     {"state": "HALTED", "reason": halted, "order": key})  # fmt: skip
         if order.state is OrderState.ESCALATED and escalation is not None:
             # the outbox entry first; it counts only once the order doc says escalated
-            await self._map_put("idx::esc", coid, coid)
-            esc = {"key": f"esc:{coid}", "client_order_id": coid, "payload": json.loads(json.dumps(escalation, default=str)),
+            await self._map_put("idx::esc", key, key)
+            esc = {"key": f"esc:{key}", "client_order_id": coid, "payload": json.loads(json.dumps(escalation, default=str)),
                    "created_at": time.time(), "delivered_at": None}  # fmt: skip
-            await self._upsert_if_absent(f"esc::{coid}", esc)
+            await self._upsert_if_absent(f"esc::{key}", esc)
         record = _order_doc(order)
         record.update(ver=0, fills=0, seq=seq)
         if await self._insert(okey, record):
             if order.state is not OrderState.PENDING:
                 if had_stale:  # a crashed earlier attempt reserved for this coid: give it back
                     await self._drop_reservation(pkey, coid)
-                await self._map_remove("idx::open", coid)
+                await self._map_remove("idx::open", key)
             return order, False
-        # another writer created this coid first: its record stands
+        # another writer created this order first: its record stands
         winner_doc = await self._get_doc(okey)
         if winner_doc is None:  # pragma: no cover - orders are never deleted
             raise StoreUnavailable(f"couchbase: {okey!r} vanished")
@@ -582,7 +691,7 @@ class CouchbaseStore:
 
     async def _record_one(self, ex: Execution) -> bool:
         o = ex.order
-        okey = self._order_key(o.client_order_id)
+        okey = self._order_key(o.key)
         for attempt in range(_CAS_ATTEMPTS):
             doc, cas = await self._get(okey)
             if doc is None:
@@ -597,6 +706,7 @@ class CouchbaseStore:
             new = _order_doc(o)
             for k in ("created_at", "seq", "fingerprint"):
                 new[k] = doc[k]
+            new["principal"] = doc.get("principal")  # who submitted it, as admitted
             ver = doc.get("ver", 0) + 1
             fills = doc.get("fills", 0)
             fx: dict[str, Any] = {"v": ver, "release": str(ex.release), "close": o.state not in OPEN_STATES, "day": ex.day,
@@ -605,7 +715,7 @@ class CouchbaseStore:
                 fills += 1
                 signed = ex.fill_quantity if o.side is Side.BUY else -ex.fill_quantity
                 fx["fill"] = {"q": str(signed), "p": str(ex.fill_price), "m": str(ex.multiplier)}
-                fx["trade"] = Trade(f"{o.client_order_id}#{fills}", o.client_order_id, doc["account"], doc["symbol"],
+                fx["trade"] = Trade(f"{o.key}#{fills}", o.client_order_id, doc["account"], doc["symbol"],
                                     doc["side"], ex.fill_quantity, ex.fill_price, o.venue_order_id, now).to_wire()  # fmt: skip
             new.update(ver=ver, fills=fills, fx=fx)
             if await self._replace(okey, new, cas):  # the commit point
@@ -654,50 +764,71 @@ class CouchbaseStore:
 
         await self._cas_loop(pkey, apply)
 
-        okey = self._order_key(coid)
+        key = f"{fx['account']}/{coid}"
 
         def clear(doc: dict[str, Any] | None) -> dict[str, Any] | None:
             if doc is None or (doc.get("fx") or {}).get("v") != ver:
                 return None
             return {k: v for k, v in doc.items() if k != "fx"}
 
-        await self._cas_loop(okey, clear)
+        await self._cas_loop(self._order_key(key), clear)
         if fx["close"]:  # the position's marker for this order is no longer needed
             await self._drop_reservation(pkey, coid)
-            await self._map_remove("idx::open", coid)
+            await self._map_remove("idx::open", key)
 
     # -- reads ----------------------------------------------------------------------
 
-    async def get_order(self, client_order_id: str) -> Order | None:
-        doc = await self._guard(self._get_doc(self._order_key(client_order_id)))
+    async def get_order(self, account: str, client_order_id: str) -> Order | None:
+        doc = await self._guard(self._get_doc(self._order_key(f"{account}/{client_order_id}")))
         return None if doc is None else _order_from_doc(doc)
 
-    async def _all_orders(self) -> list[dict[str, Any]]:
-        coids = await self._index_list("idx::orders")
-        docs = await self._get_many([self._order_key(c) for c in coids])
-        return [d for d in docs if d is not None]
+    async def list_orders(self, limit: int = 100, account: str | None = None, patterns: Sequence[str] | None = None,
+                          before: tuple[float, str, str] | None = None) -> list[Order]:  # fmt: skip
+        """Newest first by (created_at, account, client_order_id), strictly before ``before`` if
+        given. The account and ``patterns`` are matched on the index entries (order keys name
+        their account), so only the orders they keep are read."""
 
-    async def list_orders(self, limit: int = 100, account: str | None = None) -> list[Order]:
-        docs = await self._guard(self._all_orders())
-        docs = [d for d in docs if account is None or d["account"] == account]
-        docs.sort(key=lambda d: (d["created_at"], d.get("seq", 0)), reverse=True)
-        return [_order_from_doc(d) for d in docs[:limit]]
+        async def run() -> list[dict[str, Any]]:
+            keys = await self._index_list("idx::orders")
+            if account is not None:
+                keys = [k for k in keys if _account_of(k) == account]
+            if patterns is not None:
+                match = _account_matcher(patterns)
+                keys = [k for k in keys if match(_account_of(k))]
+            return [d for d in await self._get_many([self._order_key(k) for k in keys]) if d is not None]
 
-    async def list_trades(self, limit: int = 100, client_order_id: str | None = None) -> list[Trade]:
-        return await self._guard(self._list_trades(limit, client_order_id))
+        def position(d: dict[str, Any]) -> tuple[float, str, str]:
+            return d["created_at"], d["account"], d["client_order_id"]
 
-    async def _list_trades(self, limit: int, client_order_id: str | None) -> list[Trade]:
+        docs = await self._guard(run())
+        if before is not None:
+            bound = (float(before[0]), str(before[1]), str(before[2]))
+            docs = [d for d in docs if position(d) < bound]
+        docs.sort(key=position, reverse=True)
+        return [_order_from_doc(d) for d in (docs[:limit] if limit >= 0 else docs)]
+
+    async def list_trades(self, limit: int = 100, client_order_id: str | None = None,
+                          account: str | None = None) -> list[Trade]:  # fmt: skip
+        return await self._guard(self._list_trades(limit, client_order_id, account))
+
+    async def _list_trades(self, limit: int, client_order_id: str | None, account: str | None) -> list[Trade]:
         if client_order_id is not None:
-            order = await self._get_doc(self._order_key(client_order_id))
-            n = (order or {}).get("fills", 0)
-            ids = [f"{client_order_id}#{i}" for i in range(1, n + 1)]
+            # an order's trades are named by its fill count: no index scan for them
+            if account is not None:
+                keys = [f"{account}/{client_order_id}"]
+            else:
+                keys = [k for k in await self._index_list("idx::orders") if _coid_of(k) == client_order_id]
+            orders = await self._get_many([self._order_key(k) for k in keys])
+            ids = [f"{k}#{i}" for k, o in zip(keys, orders) for i in range(1, (o or {}).get("fills", 0) + 1)]
         else:
             ids = await self._index_list("idx::trades")
+            if account is not None:
+                ids = [i for i in ids if _account_of(i) == account]
         docs = [d for d in await self._get_many([f"trade::{i}" for i in ids]) if d is not None]
-        docs.sort(key=lambda d: (d["executed_at"], int(d["trade_id"].rsplit("#", 1)[1])), reverse=True)
+        docs.sort(key=lambda d: (d["executed_at"], int(d["trade_id"].rsplit("#", 1)[1]), d["trade_id"]), reverse=True)
         return [Trade(d["trade_id"], d["client_order_id"], d["account"], d["symbol"], d["side"],
                       Decimal(d["quantity"]), Decimal(d["price"]), d["venue_order_id"], d["executed_at"])
-                for d in docs[:limit]]  # fmt: skip
+                for d in (docs[:limit] if limit >= 0 else docs)]  # fmt: skip
 
     async def get_position(self, account: str, symbol: str) -> Position:
         doc = await self._guard(self._get_doc(self._pos_key(account, symbol)))
@@ -720,61 +851,168 @@ class CouchbaseStore:
 
     async def _pending_orders(self) -> list[Order]:
         entries = await self._map_values("idx::open")
-        docs = await self._get_many([self._order_key(e["c"]) for e in entries])
+        if any("k" not in e for e in entries):
+            # written before orders were keyed by (account, client_order_id): fail closed
+            raise RuntimeError(f"couchbase {self.bucket_name!r} prefix {self.prefix!r}: idx::open holds entries of"
+                               " orders keyed by client_order_id alone (an earlier version); this version cannot"
+                               " recover them: resolve them with the earlier version or use a new prefix")  # fmt: skip
+        docs = await self._get_many([self._order_key(e["k"]) for e in entries])
         pending = []
         now = time.time()
         for entry, doc in zip(entries, docs):
-            coid = entry["c"]
+            key, coid = entry["k"], entry["c"]
             if doc is None:
                 if now - entry["t"] > self.orphan_after:  # an admit that crashed before its insert
                     await self._drop_reservation(entry["p"], coid)
-                    await self._map_remove("idx::open", coid)
+                    await self._map_remove("idx::open", key)
                 continue
             if doc.get("fx"):
                 await self._roll_forward(doc)
-                doc = await self._get_doc(self._order_key(coid)) or doc
+                doc = await self._get_doc(self._order_key(key)) or doc
             state = OrderState(doc["state"])
             if state is OrderState.PENDING:
                 pending.append(doc)
             elif state not in OPEN_STATES and not doc.get("fx"):
                 await self._drop_reservation(entry["p"], coid)
-                await self._map_remove("idx::open", coid)
+                await self._map_remove("idx::open", key)
         pending.sort(key=lambda d: (d["created_at"], d.get("seq", 0)))
         return [_order_from_doc(d) for d in pending]
 
-    async def put_ticks(self, ticks: list[dict[str, Any]]) -> None:
-        async def run() -> None:
+    # -- ticks (see "Ticks" in the module docstring) ---------------------------------
+
+    @staticmethod
+    def _tick_key(symbol: str) -> str:
+        return f"tick::{_doc_key(symbol)}"
+
+    async def apply_ticks(self, ticks: list[dict[str, Any]], judge: JudgeTick) -> list[str]:
+        """Judge each tick against its symbol's stored one and store those ``applied``: atomic
+        per symbol (a CAS loop on its doc; a retry judges again, on the fresh doc). Symbols
+        are applied concurrently, each symbol's ticks in the order given."""
+        return await self._guard(self._apply_ticks(ticks, judge))
+
+    async def _apply_ticks(self, ticks: list[dict[str, Any]], judge: JudgeTick) -> list[str]:
+        groups: dict[str, list[int]] = {}
+        for i, tick in enumerate(ticks):
+            groups.setdefault(tick["symbol"], []).append(i)
+        done = await asyncio.gather(*(self._apply_symbol(symbol, [ticks[i] for i in at], judge)
+                                      for symbol, at in groups.items()), return_exceptions=True)  # fmt: skip
+        outcomes = [""] * len(ticks)
+        for at, result in zip(groups.values(), done):
+            if isinstance(result, BaseException):
+                raise result
+            for i, outcome in zip(at, result):
+                outcomes[i] = outcome
+        return outcomes
+
+    async def _apply_symbol(self, symbol: str, ticks: list[dict[str, Any]], judge: JudgeTick) -> list[str]:
+        key = self._tick_key(symbol)
+        for attempt in range(_CAS_ATTEMPTS):
+            doc, cas = await self._get(key)
+            stored = None if doc is None else _tick_from_doc(doc)
+            previous = 0 if doc is None else doc.get("version") or 0
             now = time.time()
-            coll = await self._c()
-            for t in ticks:
-                await self._index_add("idx::ticks", t["symbol"])
-                doc = {"symbol": t["symbol"], "bid": str(t["bid"]), "ask": str(t["ask"]), "last": str(t["last"]),
-                       "received_at": now}  # fmt: skip
-                await coll.upsert(self._k(f"tick::{_doc_key(t['symbol'])}"), doc)  # last writer wins: idempotent
+            outcomes: list[str] = []
+            last: dict[str, Any] | None = None
+            for tick in ticks:  # each judged against the one before it in this batch, if applied
+                outcome = judge(stored, tick, now)
+                outcomes.append(outcome)
+                if outcome == TICK_APPLIED:  # the tick as judged (the judge may add fields, e.g. its day)
+                    stored = last = _tick_from_doc({**tick, "bid": str(tick["bid"]), "ask": str(tick["ask"]),
+                                                    "last": str(tick["last"]), "received_at": now, "version": previous})
+            if last is None:
+                if doc is not None and doc.get("p") and now - float(doc["received_at"]) > self.kv_timeout:
+                    await self._finalize_tick(key)  # a writer died before publishing it: do it for them
+                return outcomes
+            if doc is None:
+                await self._index_add("idx::ticks", symbol)  # the index entry before the doc
+            provisional = {**last, "p": True}
+            written = await self._put_cas(key, provisional, cas)
+            if written is None:
+                await _backoff(attempt)  # another writer of the symbol got in: judge again
+                continue
+            await self._finalize_tick(key, provisional, written)
+            return outcomes
+        raise StoreUnavailable(f"couchbase: tick {key!r} stayed contended")
 
-        await self._guard(run())
+    async def _finalize_tick(self, key: str, doc: dict[str, Any] | None = None, cas: int = 0) -> dict[str, Any] | None:
+        """Give the provisional tick in ``key`` its version (taken *after* it was written); the
+        CAS lets one finalization land. Returns the doc as it then is (None if absent)."""
+        for attempt in range(_CAS_ATTEMPTS):
+            if doc is None:
+                doc, cas = await self._get(key)
+            if doc is None or not doc.get("p"):
+                return doc
+            final = {k: v for k, v in doc.items() if k not in ("p", "_w")}
+            final["version"] = await self._next_seq("ticks::version")
+            if await self._replace(key, final, cas):
+                return final
+            doc = None  # finalized by another, or superseded by a newer tick: look again
+            await _backoff(attempt)
+        raise StoreUnavailable(f"couchbase: tick {key!r} stayed contended")
 
-    async def load_ticks(self) -> dict[str, dict[str, Any]]:
-        async def run() -> dict[str, dict[str, Any]]:
-            symbols = await self._index_list("idx::ticks")
-            docs = await self._get_many([f"tick::{_doc_key(s)}" for s in symbols])
-            return {d["symbol"]: d for d in docs if d is not None}
+    async def ticks_since(self, version: int) -> tuple[int, list[dict[str, Any]]]:
+        """One counter read when nothing changed; else every tick doc (provisional ones
+        finalized first), those above ``version`` ascending, and the counter as read."""
+
+        async def run() -> tuple[int, list[dict[str, Any]]]:
+            newest = await self._counter("ticks::version")
+            if newest <= version:
+                return version, []
+            keys = [self._tick_key(s) for s in await self._index_list("idx::ticks")]
+            found = []
+            for key, doc in zip(keys, await self._get_many(keys)):
+                if doc is not None and doc.get("p"):
+                    doc = await self._finalize_tick(key)
+                if doc is not None and (doc.get("version") or 0) > version:
+                    found.append(_tick_from_doc(doc))
+            found.sort(key=lambda t: t["version"])
+            return newest, found
 
         return await self._guard(run())
+
+    async def load_ticks(self) -> dict[str, dict[str, Any]]:
+        return {t["symbol"]: t for t in (await self.ticks_since(-1))[1]}
+
+    # -- the audit log -------------------------------------------------------------
+
+    async def append_audit(self, kind: str, actor: str, subject: str, detail: dict[str, Any]) -> None:
+        await self._guard(self._append_audit(kind, actor, subject, detail))
+
+    async def _append_audit(self, kind: str, actor: str, subject: str, detail: dict[str, Any]) -> None:
+        n = await self._next_seq("audit::seq")
+        entry = {"at": time.time(), "kind": kind, "actor": actor, "subject": subject,
+                 "detail": json.loads(json.dumps(detail, default=str))}  # fmt: skip
+        await self._insert(f"audit::{n}", entry)  # insert-only: an entry is never replaced
+
+    async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first: read down from the counter, skipping holes (numbers never written)."""
+
+        async def run() -> list[dict[str, Any]]:
+            n = await self._counter("audit::seq")
+            found: list[dict[str, Any]] = []
+            while n > 0 and len(found) < limit:
+                numbers = range(n, max(n - (limit - len(found)) - 8, 0), -1)
+                found.extend(d for d in await self._get_many([f"audit::{i}" for i in numbers]) if d is not None)
+                n = numbers[-1] - 1
+            return [{k: d[k] for k in ("at", "kind", "actor", "subject", "detail")} for d in found[:limit]]
+
+        return await self._guard(run())
+
+    # -- the escalation outbox -----------------------------------------------------
 
     async def undelivered_escalations(self, limit: int = 100) -> list[dict[str, Any]]:
         """The outbox: an entry counts once its order is recorded ``escalated``."""
 
         async def run() -> list[dict[str, Any]]:
-            coids = await self._map_values("idx::esc")
-            escs = await self._get_many([f"esc::{c}" for c in coids])
-            orders = await self._get_many([self._order_key(c) for c in coids])
+            keys = await self._map_values("idx::esc")
+            escs = await self._get_many([f"esc::{k}" for k in keys])
+            orders = await self._get_many([self._order_key(k) for k in keys])
             out = []
-            for coid, esc, order in zip(coids, escs, orders):
+            for key, esc, order in zip(keys, escs, orders):
                 if esc is None or order is None:
                     continue  # not committed yet (or never will be: harmless)
                 if esc.get("delivered_at") is not None or order["state"] != OrderState.ESCALATED.value:
-                    await self._map_remove("idx::esc", coid)  # delivered, or written by an attempt that lost
+                    await self._map_remove("idx::esc", key)  # delivered, or written by an attempt that lost
                     continue
                 out.append({k: esc[k] for k in ("key", "client_order_id", "payload", "created_at")})
             out.sort(key=lambda e: e["created_at"])
@@ -783,20 +1021,22 @@ class CouchbaseStore:
         return await self._guard(run())
 
     async def mark_escalations_delivered(self, keys: list[str]) -> None:
+        """``keys`` are the entries' ``key`` (``esc:<account>/<coid>``)."""
+
         async def run() -> None:
             now = time.time()
-            for key in keys:
-                if not key.startswith("esc:"):
+            for entry_key in keys:
+                if not entry_key.startswith("esc:"):
                     continue
-                coid = key[len("esc:") :]
+                key = entry_key[len("esc:") :]
 
                 def mark(doc: dict[str, Any] | None) -> dict[str, Any] | None:
                     if doc is None or doc.get("delivered_at") is not None:
                         return None
                     return {**doc, "delivered_at": now}
 
-                await self._cas_loop(f"esc::{coid}", mark)
-                await self._map_remove("idx::esc", coid)
+                await self._cas_loop(f"esc::{key}", mark)
+                await self._map_remove("idx::esc", key)
 
         await self._guard(run())
 
