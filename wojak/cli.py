@@ -486,9 +486,9 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return "(none)"
     widths = [max(len(c), *(len(str(r.get(c) if r.get(c) is not None else "")) for r in rows)) for c in columns]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths))]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
     for r in rows:
-        lines.append("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(w) for c, w in zip(columns, widths)))
+        lines.append("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(w) for c, w in zip(columns, widths)).rstrip())
     return "\n".join(lines)
 
 
