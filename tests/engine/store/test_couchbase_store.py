@@ -16,7 +16,7 @@ from wojak.engine.domain import Order, OrderEvent, OrderState
 from wojak.engine.store import Execution, StoreUnavailable, open_store
 from wojak.engine.store._couchbase import CouchbaseStore, from_url, resolve_ambiguous
 
-from tests.engine.store.test_store_contract import approve, fill, order
+from tests.engine.store.test_store_contract import apply_all, approve, by_sequence, fill, order, tick
 
 
 @pytest.fixture
@@ -237,6 +237,164 @@ async def test_an_escalation_counts_only_once_its_order_is_recorded(handles, mon
     await store.admit([order("e1")], escalate)
     [esc] = await store.undelivered_escalations()
     assert esc["key"] == "esc:acct/e1" and esc["payload"] == {"why": "limit"}
+
+
+# -- ticks: a version is taken only after the tick is written ------------------------
+
+
+@pytest.mark.couchbase
+async def test_ticks_since_is_one_counter_read_when_nothing_changed(handles, monkeypatch):
+    writer, reader = handles(2)
+    await writer.apply_ticks([tick("S1", "100"), tick("S2", "200")], apply_all)
+    newest, ticks = await reader.ticks_since(-1)
+    assert [t["symbol"] for t in ticks] == ["S1", "S2"] and newest == ticks[-1]["version"]
+    reads = []
+    real_get = CouchbaseStore._get
+
+    async def get(self, key):
+        reads.append(key)
+        return await real_get(self, key)
+
+    async def counter(self, key):
+        reads.append(key)
+        return 0 if key != "ticks::version" else newest
+
+    monkeypatch.setattr(CouchbaseStore, "_get", get)
+    monkeypatch.setattr(CouchbaseStore, "_counter", counter)
+    assert await reader.ticks_since(newest) == (newest, [])
+    assert reads == ["ticks::version"]
+
+
+@pytest.mark.couchbase
+async def test_a_reader_never_skips_a_tick_whose_version_comes_after_a_newer_one(handles):
+    """Writer A has written its tick but not yet taken its version when writer B's tick (another
+    symbol) is versioned and a replica reads: the reader sees A's tick then, and never loses it."""
+    a, b, reader = handles(3)
+    paused, resume = asyncio.Event(), asyncio.Event()
+    real_next_seq = a._next_seq
+
+    async def slow_next_seq(key="idx::seq"):
+        if key == "ticks::version" and not resume.is_set():
+            paused.set()
+            await resume.wait()
+        return await real_next_seq(key)
+
+    a._next_seq = slow_next_seq
+    writing = asyncio.create_task(a.apply_ticks([tick("S1", "101")], apply_all))
+    await paused.wait()  # S1 written (provisional), its version not taken yet
+    await b.apply_ticks([tick("S2", "202")], apply_all)
+    newest, ticks = await reader.ticks_since(-1)
+    assert sorted((t["symbol"], t["last"]) for t in ticks) == [("S1", "101"), ("S2", "202")]
+    resume.set()
+    assert await writing == ["applied"]  # its own publication lost to the reader's: one version, one tick
+    seen = {t["symbol"]: t["last"] for t in ticks}
+    for _ in range(3):
+        newest, more = await reader.ticks_since(newest)
+        seen.update((t["symbol"], t["last"]) for t in more)
+    assert seen == {"S1": "101", "S2": "202"} and await reader.ticks_since(newest) == (newest, [])
+    loaded = await b.load_ticks()
+    assert {s: t["last"] for s, t in loaded.items()} == seen and loaded["S1"]["version"] != loaded["S2"]["version"]
+
+
+@pytest.mark.couchbase
+async def test_a_tick_left_unpublished_by_a_crash_is_published_by_a_reader_or_a_resend(handles, monkeypatch):
+    [crashing] = handles(1)
+
+    async def finalize(self, key, doc=None, cas=0):
+        raise Crash
+
+    monkeypatch.setattr(CouchbaseStore, "_finalize_tick", finalize)
+    with pytest.raises(Crash):
+        await crashing.apply_ticks([tick("S1", "100", 7)], by_sequence)
+    monkeypatch.undo()
+
+    # a reader whose version is already current does not look (one counter read): not yet seen ...
+    [reader] = handles(1)
+    assert await reader.ticks_since(0) == (0, [])
+    # ... but the resend (judged a duplicate: its sequence is stored) publishes it once it is old enough
+    [restarted] = handles(1)
+    await restarted._c()  # connected (with the real KV timeout) before ...
+    restarted.kv_timeout = 0.0  # ... "old enough" (the KV timeout: a live writer publishes within it) is now
+    await asyncio.sleep(0.01)
+    assert await restarted.apply_ticks([tick("S1", "100", 7)], by_sequence) == ["stale"]
+    newest, ticks = await reader.ticks_since(0)
+    assert [(t["symbol"], t["sequence"]) for t in ticks] == [("S1", 7)] and newest >= ticks[0]["version"] > 0
+
+    # a reader that looks (the counter moved) publishes a provisional tick itself
+    monkeypatch.setattr(CouchbaseStore, "_finalize_tick", finalize)
+    with pytest.raises(Crash):
+        await crashing.apply_ticks([tick("S2", "50", 1)], by_sequence)
+    monkeypatch.undo()
+    await restarted.apply_ticks([tick("S3", "10")], apply_all)  # moves the counter
+    newest, ticks = await reader.ticks_since(newest)
+    assert sorted(t["symbol"] for t in ticks) == ["S2", "S3"]
+    assert (await reader.load_ticks())["S2"]["last"] == "50"
+
+
+@pytest.mark.couchbase
+async def test_two_replicas_applying_many_symbols_agree_on_every_last_tick(handles):
+    a, b = handles(2)
+    batches = [[tick(f"S{j}", str(100 + i), i) for j in range(5)] for i in range(1, 21)]
+    await asyncio.gather(*(store.apply_ticks(batch, by_sequence) for store, batch in zip([a, b] * 10, batches)))
+    for store in (a, b):
+        loaded = await store.load_ticks()
+        assert {s: (t["sequence"], t["last"]) for s, t in loaded.items()} == {f"S{j}": (20, "120") for j in range(5)}
+    versions = sorted(t["version"] for t in (await a.load_ticks()).values())
+    assert len(set(versions)) == 5
+
+
+# -- the audit log --------------------------------------------------------------------
+
+
+@pytest.mark.couchbase
+async def test_an_audit_number_whose_entry_never_landed_is_skipped(handles, monkeypatch):
+    [store] = handles(1)
+    for i in range(3):
+        await store.append_audit("event", "a", "", {"n": i})
+    real_insert = CouchbaseStore._insert
+
+    async def insert(self, key, doc):
+        if key.startswith("audit::"):
+            raise Crash  # the number is taken, the entry never written
+        return await real_insert(self, key, doc)
+
+    monkeypatch.setattr(CouchbaseStore, "_insert", insert)
+    for _ in range(12):
+        with pytest.raises(Crash):
+            await store.append_audit("event", "a", "", {"n": "lost"})
+    monkeypatch.undo()
+    await store.append_audit("event", "a", "", {"n": 3})
+    assert [e["detail"]["n"] for e in await store.list_audit(3)] == [3, 2, 1]
+    assert [e["detail"]["n"] for e in await store.list_audit()] == [3, 2, 1, 0]
+
+
+# -- orders keyed by account ---------------------------------------------------------
+
+
+@pytest.mark.couchbase
+async def test_list_orders_reads_only_the_orders_of_the_accounts_asked_for(handles, monkeypatch):
+    [store] = handles(1)
+    await store.admit([order("c1", account="a1"), order("c1", account="b1"), order("c2", account="a2")], approve)
+    read = []
+    real_get_many = CouchbaseStore._get_many
+
+    async def get_many(self, keys):
+        read.extend(keys)
+        return await real_get_many(self, keys)
+
+    monkeypatch.setattr(CouchbaseStore, "_get_many", get_many)
+    assert sorted(o.key for o in await store.list_orders(patterns=["a*"])) == ["a1/c1", "a2/c2"]
+    assert sorted(read) == ["order::a1/c1", "order::a2/c2"]
+    read.clear()
+    assert [o.key for o in await store.list_orders(account="b1")] == ["b1/c1"] and read == ["order::b1/c1"]
+
+
+@pytest.mark.couchbase
+async def test_the_recovery_scan_refuses_entries_of_orders_keyed_by_coid_alone(handles):
+    [store] = handles(1)
+    await store._map_put("idx::open", "c1", {"c": "c1", "p": "pos::acct::SYM", "t": time.time()})  # an earlier version's
+    with pytest.raises(RuntimeError, match="client_order_id alone"):
+        await store.pending_orders()
 
 
 # -- ambiguous writes, with a fake collection -----------------------------------------
