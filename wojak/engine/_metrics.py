@@ -51,6 +51,15 @@ class EngineMetrics:
         self.forbidden = Counter(
             "wojak_engine_forbidden", "Requests refused for their principal, by reason code", ["reason"], registry=r
         )
+        self.reconciled_fills = Counter(
+            "wojak_engine_reconciled_fills", "Later fills of resting orders booked by reconciliation", registry=r
+        )
+        self.day_orders_expired = Counter(
+            "wojak_engine_day_orders_expired", "DAY orders cancelled at the end of their exchange trading day", registry=r
+        )
+        self.pending_released = Counter(
+            "wojak_engine_pending_released", "Stranded pending orders the venue never saw, expired and released", registry=r
+        )
 
     def observe_batch(self, replies: list[dict[str, Any] | None], seconds: float) -> None:
         self.batch_size.observe(len(replies))

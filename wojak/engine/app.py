@@ -19,6 +19,7 @@ from wojak import __version__
 from wojak._runtime import run
 from wojak.engine._metrics import EngineMetrics
 from wojak.engine.protocol import MessageType, Verdict, default_socket_path
+from wojak.engine.reconcile import Reconciler
 from wojak.engine.escalation import EscalationDelivery, open_sink
 from wojak.engine.risk import RiskEngine, default_risk_config, load_risk_config
 from wojak.engine.risk._reload import RiskConfigWatcher, file_sha256
@@ -47,6 +48,8 @@ class EngineSettings(BaseSettings):
     escalation_sink: str | None = Field(
         default=None, description="http(s)://... webhook (secret in WOJAK_ESCALATION_WEBHOOK_SECRET) or sqs://QUEUE"
     )
+    reconcile_seconds: float = Field(default=5.0, gt=0, description="look up open orders at the venue this often")
+    pending_release_seconds: float = Field(default=300.0, ge=0, description="release a stranded pending order after")
 
     def to_config(self) -> "EngineConfig":
         return EngineConfig(
@@ -59,6 +62,8 @@ class EngineSettings(BaseSettings):
             lease_seconds=self.lease_seconds,
             risk_reload_seconds=self.risk_reload_seconds,
             escalation_sink=self.escalation_sink,
+            reconcile_seconds=self.reconcile_seconds,
+            pending_release_seconds=self.pending_release_seconds,
         )
 
 
@@ -73,6 +78,8 @@ class EngineConfig:
     lease_seconds: float = 60.0
     risk_reload_seconds: float = 1.0
     escalation_sink: str | None = None
+    reconcile_seconds: float = 5.0
+    pending_release_seconds: float = 300.0
 
 
 def open_venue(url: str) -> Any:
@@ -133,6 +140,9 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
         watcher = RiskConfigWatcher(config.risk_config, use_risk, metrics, config.risk_reload_seconds, audit)
         background.append(asyncio.create_task(watcher.run(stop)))
     background.append(asyncio.create_task(EscalationDelivery(store, sink, metrics).run(stop)))
+    reconciler = Reconciler(service, metrics, interval=config.reconcile_seconds,
+                            pending_release_seconds=config.pending_release_seconds)  # fmt: skip
+    background.append(asyncio.create_task(reconciler.run(stop)))
 
     def handle_now(kind: MessageType, body: dict[str, Any]) -> dict[str, Any]:
         if kind is MessageType.PING:

@@ -27,7 +27,7 @@ import socket
 import time
 from collections import Counter
 from decimal import Decimal
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from wojak.engine._faults import crash_point
 from wojak.engine.domain import FINAL_STATES, Order, OrderEvent, OrderState
@@ -431,6 +431,17 @@ class OrderService:
             await self.store.record(executions)
         for order, problem in anomalies:
             await self._venue_anomaly(order, problem)
+
+    async def reconcile(self, orders: list[Order], cancel: bool = False,
+                        book: Callable[[Order, VenueReport], bool] = lambda order, report: True) -> list[VenueReport]:
+        """The reconciliation loop's venue step (``wojak.engine.reconcile``): look up (or cancel) open
+        orders at the venue and book the reports ``book`` selects through ``_record`` (the same
+        checks, own-price fills and releases as the order path). Every report, in order; raises
+        ``VenueError``."""
+        wire = [self._venue_order(o) for o in orders]
+        reports = await (self.venue.cancel(wire) if cancel else self.venue.lookup(wire))
+        await self._record([(o, r) for o, r in zip(orders, reports) if book(o, r)])
+        return reports
 
     async def _venue_anomaly(self, order: Order, problem: str) -> None:
         """A report that failed its checks: the account may only reduce until people look, and

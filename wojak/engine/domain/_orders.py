@@ -25,6 +25,7 @@ class OrderState(str, enum.Enum):
     DENIED = "denied"
     ESCALATED = "escalated"
     VENUE_ANOMALY = "venue_anomaly"  # the venue's report failed its checks: never booked, held for people
+    EXPIRED = "expired"  # pending, never seen by the venue, released by reconciliation: never executes
 
 
 class OrderEvent(str, enum.Enum):
@@ -39,6 +40,7 @@ class OrderEvent(str, enum.Enum):
     REJECTED = "OrderRejected"
     CANCELED = "OrderCanceled"
     VENUE_ANOMALY_DETECTED = "OrderVenueAnomalyDetected"
+    EXPIRED = "OrderExpired"
 
 
 S, E = OrderState, OrderEvent
@@ -60,6 +62,7 @@ TRANSITIONS: dict[tuple[OrderState, OrderEvent], OrderState] = {
     (S.PENDING, E.VENUE_ANOMALY_DETECTED): S.VENUE_ANOMALY,
     (S.ACCEPTED, E.VENUE_ANOMALY_DETECTED): S.VENUE_ANOMALY,
     (S.PARTIALLY_FILLED, E.VENUE_ANOMALY_DETECTED): S.VENUE_ANOMALY,
+    (S.PENDING, E.EXPIRED): S.EXPIRED,
 }
 del S, E
 

@@ -203,6 +203,22 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def open_orders(self, limit: int = 500, after: tuple[float, str, str] | None = None) -> list[Order]:
+        """Orders the venue may still change (``pending``, ``accepted``, ``partially_filled``), oldest
+        first by (created_at, account, client_order_id), strictly after ``after``: the
+        reconciliation loop pages through them (``wojak.engine.reconcile``)."""
+        ...
+
+    async def take_leases(self, orders: list[Order], owner: str, seconds: float) -> list[Order]:
+        """Atomically lease each order to ``owner`` (``<engine id>:reconcile``) for ``seconds`` (0
+        hands a lease back) if it is stored unchanged (same state and filled quantity as given)
+        and its lease is free, ``owner``'s or expired; returns the stored records taken, lease
+        set. Past ``pending`` only a live lease of another ``...:reconcile`` owner is held (the
+        order path's own lease ends with ``pending``). The reconciliation loop works only on
+        orders it holds, so replicas never book one venue report twice and the order path
+        (another owner) never submits a ``pending`` order the loop is releasing."""
+        ...
+
 
 def open_store(url: str) -> Store:
     """A store from its URL: ``sqlite:///PATH[?synchronous=normal|full|extra]`` (default full), or

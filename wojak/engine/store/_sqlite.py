@@ -607,6 +607,42 @@ class SQLiteStore:
     async def close(self) -> None:
         self._db.close()
 
+    async def open_orders(self, limit: int = 500, after: tuple[float, str, str] | None = None) -> list[Order]:
+        if not getattr(self, "_open_index", False):  # created on first use (existing files get it too)
+            self._db.execute(f"CREATE INDEX IF NOT EXISTS orders_open ON orders(state, created_at) WHERE {_OPEN}")
+            self._open_index = True
+        where, args = (" AND (created_at, account, client_order_id) > (?, ?, ?)", after) if after else ("", ())
+        rows = self._db.execute(f"{_SELECT_ORDER} WHERE {_OPEN}{where}"
+                                " ORDER BY created_at, account, client_order_id LIMIT ?", (*args, limit))  # fmt: skip
+        return [_order_from_row(r) for r in rows]
+
+    async def take_leases(self, orders: list[Order], owner: str, seconds: float) -> list[Order]:
+        db = self._tx()
+        try:
+            now = time.time()
+            stored = self._orders_by_key({(o.account, o.client_order_id) for o in orders})
+            taken: dict[str, Order] = {}
+            for o in orders:
+                s = stored.get(o.key)
+                if s is None or o.key in taken or s.state is not o.state or s.filled_quantity != o.filled_quantity:
+                    continue
+                if s.lease_owner not in (None, owner) and s.lease_until > now and (
+                    s.state is OrderState.PENDING or s.lease_owner.endswith(":reconcile")
+                ):  # held by another (past pending, only another loop's lease counts)
+                    continue
+                s.lease_owner, s.lease_until = owner, now + seconds
+                taken[o.key] = s
+            db.executemany("UPDATE orders SET lease_owner=?, lease_until=? WHERE account=? AND client_order_id=?",
+                           [(owner, s.lease_until, s.account, s.client_order_id) for s in taken.values()])  # fmt: skip
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._commit()
+        return list(taken.values())
+
+
+_OPEN = "state IN ('pending', 'accepted', 'partially_filled')"  # open_orders (and its index)
+
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(items), size):

@@ -8,6 +8,15 @@ never saw answers ``not_found`` and repeated submissions are counted; without on
 stateless Lambda) ``lookup`` reports the outcome the order has or would have, which is
 the same thing for a pure function.
 
+Later fills (``WOJAK_SANDBOX_LATER_FILL_SECONDS``, ledger only; unset = never): a ``lookup``
+(or ``cancel``) of an order the ledger holds as ``accepted`` or ``partially_filled`` at least
+that many seconds after its last change moves it one step: the whole remaining quantity, or
+half of it (whole units), at a price drawn from (seed, order, quantity filled so far) within
+its limit (a buy at or below it, a sell at or above it, in steps of the limit's last decimal
+place; a market order at its reference price). The step is written to the ledger, so every
+later lookup answers the same; the reported ``average_price`` is always exact, so the engine
+derives each fill's own price from it. ``outcome`` (first submissions) is unchanged.
+
 Event: ``{"action": "execute"|"lookup"|"cancel", "orders": [order, ...]}`` where an order
 has ``client_order_id, symbol, side, quantity, order_type, limit_price`` and an optional
 ``reference_price`` (the engine's last tick, used to fill market orders).
@@ -22,7 +31,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal, Inexact, localcontext
 from typing import Any
 
 _SCALE = 1_000_000
@@ -36,6 +45,7 @@ class SandboxConfig:
     accept_probability: Decimal = Decimal("0")
     ledger: str | None = None
     latency_ms: Decimal = Decimal(0)  # simulated venue round trip (in-process venue only)
+    later_fill_seconds: Decimal | None = None  # resting orders fill later, on lookup (ledger only)
 
     def __post_init__(self) -> None:
         total = self.fill_probability + self.partial_probability + self.accept_probability
@@ -44,6 +54,8 @@ class SandboxConfig:
                 raise ValueError(f"WOJAK_SANDBOX_{name.upper()} must be within [0, 1]")
         if total > 1:
             raise ValueError("sandbox fill + partial + accept probabilities must not exceed 1")
+        if self.later_fill_seconds is not None and not self.later_fill_seconds >= 0:
+            raise ValueError("WOJAK_SANDBOX_LATER_FILL_SECONDS must be a number of seconds >= 0")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "SandboxConfig":
@@ -55,6 +67,8 @@ class SandboxConfig:
             accept_probability=Decimal(env.get("WOJAK_SANDBOX_ACCEPT_PROBABILITY", "0")),
             ledger=env.get("WOJAK_SANDBOX_LEDGER") or None,
             latency_ms=Decimal(env.get("WOJAK_SANDBOX_LATENCY_MS", "0")),
+            later_fill_seconds=Decimal(env["WOJAK_SANDBOX_LATER_FILL_SECONDS"])
+            if env.get("WOJAK_SANDBOX_LATER_FILL_SECONDS") else None,
         )
 
 
@@ -66,6 +80,8 @@ class Sandbox:
         self._accept = self._partial + int(config.accept_probability * _SCALE)
         self._seed = config.seed.encode()
         self._db: sqlite3.Connection | None = None
+        self._later = None if config.later_fill_seconds is None else float(config.later_fill_seconds)
+        self.clock = time.time  # when later fills are due (tests may replace it)
         if config.ledger:
             self._db = sqlite3.connect(config.ledger, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -78,6 +94,8 @@ class Sandbox:
                 " report TEXT NOT NULL, submissions INTEGER NOT NULL, first_at REAL NOT NULL,"
                 " PRIMARY KEY (account, client_order_id))"
             )
+            if "stepped_at" not in {r[1] for r in self._db.execute("PRAGMA table_info(executions)")}:
+                self._db.execute("ALTER TABLE executions ADD COLUMN stepped_at REAL")  # the last later fill
 
     def outcome(self, order: dict[str, Any]) -> dict[str, Any]:
         """The deterministic report for an order."""
@@ -143,7 +161,8 @@ class Sandbox:
                 else:
                     again.append(key)
                     out.append(first)
-            db.executemany("INSERT INTO executions VALUES (?,?,?,1,?)", [(*k, json.dumps(r), now) for k, r in fresh.items()])
+            db.executemany("INSERT INTO executions (account, client_order_id, report, submissions, first_at)"
+                           " VALUES (?,?,?,1,?)", [(*k, json.dumps(r), now) for k, r in fresh.items()])
             db.executemany("UPDATE executions SET submissions=submissions+1 WHERE account=? AND client_order_id=?", again)
             db.execute("COMMIT")
         except BaseException:
@@ -169,8 +188,89 @@ class Sandbox:
         if self._db is None:
             return [self.outcome(o) for o in orders]
         known = self._known(orders)
+        if self._later is not None and any(r.get("status") in _RESTING for r in known.values()):
+            known = self._fill_later(orders)
         return [known.get(_key(o)) or {"client_order_id": o["client_order_id"], "status": "not_found"}
                 for o in orders]  # fmt: skip
+
+    def _fill_later(self, orders: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Move each resting order that is due one step (see the module docstring), in one
+        write transaction that reads the ledger afresh, so concurrent lookups step it once."""
+        assert self._db is not None and self._later is not None
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            known = self._known(orders)
+            now = self.clock()
+            due: dict[tuple[str, str], float] = {}
+            flat = [k for key, r in known.items() if r.get("status") in _RESTING for k in key]
+            for i in range(0, len(flat), 900):
+                part = flat[i : i + 900]
+                rows = db.execute(
+                    "SELECT account, client_order_id, coalesce(stepped_at, first_at) FROM executions"
+                    f" WHERE (account, client_order_id) IN (VALUES {','.join(['(?,?)'] * (len(part) // 2))})",
+                    part,
+                )
+                due.update(((a, c), at) for a, c, at in rows if now - at >= self._later)
+            updates = []
+            for order in orders:
+                key = _key(order)
+                if key in due:
+                    stepped = self.later_fill(order, known[key])
+                    if stepped is not None:
+                        known[key] = stepped
+                        updates.append((json.dumps(stepped), now, *key))
+                    del due[key]  # one step per lookup, even if the order is named twice
+            db.executemany("UPDATE executions SET report=?, stepped_at=? WHERE account=? AND client_order_id=?", updates)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return known
+
+    def later_fill(self, order: dict[str, Any], report: dict[str, Any]) -> dict[str, Any] | None:
+        """The report after one later-fill step of a resting ``order`` (a pure function of the
+        seed, the order and ``report``), or None if it cannot fill (nothing left, no price)."""
+        quantity, filled = Decimal(order["quantity"]), Decimal(report.get("filled_quantity") or "0")
+        remaining = quantity - filled
+        if remaining <= 0:
+            return None
+        account = str(order.get("account") or "")
+        digest = hashlib.blake2b(f"{account}/{order['client_order_id']}#{filled}".encode(), key=self._seed[:64],
+                                 digest_size=8).digest()  # fmt: skip
+        draw = int.from_bytes(digest, "big")
+        step = remaining
+        if draw % 2:  # a further partial step: half of what is left, in whole units
+            half = (remaining / 2).quantize(Decimal(1), rounding=ROUND_DOWN)
+            if 0 < half < remaining:
+                step = half
+        previous = Decimal(report["average_price"]) if report.get("average_price") is not None else None
+        limit = order.get("limit_price")
+        candidates: list[Decimal] = []
+        if limit is not None:
+            limit_d = Decimal(limit)
+            unit = Decimal(1).scaleb(min(int(limit_d.as_tuple().exponent), 0))
+            better = -1 if order.get("side") == "buy" else 1  # below a buy's limit, above a sell's
+            steps = (draw >> 1) % 6
+            candidates = [limit_d + better * k * unit for k in range(steps, -1, -1)]
+        elif order.get("reference_price") is not None:
+            candidates = [Decimal(order["reference_price"])]
+        if previous is not None:
+            candidates.append(previous)  # always keeps the average exact
+        total = filled + step
+        for price in candidates:
+            if price <= 0:
+                continue
+            try:
+                with localcontext() as ctx:
+                    # exact in 20 digits, or the engine could not recover this fill's own price
+                    ctx.prec, ctx.traps[Inexact] = 20, True
+                    average = (step * price + (filled * previous if previous is not None else 0)) / total
+            except Inexact:
+                continue
+            return {**report, "status": "filled" if total == quantity else "partially_filled",
+                    "filled_quantity": _plain(total), "average_price": _plain(average)}  # fmt: skip
+        return None
 
     def _cancel(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
@@ -197,6 +297,14 @@ class Sandbox:
         if self._db is None:
             return {}
         return {(a, c): n for a, c, n in self._db.execute("SELECT account, client_order_id, submissions FROM executions")}
+
+
+_RESTING = ("accepted", "partially_filled")
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal as a plain string without exponent or trailing zeros (100, 99.5)."""
+    return format(value.normalize(), "f")
 
 
 def _key(order: dict[str, Any]) -> tuple[str, str]:
