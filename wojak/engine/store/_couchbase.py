@@ -7,20 +7,23 @@ running loop (asyncio or uvloop), with a bounded timeout.
 An order's identity is ``Order.key`` = ``<account>/<coid>`` (``client_order_id`` is unique per
 account; ``/`` is in neither alphabet). Documents (every key starts with the store's ``prefix``):
 
-- ``order::<account>/<coid>``: the order (``to_wire``, so its ``principal`` too, + fingerprint),
-  plus ``ver`` (transitions recorded), ``fills`` (trades recorded), ``seq`` (admission order)
-  and, while a recorded outcome is being applied, ``fx`` (its effect on the tradebook and the
-  position).
+- ``order::<account>/<coid>``: the order (``to_wire``, so its ``principal`` too, + fingerprint
+  and the execution lease ``lease_owner`` / ``lease_until``), plus ``ver`` (transitions
+  recorded), ``fills`` (trades recorded), ``seq`` (admission order) and, while a recorded
+  outcome is being applied, ``fx`` (its effect on the tradebook and the position).
 - ``pos::<account>::<symbol>``: quantity, average price, realised P&L, and ``res``, one
   entry per order holding a reservation, keyed by the bare coid (the doc is the account's
   already): ``{"c": coid, "q": signed remaining, "v": last applied ``ver``, "t": when}`` plus
   ``"u"``, the order's loss per unit, if it reserved one. ``pending_buy`` / ``pending_sell`` /
   ``pending_loss`` (sum of ``u`` x ``|q|``) are derived from ``res``, so releasing a
-  reservation is as idempotent as moving ``q``.
+  reservation is as idempotent as moving ``q``. A ``venue_anomaly`` order keeps its entry (its
+  reservation is held until people decide). Also ``days`` (realised P&L by trading day) and
+  ``sod_day`` / ``sod_quantity`` / ``sod_average`` (the position as that day began).
 - ``acct::<account>``: the account's symbols, order-rate window and stored trading state.
 - ``trade::<account>/<coid>#<n>`` (n = the order's n-th fill, so a replay is a no-op insert;
-  the trade_id is ``<account>/<coid>#<n>``), ``esc::<account>/<coid>`` (the escalation outbox:
-  entry key ``esc:<account>/<coid>``).
+  the trade_id is ``<account>/<coid>#<n>``).
+- ``esc::<entry key>``: the escalation outbox, one insert-only doc per entry key (``admit``'s
+  are ``esc:<account>/<coid>``; ``raise_escalation`` names its own, e.g. ``anomaly:...``).
 - ``tick::<symbol>``: the symbol's last applied tick with its ``version``; ``ticks::version``
   is a counter (see "Ticks").
 - ``audit::<n>``: the audit log, insert-only documents named by the ``audit::seq`` counter
@@ -29,10 +32,12 @@ account; ``/`` is in neither alphabet). Documents (every key starts with the sto
 - Index documents, because there is no query service: ``idx::orders`` (order keys),
   ``idx::trades`` (trade ids), ``idx::positions``, ``idx::accounts``, ``idx::ticks`` (arrays,
   sub-document ``array_addunique``), ``idx::open`` (map, by order key, of orders that may hold
-  a reservation or an unapplied effect: the recovery scan) and ``idx::esc`` (map, by order
-  key, of undelivered escalations), sub-document ``upsert`` / ``remove``; ``idx::seq`` is a
-  counter. Index entries are written *before* the document they point to, so a crash leaves
-  at most a dangling entry (skipped when read), never an unlisted document.
+  a reservation or an unapplied effect: the recovery scan) and ``idx::esc`` (map, by entry
+  key, of undelivered escalations: ``{"k": entry key, "o": order key}``, ``o`` for ``admit``'s,
+  which count only once their order is recorded ``escalated``), sub-document ``upsert`` /
+  ``remove``; ``idx::seq`` is a counter. Index entries are written *before* the document they
+  point to, so a crash leaves at most a dangling entry (skipped when read), never an unlisted
+  document.
 
 Listing (``list_orders``, ``list_trades``, ``list_positions``, ``pending_orders``,
 ``load_ticks``, ``undelivered_escalations``) reads the index and then every document it
@@ -42,11 +47,12 @@ orderbook of millions (that wants range scans or a query index off the hot path)
 
 Crash safety:
 
-- ``admit``: reservation first (position CAS, ``res[coid]`` overwritten, never added to,
-  so a retry cannot double-reserve; ``decide`` sees the position without this coid's own
-  entry; the position doc belongs to the order's account, so the coid names one order
-  there), then ``insert`` the order doc (the arbiter: exactly one writer creates an order
-  key). A loser removes the reservation only if the winner's record cannot hold one. A
+- ``admit``: an existing ``pending`` order is re-leased (CAS on its doc) if its lease is free,
+  the caller's or expired. A new order: reservation first (position CAS, ``res[coid]``
+  overwritten, never added to, so a retry cannot double-reserve; ``decide`` sees the position
+  without this coid's own entry; the position doc belongs to the order's account, so the coid
+  names one order there), then ``insert`` the order doc (the arbiter: exactly one writer
+  creates an order key). A loser removes the reservation only if the winner's record cannot hold one. A
   crash between the two leaves a conservative (too large) reservation, which a resend
   overwrites and the recovery scan drops after ``orphan_after`` seconds. A risk HALT is
   stored with the account doc's CAS and then appended to the audit log (a crash between the
@@ -107,6 +113,8 @@ EXTRA_HINT = "the Couchbase store needs the couchbase SDK: pip install 'wojak[co
 _CAS_ATTEMPTS = 2000  # contention on one position doc: every loser re-reads and re-decides
 _AMBIGUOUS_ATTEMPTS = 5
 _ZERO = Decimal(0)
+# states whose reservation is held: open at the venue, or a venue anomaly (held until people decide)
+_HOLDING = OPEN_STATES | {OrderState.VENUE_ANOMALY}
 
 
 def _sdk():
@@ -187,6 +195,7 @@ def _doc_key(value: str) -> str:
 def _order_doc(o: Order) -> dict[str, Any]:
     doc = o.to_wire()
     doc["fingerprint"] = o.fingerprint
+    doc["lease_owner"], doc["lease_until"] = o.lease_owner, o.lease_until
     return doc
 
 
@@ -197,7 +206,7 @@ def _order_from_doc(d: dict[str, Any]) -> Order:
         time_in_force=d["time_in_force"], tag=d["tag"], fingerprint=d["fingerprint"], state=OrderState(d["state"]),
         filled_quantity=Decimal(d["filled_quantity"]), average_price=_d(d["average_price"]),
         venue_order_id=d["venue_order_id"], reason=d["reason"], created_at=d["created_at"], updated_at=d["updated_at"],
-        principal=d.get("principal"),
+        principal=d.get("principal"), lease_owner=d.get("lease_owner"), lease_until=d.get("lease_until") or 0.0,
     )  # fmt: skip
 
 
@@ -230,7 +239,9 @@ def _tick_from_doc(d: dict[str, Any]) -> dict[str, Any]:
 def _position_from_doc(d: dict[str, Any] | None, account: str, symbol: str, exclude: str | None = None) -> Position:
     if d is None:
         return Position(account, symbol)
-    p = Position(account, symbol, Decimal(d["quantity"]), Decimal(d["average_price"]), Decimal(d["realised_pnl"]))
+    p = Position(account, symbol, Decimal(d["quantity"]), Decimal(d["average_price"]), Decimal(d["realised_pnl"]),
+                 sod_day=d.get("sod_day") or "", sod_quantity=Decimal(d.get("sod_quantity") or "0"),
+                 sod_average=Decimal(d.get("sod_average") or "0"))  # fmt: skip
     for entry in d.get("res", {}).values():
         q = Decimal(entry["q"])
         if entry["c"] != exclude and q:
@@ -581,22 +592,47 @@ class CouchbaseStore:
 
     # -- the order path -------------------------------------------------------------
 
-    async def admit(self, orders: list[Order], decide: Decide, day: str = "") -> list[tuple[Order, bool]]:
-        return await self._guard(self._admit(orders, decide, day))
+    async def admit(self, orders: list[Order], decide: Decide, day: str = "",
+                    lease: tuple[str, float] | None = None) -> list[tuple[Order, bool]]:  # fmt: skip
+        return await self._guard(self._admit(orders, decide, day, lease))
 
-    async def _admit(self, orders: list[Order], decide: Decide, day: str) -> list[tuple[Order, bool]]:
+    async def _admit(self, orders: list[Order], decide: Decide, day: str,
+                     lease: tuple[str, float] | None) -> list[tuple[Order, bool]]:  # fmt: skip
         results = []
         day = day or utc_day()
         for order in orders:  # in order: decide sees this batch's earlier reservations
-            results.append(await self._admit_one(order, decide, day))
+            results.append(await self._admit_one(order, decide, day, lease))
         return results
 
-    async def _admit_one(self, order: Order, decide: Decide, day: str) -> tuple[Order, bool]:
+    async def _lease_existing(self, okey: str, doc: dict[str, Any], cas: int,
+                              lease: tuple[str, float] | None) -> Order:  # fmt: skip
+        """An existing order as admit returns it: a ``pending`` one whose lease is free, ``lease``'s
+        owner's or expired is re-leased to that owner (CAS on the order doc); another owner's
+        live lease stays (and wins)."""
+        for attempt in range(_CAS_ATTEMPTS):
+            found = _order_from_doc(doc)
+            now = time.time()
+            if lease is None or found.state is not OrderState.PENDING or (
+                found.lease_owner not in (None, lease[0]) and found.lease_until > now
+            ):
+                return found
+            new = {**doc, "lease_owner": lease[0], "lease_until": now + lease[1]}
+            if await self._replace(okey, new, cas):
+                return _order_from_doc(new)
+            await _backoff(attempt)
+            got, cas = await self._get(okey)
+            if got is None:  # pragma: no cover - orders are never deleted
+                raise StoreUnavailable(f"couchbase: {okey!r} vanished")
+            doc = got
+        raise StoreUnavailable(f"couchbase: order {okey!r} stayed contended")
+
+    async def _admit_one(self, order: Order, decide: Decide, day: str,
+                         lease: tuple[str, float] | None) -> tuple[Order, bool]:  # fmt: skip
         coid, key = order.client_order_id, order.key
         okey = self._order_key(key)
-        existing = await self._get_doc(okey)
+        existing, existing_cas = await self._get(okey)
         if existing is not None:
-            return _order_from_doc(existing), True
+            return await self._lease_existing(okey, existing, existing_cas, lease), True
         pkey = self._pos_key(order.account, order.symbol)
         akey = self._acct_key(order.account)
         snapshot = dataclasses.replace(order)
@@ -648,10 +684,13 @@ class CouchbaseStore:
                                      {"state": "HALTED", "reason": halted, "order": key})  # fmt: skip
         if order.state is OrderState.ESCALATED and escalation is not None:
             # the outbox entry first; it counts only once the order doc says escalated
-            await self._map_put("idx::esc", key, key)
-            esc = {"key": f"esc:{key}", "client_order_id": coid, "payload": json.loads(json.dumps(escalation, default=str)),
+            entry = f"esc:{key}"
+            await self._map_put("idx::esc", entry, {"k": entry, "o": key})
+            esc = {"key": entry, "client_order_id": coid, "payload": json.loads(json.dumps(escalation, default=str)),
                    "created_at": time.time(), "delivered_at": None}  # fmt: skip
-            await self._upsert_if_absent(f"esc::{key}", esc)
+            await self._upsert_if_absent(f"esc::{entry}", esc)
+        if lease is not None and order.state is OrderState.PENDING:
+            order.lease_owner, order.lease_until = lease[0], time.time() + lease[1]
         record = _order_doc(order)
         record.update(ver=0, fills=0, seq=seq)
         if await self._insert(okey, record):
@@ -665,7 +704,7 @@ class CouchbaseStore:
         if winner_doc is None:  # pragma: no cover - orders are never deleted
             raise StoreUnavailable(f"couchbase: {okey!r} vanished")
         winner = _order_from_doc(winner_doc)
-        if order.state is OrderState.PENDING and winner.state not in OPEN_STATES and not winner_doc.get("fx"):
+        if order.state is OrderState.PENDING and winner.state not in _HOLDING and not winner_doc.get("fx"):
             await self._drop_reservation(pkey, coid)
         return winner, True
 
@@ -706,15 +745,18 @@ class CouchbaseStore:
             new = _order_doc(o)
             for k in ("created_at", "seq", "fingerprint"):
                 new[k] = doc[k]
-            new["principal"] = doc.get("principal")  # who submitted it, as admitted
+            for k in ("principal", "lease_owner", "lease_until"):  # as admitted / leased, not as the caller saw
+                new[k] = doc.get(k)
             ver = doc.get("ver", 0) + 1
             fills = doc.get("fills", 0)
-            fx: dict[str, Any] = {"v": ver, "release": str(ex.release), "close": o.state not in OPEN_STATES, "day": ex.day,
+            fx: dict[str, Any] = {"v": ver, "release": str(ex.release), "close": o.state not in _HOLDING, "day": ex.day,
                                   "account": doc["account"], "symbol": doc["symbol"], "coid": o.client_order_id}  # fmt: skip
             if ex.fill_quantity > 0 and ex.fill_price is not None:
                 fills += 1
                 signed = ex.fill_quantity if o.side is Side.BUY else -ex.fill_quantity
                 fx["fill"] = {"q": str(signed), "p": str(ex.fill_price), "m": str(ex.multiplier)}
+                if ex.pnl_quantum is not None:
+                    fx["fill"]["pq"] = str(ex.pnl_quantum)
                 fx["trade"] = Trade(f"{o.key}#{fills}", o.client_order_id, doc["account"], doc["symbol"],
                                     doc["side"], ex.fill_quantity, ex.fill_price, o.venue_order_id, now).to_wire()  # fmt: skip
             new.update(ver=ver, fills=fills, fx=fx)
@@ -743,13 +785,16 @@ class CouchbaseStore:
             position = _position_from_doc(new, fx["account"], fx["symbol"])
             fill = fx.get("fill")
             if fill is not None:
-                pnl = position.fill(Decimal(fill["q"]), Decimal(fill["p"]), Decimal(fill["m"]))
+                day = fx.get("day") or utc_day()
+                position.roll(day)  # its first change of the day snapshots it as the day began
+                pnl = position.fill(Decimal(fill["q"]), Decimal(fill["p"]), Decimal(fill["m"]),
+                                    Decimal(fill["pq"]) if fill.get("pq") else None)  # fmt: skip
                 if pnl:
-                    day = fx.get("day") or utc_day()
                     days = new["days"] = {d: v for d, v in (new.get("days") or {}).items() if d >= _days_ago(day, 7)}
                     days[day] = str(Decimal(days.get(day, "0")) + pnl)
             new.update(quantity=str(position.quantity), average_price=str(position.average_price),
-                       realised_pnl=str(position.realised_pnl))  # fmt: skip
+                       realised_pnl=str(position.realised_pnl), sod_day=position.sod_day,
+                       sod_quantity=str(position.sod_quantity), sod_average=str(position.sod_average))  # fmt: skip
             q = Decimal(entry["q"]) if entry is not None else Decimal(0)
             release = Decimal(fx["release"])
             if fx["close"]:
@@ -872,7 +917,7 @@ class CouchbaseStore:
             state = OrderState(doc["state"])
             if state is OrderState.PENDING:
                 pending.append(doc)
-            elif state not in OPEN_STATES and not doc.get("fx"):
+            elif state not in _HOLDING and not doc.get("fx"):
                 await self._drop_reservation(entry["p"], coid)
                 await self._map_remove("idx::open", key)
         pending.sort(key=lambda d: (d["created_at"], d.get("seq", 0)))
@@ -1004,14 +1049,19 @@ class CouchbaseStore:
         """The outbox: an entry counts once its order is recorded ``escalated``."""
 
         async def run() -> list[dict[str, Any]]:
-            keys = await self._map_values("idx::esc")
-            escs = await self._get_many([f"esc::{k}" for k in keys])
-            orders = await self._get_many([self._order_key(k) for k in keys])
+            entries = await self._map_values("idx::esc")
+            escs = await self._get_many([f"esc::{e['k']}" for e in entries])
+            by_order = [e for e in entries if e.get("o")]  # admit's: they count once the order says so
+            order_docs = await self._get_many([self._order_key(e["o"]) for e in by_order])
+            orders = dict(zip((e["k"] for e in by_order), order_docs))
             out = []
-            for key, esc, order in zip(keys, escs, orders):
-                if esc is None or order is None:
+            for entry, esc in zip(entries, escs):
+                key = entry["k"]
+                order = orders.get(key)
+                if esc is None or (entry.get("o") and order is None):
                     continue  # not committed yet (or never will be: harmless)
-                if esc.get("delivered_at") is not None or order["state"] != OrderState.ESCALATED.value:
+                lost = order is not None and order["state"] != OrderState.ESCALATED.value
+                if esc.get("delivered_at") is not None or lost:
                     await self._map_remove("idx::esc", key)  # delivered, or written by an attempt that lost
                     continue
                 out.append({k: esc[k] for k in ("key", "client_order_id", "payload", "created_at")})
@@ -1020,15 +1070,24 @@ class CouchbaseStore:
 
         return await self._guard(run())
 
+    async def raise_escalation(self, key: str, client_order_id: str, payload: dict[str, Any]) -> None:
+        """An outbox entry raised outside ``admit`` (e.g. a venue anomaly): it counts at once;
+        once per ``key`` (a second raise of the key keeps the first)."""
+
+        async def run() -> None:
+            await self._map_put("idx::esc", key, {"k": key})  # the index entry first
+            esc = {"key": key, "client_order_id": client_order_id, "created_at": time.time(), "delivered_at": None,
+                   "payload": json.loads(json.dumps(payload, default=str))}  # fmt: skip
+            await self._upsert_if_absent(f"esc::{key}", esc)
+
+        await self._guard(run())
+
     async def mark_escalations_delivered(self, keys: list[str]) -> None:
-        """``keys`` are the entries' ``key`` (``esc:<account>/<coid>``)."""
+        """``keys`` are the entries' ``key`` (``esc:<account>/<coid>`` for admit's escalations)."""
 
         async def run() -> None:
             now = time.time()
-            for entry_key in keys:
-                if not entry_key.startswith("esc:"):
-                    continue
-                key = entry_key[len("esc:") :]
+            for key in keys:
 
                 def mark(doc: dict[str, Any] | None) -> dict[str, Any] | None:
                     if doc is None or doc.get("delivered_at") is not None:
