@@ -95,7 +95,11 @@ class Sandbox:
                 " PRIMARY KEY (account, client_order_id))"
             )
             if "stepped_at" not in {r[1] for r in self._db.execute("PRAGMA table_info(executions)")}:
-                self._db.execute("ALTER TABLE executions ADD COLUMN stepped_at REAL")  # the last later fill
+                try:
+                    self._db.execute("ALTER TABLE executions ADD COLUMN stepped_at REAL")  # the last later fill
+                except sqlite3.OperationalError as exc:  # another process opening the ledger added it first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def outcome(self, order: dict[str, Any]) -> dict[str, Any]:
         """The deterministic report for an order."""
