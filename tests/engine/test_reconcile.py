@@ -10,6 +10,7 @@ ledger file, a real SQLite store, and one real engine process killed after admit
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from decimal import Decimal
@@ -233,6 +234,80 @@ async def test_open_orders_pages_oldest_first_and_only_open_states(tmp_path):
     plan = " ".join(r[3] for r in service.store._db.execute(
         "EXPLAIN QUERY PLAN SELECT * FROM orders WHERE state IN ('pending', 'accepted', 'partially_filled')"))
     assert "orders_open" in plan
+
+
+async def test_two_engines_reconciling_one_store_book_each_later_fill_once(tmp_path):
+    service = await make_service(tmp_path, later_fill="0")
+    other = OrderService(service.store, service.venue, service.risk)
+    for i in range(6):
+        reply = await send(service, MessageType.SUBMIT_ORDER, {"order": order(f"r-{i}", qty="8", price="101")})
+        assert reply["verdict"] == "accepted"
+    a, b = Reconciler(service), Reconciler(other)
+    assert a.owner != b.owner
+    for _ in range(6):
+        first, second = await asyncio.gather(a.run_once(), b.run_once())
+        # while one loop holds the orders' leases, the other leaves them alone
+        third, fourth = await asyncio.gather(b.run_once(), a.run_once())
+        assert not second and not third
+    ledger = {r[0]: r[1] for r in service.venue.sandbox._db.execute("SELECT client_order_id, report FROM executions")}
+    position = await service.store.get_position("desk", "FUT")
+    booked = sum((q for i in range(6) for q, _ in trades(service, f"r-{i}")), Decimal(0))
+    assert booked == position.quantity == sum(Decimal(json.loads(r)["filled_quantity"]) for r in ledger.values())
+    assert booked == 48 and position.pending_buy == 0  # everything filled in steps, each booked once
+    for i in range(6):
+        stored = await service.store.get_order("desk", f"r-{i}")
+        fills = trades(service, f"r-{i}")
+        assert sum(q for q, _ in fills) == stored.filled_quantity
+        if fills:  # each fill at its own price; together they make the stored average
+            assert sum(q * p for q, p in fills) / stored.filled_quantity == stored.average_price
+
+
+async def test_take_leases_holds_against_other_loops_and_stale_reads_only(tmp_path):
+    service = await make_service(tmp_path)
+    await send(service, MessageType.SUBMIT_ORDER, {"order": order("l-1", qty="1")})
+    [accepted] = await service.store.open_orders()
+    assert accepted.lease_owner == service.engine_id  # the order path's lease: it ended with pending
+    assert await service.store.take_leases([accepted], "e1:reconcile", 60)
+    assert not await service.store.take_leases([accepted], "e2:reconcile", 60)  # another loop holds it
+    assert await service.store.take_leases([accepted], "e1:reconcile", 60)  # its own: renewed
+    await service.store.take_leases([accepted], "e1:reconcile", 0)
+    assert await service.store.take_leases([accepted], "e2:reconcile", 60)  # handed back: free
+    accepted.filled_quantity = Decimal(1)  # a read the store has moved past
+    assert not await service.store.take_leases([accepted], "e2:reconcile", 60)
+
+
+class _Lying:
+    """A venue whose lookups answer ``reports`` instead of the sandbox."""
+
+    def __init__(self, venue, reports):
+        self.venue, self.reports = venue, reports
+
+    async def lookup(self, orders):
+        from wojak.engine.venue import VenueReport
+
+        return [VenueReport.from_dict({"client_order_id": o["client_order_id"], **self.reports[o["client_order_id"]]})
+                for o in orders]  # fmt: skip
+
+    def __getattr__(self, name):
+        return getattr(self.venue, name)
+
+
+async def test_later_reports_are_checked_like_on_the_order_path(tmp_path):
+    service = await make_service(tmp_path)
+    for coid in ("beyond", "odd"):
+        assert (await send(service, MessageType.SUBMIT_ORDER, {"order": order(coid, qty="2")}))["verdict"] == "accepted"
+    service.venue = _Lying(service.venue, {
+        "beyond": {"status": "filled", "filled_quantity": "2", "average_price": "100.05"},  # above the buy limit
+        "odd": {"status": "rejected"},  # accepted -> rejected: no such transition
+    })  # fmt: skip
+    await Reconciler(service).run_once()
+    beyond = await service.store.get_order("desk", "beyond")
+    assert beyond.state.value == "venue_anomaly" and "beyond the buy limit" in beyond.reason
+    assert trades(service, "beyond") == []
+    assert (await service.store.get_order("desk", "odd")).state.value == "accepted"  # left as it is, logged
+    position = await service.store.get_position("desk", "FUT")
+    assert (position.quantity, position.pending_buy) == (0, 4)  # nothing booked, the reservations held
+    assert (await service.store.get_account_state("desk"))["state"] == "REDUCING"
 
 
 # -- a real engine process ---------------------------------------------------------------
