@@ -113,7 +113,8 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
     if venue_timeout is not None and config.lease_seconds <= 2 * float(venue_timeout):
         raise ValueError(f"WOJAK_ENGINE_LEASE_SECONDS={config.lease_seconds:g} must exceed twice the venue timeout "
                          f"({float(venue_timeout):g}s): a lease that lapses mid-call lets another replica submit again")
-    service = OrderService(store, venue, risk, metrics, lease_seconds=config.lease_seconds)
+    engine_id = os.environ.get("WOJAK_ENGINE_ID") or f"{socket.gethostname()}:{config.socket}"
+    service = OrderService(store, venue, risk, metrics, engine_id=engine_id, lease_seconds=config.lease_seconds)
     background: list[asyncio.Task[None]] = []
     await service.start()
     actor = f"engine:{socket.gethostname()}:{os.getpid()}"

@@ -67,6 +67,7 @@ _VERDICT_FOR_STATE = {
     OrderState.DENIED: Verdict.DENIED,
     OrderState.ESCALATED: Verdict.ESCALATED,
     OrderState.VENUE_ANOMALY: Verdict.VENUE_ANOMALY,
+    OrderState.EXPIRED: Verdict.REJECTED,  # released unexecuted by reconciliation
 }
 _CLOSED = frozenset(FINAL_STATES - OPEN_STATES)
 
@@ -97,6 +98,8 @@ class OrderService:
         # The execution lease: only the engine holding a pending order's live lease may submit
         # it, so two replicas answering resends of one order never both reach the venue. It must
         # outlast the venue's own timeout (checked at start-up).
+        # Stable across restarts of one engine (its host and socket: two live engines never share
+        # both), so a restarted engine resumes its own leases at once instead of waiting them out.
         self.engine_id = engine_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease_seconds = lease_seconds
         self.store = store
@@ -130,7 +133,8 @@ class OrderService:
         await self._refresh_prices()
         now = time.time()
         # another replica's live lease: that engine is resolving it
-        pending = [o for o in await self.store.pending_orders() if o.lease_owner is None or o.lease_until <= now]
+        pending = [o for o in await self.store.pending_orders()
+                   if o.lease_owner in (None, self.engine_id) or o.lease_until <= now]  # fmt: skip
         if pending:
             log.info("resolving %d pending order(s) left by an earlier run", len(pending))
             try:

@@ -8,12 +8,13 @@ and risk is decided inside the transaction, so limits hold across them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from wojak.engine.domain import Order, OrderState, Position, Side
 from wojak.engine.store._base import (
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE INDEX IF NOT EXISTS orders_by_state ON orders(state) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS orders_by_account ON orders(account, created_at);
+CREATE INDEX IF NOT EXISTS orders_by_time ON orders(created_at, account, client_order_id);
 CREATE TABLE IF NOT EXISTS trades (
   trade_id TEXT PRIMARY KEY,
   client_order_id TEXT NOT NULL, account TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
@@ -234,6 +236,7 @@ class SQLiteStore:
                 raise
             self._commit()
         self._db.execute("CREATE INDEX IF NOT EXISTS ticks_by_version ON ticks(version)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS orders_by_time ON orders(created_at, account, client_order_id)")
 
     def _orders_keyed_by_coid(self) -> bool:
         keys = [r[1] for r in sorted(self._db.execute("PRAGMA table_info(orders)"), key=lambda r: r[5]) if r[5]]
@@ -254,6 +257,17 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
         return self._db
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed if the block ends, rolled back if it raises."""
+        db = self._tx()
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._commit()
 
     def _commit(self) -> None:
         try:
@@ -505,20 +519,15 @@ class SQLiteStore:
         return None if row is None else {"account": row[0], "state": row[1], "reason": row[2], "at": row[3]}
 
     async def set_account_state(self, account: str, state: str | None, reason: str = "", actor: str = "") -> None:
-        self._tx()
-        try:
+        with self._write() as db:
             now = time.time()
             if state is None:
-                self._db.execute("DELETE FROM account_state WHERE account=?", (account,))
+                db.execute("DELETE FROM account_state WHERE account=?", (account,))
             else:
-                self._db.execute(_UPSERT_STATE, (account, state, reason, now))
+                db.execute(_UPSERT_STATE, (account, state, reason, now))
             # the override row is the current state; the audit log keeps every change
-            self._db.execute(_INSERT_AUDIT, (now, "account_state", actor or "unknown", account,
-                                             json.dumps({"state": state or "configured", "reason": reason})))  # fmt: skip
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._commit()
+            db.execute(_INSERT_AUDIT, (now, "account_state", actor or "unknown", account,
+                                       json.dumps({"state": state or "configured", "reason": reason})))  # fmt: skip
 
     async def list_account_states(self) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT account, state, reason, at FROM account_state ORDER BY account")
@@ -529,7 +538,8 @@ class SQLiteStore:
         return Decimal(row[0]) if row else Decimal(0)
 
     async def pending_orders(self) -> list[Order]:
-        return [_order_from_row(r) for r in self._db.execute(f"{_SELECT_ORDER} WHERE state='pending'")]
+        rows = self._db.execute(f"{_SELECT_ORDER} WHERE state='pending' ORDER BY created_at, rowid")
+        return [_order_from_row(r) for r in rows]
 
     async def apply_ticks(self, ticks: list[dict[str, Any]], judge: JudgeTick) -> list[str]:
         """Judge each tick against the stored one of its symbol, inside one write transaction
@@ -568,27 +578,17 @@ class SQLiteStore:
         return {t["symbol"]: t for t in (await self.ticks_since(-1))[1]}
 
     async def append_audit(self, kind: str, actor: str, subject: str, detail: dict[str, Any]) -> None:
-        self._tx()
-        try:
-            self._db.execute(_INSERT_AUDIT, (time.time(), kind, actor, subject, json.dumps(detail, default=str)))
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._commit()
+        with self._write() as db:
+            db.execute(_INSERT_AUDIT, (time.time(), kind, actor, subject, json.dumps(detail, default=str)))
 
     async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT at, kind, actor, subject, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,))
         return [{"at": r[0], "kind": r[1], "actor": r[2], "subject": r[3], "detail": json.loads(r[4])} for r in rows]
 
     async def raise_escalation(self, key: str, client_order_id: str, payload: dict[str, Any]) -> None:
-        self._tx()
-        try:
-            self._db.execute("INSERT OR IGNORE INTO escalations VALUES (?,?,?,?,NULL)",
-                             (key, client_order_id, json.dumps(payload, default=str), time.time()))  # fmt: skip
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._commit()
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO escalations VALUES (?,?,?,?,NULL)",
+                       (key, client_order_id, json.dumps(payload, default=str), time.time()))  # fmt: skip
 
     async def undelivered_escalations(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -600,9 +600,8 @@ class SQLiteStore:
 
     async def mark_escalations_delivered(self, keys: list[str]) -> None:
         now = time.time()
-        self._tx()
-        self._db.executemany("UPDATE escalations SET delivered_at=? WHERE key=?", [(now, k) for k in keys])
-        self._commit()
+        with self._write() as db:
+            db.executemany("UPDATE escalations SET delivered_at=? WHERE key=?", [(now, k) for k in keys])
 
     async def close(self) -> None:
         self._db.close()
