@@ -327,7 +327,9 @@ class KeysFileWatcher:
         """Record a load (the first one, at start, too) in the log and the audit trail."""
         log.info("keys file %s loaded: %d principal(s) %s (sha256 %s)", self.path, len(ring), ", ".join(ring.names), ring.sha256)
         if self.audit is not None:
-            self.audit.record("keys_file_loaded", {"path": self.path, "sha256": ring.sha256, "principals": ring.names})
+            names = ring.names  # the engine keeps audit details small (4 KiB): the first 50 names and the count
+            self.audit.record("keys_file_loaded", {"path": self.path[-256:], "sha256": ring.sha256,
+                                                   "principals": names[:50], "count": len(names)})  # fmt: skip
 
     def check(self) -> bool:
         """One poll; True when new keys were taken into use."""
@@ -350,8 +352,8 @@ class KeysFileWatcher:
         except KeysFileError as exc:
             log.error("keys file %s refused, the keys in use stay: %s", self.path, exc)
             if self.audit is not None:
-                self.audit.record("keys_file_refused", {"path": self.path, "sha256": digest if raw is not None else None,
-                                                        "error": str(exc)})  # fmt: skip
+                self.audit.record("keys_file_refused", {"path": self.path[-256:], "sha256": digest if raw is not None else None,
+                                                        "error": str(exc)[:1024]})  # fmt: skip
             return False
         self.use(ring)
         self.loaded(ring)

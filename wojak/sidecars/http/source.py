@@ -303,8 +303,6 @@ def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) ->
                     "Every /v1 route needs an API key (Authorization: Bearer, or X-API-Key) whose principal has the "
                     "route's scope and may act for the order's account.",
     )  # fmt: skip
-    add_health_routes(app, readiness, metrics)
-    docs.add_docs_routes(app)
 
     async def engine(call: Any) -> dict[str, Any]:
         started = time.perf_counter()
@@ -422,6 +420,9 @@ def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) ->
             return _json(payload)
         return _from_engine(reply)
 
+    # after the API routes: routes are matched in order, and POST /v1/orders is the hot path
+    add_health_routes(app, readiness, metrics)
+    docs.add_docs_routes(app)
     docs.install_openapi(app)
     app.add_middleware(_Guard, keys=keys, max_body=config.max_body_bytes, refused=count_refusal)
     app.state.client = client
