@@ -68,10 +68,10 @@ def _detail(kind: str, loc: list[str], msg: str, status: int = 422) -> Response:
     return _json({"detail": [{"type": kind, "loc": loc, "msg": msg}]}, status)
 
 
-def _unprocessable(errors: list[FieldError], data: Any = None) -> Response:
+def _unprocessable(errors: list[FieldError], data: Any = None, where: str = "body") -> Response:
     detail = []
     for e in errors:
-        item: dict[str, Any] = {"type": e.code, "loc": ["body"] if e.field == "body" else ["body", e.field], "msg": e.reason}
+        item: dict[str, Any] = {"type": e.code, "loc": [where] if e.field == "body" else [where, e.field], "msg": e.reason}
         if isinstance(data, dict) and e.field in data:
             value = data[e.field]
             small = isinstance(value, (str, bool)) or (isinstance(value, int) and -(2**63) <= value < 2**63)
@@ -84,14 +84,15 @@ def _forbidden(reason: str, detail: str, client_order_id: str | None = None) -> 
     return _json(forbidden(reason, detail, client_order_id), 403)
 
 
-def _from_engine(reply: dict[str, Any]) -> Response:
+def _from_engine(reply: dict[str, Any], where: str = "body") -> Response:
+    """The HTTP answer to an engine reply; ``where`` is what an ``invalid`` reply's fields are in."""
     verdict = reply.get("verdict")
     if verdict == Verdict.RETRY.value:
         after = float(reply.get("retry_after") or 1.0)
         return _json({"verdict": verdict, "reason": reply.get("reason")}, 503, {"Retry-After": str(max(1, math.ceil(after)))})
     if verdict == Verdict.INVALID.value:
         errors = [FieldError(e["field"], e["reason"], e["code"]) for e in reply.get("errors", [])]
-        return _unprocessable(errors)
+        return _unprocessable(errors, where=where)
     if verdict == Verdict.FORBIDDEN.value:
         return _forbidden(str(reply.get("reason")), str(reply.get("detail")), reply.get("client_order_id"))
     payload = {"client_order_id": reply.get("client_order_id"), "verdict": verdict, "order": reply.get("order")}
@@ -362,7 +363,7 @@ def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) ->
         reply = await client.list_orders(principal, account=account, limit=limit, cursor=cursor)
         if reply.get("verdict") == Verdict.OK.value:
             return _json({"orders": reply.get("orders", []), "next_cursor": reply.get("next_cursor")})
-        return _from_engine(reply)
+        return _from_engine(reply, where="query")
 
     def _order_query(request: Request, client_order_id: str) -> tuple[str | None, Response | None]:
         principal: Principal = request.scope["wojak.principal"]
