@@ -1,5 +1,6 @@
 """Reconciliation (wojak.engine.reconcile) against real parts: the in-process sandbox with a
-ledger file, a real SQLite store, and one real engine process killed after admitting an order.
+ledger file, a real store (SQLite, and the Couchbase mock for the tests that need only a store),
+and one real engine process killed after admitting an order.
 
 - resting orders the sandbox fills later are booked at each fill's own price;
 - DAY orders still open after their exchange trading day are cancelled, reservation released;
@@ -13,6 +14,7 @@ import asyncio
 import json
 import sqlite3
 import time
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -30,7 +32,20 @@ from wojak.engine.venue.sandbox import SandboxConfig
 
 CONFIG = """
 exchange_timezone: Asia/Kolkata
-limits: {max_order_quantity: "1000", max_position: "100000"}
+limits:
+  max_order_quantity: "1000"
+  max_position: "100000"
+  max_order_notional: {value: null, reason: "test"}
+  price_band_percent: {value: null, reason: "test"}
+  max_gross_exposure: {value: null, reason: "test"}
+  max_daily_loss: {value: null, reason: "test"}
+  max_orders_per_second: {value: null, reason: "test"}
+  max_orders_per_minute: {value: null, reason: "test"}
+  stale_tick_seconds: {value: null, reason: "test"}
+  min_days_to_expiry: {value: null, reason: "test"}
+  max_days_to_expiry: {value: null, reason: "test"}
+  max_tick_jump_percent: {value: null, reason: "test"}
+  tick_jump_seconds: {value: null, reason: "test"}
 instruments: {FUT: {price_decimals: 2}, FUT2: {price_decimals: 2}}
 """
 DAY = 86400.0
@@ -52,35 +67,53 @@ async def send(service: OrderService, kind: MessageType, body: dict) -> dict:
     return reply
 
 
-async def make_service(tmp_path, later_fill: str | None = None, **kw) -> OrderService:
+@pytest.fixture(params=["sqlite", pytest.param("couchbase", marks=pytest.mark.couchbase)])
+async def store(request, tmp_path):
+    """A fresh store of each kind (on Couchbase, a key prefix of its own in the mock's bucket)."""
+    if request.param == "sqlite":
+        opened = SQLiteStore(tmp_path / "store.sqlite")
+    else:
+        from wojak.engine.store._couchbase import CouchbaseStore
+
+        service = request.getfixturevalue("couchbase_service")
+        opened = CouchbaseStore(service.url, service.username, service.password, service.bucket,
+                                prefix=f"rec-{uuid.uuid4().hex[:12]}::")  # fmt: skip
+    yield opened
+    await opened.close()
+
+
+async def make_service(tmp_path, store, later_fill: str | None = None, **kw) -> OrderService:
     venue = InProcessSandboxVenue(SandboxConfig(
         fill_probability=Decimal(0), accept_probability=Decimal(1), ledger=str(tmp_path / "ledger.sqlite"),
         later_fill_seconds=None if later_fill is None else Decimal(later_fill),
     ))  # fmt: skip
-    service = OrderService(SQLiteStore(tmp_path / "store.sqlite"), venue, RiskEngine(_parse(CONFIG, "test")), **kw)
+    service = OrderService(store, venue, RiskEngine(_parse(CONFIG, "test")), **kw)
     for symbol in ("FUT", "FUT2"):
         assert (await send(service, MessageType.TICK, {"tick": tick(symbol)}))["status"] == "applied"
     return service
 
 
-def trades(service: OrderService, coid: str) -> list[tuple[Decimal, Decimal]]:
-    rows = service.store._db.execute(
-        "SELECT quantity, price FROM trades WHERE client_order_id=? ORDER BY CAST(quantity AS REAL), rowid", (coid,)
-    )
-    return [(Decimal(q), Decimal(p)) for q, p in rows]
+async def trades(service: OrderService, coid: str) -> list[tuple[Decimal, Decimal]]:
+    """The order's trades through the store API: by quantity, then in the order they were booked."""
+    found = await service.store.list_trades(limit=1000, client_order_id=coid, account="desk")
+    return [(t.quantity, t.price) for t in sorted(reversed(found), key=lambda t: (t.quantity, t.executed_at))]
 
 
-def age(service: OrderService, coid: str, seconds: float) -> None:
+async def age(service: OrderService, coid: str, seconds: float) -> None:
     """Move an order's creation back in time (as if it had been placed ``seconds`` earlier)."""
-    service.store._db.execute("UPDATE orders SET created_at = created_at - ? WHERE client_order_id=?", (seconds, coid))
+    store = service.store
+    if isinstance(store, SQLiteStore):
+        store._db.execute("UPDATE orders SET created_at = created_at - ? WHERE client_order_id=?", (seconds, coid))
+    else:
+        await store._cas_loop(store._order_key(f"desk/{coid}"), lambda d: {**d, "created_at": d["created_at"] - seconds})
 
 
 def sample(metrics: EngineMetrics, name: str) -> float:
     return metrics.registry.get_sample_value(name) or 0.0
 
 
-async def test_resting_orders_filled_later_are_booked_at_their_own_prices(tmp_path):
-    service = await make_service(tmp_path, later_fill="0")
+async def test_resting_orders_filled_later_are_booked_at_their_own_prices(tmp_path, store):
+    service = await make_service(tmp_path, store, later_fill="0")
     metrics = EngineMetrics()
     reconciler = Reconciler(service, metrics)
     # the sandbox's later fills are a pure function of (seed, order, filled so far): for these
@@ -98,8 +131,8 @@ async def test_resting_orders_filled_later_are_booked_at_their_own_prices(tmp_pa
 
     assert (await reconciler.run_once())["fills"] == 2
     assert (await reconciler.run_once())["fills"] == 0  # nothing open any more: nothing booked twice
-    assert trades(service, "rest-buy-3") == [(10, 100), (10, 101)]
-    assert trades(service, "rest-sell-1") == [(10, 100), (10, 103)]
+    assert await trades(service, "rest-buy-3") == [(10, 100), (10, 101)]
+    assert await trades(service, "rest-sell-1") == [(10, 100), (10, 103)]
     long = await service.store.get_position("desk", "FUT")
     short = await service.store.get_position("desk", "FUT2")
     assert (long.quantity, long.average_price, long.pending_buy, long.pending_sell) == (20, Decimal("100.5"), 0, 0)
@@ -114,14 +147,14 @@ async def test_resting_orders_filled_later_are_booked_at_their_own_prices(tmp_pa
     assert service.venue.sandbox.submissions() == {"rest-buy-3": 1, "rest-sell-1": 1}
 
 
-async def test_day_orders_expire_at_the_end_of_the_exchange_day_and_release_their_reservation(tmp_path):
-    service = await make_service(tmp_path)
+async def test_day_orders_expire_at_the_end_of_the_exchange_day_and_release_their_reservation(tmp_path, store):
+    service = await make_service(tmp_path, store)
     metrics = EngineMetrics()
     for coid, qty, tif in (("day-old", "5", "day"), ("gtc-old", "7", "gtc"), ("day-today", "3", "day")):
         reply = await send(service, MessageType.SUBMIT_ORDER, {"order": order(coid, qty=qty, tif=tif)})
         assert reply["verdict"] == "accepted"
-    age(service, "day-old", DAY)
-    age(service, "gtc-old", DAY)
+    await age(service, "day-old", DAY)
+    await age(service, "gtc-old", DAY)
     assert (await service.store.get_position("desk", "FUT")).pending_buy == 15
 
     counts = await Reconciler(service, metrics).run_once()
@@ -159,8 +192,8 @@ class _Unreachable:
         return getattr(self.venue, name)
 
 
-async def test_a_stranded_pending_order_is_released_after_its_age_and_never_executes(tmp_path):
-    service = await make_service(tmp_path, lease_seconds=0.05)
+async def test_a_stranded_pending_order_is_released_after_its_age_and_never_executes(tmp_path, store):
+    service = await make_service(tmp_path, store, lease_seconds=0.05)
     sandbox_venue = service.venue
     metrics = EngineMetrics()
     store = service.store
@@ -204,8 +237,8 @@ async def test_a_stranded_pending_order_is_released_after_its_age_and_never_exec
     assert (await store.get_position("desk", "FUT")).pending_buy == 2
 
 
-async def test_the_order_path_does_not_submit_an_order_the_loop_holds(tmp_path):
-    service = await make_service(tmp_path, lease_seconds=0.05)
+async def test_the_order_path_does_not_submit_an_order_the_loop_holds(tmp_path, store):
+    service = await make_service(tmp_path, store, lease_seconds=0.05)
     venue = service.venue
     service.venue = _Unreachable(venue, executed=False)
     assert (await send(service, MessageType.SUBMIT_ORDER, {"order": order("held", qty="1")}))["verdict"] == "retry"
@@ -222,7 +255,8 @@ async def test_the_order_path_does_not_submit_an_order_the_loop_holds(tmp_path):
 
 
 async def test_open_orders_pages_oldest_first_and_only_open_states(tmp_path):
-    service = await make_service(tmp_path)
+    # SQLite: its open_orders reads through a partial index (the contract suite pages both stores)
+    service = await make_service(tmp_path, SQLiteStore(tmp_path / "store.sqlite"))
     for i in range(5):
         await send(service, MessageType.SUBMIT_ORDER, {"order": order(f"o-{i}", qty="1")})
     service.store._db.execute("UPDATE orders SET state='filled' WHERE client_order_id='o-2'")
@@ -236,8 +270,8 @@ async def test_open_orders_pages_oldest_first_and_only_open_states(tmp_path):
     assert "orders_open" in plan
 
 
-async def test_two_engines_reconciling_one_store_book_each_later_fill_once(tmp_path):
-    service = await make_service(tmp_path, later_fill="0")
+async def test_two_engines_reconciling_one_store_book_each_later_fill_once(tmp_path, store):
+    service = await make_service(tmp_path, store, later_fill="0")
     other = OrderService(service.store, service.venue, service.risk)
     for i in range(6):
         reply = await send(service, MessageType.SUBMIT_ORDER, {"order": order(f"r-{i}", qty="8", price="101")})
@@ -251,19 +285,19 @@ async def test_two_engines_reconciling_one_store_book_each_later_fill_once(tmp_p
         assert not second and not third
     ledger = {r[0]: r[1] for r in service.venue.sandbox._db.execute("SELECT client_order_id, report FROM executions")}
     position = await service.store.get_position("desk", "FUT")
-    booked = sum((q for i in range(6) for q, _ in trades(service, f"r-{i}")), Decimal(0))
+    fills = {i: await trades(service, f"r-{i}") for i in range(6)}
+    booked = sum((q for i in range(6) for q, _ in fills[i]), Decimal(0))
     assert booked == position.quantity == sum(Decimal(json.loads(r)["filled_quantity"]) for r in ledger.values())
     assert booked == 48 and position.pending_buy == 0  # everything filled in steps, each booked once
     for i in range(6):
         stored = await service.store.get_order("desk", f"r-{i}")
-        fills = trades(service, f"r-{i}")
-        assert sum(q for q, _ in fills) == stored.filled_quantity
-        if fills:  # each fill at its own price; together they make the stored average
-            assert sum(q * p for q, p in fills) / stored.filled_quantity == stored.average_price
+        assert sum(q for q, _ in fills[i]) == stored.filled_quantity
+        if fills[i]:  # each fill at its own price; together they make the stored average
+            assert sum(q * p for q, p in fills[i]) / stored.filled_quantity == stored.average_price
 
 
-async def test_take_leases_holds_against_other_loops_and_stale_reads_only(tmp_path):
-    service = await make_service(tmp_path)
+async def test_take_leases_holds_against_other_loops_and_stale_reads_only(tmp_path, store):
+    service = await make_service(tmp_path, store)
     await send(service, MessageType.SUBMIT_ORDER, {"order": order("l-1", qty="1")})
     [accepted] = await service.store.open_orders()
     assert accepted.lease_owner == service.engine_id  # the order path's lease: it ended with pending
@@ -292,8 +326,8 @@ class _Lying:
         return getattr(self.venue, name)
 
 
-async def test_later_reports_are_checked_like_on_the_order_path(tmp_path):
-    service = await make_service(tmp_path)
+async def test_later_reports_are_checked_like_on_the_order_path(tmp_path, store):
+    service = await make_service(tmp_path, store)
     for coid in ("beyond", "odd"):
         assert (await send(service, MessageType.SUBMIT_ORDER, {"order": order(coid, qty="2")}))["verdict"] == "accepted"
     service.venue = _Lying(service.venue, {
@@ -303,7 +337,7 @@ async def test_later_reports_are_checked_like_on_the_order_path(tmp_path):
     await Reconciler(service).run_once()
     beyond = await service.store.get_order("desk", "beyond")
     assert beyond.state.value == "venue_anomaly" and "beyond the buy limit" in beyond.reason
-    assert trades(service, "beyond") == []
+    assert await trades(service, "beyond") == []
     assert (await service.store.get_order("desk", "odd")).state.value == "accepted"  # left as it is, logged
     position = await service.store.get_position("desk", "FUT")
     assert (position.quantity, position.pending_buy) == (0, 4)  # nothing booked, the reservations held

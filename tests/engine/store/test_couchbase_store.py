@@ -397,6 +397,77 @@ async def test_the_recovery_scan_refuses_entries_of_orders_keyed_by_coid_alone(h
         await store.pending_orders()
 
 
+# -- reconciliation: idx::open, leases by CAS -----------------------------------------
+
+
+@pytest.mark.couchbase
+async def test_idx_open_drops_expired_orders_and_keeps_venue_anomalies(handles):
+    [store] = handles(1)
+    [(gone, _), (odd, _), (rest, _)] = await store.admit([order("gone"), order("odd"), order("rest")], approve)
+    gone.apply(OrderEvent.EXPIRED)
+    odd.apply(OrderEvent.VENUE_ANOMALY_DETECTED)
+    rest.apply(OrderEvent.ACCEPTED)
+    await store.record([Execution(gone, OrderState.PENDING, Decimal(0), None, Decimal(10)),
+                        Execution(odd, OrderState.PENDING, Decimal(0), None, Decimal(0)),
+                        Execution(rest, OrderState.PENDING, Decimal(0), None, Decimal(0))])  # fmt: skip
+    # expired is final: out of the index at once; the anomaly keeps its entry (and its reservation)
+    assert sorted(e["k"] for e in await store._map_values("idx::open")) == ["acct/odd", "acct/rest"]
+    position = await store.get_position("acct", "SYM")
+    assert position.pending_buy == 20
+    [again] = handles(1)
+    assert await again.pending_orders() == []  # the recovery scan keeps both entries
+    assert sorted(e["k"] for e in await again._map_values("idx::open")) == ["acct/odd", "acct/rest"]
+    assert [o.key for o in await again.open_orders()] == ["acct/rest"]
+    assert (await again.get_position("acct", "SYM")).pending_buy == 20
+
+
+@pytest.mark.couchbase
+async def test_open_orders_skips_index_entries_whose_order_never_landed(handles, monkeypatch):
+    [crashing] = handles(1)
+    await crashing.admit([order("first")], approve)
+    real_insert = CouchbaseStore._insert
+
+    async def insert(self, key, doc):
+        if key.startswith("order::"):
+            raise Crash
+        return await real_insert(self, key, doc)
+
+    monkeypatch.setattr(CouchbaseStore, "_insert", insert)
+    with pytest.raises(Crash):
+        await crashing.admit([order("crashed")], approve)
+    monkeypatch.undo()
+    [store] = handles(1)
+    assert "acct/crashed" in {e["k"] for e in await store._map_values("idx::open")}
+    assert [o.key for o in await store.open_orders()] == ["acct/first"]
+    assert await store.take_leases([order("crashed")], "e1:reconcile", 30) == []
+
+
+@pytest.mark.couchbase
+async def test_loops_racing_for_the_same_leases_take_each_order_once(handles):
+    stores = handles(4)
+    admitted = [o for o, _ in await stores[0].admit([order(f"r{i}", quantity="1") for i in range(40)], approve)]
+    for o in admitted:
+        o.apply(OrderEvent.ACCEPTED)
+    await stores[0].record([Execution(o, OrderState.PENDING, Decimal(0), None, Decimal(0)) for o in admitted])
+    page = await stores[1].open_orders()
+    assert len(page) == 40
+    taken = await asyncio.gather(*(s.take_leases(page, f"e{i}:reconcile", 30) for i, s in enumerate(stores)))
+    owners = {o.key: f"e{i}:reconcile" for i, got in enumerate(taken) for o in got}
+    assert sum(len(got) for got in taken) == 40 == len(owners)  # each order leased by exactly one loop
+    for o in await stores[2].open_orders():
+        assert o.lease_owner == owners[o.key]
+    # a record racing a lease keeps the lease (it copies the stored one) and the lease never undoes the record
+    o = admitted[0]
+    assert page[0].key == o.key
+    await stores[0].take_leases([page[0]], owners[o.key], 0)  # handed back: free for e9
+    filled = fill(o, "1", "100", OrderState.ACCEPTED)
+    results = await asyncio.gather(stores[3].record([filled]), stores[2].take_leases([page[0]], "e9:reconcile", 30))
+    stored = await stores[0].get_order("acct", o.client_order_id)
+    assert filled.applied and stored.state is OrderState.FILLED
+    assert stored.lease_owner in (owners[o.key], "e9:reconcile") and len(results[1]) <= 1
+    assert len(await stores[0].list_trades(client_order_id=o.client_order_id)) == 1
+
+
 # -- ambiguous writes, with a fake collection -----------------------------------------
 
 

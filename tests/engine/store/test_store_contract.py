@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import random
 import time
@@ -695,3 +696,133 @@ async def test_realised_pnl_is_rounded_to_the_quantum_and_the_day_start_is_remem
     assert position.realised_pnl == Decimal("0.02")  # 3 x 0.0067 = 0.0201, to the cent
     assert (position.sod_day, position.sod_quantity, position.sod_average) == ("2026-12-01", 3, Decimal("100.001"))
     assert await store.daily_realised("acct", "2026-12-01") == Decimal("0.02")
+
+
+# -- reconciliation: open orders, leases taken by the loop, pending orders released ----------
+
+
+def expire(o: Order) -> Execution:
+    """What reconciliation records for a ``pending`` order the venue never saw."""
+    o.apply(OrderEvent.EXPIRED)
+    o.reason = "expired: never reached the venue"
+    left = o.quantity - o.filled_quantity
+    return Execution(o, OrderState.PENDING, Decimal(0), None, left if o.side.value == "buy" else -left)
+
+
+async def test_open_orders_pages_oldest_first_through_open_states_only(make_store):
+    store = make_store()
+    accounts = ["a1", "a2", "b1"]
+    # a batch admits at one instant on some stores: ties broken by account, then client_order_id
+    first = [o for o, _ in await store.admit([order(f"c{i}", quantity="10", account=accounts[i % 3])
+                                              for i in range(9)], approve)]  # fmt: skip
+    later = [o for o, _ in await store.admit([order("c1", account="b1"), order("z", account="a1")], approve)]
+    denied = order("d", account="a2")
+    await store.admit([denied], lambda o, view: o.apply(OrderEvent.DENIED))
+    c = {o.key: o for o in first + later}
+    c["b1/c2"].apply(OrderEvent.ACCEPTED)  # resting at the venue: open
+    await store.record([
+        fill(c["a1/c0"], "10"),  # filled: closed
+        fill(c["a2/c1"], "4", event=OrderEvent.PARTIALLY_FILLED),  # still open
+        Execution(c["b1/c2"], OrderState.PENDING, Decimal(0), None, Decimal(0)),
+        expire(c["a1/c3"]),  # expired: final
+    ])  # fmt: skip
+    o = c["a2/c4"]
+    o.apply(OrderEvent.VENUE_ANOMALY_DETECTED)  # holds its reservation, but the venue may not change it
+    await store.record([Execution(o, OrderState.PENDING, Decimal(0), None, Decimal(0))])
+    o = c["b1/c5"]
+    o.apply(OrderEvent.REJECTED)
+    await store.record([Execution(o, OrderState.PENDING, Decimal(0), None, Decimal(10))])
+
+    closed = {"a1/c0", "a1/c3", "a2/c4", "b1/c5", "a2/d"}
+    everything = await store.list_orders(limit=1000)
+    expected = sorted(((o.created_at, o.account, o.client_order_id) for o in everything if o.key not in closed))
+    assert len(expected) == 7
+    got = await store.open_orders()
+    assert [(o.created_at, o.account, o.client_order_id) for o in got] == expected
+    states = {o.key: o.state for o in got}
+    assert states["a2/c1"] is OrderState.PARTIALLY_FILLED and got[[o.key for o in got].index("a2/c1")].filled_quantity == 4
+    assert states["b1/c2"] is OrderState.ACCEPTED and states["b1/c1"] is OrderState.PENDING
+
+    for size in (1, 2, 4, 7, 100):
+        pages, after = [], None
+        while True:
+            page = await make_store().open_orders(size, after)
+            assert len(page) <= size
+            pages.extend((o.created_at, o.account, o.client_order_id) for o in page)
+            if len(page) < size:
+                break
+            after = pages[-1]
+        assert pages == expected, size
+    assert await store.open_orders(10, expected[-1]) == []
+    assert [(o.account, o.client_order_id) for o in await store.open_orders(10, expected[-2])] == [expected[-1][1:]]
+
+
+async def test_take_leases_holds_against_another_loop_or_a_pending_orders_live_lease(make_store):
+    store, other = make_store(), make_store()
+    [(p, _)] = await store.admit([order("p")], approve, lease=("e1", 60))  # the order path is at the venue
+    [(a, _)] = await store.admit([order("a")], approve, lease=("e1", 60))
+    a.apply(OrderEvent.ACCEPTED)
+    await store.record([Execution(a, OrderState.PENDING, Decimal(0), None, Decimal(0))])
+    [p, a] = sorted(await store.open_orders(), key=lambda o: o.client_order_id != "p")
+    assert (p.state, a.state) == (OrderState.PENDING, OrderState.ACCEPTED)
+    assert p.lease_owner == a.lease_owner == "e1"
+
+    # pending under the order path's live lease: held; accepted: that lease ended with pending
+    started = time.time()
+    taken = await other.take_leases([p, a], "e2:reconcile", 30)
+    assert [(o.key, o.lease_owner) for o in taken] == [("acct/a", "e2:reconcile")]
+    assert taken[0].state is OrderState.ACCEPTED and taken[0].lease_until >= started + 30
+    stored = await store.get_order("acct", "a")
+    assert (stored.lease_owner, stored.lease_until) == ("e2:reconcile", taken[0].lease_until)
+    assert await store.take_leases([a], "e3:reconcile", 30) == []  # another loop's live lease
+    renewed = await other.take_leases([a, a], "e2:reconcile", 60)  # its own: renewed (once)
+    assert len(renewed) == 1 and renewed[0].lease_until > taken[0].lease_until
+    await other.take_leases([a], "e2:reconcile", 0)  # handed back
+    assert [o.lease_owner for o in await store.take_leases([a], "e3:reconcile", 30)] == ["e3:reconcile"]
+
+    # a pending order whose lease expired is free; the order path then answers the loop's lease
+    [(q, _)] = await store.admit([order("q")], approve, lease=("e1", 0))
+    [q] = await other.take_leases([q], "e2:reconcile", 30)
+    assert q.lease_owner == "e2:reconcile"
+    [(seen, existed)] = await store.admit([order("q")], approve, lease=("e1", 60))
+    assert existed and seen.lease_owner == "e2:reconcile"  # the order path must not submit it
+    await other.take_leases([q], "e2:reconcile", 0)
+    [(seen, _)] = await store.admit([order("q")], approve, lease=("e1", 60))
+    assert seen.lease_owner == "e1"
+
+    # a stale read (the store moved past it) or an unknown order is never taken
+    stale = dataclasses.replace(a, filled_quantity=Decimal(1))
+    assert await store.take_leases([stale], "e4:reconcile", 30) == []
+    moved = dataclasses.replace(a, state=OrderState.PENDING)
+    assert await store.take_leases([moved], "e4:reconcile", 0) == []
+    assert await store.take_leases([order("nobody")], "e4:reconcile", 30) == []
+    assert (await store.get_order("acct", "a")).lease_owner == "e3:reconcile"
+
+
+async def test_an_expired_order_releases_its_reservation_and_is_no_longer_open(make_store):
+    store = make_store()
+    [(o, _)] = await store.admit([order("gone", quantity="10")], approve_reserving("2"))
+    [(kept, _)] = await store.admit([order("kept", quantity="3")], approve_reserving("1"))
+    position = await store.get_position("acct", "SYM")
+    assert (position.pending_buy, position.pending_loss) == (13, 23)
+    ex = expire(o)
+    await store.record([ex])
+    assert ex.applied
+    again = expire(dataclasses.replace(o, state=OrderState.PENDING))
+    await store.record([again])  # a replay (another replica's loop): releases nothing
+    assert not again.applied
+    stored = await store.get_order("acct", "gone")
+    assert stored.state is OrderState.EXPIRED and stored.reason == "expired: never reached the venue"
+    for handle in (store, make_store()):
+        assert [x.client_order_id for x in await handle.pending_orders()] == ["kept"]  # (the recovery scan, on some)
+        assert [x.client_order_id for x in await handle.open_orders()] == ["kept"]
+        position = await handle.get_position("acct", "SYM")
+        assert (position.quantity, position.pending_buy, position.pending_loss) == (0, 3, 3)
+    assert await store.list_trades(client_order_id="gone") == []
+    # an outcome for the order as it was before (a racing order path): compare-and-set, nothing booked
+    late = fill(dataclasses.replace(stored, state=OrderState.PENDING, reason=None), "10")
+    await make_store().record([late])
+    assert not late.applied and (await store.get_order("acct", "gone")).state is OrderState.EXPIRED
+    position = await store.get_position("acct", "SYM")
+    assert (position.quantity, position.pending_buy, position.pending_loss) == (0, 3, 3)
+    assert kept.state is OrderState.PENDING

@@ -40,10 +40,17 @@ account; ``/`` is in neither alphabet). Documents (every key starts with the sto
   document.
 
 Listing (``list_orders``, ``list_trades``, ``list_positions``, ``pending_orders``,
-``load_ticks``, ``undelivered_escalations``) reads the index and then every document it
-names: O(n) key-value gets, meant for test and dev-sized data sets, not for a production
-orderbook of millions (that wants range scans or a query index off the hot path).
+``open_orders``, ``load_ticks``, ``undelivered_escalations``) reads the index and then every
+document it names: O(n) key-value gets, meant for test and dev-sized data sets, not for a
+production orderbook of millions (that wants range scans or a query index off the hot path).
 ``list_orders`` filters the account (and its patterns) on the index entries before reading.
+
+Reconciliation: ``open_orders`` reads ``idx::open`` (an order leaves it once it is closed:
+filled, rejected, canceled or ``expired``; a ``venue_anomaly`` stays, holding its reservation,
+but is not open at the venue) and pages the open ones in memory. ``take_leases`` is one CAS per
+order doc (state and ``filled_quantity`` as the caller read them, the lease free, the
+caller's, expired, or past ``pending`` not another loop's); a ``record`` racing it loses its
+CAS and retries on the leased doc, keeping the lease.
 
 Crash safety:
 
@@ -894,13 +901,18 @@ class CouchbaseStore:
         drops reservations of orders that are closed or were never created)."""
         return await self._guard(self._pending_orders())
 
-    async def _pending_orders(self) -> list[Order]:
+    async def _open_entries(self) -> list[dict[str, Any]]:
+        """The ``idx::open`` entries (fails closed on entries of an earlier version's layout)."""
         entries = await self._map_values("idx::open")
         if any("k" not in e for e in entries):
             # written before orders were keyed by (account, client_order_id): fail closed
             raise RuntimeError(f"couchbase {self.bucket_name!r} prefix {self.prefix!r}: idx::open holds entries of"
                                " orders keyed by client_order_id alone (an earlier version); this version cannot"
                                " recover them: resolve them with the earlier version or use a new prefix")  # fmt: skip
+        return entries
+
+    async def _pending_orders(self) -> list[Order]:
+        entries = await self._open_entries()
         docs = await self._get_many([self._order_key(e["k"]) for e in entries])
         pending = []
         now = time.time()
@@ -922,6 +934,70 @@ class CouchbaseStore:
                 await self._map_remove("idx::open", key)
         pending.sort(key=lambda d: (d["created_at"], d.get("seq", 0)))
         return [_order_from_doc(d) for d in pending]
+
+    # -- reconciliation ----------------------------------------------------------------
+
+    async def open_orders(self, limit: int = 500, after: tuple[float, str, str] | None = None) -> list[Order]:
+        """Orders the venue may still change (``pending``, ``accepted``, ``partially_filled``), oldest
+        first by (created_at, account, client_order_id), strictly after ``after``. Read from
+        ``idx::open`` (every order that may hold a reservation is listed there before its doc is
+        written) and the docs it names; read-only (the recovery scan, ``pending_orders``, prunes
+        the index). Every page reads the whole index: O(open orders) gets per page."""
+
+        async def run() -> list[dict[str, Any]]:
+            entries = await self._open_entries()
+            docs = await self._get_many([self._order_key(e["k"]) for e in entries])
+            return [d for d in docs if d is not None and OrderState(d["state"]) in OPEN_STATES]
+
+        def position(d: dict[str, Any]) -> tuple[float, str, str]:
+            return d["created_at"], d["account"], d["client_order_id"]
+
+        docs = await self._guard(run())
+        if after is not None:
+            bound = (float(after[0]), str(after[1]), str(after[2]))
+            docs = [d for d in docs if position(d) > bound]
+        docs.sort(key=position)
+        return [_order_from_doc(d) for d in (docs[:limit] if limit >= 0 else docs)]
+
+    async def take_leases(self, orders: list[Order], owner: str, seconds: float) -> list[Order]:
+        """Lease each order to ``owner`` for ``seconds`` (0 hands it back): one CAS per order doc,
+        taken only if the doc still has the state and filled quantity given and its lease is
+        free, ``owner``'s or expired (past ``pending`` only another live ``...:reconcile`` lease
+        holds it; the order path's lease ends with ``pending``). A lost CAS re-reads and checks
+        again. Returns the stored records taken, lease set, in the order given."""
+
+        async def take(key: str, given: list[Order]) -> Order | None:
+            okey = self._order_key(key)
+            for attempt in range(_CAS_ATTEMPTS):
+                doc, cas = await self._get(okey)
+                if doc is None:
+                    return None
+                stored = _order_from_doc(doc)
+                if not any(stored.state is o.state and stored.filled_quantity == o.filled_quantity for o in given):
+                    return None  # the caller's read is stale: the store moved past it
+                now = time.time()
+                if stored.lease_owner not in (None, owner) and stored.lease_until > now and (
+                    stored.state is OrderState.PENDING or stored.lease_owner.endswith(":reconcile")
+                ):  # held by another (past pending, only another loop's lease counts)
+                    return None
+                new = {**doc, "lease_owner": owner, "lease_until": now + seconds}
+                if await self._replace(okey, new, cas):
+                    stored.lease_owner, stored.lease_until = owner, new["lease_until"]
+                    return stored
+                await _backoff(attempt)  # another writer (a record, another loop): look again
+            raise StoreUnavailable(f"couchbase: order {okey!r} stayed contended")
+
+        async def run() -> list[Order]:
+            by_key: dict[str, list[Order]] = {}
+            for o in orders:  # an order given twice is leased once
+                by_key.setdefault(o.key, []).append(o)
+            items = list(by_key.items())
+            taken: list[Order | None] = []
+            for i in range(0, len(items), 64):
+                taken.extend(await asyncio.gather(*(take(k, given) for k, given in items[i : i + 64])))
+            return [o for o in taken if o is not None]
+
+        return await self._guard(run())
 
     # -- ticks (see "Ticks" in the module docstring) ---------------------------------
 
