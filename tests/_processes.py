@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wojak.engine.protocol import ALL_SCOPES, MessageType, Principal
+from wojak.engine.risk import demo_risk_config_path
 from wojak.sidecars._core.client import EngineClient
 
 API_KEY = "test-key-0123456789abcdef"
@@ -53,6 +54,7 @@ class EngineProcess:
             "WOJAK_STORE": f"sqlite:///{self.store_path}",
             "WOJAK_VENUE": f"sandbox:?ledger={self.ledger_path}",
             "WOJAK_LOG_LEVEL": "WARNING",
+            "WOJAK_ENGINE_RISK_CONFIG": demo_risk_config_path(),  # the engine needs one; the demo file by default
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -52,7 +52,7 @@ def test_kill_between_steps_then_resend_executes_exactly_once(engine_factory, po
     engine.request(MessageType.TICK, {"tick": TICK})
     engine.kill()
     batch = [order(i) for i in range(20)]
-    engine.start(wait=True, WOJAK_ENGINE_CRASH_AT=point)
+    engine.start(wait=True, WOJAK_ENGINE_CRASH_AT=point, WOJAK_TEST_FAULTS="1")
     first = asyncio.run(submit_all(engine, batch, deadline=2.0))
     assert engine.wait_exit(10) == -9, f"the engine should have killed itself at {point}"
     if point == "replied":
@@ -87,7 +87,7 @@ def test_pending_orders_are_resolved_at_startup(engine_factory):
     engine = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1")
     engine.request(MessageType.TICK, {"tick": TICK})
     engine.kill()
-    engine.start(WOJAK_ENGINE_CRASH_AT="executed")
+    engine.start(WOJAK_ENGINE_CRASH_AT="executed", WOJAK_TEST_FAULTS="1")
     asyncio.run(submit_all(engine, [order("late")], deadline=2.0))
     assert engine.wait_exit(10) == -9
     engine.start()

@@ -16,7 +16,20 @@ from wojak.engine.venue.sandbox import SandboxConfig
 
 CONFIG = """
 exchange_timezone: UTC
-limits: {max_order_quantity: "1000", max_daily_loss: "4000"}
+limits:
+  max_order_quantity: "1000"
+  max_daily_loss: "4000"
+  max_order_notional: {value: null, reason: "test"}
+  max_position: {value: null, reason: "test"}
+  price_band_percent: {value: null, reason: "test"}
+  max_gross_exposure: {value: null, reason: "test"}
+  max_orders_per_second: {value: null, reason: "test"}
+  max_orders_per_minute: {value: null, reason: "test"}
+  stale_tick_seconds: {value: null, reason: "test"}
+  min_days_to_expiry: {value: null, reason: "test"}
+  max_days_to_expiry: {value: null, reason: "test"}
+  max_tick_jump_percent: {value: null, reason: "test"}
+  tick_jump_seconds: {value: null, reason: "test"}
 instruments: {FUT: {price_decimals: 2}}
 """
 

@@ -25,7 +25,20 @@ def write_config(path, body: str) -> None:
 
 
 CONFIG = """
-limits: {max_order_quantity: "10", price_band_percent: "5"}
+limits:
+  max_order_quantity: "10"
+  price_band_percent: "5"
+  max_order_notional: {value: null, reason: "test"}
+  max_position: {value: null, reason: "test"}
+  max_gross_exposure: {value: null, reason: "test"}
+  max_daily_loss: {value: null, reason: "test"}
+  max_orders_per_second: {value: null, reason: "test"}
+  max_orders_per_minute: {value: null, reason: "test"}
+  stale_tick_seconds: {value: null, reason: "test"}
+  min_days_to_expiry: {value: null, reason: "test"}
+  max_days_to_expiry: {value: null, reason: "test"}
+  max_tick_jump_percent: {value: null, reason: "test"}
+  tick_jump_seconds: {value: null, reason: "test"}
 rules: {max_order_quantity: escalate}
 instruments: {FUT: {}}
 """
@@ -158,7 +171,20 @@ def test_two_replicas_fed_concurrently_on_one_sqlite_store_never_pass_the_positi
     (an admitted order's loss is reserved in the store until its fill is recorded)."""
     config = tmp_path / "risk.yaml"
     write_config(config, """
-limits: {max_position: "50", max_daily_loss: "100", price_band_percent: "5"}
+limits:
+  max_position: "50"
+  max_daily_loss: "100"
+  price_band_percent: "5"
+  max_order_quantity: {value: null, reason: "test"}
+  max_order_notional: {value: null, reason: "test"}
+  max_gross_exposure: {value: null, reason: "test"}
+  max_orders_per_second: {value: null, reason: "test"}
+  max_orders_per_minute: {value: null, reason: "test"}
+  stale_tick_seconds: {value: null, reason: "test"}
+  min_days_to_expiry: {value: null, reason: "test"}
+  max_days_to_expiry: {value: null, reason: "test"}
+  max_tick_jump_percent: {value: null, reason: "test"}
+  tick_jump_seconds: {value: null, reason: "test"}
 rules: {max_position: deny}
 instruments: {FUT: {}, ES: {}}
 """)

@@ -26,6 +26,15 @@ limits:
   price_band_percent: "5"
   max_tick_jump_percent: "10"
   tick_jump_seconds: "60"
+  max_order_notional: {value: null, reason: "test"}
+  max_position: {value: null, reason: "test"}
+  max_gross_exposure: {value: null, reason: "test"}
+  max_daily_loss: {value: null, reason: "test"}
+  max_orders_per_second: {value: null, reason: "test"}
+  max_orders_per_minute: {value: null, reason: "test"}
+  stale_tick_seconds: {value: null, reason: "test"}
+  min_days_to_expiry: {value: null, reason: "test"}
+  max_days_to_expiry: {value: null, reason: "test"}
 instruments:
   NIFTY-FUT: {price_decimals: 2}
   BANKNIFTY-FUT: {price_decimals: 2}
@@ -275,7 +284,7 @@ async def test_every_replica_prices_with_the_tick_another_replica_stored(tmp_pat
 
 
 async def test_a_market_order_on_a_stale_tick_is_denied(tmp_path):
-    text = CONFIG.replace('price_band_percent: "5"', 'price_band_percent: "5"\n  stale_tick_seconds: "5"')
+    text = CONFIG.replace('stale_tick_seconds: {value: null, reason: "test"}', 'stale_tick_seconds: "5"')
     store = SQLiteStore(tmp_path / "s.sqlite")
     service = OrderService(store, InProcessSandboxVenue(SandboxConfig(fill_probability=Decimal(1))), config(text))
     await tick(service, TICK)

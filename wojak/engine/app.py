@@ -17,15 +17,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wojak import __version__
 from wojak._runtime import run
+from wojak.engine import _faults
 from wojak.engine._metrics import EngineMetrics
-from wojak.engine.protocol import MessageType, Verdict, default_socket_path
+from wojak.engine.protocol import MessageType, Verdict, default_socket_path, require_secure
 from wojak.engine.reconcile import Reconciler
 from wojak.engine.escalation import EscalationDelivery, open_sink
-from wojak.engine.risk import RiskEngine, default_risk_config, load_risk_config
+from wojak.engine.risk import RiskEngine, load_risk_config
 from wojak.engine.risk._reload import RiskConfigWatcher, file_sha256
 from wojak.engine.service import OrderService
 from wojak.engine.store import open_store
 from wojak.engine.transport import EngineServer
+from wojak.engine.transport._server import DEFAULT_MAX_FRAME_BYTES
 from wojak.engine.venue import InProcessSandboxVenue, LambdaVenue, LambdaVenueConfig
 from wojak.engine.venue.sandbox import SandboxConfig
 
@@ -40,9 +42,11 @@ class EngineSettings(BaseSettings):
     socket: str = Field(default_factory=default_socket_path, description="IPC socket path (its directory becomes 0700)")
     store: str = Field(default="sqlite:///.wojak/wojak.sqlite", validation_alias="WOJAK_STORE")
     venue: str = Field(default="sandbox", validation_alias="WOJAK_VENUE")
-    risk_config: str | None = Field(default=None, description="risk YAML/JSON file; unset = embedded demo config")
+    risk_config: str | None = Field(default=None, description="risk YAML/JSON file: required (`wojak dev` passes the demo one)")
     max_inflight: int = Field(default=8192, ge=1)
     max_batch: int = Field(default=512, ge=1)
+    max_frame_bytes: int = Field(default=DEFAULT_MAX_FRAME_BYTES, ge=4096, le=64 * 1024 * 1024,
+                                 description="larger inbound frames disconnect their sender (ZMQ_MAXMSGSIZE)")
     lease_seconds: float = Field(default=60.0, gt=0, description="execution lease of a pending order (> the venue timeout)")
     risk_reload_seconds: float = Field(default=1.0, gt=0, description="poll the risk config file this often")
     escalation_sink: str | None = Field(
@@ -52,6 +56,8 @@ class EngineSettings(BaseSettings):
     pending_release_seconds: float = Field(default=300.0, ge=0, description="release a stranded pending order after")
 
     def to_config(self) -> "EngineConfig":
+        if not (self.risk_config or "").strip():
+            raise ValueError(_NO_RISK_CONFIG)
         return EngineConfig(
             socket=Path(self.socket.removeprefix("ipc://")),
             store=self.store,
@@ -59,6 +65,7 @@ class EngineSettings(BaseSettings):
             risk_config=self.risk_config,
             max_inflight=self.max_inflight,
             max_batch=self.max_batch,
+            max_frame_bytes=self.max_frame_bytes,
             lease_seconds=self.lease_seconds,
             risk_reload_seconds=self.risk_reload_seconds,
             escalation_sink=self.escalation_sink,
@@ -67,14 +74,19 @@ class EngineSettings(BaseSettings):
         )
 
 
+_NO_RISK_CONFIG = ("WOJAK_ENGINE_RISK_CONFIG is not set: the engine needs a risk config file naming every limit "
+                   "(the engine never falls back to the demo limits; `wojak dev` runs the demo file)")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     socket: Path
     store: str = "sqlite:///.wojak/wojak.sqlite"
     venue: str = "sandbox"
-    risk_config: str | None = None
+    risk_config: str | None = None  # required by run_engine: no file, no engine
     max_inflight: int = 8192
     max_batch: int = 512
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     lease_seconds: float = 60.0
     risk_reload_seconds: float = 1.0
     escalation_sink: str | None = None
@@ -104,8 +116,12 @@ def open_venue(url: str) -> Any:
 
 
 async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = None) -> None:
-    risk = RiskEngine(load_risk_config(config.risk_config) if config.risk_config else default_risk_config())
+    _faults.configure(os.environ)  # armed only with WOJAK_TEST_FAULTS=1
+    if not config.risk_config:
+        raise ValueError(_NO_RISK_CONFIG)
+    risk = RiskEngine(load_risk_config(config.risk_config))
     sink = open_sink(config.escalation_sink, os.environ) if config.escalation_sink else None
+    require_secure(config.store, "WOJAK_STORE")  # couchbase:// off loopback: couchbases://
     store = open_store(config.store)
     venue = open_venue(config.venue)
     metrics = EngineMetrics()
@@ -153,6 +169,7 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
     server = EngineServer(
         config.socket, service.handle_batch, handle_now,
         max_inflight=config.max_inflight, max_batch=config.max_batch, metrics=metrics,
+        max_frame_bytes=config.max_frame_bytes,
     )  # fmt: skip
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,7 +10,7 @@ import pytest
 
 from wojak.engine.domain import Position
 from wojak.engine.risk import AccountView, Action, RiskConfig, RiskConfigError, RiskEngine, load_risk_config
-from wojak.engine.risk._config import _parse
+from wojak.engine.risk._config import LIMIT_NAMES, _parse
 from tests.engine.risk.test_checks import order
 
 D = Decimal
@@ -132,6 +132,7 @@ def test_reference_data_from_a_csv_file(tmp_path):
     )
     (tmp_path / "risk.yaml").write_text(
         "instruments_file: instruments.csv\ninstruments:\n  ES-FUT: {limits: {max_position: '5'}}\n"
+        + "limits:\n" + "".join(f"  {name}: {{value: null, reason: test}}\n" for name in LIMIT_NAMES)
     )
     config = load_risk_config(tmp_path / "risk.yaml")
     nifty, es = config.instruments["NIFTY-FUT"], config.instruments["ES-FUT"]

@@ -35,11 +35,29 @@ from wojak.engine.protocol._principals import (
     Scope,
     forbidden,
 )
+from wojak.engine.protocol._transport_security import (
+    ALLOW_INSECURE_ENV,
+    InsecureTransportError,
+    SocketDirError,
+    check_socket_file,
+    fd_path,
+    is_loopback,
+    open_socket_dir,
+    require_secure,
+)
 from wojak.engine.protocol._zmq import LoopSocket
 from wojak.engine.protocol._verdicts import ORDER_VERDICTS, Settlement, Verdict, settlement_for
 
 __all__ = [
     "ACCOUNT_NOT_PERMITTED",
+    "ALLOW_INSECURE_ENV",
+    "InsecureTransportError",
+    "SocketDirError",
+    "check_socket_file",
+    "fd_path",
+    "is_loopback",
+    "open_socket_dir",
+    "require_secure",
     "ALL_SCOPES",
     "DECIMAL_PATTERN",
     "ID_PATTERN",

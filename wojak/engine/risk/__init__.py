@@ -8,6 +8,7 @@ from wojak.engine.risk._config import (
     RiskConfigError,
     TradingState,
     default_risk_config,
+    demo_risk_config_path,
     load_risk_config,
 )
 
@@ -24,6 +25,7 @@ __all__ = [
     "TradingState",
     "daily_loss",
     "default_risk_config",
+    "demo_risk_config_path",
     "gross_exposure",
     "load_risk_config",
 ]

@@ -4,6 +4,8 @@ In-flight requests are bounded (``max_inflight``): past it the engine answers ``
 (overloaded) instead of queueing without limit. Because of that bound the send high-water
 mark can be unlimited, so the ROUTER never silently drops a reply; with ROUTER_MANDATORY
 a reply to a peer that has gone raises and is counted (the peer resends after its deadline).
+An inbound frame larger than ``max_frame_bytes`` (ZMQ_MAXMSGSIZE) disconnects its sender
+inside ZMQ before it is read, so it is never decoded and never stalls the loop.
 """
 
 from __future__ import annotations
@@ -24,18 +26,23 @@ import zmq
 from wojak.engine._faults import crash_point
 from wojak.engine.protocol import (
     PROTOCOL_VERSION,
+    SocketDirError,
     LoopSocket,
     MessageType,
     ProtocolError,
     Verdict,
     decode_frames,
     encode_body,
+    fd_path,
+    open_socket_dir,
 )
 
 log = logging.getLogger(__name__)
 
 _REPLY = MessageType.REPLY.value
 _IMMEDIATE = frozenset({MessageType.PING, MessageType.METRICS})
+
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024  # WOJAK_ENGINE_MAX_FRAME_BYTES: an order is a few hundred bytes
 
 HandleBatch = Callable[[list[tuple[MessageType, dict[str, Any]]]], Awaitable[list[dict[str, Any]]]]
 HandleNow = Callable[[MessageType, dict[str, Any]], dict[str, Any]]
@@ -45,47 +52,53 @@ class EngineAlreadyRunning(RuntimeError):
     pass
 
 
-class SocketDirError(RuntimeError):
-    pass
-
-
-def prepare_socket(path: Path) -> int:
+def prepare_socket(path: Path) -> tuple[int, int]:
     """Make the socket's directory private (0700, ours) and take the engine lock.
 
-    Returns the lock's file descriptor (held for the process's life). Refuses to start
-    if another engine holds the lock or answers on the socket; removes a stale socket.
+    The directory is opened without following a symlink and everything after that goes
+    through its descriptor (``fchmod``, the lock file, the stale socket), so a symlink or a
+    directory swapped in by someone else is never chmod-ed or written through; a directory
+    of another user is refused (``SocketDirError``). Returns ``(dir_fd, lock_fd)``, held for
+    the process's life. Refuses to start if another engine holds the lock or answers on the
+    socket; removes a stale socket.
     """
     directory = path.parent
+    dir_fd = open_socket_dir(directory, create=True, tighten=True)
+    lock_name = path.name + ".lock"
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock_fd = os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     except OSError as exc:
-        raise SocketDirError(f"cannot create socket directory {directory} (setting WOJAK_ENGINE_SOCKET): {exc}") from None
-    info = directory.stat()
-    if info.st_uid != os.getuid():
-        raise SocketDirError(
-            f"socket directory {directory} belongs to uid {info.st_uid}, not this user ({os.getuid()}): "
-            "choose a private directory with WOJAK_ENGINE_SOCKET"
-        )
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(directory, 0o700)
-    lock_fd = os.open(directory / (path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(dir_fd)
+        raise SocketDirError(f"cannot open the engine lock {directory / lock_name} (setting WOJAK_ENGINE_SOCKET): {exc}") from None
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(lock_fd)
-        raise EngineAlreadyRunning(f"another engine holds {directory / (path.name + '.lock')}") from None
-    if path.exists() or path.is_symlink():
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            path.unlink(missing_ok=True)  # stale: its engine is gone
+        os.close(dir_fd)
+        raise EngineAlreadyRunning(f"another engine holds {directory / lock_name}") from None
+    try:
+        existing = os.lstat(path.name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None:
+        if not stat.S_ISSOCK(existing.st_mode):  # a symlink or a file: never connect through it, just remove it
+            os.unlink(path.name, dir_fd=dir_fd)
         else:
-            os.close(lock_fd)
-            raise EngineAlreadyRunning(f"an engine is already serving on {path}")
-        finally:
-            probe.close()
-    return lock_fd
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(fd_path(dir_fd, path.name, path))
+            except (ConnectionRefusedError, FileNotFoundError):
+                try:
+                    os.unlink(path.name, dir_fd=dir_fd)  # stale: its engine is gone
+                except FileNotFoundError:
+                    pass
+            else:
+                os.close(lock_fd)
+                os.close(dir_fd)
+                raise EngineAlreadyRunning(f"an engine is already serving on {path}")
+            finally:
+                probe.close()
+    return dir_fd, lock_fd
 
 
 class EngineServer:
@@ -97,9 +110,11 @@ class EngineServer:
         *,
         max_inflight: int = 8192,
         max_batch: int = 512,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         metrics: Any = None,
     ) -> None:
         self.path = path
+        self.max_frame_bytes = max_frame_bytes
         self.handle_batch = handle_batch
         self.handle_now = handle_now
         self.max_inflight = max_inflight
@@ -110,17 +125,21 @@ class EngineServer:
         self._processing = 0
         self._ctx = zmq.Context()
         self._lock_fd: int | None = None
+        self._dir_fd: int | None = None
 
     async def serve(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
-        self._lock_fd = prepare_socket(self.path)
+        self._dir_fd, self._lock_fd = prepare_socket(self.path)
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # a larger frame disconnects its peer inside ZMQ, before it is read: never decoded, never stalls the loop
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
         sock.setsockopt(zmq.SNDHWM, 0)  # bounded by max_inflight instead; never drop a reply
         sock.setsockopt(zmq.RCVHWM, self.max_inflight)
         sock.setsockopt(zmq.LINGER, 2000)
         old_umask = os.umask(0o077)
         try:
-            sock.bind(f"ipc://{self.path}")
+            # bound through the directory's descriptor: the directory checked is the one bound in
+            sock.bind(f"ipc://{fd_path(self._dir_fd, self.path.name, self.path)}")
         finally:
             os.umask(old_umask)
         self._sock = LoopSocket(sock, self._dispatch, burst=self.max_batch)
@@ -143,10 +162,16 @@ class EngineServer:
                 pass
             self._sock.stop()
             sock.close(linger=2000)
-            self.path.unlink(missing_ok=True)
+            if self._dir_fd is not None:
+                try:
+                    os.unlink(self.path.name, dir_fd=self._dir_fd)
+                except FileNotFoundError:
+                    pass
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
             self._ctx.term()
+            if self._dir_fd is not None:
+                os.close(self._dir_fd)
             log.info("engine stopped")
 
     def _send(self, identity: bytes, request_id: Any, reply: dict[str, Any], recheck: bool = True) -> None:
