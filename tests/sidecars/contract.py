@@ -33,13 +33,15 @@ from typing import Any, AsyncIterator, Callable
 import pytest
 
 from tests._processes import EngineProcess, free_port
-from wojak.engine.protocol import MessageType, derive_client_order_id
+from wojak.engine.protocol import MessageType, Principal, Scope, derive_client_order_id
 from wojak.sidecars._core.client import EngineClient
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.runner import Runner
 from wojak.sidecars._core.source import Source, SourceMessage
 
 TICK = {"symbol": "NIFTY-FUT", "bid": "24000", "ask": "24001", "last": "24000"}
+# WOJAK_SIDECAR_ACCOUNTS of every contract sidecar: the accounts its orders use (acct-1, acct-0..7)
+ACCOUNTS = "acct-*"
 
 
 def order(client_order_id: str | None = None, *, account: str = "acct-1", quantity: str = "1", **extra: Any) -> dict:
@@ -145,10 +147,11 @@ class SlowClient:
         self.started = 0
         self.finished = 0
 
-    async def submit_order(self, order: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
+    async def submit_order(self, order: dict[str, Any], principal: Principal,
+                           deadline: float | None = None) -> dict[str, Any]:  # fmt: skip
         self.started += 1
         await asyncio.sleep(self.delay)
-        reply = await self.client.submit_order(order, deadline)
+        reply = await self.client.submit_order(order, principal, deadline)
         self.finished += 1
         return reply
 
@@ -157,7 +160,8 @@ class Sidecar:
     """A Runner over a recorded source and a real engine client, in this event loop."""
 
     def __init__(self, source: Source, engine: EngineProcess, *, lose_acks: bool = False, delay: float = 0.0,
-                 concurrency: int = 16, drain_seconds: float = 10.0, engine_deadline: float = 1.0) -> None:  # fmt: skip
+                 concurrency: int = 16, drain_seconds: float = 10.0, engine_deadline: float = 1.0,
+                 accounts: tuple[str, ...] = (ACCOUNTS,)) -> None:  # fmt: skip
         self.source = Recorder(source, lose_acks=lose_acks)
         self.client = EngineClient(str(engine.socket), deadline=engine_deadline)
         self.slow = SlowClient(self.client, delay) if delay else None
@@ -165,6 +169,8 @@ class Sidecar:
         self.runner = Runner(
             self.source, self.slow or self.client, self.metrics,  # type: ignore[arg-type]
             concurrency=concurrency, drain_seconds=drain_seconds, backoff_base=0.05, backoff_max=0.5,
+            # what serve_sidecar builds from WOJAK_SIDECAR_ACCOUNTS
+            principal=Principal.of(f"sidecar:{source.name}", accounts, [Scope.ORDERS_WRITE]),
         )  # fmt: skip
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -234,7 +240,8 @@ class SidecarContract(abc.ABC):
         """Messages waiting in the queue (none may be held by a live consumer when asked)."""
 
     def sidecar_env(self) -> dict[str, str]:
-        """Environment for `wojak sidecar <cli_name>` on this test's queue."""
+        """Environment for `wojak sidecar <cli_name>` on this test's queue (with
+        ``WOJAK_SIDECAR_ACCOUNTS``: the contract adds ``ACCOUNTS`` if it is missing)."""
         raise NotImplementedError
 
     # -- fixtures --------------------------------------------------------------------
@@ -296,6 +303,18 @@ class SidecarContract(abc.ABC):
         assert fields == ["quantity", "quantity"]
         assert sorted(json.loads(dl.body)["client_order_id"] for dl in letters) == ["bad-1", "bad-2"]
         assert ledger(engine) == {} and stored_orders(engine) == set(), "invalid orders never reach the engine"
+        assert await self.pending_count() == 0
+
+    async def test_an_order_for_an_account_not_permitted_is_dead_lettered_and_never_reaches_the_engine(self, engine):
+        await self.publish(dumps(order("theirs-1", account="other-desk")))
+        await self.publish(dumps(order("ours-1", account="acct-1")))
+        async with self.sidecar(engine) as sc:  # WOJAK_SIDECAR_ACCOUNTS=acct-*
+            await eventually(lambda: len(sc.source.settled()) == 2, what="both settled")
+        letters = await eventually(self.dead_letters, what="the DLQ")
+        assert [dl.reason for dl in letters] == ["account_not_permitted"]
+        assert json.loads(letters[0].body)["client_order_id"] == "theirs-1"
+        assert sc.verdicts("forbidden") == 1
+        assert ledger(engine) == {"ours-1": 1} and stored_orders(engine) == {"ours-1"}, "never sent to the engine"
         assert await self.pending_count() == 0
 
     async def test_bad_json_is_dead_lettered(self, engine):
@@ -388,7 +407,7 @@ class SidecarContract(abc.ABC):
         total = 1000
         await self.publish_many([(dumps(order(f"term-{i}", account=f"acct-{i % 8}")), None) for i in range(total)])
         port = free_port()
-        env = {**os.environ, **self.sidecar_env(), "WOJAK_ENGINE_SOCKET": str(engine.socket),
+        env = {**os.environ, "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS, **self.sidecar_env(), "WOJAK_ENGINE_SOCKET": str(engine.socket),
                "WOJAK_SIDECAR_HEALTH_PORT": str(port), "WOJAK_SIDECAR_DRAIN_SECONDS": "10",
                "WOJAK_LOG_LEVEL": "WARNING"}  # fmt: skip
         log = engine.data_dir / f"sidecar-{self.cli_name}.log"

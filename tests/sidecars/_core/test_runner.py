@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator, Callable
 
 import pytest
 
-from wojak.engine.protocol import Verdict, derive_client_order_id
+from wojak.engine.protocol import ALL_SCOPES, Principal, Verdict, derive_client_order_id
 from wojak.sidecars._core.health import Readiness
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.runner import Runner
@@ -80,7 +80,8 @@ class FakeClient:
         self.active = 0
         self.max_active = 0
 
-    async def submit_order(self, order: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
+    async def submit_order(self, order: dict[str, Any], principal: Principal,
+                           deadline: float | None = None) -> dict[str, Any]:  # fmt: skip
         self.orders.append(order)
         self.active += 1
         self.max_active = max(self.max_active, self.active)
@@ -111,6 +112,7 @@ async def run_until(runner: Runner, source: FakeSource, done: Callable[[], bool]
 def make(bodies: list[bytes], answer: Any, **kw: Any) -> tuple[Runner, FakeSource, FakeClient, SidecarMetrics]:
     source, client, metrics = FakeSource(bodies), FakeClient(answer), SidecarMetrics("fake")
     kw.setdefault("backoff_base", 0.01)
+    kw.setdefault("principal", Principal.of("test", ["*"], ALL_SCOPES))  # every account: these pin the settlement
     return Runner(source, client, metrics, **kw), source, client, metrics  # type: ignore[arg-type]
 
 

@@ -9,7 +9,7 @@ import uuid
 import aio_pika
 import pytest
 
-from tests.sidecars.contract import DeadLetter, SidecarContract
+from tests.sidecars.contract import ACCOUNTS, DeadLetter, SidecarContract
 from wojak.sidecars.rabbitmq import RabbitMQSidecarConfig, RabbitMQSource
 from wojak.sidecars.rabbitmq.source import DETAIL_HEADER, REASON_HEADER, declare_topology
 
@@ -97,4 +97,5 @@ class TestRabbitMQ(SidecarContract):
             "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
             "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue,
             "WOJAK_SIDECAR_RABBITMQ_PREFETCH": "32",
+            "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
         }

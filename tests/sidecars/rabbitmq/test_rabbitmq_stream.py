@@ -26,7 +26,7 @@ import uuid
 import pytest
 
 from tests._processes import EngineProcess, free_port
-from tests.sidecars.contract import TICK, dumps, eventually, ledger, order
+from tests.sidecars.contract import ACCOUNTS, TICK, dumps, eventually, ledger, order
 from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
 from wojak.engine.protocol import MessageType, derive_client_order_id
 
@@ -52,7 +52,8 @@ def start_sidecar(engine: EngineProcess, rabbit: RabbitMQBroker, n: int) -> subp
            "WOJAK_SIDECAR_RABBITMQ_URL": c.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue,
-           "WOJAK_SIDECAR_RABBITMQ_PREFETCH": str(PREFETCH), "WOJAK_SIDECAR_HEALTH_PORT": str(free_port())}  # fmt: skip
+           "WOJAK_SIDECAR_RABBITMQ_PREFETCH": str(PREFETCH), "WOJAK_SIDECAR_HEALTH_PORT": str(free_port()),
+           "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS}  # fmt: skip
     with open(engine.data_dir / f"sidecar-{n}.log", "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "wojak", "sidecar", "rabbitmq"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)  # fmt: skip

@@ -8,7 +8,10 @@ Webhook: ``POST`` the JSON body with headers
 
 The receiver recomputes the signature and rejects a timestamp older than its tolerance
 (replays). The secret comes from an environment variable, never from the config file.
-Any 2xx is an acknowledgement; anything else (or no answer) is retried later.
+Any 2xx is an acknowledgement; anything else (or no answer) is retried later. A redirect
+is never followed: it is a failed delivery (nothing is marked delivered and the signed
+request goes nowhere else). The URL must be ``https://`` unless its host is loopback (or
+``WOJAK_ALLOW_INSECURE_TRANSPORT=1``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import urllib.request
 from typing import Any, Mapping, Protocol
 from urllib.parse import parse_qs, urlparse
 
+from wojak.engine.protocol import InsecureTransportError, require_secure
 from wojak.engine.risk._sqs_sink import SinkError, SqsSink, body as _body
 
 TIMESTAMP_HEADER = "X-Wojak-Timestamp"
@@ -56,8 +60,21 @@ def verify(secret: bytes, headers: Mapping[str, str], body: bytes, tolerance: fl
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is answered as it is (an ``HTTPError``), never followed: the signed body and its
+    headers go only to the configured URL."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+SETTING = "WOJAK_ENGINE_ESCALATION_SINK"
+
+
 class WebhookSink:
-    def __init__(self, url: str, secret: bytes, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, secret: bytes, timeout: float = 5.0, env: Mapping[str, str] | None = None) -> None:
+        require_secure(url, SETTING, env)  # https://, or loopback
         if not secret:
             raise ValueError(f"the escalation webhook needs a signing secret in {SECRET_ENV}")
         self.url, self._secret, self.timeout = url, secret, timeout
@@ -73,10 +90,12 @@ class WebhookSink:
             SIGNATURE_HEADER: sign(self._secret, timestamp, body), KEY_HEADER: key,
         })  # fmt: skip
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 if not 200 <= response.status < 300:
                     raise SinkError(f"webhook {self.url} answered {response.status}")
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                raise SinkError(f"webhook {self.url} answered {exc.code} (a redirect: not followed, not delivered)") from None
             raise SinkError(f"webhook {self.url} answered {exc.code}") from None
         except (OSError, ValueError) as exc:
             raise SinkError(f"webhook {self.url} unreachable: {exc}") from None
@@ -94,7 +113,9 @@ def open_sink(url: str, env: Mapping[str, str]) -> EscalationSink:
     parsed = urlparse(url)
     if parsed.scheme in ("http", "https"):
         try:
-            return WebhookSink(url, env.get(SECRET_ENV, "").encode())
+            return WebhookSink(url, env.get(SECRET_ENV, "").encode(), env=env)
+        except InsecureTransportError:
+            raise
         except ValueError as exc:
             raise ValueError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: {exc}") from None
     if parsed.scheme == "sqs":
@@ -103,7 +124,9 @@ def open_sink(url: str, env: Mapping[str, str]) -> EscalationSink:
         if not queue:
             raise ValueError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: write sqs://QUEUE?endpoint=URL&region=R")
         try:
-            return SqsSink(queue, options.get("endpoint"), options.get("region") or env.get("AWS_DEFAULT_REGION"))
+            return SqsSink(queue, options.get("endpoint"), options.get("region") or env.get("AWS_DEFAULT_REGION"), env=env)
+        except InsecureTransportError:
+            raise
         except ImportError as exc:
             raise ValueError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: {exc}") from None
     raise ValueError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: use http(s)://... (webhook) or sqs://QUEUE")

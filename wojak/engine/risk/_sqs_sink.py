@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from typing import Any
+from typing import Any, Mapping
+
+from wojak.engine.protocol import require_secure
 
 
 class SinkError(RuntimeError):
@@ -23,7 +25,13 @@ class SqsSink:
     """SQS ``SendMessage``; the idempotency key goes in a message attribute (and, on a FIFO
     queue, is the deduplication id)."""
 
-    def __init__(self, queue: str, endpoint_url: str | None = None, region: str | None = None) -> None:
+    def __init__(self, queue: str, endpoint_url: str | None = None, region: str | None = None,
+                 env: Mapping[str, str] | None = None) -> None:  # fmt: skip
+        # an http:// endpoint or queue URL off loopback is refused (https://, or WOJAK_ALLOW_INSECURE_TRANSPORT=1)
+        if endpoint_url:
+            require_secure(endpoint_url, "WOJAK_ENGINE_ESCALATION_SINK endpoint", env)
+        if queue.startswith(("http://", "https://")):
+            require_secure(queue, "WOJAK_ENGINE_ESCALATION_SINK queue URL", env)
         try:
             import boto3  # noqa: F401 - lazily: only this sink needs it
         except ImportError as exc:

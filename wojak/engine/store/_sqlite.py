@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from decimal import Decimal
@@ -211,7 +212,24 @@ class SQLiteStore:
         if synchronous.lower() not in ("normal", "full", "extra"):
             raise ValueError("sqlite synchronous must be normal, full or extra (WOJAK_STORE ?synchronous=)")
         self.path = str(path)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # The orderbook, tradebook and positions are this user's only: a new directory is 0700,
+        # the database 0600 (SQLite gives its -wal and -shm files the database's mode), and
+        # files of ours left readable by others are tightened.
+        if not Path(self.path).parent.exists():
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                fd = os.open(self.path + suffix, os.O_RDONLY | os.O_CLOEXEC | (os.O_CREAT if not suffix else 0), 0o600)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise ValueError(f"cannot open the SQLite store {self.path + suffix} (setting WOJAK_STORE): {exc}") from None
+            try:
+                info = os.fstat(fd)
+                if info.st_uid == os.getuid() and info.st_mode & 0o077:
+                    os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")

@@ -4,6 +4,7 @@
 
 * ``FUNCTION``: a function name, ``name:alias`` or a function ARN (URL-quoted if need be).
 * ``endpoint``: optional (the Lambda runtime emulator, a VPC endpoint); AWS's otherwise.
+  ``http://`` only on loopback (or with ``WOJAK_ALLOW_INSECURE_TRANSPORT=1``).
 * ``region``: optional; else ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / the AWS config.
 * ``timeout``: seconds to wait for an answer (default 10); ``connect_timeout`` (default
   ``min(timeout, 5)``).
@@ -36,6 +37,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from wojak.engine.protocol import require_secure
 from wojak.engine.venue._base import VenueError, VenueReport
 
 _OPTIONS = frozenset({"endpoint", "region", "timeout", "connect_timeout", "batch", "concurrency"})
@@ -64,6 +66,8 @@ class LambdaVenueConfig:
             raise ValueError("batch and concurrency must be at least 1")
         if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
             raise ValueError("endpoint must be an http:// or https:// URL")
+        if self.endpoint is not None:  # http:// only on loopback (the emulator), else https://
+            require_secure(self.endpoint, "WOJAK_VENUE endpoint")
 
     @classmethod
     def from_url(cls, url: str) -> "LambdaVenueConfig":

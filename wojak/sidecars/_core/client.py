@@ -10,11 +10,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import zmq
 
-from wojak.engine.protocol import LoopSocket, MessageType, Principal, ProtocolError, Verdict, decode_frames, encode_frames
+from wojak.engine.protocol import (
+    LoopSocket,
+    MessageType,
+    Principal,
+    ProtocolError,
+    Verdict,
+    check_socket_file,
+    decode_frames,
+    encode_frames,
+    open_socket_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +52,28 @@ class EngineClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    # Replies larger than this disconnect the engine inside ZMQ (a list of orders is the
+    # largest legitimate one); the engine's own inbound limit is far smaller.
+    max_reply_bytes = 4 * 1024 * 1024
+
     def connect(self) -> None:
+        """Check the socket's directory, then connect (the engine may come up later).
+
+        The directory must be a real directory (not a symlink) of this user, not writable by
+        others, and a socket already in it must be ours: the engine runs as the same user as
+        its sidecars, so anything else is another user's listener and is refused
+        (``SocketDirError``, naming WOJAK_ENGINE_SOCKET) before a single byte is sent. A
+        missing directory is created (0700), so nobody else can put one there meanwhile."""
+        if self.endpoint.startswith("ipc://"):
+            path = Path(self.endpoint[len("ipc://"):])
+            dir_fd = open_socket_dir(path.parent, create=True, tighten=False)
+            try:
+                check_socket_file(dir_fd, path.name, path.parent)
+            finally:
+                os.close(dir_fd)
         self._ctx = zmq.Context()
         sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for an engine that is not there
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RECONNECT_IVL, 50)

@@ -24,12 +24,16 @@ from dataclasses import dataclass
 from typing import Any, Awaitable
 
 import orjson
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wojak.engine.protocol import (
     Principal,
+    PrincipalError,
     Scope,
     Settlement,
     Verdict,
+    default_socket_path,
     derive_client_order_id,
     settlement_for,
     validate_order,
@@ -290,6 +294,51 @@ class RunnerConfig:
     accounts: tuple[str, ...] = ()  # account patterns this source may trade (WOJAK_SIDECAR_ACCOUNTS)
 
 
+ACCOUNTS_ENV = "WOJAK_SIDECAR_ACCOUNTS"
+
+
+def parse_accounts(value: str | None) -> tuple[str, ...]:
+    """``WOJAK_SIDECAR_ACCOUNTS``: comma-separated account patterns (fnmatch ``*`` and ``?``), e.g.
+    ``desk-1,desk-2-*``. Required: a broker sidecar trades only the accounts it names."""
+    patterns = tuple(p.strip() for p in (value or "").split(",") if p.strip())
+    if not patterns:
+        raise ValueError(f"{ACCOUNTS_ENV} is not set: name the accounts this sidecar may trade, comma-separated "
+                         "patterns such as desk-1,desk-2-* (anyone who can publish to the broker trades as them)")  # fmt: skip
+    try:
+        Principal.of("sidecar", patterns, ())
+    except PrincipalError as exc:
+        raise ValueError(f"{ACCOUNTS_ENV}: {str(exc).removeprefix('principal sidecar: ')}") from None
+    return patterns
+
+
+class BrokerSidecarSettings(BaseSettings):
+    """The settings every broker sidecar shares (``WOJAK_SIDECAR_*`` and ``WOJAK_ENGINE_SOCKET``);
+    a broker's settings class subclasses it with its own ``env_prefix`` and fields."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    engine_socket: str = Field(default_factory=default_socket_path, validation_alias="WOJAK_ENGINE_SOCKET")
+    engine_deadline: float = Field(default=5.0, gt=0, validation_alias="WOJAK_SIDECAR_ENGINE_DEADLINE")
+    engine_window: int = Field(default=1024, ge=1, validation_alias="WOJAK_SIDECAR_ENGINE_WINDOW")
+    concurrency: int | None = Field(default=None, ge=1, le=10_000, validation_alias="WOJAK_SIDECAR_CONCURRENCY")
+    drain_seconds: float = Field(default=20.0, ge=0, validation_alias="WOJAK_SIDECAR_DRAIN_SECONDS")
+    backoff_max: float = Field(default=30.0, gt=0, le=600, validation_alias="WOJAK_SIDECAR_BACKOFF_MAX")
+    health_host: str = Field(default="127.0.0.1", validation_alias="WOJAK_SIDECAR_HEALTH_HOST")
+    health_port: int = Field(default=8081, ge=0, le=65535, validation_alias="WOJAK_SIDECAR_HEALTH_PORT")
+    # required (checked in runner_config, so the refusal is one line naming it)
+    accounts: str | None = Field(default=None, validation_alias=ACCOUNTS_ENV)
+    # a larger message is dead-lettered ``body_too_large`` without being parsed
+    max_body_bytes: int = Field(default=65536, ge=1024, le=64 * 1024 * 1024, validation_alias="WOJAK_SIDECAR_MAX_BODY_BYTES")
+
+    def runner_config(self, concurrency: int) -> RunnerConfig:
+        """The shared part as a ``RunnerConfig``; ``concurrency`` is the broker's own bound."""
+        return RunnerConfig(
+            engine_socket=self.engine_socket, engine_deadline=self.engine_deadline, engine_window=self.engine_window,
+            concurrency=concurrency, drain_seconds=self.drain_seconds, backoff_max=self.backoff_max,
+            health_host=self.health_host, health_port=self.health_port or None, accounts=parse_accounts(self.accounts),
+        )  # fmt: skip
+
+
 def create_health_app(readiness: Readiness, metrics: SidecarMetrics, title: str) -> Any:
     from fastapi import FastAPI
 
@@ -389,4 +438,14 @@ async def serve_sidecar(
                 loop.remove_signal_handler(sig)
 
 
-__all__ = ["INVALID_JSON", "Runner", "RunnerConfig", "create_health_app", "run", "serve_sidecar"]
+__all__ = [
+    "ACCOUNTS_ENV",
+    "INVALID_JSON",
+    "BrokerSidecarSettings",
+    "Runner",
+    "RunnerConfig",
+    "create_health_app",
+    "parse_accounts",
+    "run",
+    "serve_sidecar",
+]

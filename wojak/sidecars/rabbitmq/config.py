@@ -2,7 +2,9 @@
 ``WOJAK_SIDECAR_*`` names for the engine, concurrency, drain and health port.
 
 Credentials come only from the environment (the URL); the default is the local broker's
-``guest`` account, which RabbitMQ accepts only on loopback.
+``guest`` account, which RabbitMQ accepts only on loopback. ``amqp://`` (plain text) is
+refused off loopback: use ``amqps://`` (or ``WOJAK_ALLOW_INSECURE_TRANSPORT=1``).
+``WOJAK_SIDECAR_ACCOUNTS`` is required: whoever can publish to the queue trades as those accounts.
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from wojak.engine.protocol import default_socket_path
-from wojak.sidecars._core.runner import RunnerConfig
+from wojak.engine.protocol import require_secure
+from wojak.sidecars._core.runner import BrokerSidecarSettings, RunnerConfig
 
 _NAME = r"^[A-Za-z0-9._:-]{1,200}$"
+_REPLY_TO_ENV = "WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED"
 
 
-class RabbitMQSidecarSettings(BaseSettings):
+class RabbitMQSidecarSettings(BrokerSidecarSettings):
     model_config = SettingsConfigDict(env_prefix="WOJAK_SIDECAR_RABBITMQ_", extra="ignore")
 
     url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
@@ -27,16 +30,10 @@ class RabbitMQSidecarSettings(BaseSettings):
     dead_letter_exchange: str = Field(default="wojak.orders.dlx", pattern=_NAME)
     dead_letter_queue: str = Field(default="wojak.orders.dlq", pattern=_NAME)
     reply_exchange: str | None = Field(default=None, pattern=_NAME)
+    # the only queues a message's reply_to may name for its result (comma-separated; none by default)
+    reply_to_allowed: str = Field(default="", validation_alias=_REPLY_TO_ENV)
     declare_topology: bool = True
-    # shared by every broker sidecar
-    engine_socket: str = Field(default_factory=default_socket_path, validation_alias="WOJAK_ENGINE_SOCKET")
-    engine_deadline: float = Field(default=5.0, gt=0, validation_alias="WOJAK_SIDECAR_ENGINE_DEADLINE")
-    engine_window: int = Field(default=1024, ge=1, validation_alias="WOJAK_SIDECAR_ENGINE_WINDOW")
-    concurrency: int | None = Field(default=None, ge=1, le=10_000, validation_alias="WOJAK_SIDECAR_CONCURRENCY")
-    drain_seconds: float = Field(default=20.0, ge=0, validation_alias="WOJAK_SIDECAR_DRAIN_SECONDS")
-    backoff_max: float = Field(default=30.0, gt=0, le=600, validation_alias="WOJAK_SIDECAR_BACKOFF_MAX")
-    health_host: str = Field(default="127.0.0.1", validation_alias="WOJAK_SIDECAR_HEALTH_HOST")
-    health_port: int = Field(default=8081, ge=0, le=65535, validation_alias="WOJAK_SIDECAR_HEALTH_PORT")
+    # the settings every broker sidecar shares (WOJAK_SIDECAR_ACCOUNTS, ...) come from BrokerSidecarSettings
 
     @field_validator("url")
     @classmethod
@@ -45,18 +42,25 @@ class RabbitMQSidecarSettings(BaseSettings):
             raise ValueError("must be an amqp:// or amqps:// URL")
         return value
 
+    @field_validator("reply_to_allowed")
+    @classmethod
+    def _queue_names(cls, value: str) -> str:
+        import re
+
+        for name in (n.strip() for n in value.split(",") if n.strip()):
+            if not re.fullmatch(_NAME, name):
+                raise ValueError(f"queue name {name[:64]!r} must match {_NAME}")
+        return value
+
     def to_config(self) -> "RabbitMQSidecarConfig":
         return RabbitMQSidecarConfig(
             url=self.url.get_secret_value(), queue=self.queue, prefetch=self.prefetch,
             dead_letter_exchange=self.dead_letter_exchange, dead_letter_queue=self.dead_letter_queue,
             reply_exchange=self.reply_exchange, declare_topology=self.declare_topology,
-            runner=RunnerConfig(
-                engine_socket=self.engine_socket, engine_deadline=self.engine_deadline, engine_window=self.engine_window,
-                # never more in flight than the broker hands out: every message in flight is unacked
-                concurrency=min(self.concurrency or self.prefetch, self.prefetch),
-                drain_seconds=self.drain_seconds, backoff_max=self.backoff_max,
-                health_host=self.health_host, health_port=self.health_port or None,
-            ),
+            reply_to_allowed=tuple(n.strip() for n in self.reply_to_allowed.split(",") if n.strip()),
+            max_body_bytes=self.max_body_bytes,
+            # never more in flight than the broker hands out: every message in flight is unacked
+            runner=self.runner_config(min(self.concurrency or self.prefetch, self.prefetch)),
         )  # fmt: skip
 
 
@@ -71,6 +75,11 @@ class RabbitMQSidecarConfig:
     declare_topology: bool = True
     reconnect_interval: float = 1.0
     runner: RunnerConfig | None = None
+    reply_to_allowed: tuple[str, ...] = ()  # results go to a message's reply_to only if it is one of these
+    max_body_bytes: int = 65536  # larger messages are dead-lettered ``body_too_large``, unparsed
+
+    def __post_init__(self) -> None:
+        require_secure(self.url, "WOJAK_SIDECAR_RABBITMQ_URL")  # amqp:// only on loopback, else amqps://
 
     def __repr__(self) -> str:  # never print the credentials in the URL
         from urllib.parse import urlsplit

@@ -22,6 +22,14 @@ Settlement of one broker message:
   the message twice (at-least-once in the DLQ), never zero times; if the DLX refuses the
   copy, the message is nacked back to the queue rather than lost.
 
+Intake limits: a message larger than ``max_body_bytes`` (``WOJAK_SIDECAR_MAX_BODY_BYTES``) is
+dead-lettered ``body_too_large`` without being parsed or sent to the engine. A result goes
+to the message's ``reply_to`` only if that queue is in ``reply_to_allowed``
+(``WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED``): a publisher cannot make the sidecar write to
+any queue it names. Otherwise it is not published there (logged and counted in
+``wojak_sidecar_reply_to_refused_total``; it still goes to the reply exchange if one is
+configured), and the message is settled by its verdict all the same.
+
 Coordinates are ``(queue, message_id)``, or ``(queue, "sha256:<hash of the body>")`` when the
 publisher set no ``message_id``: stable across redeliveries (a delivery tag is not), so an
 order without ``client_order_id`` derives the same id every time it is delivered. The cost of
@@ -36,11 +44,15 @@ import hashlib
 import logging
 from typing import Any, AsyncIterator, Awaitable
 
+import sys
+
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
+from prometheus_client import Counter
 
-from wojak.engine.protocol import default_socket_path
+from wojak.engine.protocol import SocketDirError, default_socket_path
+from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.runner import RunnerConfig, serve_sidecar
 from wojak.sidecars._core.source import Source, SourceMessage
 from wojak.sidecars.rabbitmq.config import RabbitMQSidecarConfig
@@ -48,6 +60,7 @@ from wojak.sidecars.rabbitmq.config import RabbitMQSidecarConfig
 log = logging.getLogger(__name__)
 
 REASON_HEADER = "x-wojak-reason"
+BODY_TOO_LARGE = "body_too_large"
 DETAIL_HEADER = "x-wojak-detail"
 MAX_DETAIL_BYTES = 4096
 _JSON = "application/json"
@@ -84,12 +97,13 @@ async def declare_topology(channel: Any, cfg: RabbitMQSidecarConfig) -> tuple[An
 
 
 class RabbitMQMessage(SourceMessage):
-    def __init__(self, source: "RabbitMQSource", incoming: AbstractIncomingMessage) -> None:
+    def __init__(self, source: "RabbitMQSource", incoming: AbstractIncomingMessage,
+                 coordinates: tuple[str, str] | None = None) -> None:  # fmt: skip
         self._source = source
         self.incoming = incoming
         super().__init__(
             incoming.body,
-            coordinates_for(source.config.queue, incoming.message_id, incoming.body),
+            coordinates or coordinates_for(source.config.queue, incoming.message_id, incoming.body),
             {
                 "message_id": incoming.message_id,
                 "delivery_tag": incoming.delivery_tag,
@@ -138,8 +152,14 @@ class RabbitMQMessage(SourceMessage):
 class RabbitMQSource(Source):
     name = "rabbitmq"
 
-    def __init__(self, config: RabbitMQSidecarConfig) -> None:
+    def __init__(self, config: RabbitMQSidecarConfig, metrics: SidecarMetrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics
+        self.reply_to_refused = 0  # results not published to a reply_to outside reply_to_allowed
+        self._reply_to_refused = Counter(
+            "wojak_sidecar_reply_to_refused", "Results not published to a reply_to outside "
+            "WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED", ["source"], registry=metrics.registry,
+        ) if metrics is not None else None  # fmt: skip
         self._connection: Any = None
         self._channel: Any = None
         self._queue: Any = None
@@ -201,7 +221,20 @@ class RabbitMQSource(Source):
             incoming = await self._buffer.get()
             if incoming is None:
                 return
+            if len(incoming.body) > self.config.max_body_bytes:
+                await self._too_large(incoming)  # never parsed, never sent to the engine
+                continue
             yield RabbitMQMessage(self, incoming)
+
+    async def _too_large(self, incoming: AbstractIncomingMessage) -> None:
+        size, limit = len(incoming.body), self.config.max_body_bytes
+        # coordinates without hashing the oversized body
+        where = (self.config.queue, str(incoming.message_id or f"delivery:{incoming.delivery_tag}"))
+        log.warning("dead-lettering message %s: %s (%d bytes > %d)", where, BODY_TOO_LARGE, size, limit)
+        await RabbitMQMessage(self, incoming, where).dead_letter(BODY_TOO_LARGE, {"bytes": size, "limit": limit})
+        if self.metrics is not None:
+            self.metrics.messages.labels(self.name, BODY_TOO_LARGE).inc()
+            self.metrics.settlements.labels(self.name, "dead_letter").inc()
 
     async def stop_consuming(self) -> None:
         if self._stopping.is_set():
@@ -260,12 +293,27 @@ class RabbitMQSource(Source):
             headers={"x-wojak-verdict": verdict}, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )  # fmt: skip
         if incoming.reply_to:
-            await self._channel.default_exchange.publish(result, routing_key=incoming.reply_to, mandatory=False, timeout=10)
-        elif self._reply_exchange is not None:
+            if incoming.reply_to in self.config.reply_to_allowed:
+                await self._channel.default_exchange.publish(result, routing_key=incoming.reply_to, mandatory=False, timeout=10)
+                return
+            self.reply_to_refused += 1
+            if self._reply_to_refused is not None:
+                self._reply_to_refused.labels(self.name).inc()
+            log.warning("result of %s NOT published to reply_to %r: not in WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED",
+                        message.coordinates, str(incoming.reply_to)[:200])  # fmt: skip
+        if self._reply_exchange is not None:
             await self._reply_exchange.publish(result, routing_key=verdict, mandatory=False, timeout=10)
 
 
 async def serve(config: RabbitMQSidecarConfig, *, stop: asyncio.Event | None = None) -> None:
-    """The RabbitMQ sidecar until SIGTERM/SIGINT (or ``stop``): consume, drain, exit."""
+    """The RabbitMQ sidecar until SIGTERM/SIGINT (or ``stop``): consume, drain, exit.
+
+    A socket directory that is not this user's (another user's listener, a symlink) is
+    refused before anything is sent: one line naming WOJAK_ENGINE_SOCKET, exit 2."""
     runner = config.runner or RunnerConfig(engine_socket=default_socket_path())
-    await serve_sidecar(RabbitMQSource(config), runner, stop=stop)
+    metrics = SidecarMetrics(RabbitMQSource.name)
+    try:
+        await serve_sidecar(RabbitMQSource(config, metrics), runner, stop=stop, metrics=metrics)
+    except SocketDirError as exc:
+        print(f"wojak: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
