@@ -258,3 +258,19 @@ def test_the_frame_limit_is_a_setting(engine_factory):
         sock.close(0)
         ctx.term()
     assert engine.ping()
+
+
+# -- the store's files on a shared host --------------------------------------------------------
+
+
+def test_the_sqlite_store_is_private_to_the_engine_user(engine_factory, tmp_path):
+    data = tmp_path / "fresh"
+    engine = engine_factory(data_dir=tmp_path, WOJAK_STORE=f"sqlite:///{data / 'w.sqlite'}")
+    engine.request(MessageType.TICK, {"tick": TICK})
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700, "a directory it creates is 0700"
+    for name in ("w.sqlite", "w.sqlite-wal", "w.sqlite-shm"):
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+    engine.kill()
+    os.chmod(data / "w.sqlite", 0o644)  # left readable by others (e.g. an older version, a copy)
+    engine.start()
+    assert stat.S_IMODE((data / "w.sqlite").stat().st_mode) == 0o600
