@@ -41,6 +41,8 @@ class EngineMetrics:
             "wojak_engine_escalation_failures", "Escalation delivery attempts that failed (retried)", registry=r
         )
         self.escalations_pending = Gauge("wojak_engine_escalations_pending", "Escalations waiting in the outbox", registry=r)
+        self.ready = Gauge("wojak_engine_ready", "1 while the store accepts writes and the venue answers", registry=r)
+        self.ready.set(1)
         self.ticks = Counter(
             "wojak_engine_ticks", "Ticks by outcome (applied | stale | duplicate | suspect)", ["outcome"], registry=r
         )

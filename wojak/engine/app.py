@@ -22,6 +22,7 @@ from wojak.engine._metrics import EngineMetrics
 from wojak.engine.protocol import MessageType, Verdict, default_socket_path, require_secure
 from wojak.engine.reconcile import Reconciler
 from wojak.engine.escalation import EscalationDelivery, open_sink
+from wojak.engine.health import EngineHealth
 from wojak.engine.risk import RiskEngine, load_risk_config
 from wojak.engine.risk._reload import RiskConfigWatcher, file_sha256
 from wojak.engine.service import OrderService
@@ -157,13 +158,17 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
         watcher = RiskConfigWatcher(config.risk_config, use_risk, metrics, config.risk_reload_seconds, audit)
         background.append(asyncio.create_task(watcher.run(stop)))
     background.append(asyncio.create_task(EscalationDelivery(store, sink, metrics).run(stop)))
+    health = EngineHealth(store, venue, metrics)
+    service.health = health
+    background.append(asyncio.create_task(health.run(stop)))
     reconciler = Reconciler(service, metrics, interval=config.reconcile_seconds,
                             pending_release_seconds=config.pending_release_seconds)  # fmt: skip
     background.append(asyncio.create_task(reconciler.run(stop)))
 
     def handle_now(kind: MessageType, body: dict[str, Any]) -> dict[str, Any]:
         if kind is MessageType.PING:
-            return {"verdict": Verdict.OK.value, "pid": os.getpid(), "version": __version__}
+            # liveness is this answer; readiness is ``ready``: the order path's store and venue
+            return {"verdict": Verdict.OK.value, "pid": os.getpid(), "version": __version__, **health.describe()}
         return {"verdict": Verdict.OK.value, "text": metrics.exposition()}
 
     server = EngineServer(

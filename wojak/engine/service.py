@@ -104,6 +104,7 @@ class OrderService:
         self.lease_seconds = lease_seconds
         self.store = store
         self.venue = venue
+        self.health: Any = None  # an EngineHealth, told whether each batch's store writes went through
         self.risk = risk
         self.metrics = metrics
         # The last applied tick of each symbol, as the store holds it: refreshed before every
@@ -211,7 +212,10 @@ class OrderService:
                 for i, reply in await self._process_orders(orders):
                     replies[i] = reply
         except StoreUnavailable as exc:
-            log.warning("store unavailable: %s", exc)
+            if self.health is not None:
+                self.health.store_failed(exc)  # logs the change once, then counts
+            else:
+                log.warning("store unavailable: %s", exc)
             for i, _ in orders:
                 replies[i] = _retry("store_unavailable")
             for i, _ in ticks:

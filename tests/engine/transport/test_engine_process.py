@@ -95,9 +95,14 @@ def test_malformed_frames_get_an_invalid_reply_and_the_engine_survives(engine):
             sock.send_multipart(frames)
             reply = msgpack.unpackb(sock.recv_multipart()[2])
             assert reply["verdict"] == "invalid" and reply["errors"][0]["field"] == "frames"
-        sock.send_multipart([b"\x01", b"submit_order", msgpack.packb({"request_id": 7, "order": "garbage"})])
+        garbage = {"request_id": 7, "order": "garbage", "principal": TRADER.to_wire()}
+        sock.send_multipart([b"\x01", b"submit_order", msgpack.packb(garbage)])
         reply = msgpack.unpackb(sock.recv_multipart()[2])
         assert reply == {"verdict": "invalid", "errors": [{"field": "body", "reason": "must be an object", "code": "model_type"}], "request_id": 7}
+        # without a principal nothing is even validated
+        sock.send_multipart([b"\x01", b"submit_order", msgpack.packb({"request_id": 8, "order": "garbage"})])
+        reply = msgpack.unpackb(sock.recv_multipart()[2])
+        assert reply["verdict"] == "forbidden" and reply["reason"] == "principal_missing" and reply["request_id"] == 8
     finally:
         sock.close(0)
         ctx.term()

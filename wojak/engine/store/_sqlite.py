@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS ticks (
   symbol TEXT PRIMARY KEY, bid TEXT NOT NULL, ask TEXT NOT NULL, last TEXT NOT NULL, received_at REAL NOT NULL,
   sequence INTEGER, exchange_time TEXT, version INTEGER NOT NULL DEFAULT 0, day TEXT, sod_price TEXT
 );
+CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
   id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL,
   subject TEXT NOT NULL, detail TEXT NOT NULL
@@ -230,11 +231,17 @@ class SQLiteStore:
                     os.fchmod(fd, 0o600)
             finally:
                 os.close(fd)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._db.executescript(_SCHEMA)
-        self._migrate()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            # the WAL is truncated back to this after each checkpoint, so it stays bounded
+            self._db.execute("PRAGMA journal_size_limit=67108864")
+            self._db.executescript(_SCHEMA)
+            self._migrate()
+        except (sqlite3.Error, StoreUnavailable) as exc:
+            raise ValueError(f"cannot open the SQLite store {self.path} (setting WOJAK_STORE): {exc}; "
+                             f"{_free_space(self.path)}") from None  # fmt: skip
 
     def _migrate(self) -> None:
         """Bring a database created by an earlier version up to date: add the columns it lacks
@@ -282,8 +289,8 @@ class SQLiteStore:
         db = self._tx()
         try:
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback(exc)
             raise
         self._commit()
 
@@ -291,8 +298,7 @@ class SQLiteStore:
         try:
             self._db.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            self._db.execute("ROLLBACK")
-            raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
+            self._rollback(exc)
 
     async def admit(self, orders: list[Order], decide: Decide, day: str = "",
                     lease: tuple[str, float] | None = None) -> list[tuple[Order, bool]]:  # fmt: skip
@@ -366,8 +372,8 @@ class SQLiteStore:
                 db.executemany(_INSERT_AUDIT, audits)
             if outbox:
                 db.executemany("INSERT OR IGNORE INTO escalations VALUES (?,?,?,?,NULL)", outbox)
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback(exc)
             raise
         self._commit()
         return results
@@ -471,8 +477,8 @@ class SQLiteStore:
                 total = (Decimal(row[0]) if row else Decimal(0)) + pnl
                 db.execute("INSERT INTO daily VALUES (?,?,?) ON CONFLICT(account, day) DO UPDATE SET realised=excluded.realised",
                            (account, day, str(total)))  # fmt: skip
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback(exc)
             raise
         self._commit()
 
@@ -581,8 +587,8 @@ class SQLiteStore:
                     rows[tick["symbol"]] = _tick_row(applied)
             if rows:
                 db.executemany(_UPSERT_TICK, list(rows.values()))
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback(exc)
             raise
         self._commit()
         return outcomes
@@ -651,14 +657,24 @@ class SQLiteStore:
                 taken[o.key] = s
             db.executemany("UPDATE orders SET lease_owner=?, lease_until=? WHERE account=? AND client_order_id=?",
                            [(owner, s.lease_until, s.account, s.client_order_id) for s in taken.values()])  # fmt: skip
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback(exc)
             raise
         self._commit()
         return list(taken.values())
 
 
 _OPEN = "state IN ('pending', 'accepted', 'partially_filled')"  # open_orders (and its index)
+
+
+def _free_space(path: str) -> str:
+    import shutil
+
+    try:
+        usage = shutil.disk_usage(Path(path).parent)
+    except OSError as exc:
+        return f"free space unknown ({exc})"
+    return f"{usage.free:,} bytes free of {usage.total:,} on its filesystem"
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

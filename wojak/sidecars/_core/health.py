@@ -8,6 +8,7 @@ from typing import Callable
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
+from wojak.engine.protocol import MessageType, Verdict
 from wojak.sidecars._core.client import EngineClient
 from wojak.sidecars._core.metrics import SidecarMetrics
 
@@ -15,7 +16,8 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Readiness:
-    """Engine reachability (a cached ping) plus the source's own readiness."""
+    """The engine's readiness (a cached ping: it answers, and its store takes writes and its
+    venue answers) plus the source's own readiness."""
 
     def __init__(self, client: EngineClient, source_ready: Callable[[], bool] = lambda: True, ttl: float = 1.0) -> None:
         self.client = client
@@ -24,11 +26,14 @@ class Readiness:
         self._engine_ok = False
         self._checked = 0.0
         self.draining = False
+        self.engine_detail: dict[str, object] = {}
 
     async def engine_ok(self) -> bool:
         now = time.monotonic()
         if now - self._checked > self.ttl:
-            self._engine_ok = await self.client.ping(deadline=0.5)
+            reply = await self.client.request(MessageType.PING, {}, 0.5)
+            self._engine_ok = reply.get("verdict") == Verdict.OK.value and reply.get("ready", True) is True
+            self.engine_detail = {k: reply.get(k) for k in ("store", "venue") if k in reply} or {"reason": reply.get("reason")}
             self._checked = time.monotonic()
         return self._engine_ok
 
@@ -46,7 +51,8 @@ def add_health_routes(app: FastAPI, readiness: Readiness, metrics: SidecarMetric
         checks = await readiness.check()
         ready = checks["engine"] and checks["source"] and not checks["draining"]
         metrics.ready.labels(metrics.source).set(1 if ready else 0)
-        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+        return JSONResponse({"ready": ready, **checks, "engine_detail": readiness.engine_detail},
+                            status_code=200 if ready else 503)  # fmt: skip
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
