@@ -158,3 +158,25 @@ def test_generated_ticks_agree_except_a_crossed_quote(raw):
 
 def test_the_json_of_the_schema_is_plain_json():
     json.loads(json.dumps(SPEC))  # no NaN, no bytes: any client can load it
+
+
+def test_docs_are_served_locally_without_a_key():
+    app = create_app(HttpSidecarConfig(engine_socket="/nonexistent/engine.sock", api_keys=("k" * 16,), dev=True))
+
+    async def fetch() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wojak") as client:
+            page = await client.get("/docs")
+            assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+            refs = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(r"url: '([^']+)'", page.text)
+            assert refs and all(ref.startswith("/") for ref in refs), refs  # nothing from a CDN
+            types = {".js": "javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json"}
+            for ref in refs:
+                r = await client.get(ref)
+                assert r.status_code == 200 and len(r.content) > 100, ref
+                assert types[ref[ref.rindex("."):]] in r.headers["content-type"], (ref, r.headers["content-type"])
+            assert b"SwaggerUIBundle" in (await client.get("/docs/swagger-ui-bundle.js")).content
+            assert (await client.get("/docs/../keys.yaml")).status_code in (401, 404)
+            assert (await client.get("/docs/index.html")).status_code == 404  # only the assets the page uses
+            assert (await client.get("/v1/orders")).status_code == 401  # the API itself still needs a key
+
+    asyncio.run(fetch())
