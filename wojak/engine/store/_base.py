@@ -244,5 +244,9 @@ def open_store(url: str) -> Store:
         path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
         if parsed.netloc or not path:
             raise ValueError(f"WOJAK_STORE={url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
-        return SQLiteStore(path, synchronous=options.get("synchronous", "full"))
+        try:
+            min_free = int(options.get("min_free_bytes", 1 << 20))
+        except ValueError:
+            raise ValueError(f"WOJAK_STORE={url!r}: min_free_bytes must be a whole number of bytes") from None
+        return SQLiteStore(path, synchronous=options.get("synchronous", "full"), min_free_bytes=min_free)
     raise ValueError(f"WOJAK_STORE={url!r}: unsupported scheme {parsed.scheme!r} (use sqlite:///PATH or couchbase://HOST?bucket=NAME)")

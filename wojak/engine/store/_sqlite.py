@@ -209,7 +209,8 @@ def _position_from_row(r: tuple[Any, ...]) -> Position:
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path, synchronous: str = "full") -> None:
+    def __init__(self, path: str | Path, synchronous: str = "full", min_free_bytes: int = 1 << 20) -> None:
+        self.min_free_bytes = min_free_bytes
         if synchronous.lower() not in ("normal", "full", "extra"):
             raise ValueError("sqlite synchronous must be normal, full or extra (WOJAK_STORE ?synchronous=)")
         self.path = str(path)
@@ -293,6 +294,37 @@ class SQLiteStore:
             self._rollback(exc)
             raise
         self._commit()
+
+    def _rollback(self, exc: BaseException) -> None:
+        """Roll back after ``exc``; a database error (a full disk, an I/O error) becomes
+        ``StoreUnavailable`` (answered ``retry``, readiness false), not a traceback per batch."""
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite already rolled back (e.g. on SQLITE_FULL)
+        if isinstance(exc, sqlite3.Error):
+            raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
+
+    async def probe(self) -> None:
+        """A heartbeat write (readiness: the store accepts writes), and a WAL checkpoint so the
+        log stays bounded when the engine is idle."""
+        import shutil
+
+        # a small heartbeat still fits in a WAL that has room while orders no longer do: a full
+        # disk is also judged by the free space left
+        try:
+            free = shutil.disk_usage(Path(self.path).parent).free
+        except OSError as exc:
+            raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
+        if free < self.min_free_bytes:
+            raise StoreUnavailable(f"sqlite {self.path}: database or disk is full: {free:,} bytes free, below"
+                                   f" {self.min_free_bytes:,} (WOJAK_STORE ?min_free_bytes=)")  # fmt: skip
+        with self._write() as db:
+            db.execute("INSERT INTO heartbeat VALUES (0, ?) ON CONFLICT(id) DO UPDATE SET at=excluded.at", (time.time(),))
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite {self.path}: checkpoint: {exc}") from exc
 
     def _commit(self) -> None:
         try:
