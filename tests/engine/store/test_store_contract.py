@@ -826,3 +826,9 @@ async def test_an_expired_order_releases_its_reservation_and_is_no_longer_open(m
     position = await store.get_position("acct", "SYM")
     assert (position.quantity, position.pending_buy, position.pending_loss) == (0, 3, 3)
     assert kept.state is OrderState.PENDING
+
+
+async def test_the_readiness_probe_writes_a_heartbeat(make_store):
+    store = make_store()
+    await store.probe()  # raises StoreUnavailable when the store refuses writes (see tests/engine/test_disk_full.py)
+    await store.probe()

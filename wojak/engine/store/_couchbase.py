@@ -95,6 +95,7 @@ import asyncio
 import dataclasses
 import json
 import random
+import socket
 import re
 import time
 import uuid
@@ -364,6 +365,15 @@ class CouchbaseStore:
             return await aw
         except self._sdk.unavailable as exc:
             raise StoreUnavailable(f"couchbase {self.connstr}: {type(exc).__name__}: {exc}") from exc
+
+    async def probe(self) -> None:
+        """Readiness: a heartbeat write (one upsert, under the store's KV timeout) goes through."""
+
+        async def run() -> None:
+            coll = await self._c()
+            await coll.upsert(self._k(f"health::{_doc_key(socket.gethostname())}"), {"at": time.time()})
+
+        await self._guard(run())
 
     # -- key-value primitives ---------------------------------------------------------
 
