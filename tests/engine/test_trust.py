@@ -303,3 +303,25 @@ async def test_a_sidecar_audit_event_is_appended(service):
     assert bad["verdict"] == "invalid"
     [entry] = await service.store.list_audit(10)
     assert entry["kind"] == "keys_file_loaded" and entry["actor"] == "sidecar:http"
+
+
+async def test_an_engine_refuses_to_write_an_account_homed_on_another_cluster(tmp_path, ledger):
+    text = CONFIG + "home_cluster: aws-eu\naccounts:\n  desk-gcp: {home: gcp-asia}\n"
+    venue = InProcessSandboxVenue(SandboxConfig(fill_probability=Decimal(1), ledger=str(ledger)))
+    store = SQLiteStore(tmp_path / "eu.sqlite")
+    eu = OrderService(store, venue, config(text), cluster="aws-eu")
+    await tick(eu, TICK)
+    assert (await submit(eu, order("h-1", "desk-a"), OPS))["verdict"] == "filled"  # homed here by default
+    refused = await submit(eu, order("h-2", "desk-gcp"), OPS)
+    assert refused["verdict"] == "forbidden" and refused["reason"] == "account_homed_elsewhere"
+    assert "gcp-asia" in refused["detail"]
+    assert await store.get_order("desk-gcp", "h-2") is None  # nothing written here
+    assert submissions(ledger) == {("desk-a", "h-1"): 1}
+    asia = OrderService(SQLiteStore(tmp_path / "asia.sqlite"), venue, config(text), cluster="gcp-asia")
+    await tick(asia, TICK)
+    assert (await submit(asia, order("h-3", "desk-gcp"), OPS))["verdict"] == "filled"
+    assert (await submit(asia, order("h-4", "desk-a"), OPS))["reason"] == "account_homed_elsewhere"
+    unnamed = OrderService(SQLiteStore(tmp_path / "x.sqlite"), venue, config(CONFIG + "accounts: {desk-gcp: {home: gcp-asia}}\n"),
+                           cluster="aws-eu")  # fmt: skip
+    await tick(unnamed, TICK)
+    assert (await submit(unnamed, order("h-5", "desk-a"), OPS))["reason"] == "account_home_unknown"  # fail closed

@@ -131,7 +131,11 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
         raise ValueError(f"WOJAK_ENGINE_LEASE_SECONDS={config.lease_seconds:g} must exceed twice the venue timeout "
                          f"({float(venue_timeout):g}s): a lease that lapses mid-call lets another replica submit again")
     engine_id = os.environ.get("WOJAK_ENGINE_ID") or f"{socket.gethostname()}:{config.socket}"
-    service = OrderService(store, venue, risk, metrics, engine_id=engine_id, lease_seconds=config.lease_seconds)
+    cluster = os.environ.get("WOJAK_ENGINE_CLUSTER") or None
+    if risk.has_homes and cluster is None:
+        raise ValueError("the risk config assigns accounts home clusters: set WOJAK_ENGINE_CLUSTER to this cluster's name")
+    service = OrderService(store, venue, risk, metrics, engine_id=engine_id, lease_seconds=config.lease_seconds,
+                           cluster=cluster)  # fmt: skip
     background: list[asyncio.Task[None]] = []
     await service.start()
     actor = f"engine:{socket.gethostname()}:{os.getpid()}"

@@ -94,7 +94,7 @@ def _outcome(order: Order, verdict: Verdict | None = None) -> Reply:
 
 class OrderService:
     def __init__(self, store: Store, venue: Venue, risk: RiskEngine, metrics: Any = None, *,
-                 engine_id: str | None = None, lease_seconds: float = 60.0) -> None:  # fmt: skip
+                 engine_id: str | None = None, lease_seconds: float = 60.0, cluster: str | None = None) -> None:  # fmt: skip
         # The execution lease: only the engine holding a pending order's live lease may submit
         # it, so two replicas answering resends of one order never both reach the venue. It must
         # outlast the venue's own timeout (checked at start-up).
@@ -102,6 +102,7 @@ class OrderService:
         # both), so a restarted engine resumes its own leases at once instead of waiting them out.
         self.engine_id = engine_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease_seconds = lease_seconds
+        self.cluster = cluster  # this engine's cluster (WOJAK_ENGINE_CLUSTER), for account homes
         self.store = store
         self.venue = venue
         self.health: Any = None  # an EngineHealth, told whether each batch's store writes went through
@@ -167,7 +168,7 @@ class OrderService:
                 if order is None:
                     replies[i] = _invalid(errors)
                     continue
-                refusal = principal.refusal(Scope.ORDERS_WRITE, order["account"])
+                refusal = principal.refusal(Scope.ORDERS_WRITE, order["account"]) or self._not_home(order["account"])
                 if refusal is not None:
                     replies[i] = self._forbidden(*refusal, order["client_order_id"])
                     continue
@@ -223,6 +224,18 @@ class OrderService:
         if self.metrics is not None:
             self.metrics.observe_batch(replies, time.perf_counter() - started)
         return replies  # type: ignore[return-value]
+
+    def _not_home(self, account: str) -> tuple[str, str] | None:
+        """One writer per account across clouds: an account homed on another cluster is refused
+        before anything is written here (a write here would race its home over XDCR)."""
+        if self.cluster is None and not self.risk.has_homes:
+            return None
+        home = self.risk.home(account)
+        if home is None:
+            return "account_home_unknown", f"account {account} has no home cluster in the risk config (home_cluster)"
+        if home != self.cluster:
+            return "account_homed_elsewhere", f"account {account} is traded on cluster {home}, not on {self.cluster}"
+        return None
 
     def _forbidden(self, code: str, detail: str, client_order_id: str | None = None) -> Reply:
         if self.metrics is not None:

@@ -409,6 +409,15 @@ class RiskEngine:
     def multiplier(self, symbol: str) -> Decimal:
         return self.multipliers.get(symbol, ONE)
 
+    def home(self, account: str) -> str | None:
+        """The cluster that alone may trade ``account`` (None: no homes configured)."""
+        acct = self.config.accounts.get(account)
+        return (acct.home if acct is not None and acct.home else None) or self.config.home_cluster
+
+    @property
+    def has_homes(self) -> bool:
+        return self.config.home_cluster is not None or any(a.home for a in self.config.accounts.values())
+
     def pnl_quantum(self, symbol: str) -> Decimal | None:
         """The currency unit realised P&L of ``symbol`` is rounded to (None: an unknown symbol)."""
         ins = self.config.instruments.get(symbol)

@@ -108,6 +108,7 @@ class Instrument(_Frozen):
 class Account(_Frozen):
     trading_state: TradingState = TradingState.ACTIVE
     limits: Limits = Limits()  # account-level overrides (exposure, daily loss, order rate, ...)
+    home: str | None = None  # the one cluster that writes this account's documents (default: home_cluster)
 
 
 class Rules(_Frozen):
@@ -128,6 +129,9 @@ class RiskConfig(_Frozen):
     trading_state: TradingState = TradingState.ACTIVE
     exchange_timezone: str = "UTC"  # daily counters roll over at midnight here (IANA name)
     halt_on_daily_loss: bool = True  # a daily-loss breach stores the account as HALTED until reset
+    # Across clouds every account has one home cluster that alone trades it (XDCR replicates one
+    # way). Unset everywhere: one cluster, every account home. Set: engines need WOJAK_ENGINE_CLUSTER.
+    home_cluster: str | None = None
     limits: Limits = Limits()
     rules: Rules = Rules()
     accounts: dict[str, Account] = {}
