@@ -4,6 +4,7 @@ no order executes twice, and none that was answered is lost."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sqlite3
 import threading
@@ -96,21 +97,40 @@ def test_pending_orders_are_resolved_at_startup(engine_factory):
     assert trades(engine) == {"ord-late": 1}
 
 
+def kill_schedule() -> tuple[list[float], str]:
+    """The delays (seconds) before each kill: ``WOJAK_KILL_SCHEDULE=0.21,0.37,...`` replays a
+    recorded one; otherwise a fresh random one (from ``WOJAK_KILL_SEED`` if set)."""
+    given = os.environ.get("WOJAK_KILL_SCHEDULE", "").strip()
+    if given:
+        return [float(x) for x in given.split(",") if x.strip()], "WOJAK_KILL_SCHEDULE"
+    seed = os.environ.get("WOJAK_KILL_SEED") or str(random.SystemRandom().randrange(2**32))
+    rng = random.Random(int(seed))
+    return [round(rng.uniform(0.1, 0.5), 3) for _ in range(4)], f"seed {seed}"
+
+
 @pytest.mark.slow
-def test_random_kill_9_under_load_loses_nothing_and_doubles_nothing(engine_factory):
+def test_random_kill_9_under_load_loses_nothing_and_doubles_nothing(engine_factory, tmp_path):
     """A client that resends on `retry` (like a broker redelivering) against an engine that is
-    SIGKILLed at random moments. Every order ends answered, executed once, recorded once."""
+    SIGKILLed at random moments. Every order ends answered, executed once, recorded once.
+
+    The kill schedule (the delay before each kill) is printed and written to the test's
+    tmp dir (kill-schedule.txt, with when each kill happened); replay a failing run with
+    ``WOJAK_KILL_SCHEDULE=<the printed delays> scripts/test tests/engine/test_crash_safety.py -k random``."""
     engine = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="0.8")
     engine.request(MessageType.TICK, {"tick": TICK})
     orders = [order(i, account=f"acct-{i % 7}") for i in range(800)]
     stop = threading.Event()
-    kills = []
-    rng = random.Random(7)
+    kills: list[float] = []
+    delays, origin = kill_schedule()
+    replay = "WOJAK_KILL_SCHEDULE=" + ",".join(f"{d:g}" for d in delays)
+    record = tmp_path / "kill-schedule.txt"
+    record.write_text(f"{replay}\n# from {origin}\n")
+    print(f"kill schedule ({origin}): {replay}")
+    started = time.monotonic()
 
     def killer():
-        while not stop.is_set() and len(kills) < 4:
-            time.sleep(rng.uniform(0.1, 0.5))
-            if stop.is_set():
+        for delay in delays:
+            if stop.wait(delay):
                 break
             engine.kill()
             kills.append(time.monotonic())
@@ -138,6 +158,10 @@ def test_random_kill_9_under_load_loses_nothing_and_doubles_nothing(engine_facto
     finally:
         stop.set()
         thread.join()
+        at = ", ".join(f"{k - started:.3f}" for k in kills)
+        with record.open("a") as f:
+            f.write(f"# kills at {at} s after the load started\n")
+        print(f"kill schedule: {replay}; kills at {at} s (recorded in {record})")
     engine.wait_ready()
     assert len(kills) >= 2, "the engine should have been killed during the run"
     assert len(answered) == len(orders)
