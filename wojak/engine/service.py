@@ -154,7 +154,13 @@ class OrderService:
         replies: list[Reply | None] = [None] * len(requests)
         orders: list[tuple[int, Order]] = []
         ticks: list[tuple[int, dict[str, Any]]] = []
+        now = time.time()
         for i, (kind, body) in enumerate(requests):
+            expires_at = body.get("expires_at")
+            if isinstance(expires_at, (int, float)) and expires_at < now and kind is not MessageType.AUDIT:
+                # the sidecar has already answered this one retry: doing it now would act behind its back
+                replies[i] = _retry("deadline_passed", 0.05)
+                continue
             if kind is MessageType.AUDIT:
                 replies[i] = await self._audit(body)
                 continue

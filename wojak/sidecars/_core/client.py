@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class EngineClient:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ctx: zmq.Context | None = None
         self._sock: LoopSocket | None = None
+        self._monitor: LoopSocket | None = None
 
     async def __aenter__(self) -> "EngineClient":
         self.connect()
@@ -78,6 +80,10 @@ class EngineClient:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RECONNECT_IVL, 50)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        # the engine's connection going away means every request in flight is lost with it:
+        # answer them retry at once instead of letting each wait out its deadline
+        self._monitor = LoopSocket(sock.get_monitor_socket(zmq.EVENT_DISCONNECTED), self._on_event)
+        self._monitor.start()
         sock.connect(self.endpoint)
         self._sock = LoopSocket(sock, self._on_reply)
         self._sock.start()
@@ -87,7 +93,12 @@ class EngineClient:
             if not fut.done():
                 fut.set_result(_retry("client_closed"))
         self._pending.clear()
+        if self._monitor is not None:
+            self._monitor.stop()
+            self._monitor.sock.close(linger=0)
+            self._monitor = None
         if self._sock is not None:
+            self._sock.sock.disable_monitor()
             self._sock.stop()
             self._sock.sock.close(linger=0)
             self._sock = None
@@ -105,6 +116,15 @@ class EngineClient:
         if fut is not None and not fut.done():
             fut.set_result(body)
 
+    def _on_event(self, frames: list[bytes]) -> None:
+        if not self._pending:
+            return
+        log.warning("the engine disconnected with %d request(s) in flight: answering them retry", len(self._pending))
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_result(_retry("engine_disconnected", 0.05))
+
     def _expire(self, request_id: int) -> None:
         fut = self._pending.pop(request_id, None)
         if fut is not None and not fut.done():
@@ -121,6 +141,8 @@ class EngineClient:
             self._pending[request_id] = fut
             body["request_id"] = request_id
             deadline = self.deadline if deadline is None else deadline
+            # the engine never starts work the caller has already given up on
+            body["expires_at"] = time.time() + deadline
             frames = encode_frames(kind, body)
             try:
                 self._sock.send(frames)
