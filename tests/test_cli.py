@@ -88,7 +88,10 @@ def test_reports_without_a_store_explain_what_to_do(tmp_path):
 
 
 def test_bad_settings_name_the_setting(tmp_path):
-    env = {**ENV_WITHOUT_WOJAK, "WOJAK_STORE": "redis://nowhere", "WOJAK_ENGINE_SOCKET": str(tmp_path / "r" / "e.sock")}
+    from wojak.engine.risk import demo_risk_config_path
+
+    env = {**ENV_WITHOUT_WOJAK, "WOJAK_STORE": "redis://nowhere", "WOJAK_ENGINE_SOCKET": str(tmp_path / "r" / "e.sock"),
+           "WOJAK_ENGINE_RISK_CONFIG": demo_risk_config_path()}  # the engine refuses to start without one
     result = subprocess.run([sys.executable, "-m", "wojak", "engine"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "WOJAK_STORE" in result.stderr
     env = {**ENV_WITHOUT_WOJAK, "WOJAK_API_KEYS": "short"}
