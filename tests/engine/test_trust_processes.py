@@ -62,3 +62,17 @@ def test_one_desk_cannot_claim_or_read_another_desks_order_ids(engine):
     assert peek["verdict"] == "forbidden" and "order" not in peek
     listed = engine.request(MessageType.LIST_ORDERS, {"principal": trader_b})
     assert [(o["account"], o["quantity"]) for o in listed["orders"]] == [("desk-b", "25")]
+
+
+def test_an_engine_with_account_homes_but_no_cluster_name_does_not_start(tmp_path):
+    import subprocess
+    import sys
+
+    from tests._processes import EngineProcess
+    from wojak.engine.risk import demo_risk_config_path
+
+    config = tmp_path / "risk.yaml"
+    config.write_text(open(demo_risk_config_path()).read() + "\nhome_cluster: aws-eu\n")
+    proc = EngineProcess(tmp_path, {"WOJAK_ENGINE_RISK_CONFIG": str(config)})
+    done = subprocess.run([sys.executable, "-m", "wojak", "engine"], env=proc.env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "WOJAK_ENGINE_CLUSTER" in done.stderr and "Traceback" not in done.stderr
