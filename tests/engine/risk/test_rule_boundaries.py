@@ -118,6 +118,9 @@ CASES = [
          Side({"symbol": "FUT"}), Side({"symbol": "NOPE"})),
 ]
 IDS = [f"{c.rule}-{i}" for i, c in enumerate(CASES)]
+# what the breach says, case by case (it reaches logs, escalations and the order's reason detail)
+DETAILS = ['quantity 101 > 100', 'notional 10001.00 > 10000', 'notional 10001.00 > 10000', 'notional 10001.00 > 10000', 'position could reach 301 > 300', 'position could reach 301 > 300', 'limit 105.01 is over 5% from last 100', 'limit 94.99 is over 5% from last 100', 'gross exposure could reach 10100 > 10000', 'gross exposure could reach 10100 > 10000', 'loss today 1000.10 > 1000', 'loss today 1000.10 > 1000', 'more than 5 orders in a second', 'more than 20 orders in a minute', 'last tick for FUT is 2.001s old > 2s', 'EXP expires in 1 day(s) < 2', 'EXP expires in 31 day(s) > 30', 'account is REDUCING and buy does not shrink position -50', 'NOPE is not an allowed instrument']
+
 
 
 def engine(case: Case) -> RiskEngine:
@@ -138,20 +141,20 @@ def context(e: RiskEngine, o: Order, view: AccountView, side: Side) -> _Context:
 
 
 def decide(path: str, e: RiskEngine, rule: str, side: Side):
-    """(passed, codes) on ``path``; for ``fast``, codes is None (it only says pass or not)."""
+    """(passed, [(code, detail)]) on ``path``; for ``fast``, None (it only says pass or not)."""
     o, view = side.build()
     prime(e, view)
     if path == "rule":
         breach = RULE[rule](context(e, o, view, side))
-        return breach is None, [] if breach is None else [breach.code]
+        return breach is None, [] if breach is None else [(breach.code, breach.detail)]
     if path == "rules":
         d = e._check_rules(o, view, side.prices, side.tick_at, NOW)
-        return d.action is None, [b.code for b in d.breaches]
+        return d.action is None, [(b.code, b.detail) for b in d.breaches]
     if path == "fast":
         d = e._passes(o, view, side.prices, side.tick_at, NOW)
         return d is not None and d.action is None, None
     d = e.check(o, view, side.prices, side.tick_at, NOW)
-    return d.action is None, [b.code for b in d.breaches]
+    return d.action is None, [(b.code, b.detail) for b in d.breaches]
 
 
 @pytest.mark.parametrize("path", ["rule", "rules", "fast", "check"])
@@ -166,7 +169,7 @@ def test_exactly_at_the_limit_passes_and_one_step_past_breaches(case, path):
     passed, codes = decide(path, e, case.rule, case.over)
     assert not passed, (case.rule, "one step past the limit")
     if codes is not None:
-        assert codes == [case.code]
+        assert codes == [(case.code, DETAILS[CASES.index(case)])]
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -177,6 +180,7 @@ def test_past_the_limit_the_configured_action_decides(case):
         o, view = case.over.build()
         d = e.check(o, view, case.over.prices, case.over.tick_at, NOW)
         assert d.action is expected and [b.code for b in d.breaches] == [case.code]
+        assert [b.rule for b in d.breaches] == [case.rule] and d.reason == case.code
     e = RiskEngine(RiskConfig.model_validate({"limits": case.limits, "instruments": INSTRUMENTS,
                                               "rules": {**ALL_DENY, case.rule: "shadow_deny"}}))  # fmt: skip
     o, view = case.over.build()
