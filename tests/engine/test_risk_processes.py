@@ -94,7 +94,7 @@ def test_sink_down_nothing_escalated_executes_and_each_arrives_once_when_it_is_b
     assert [r["verdict"] for r in replies] == ["escalated"] * 5 + ["filled"]
     assert all(r["reason"] == "max_order_quantity_exceeded" for r in replies[:5])
     time.sleep(1.0)  # the delivery loop keeps failing meanwhile
-    keys = {f"esc:o-{i}" for i in range(5)}
+    keys = {f"esc:acct/o-{i}" for i in range(5)}  # outbox keys name the account: ids are per account
     assert outbox(engine.store_path) == {k: None for k in keys}
     assert executed(engine) == {"o-ok"}, "nothing that needed escalation was executed"
     receiver = Receiver(port).start()
@@ -128,7 +128,7 @@ def test_kill_9_in_the_middle_of_delivery_loses_no_escalation(engine_factory, tm
         wait_for(lambda: all(outbox(engine.store_path).values()), what="the outbox to drain after restart")
     finally:
         receiver.stop()
-    assert set(receiver.keys) == {f"esc:o-{i}" for i in range(3)}
+    assert set(receiver.keys) == {f"esc:acct/o-{i}" for i in range(3)}
     assert receiver.bad_signatures == 0
 
 

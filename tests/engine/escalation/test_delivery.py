@@ -19,7 +19,7 @@ from wojak.engine.store import SQLiteStore
 
 def escalate(o, view):
     o.apply(OrderEvent.ESCALATED)
-    return {"key": f"esc:{o.client_order_id}", "why": "max_position_exceeded"}
+    return {"key": f"esc:{o.key}", "why": "max_position_exceeded"}
 
 
 async def outbox(tmp_path, n=3) -> SQLiteStore:
@@ -61,9 +61,9 @@ async def test_sink_down_keeps_the_outbox_then_delivers_each_once_with_valid_sig
         assert await delivery.run_once() == 0
     finally:
         receiver.stop()
-    assert sorted(receiver.keys) == ["esc:e0", "esc:e1", "esc:e2"] and len(receiver.bodies) == 3
+    assert sorted(receiver.keys) == ["esc:acct/e0", "esc:acct/e1", "esc:acct/e2"] and len(receiver.bodies) == 3
     assert receiver.bad_signatures == 0
-    assert receiver.keys["esc:e1"]["escalation"]["why"] == "max_position_exceeded"
+    assert receiver.keys["esc:acct/e1"]["escalation"]["why"] == "max_position_exceeded"
     await store.close()
 
 
@@ -86,7 +86,7 @@ async def test_the_loop_retries_until_the_sink_is_back(tmp_path):
         await task
         receiver.stop()
     assert await store.undelivered_escalations() == []
-    assert sorted(receiver.keys) == ["esc:e0", "esc:e1"]
+    assert sorted(receiver.keys) == ["esc:acct/e0", "esc:acct/e1"]
     await store.close()
 
 
@@ -105,7 +105,7 @@ async def test_sqs_sink_delivers_with_the_idempotency_key(tmp_path, aws_service)
     assert await EscalationDelivery(store, sink).run_once() == 2
     got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=1)
     messages = got.get("Messages", [])
-    assert sorted(m["MessageAttributes"]["idempotency_key"]["StringValue"] for m in messages) == ["esc:e0", "esc:e1"]
+    assert sorted(m["MessageAttributes"]["idempotency_key"]["StringValue"] for m in messages) == ["esc:acct/e0", "esc:acct/e1"]
     assert json.loads(messages[0]["Body"])["escalation"]["why"] == "max_position_exceeded"
     assert await store.undelivered_escalations() == []
     down = SqsSink("does-not-exist", "http://127.0.0.1:1", "us-east-1")
