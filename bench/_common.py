@@ -48,7 +48,11 @@ def workdir() -> Iterator[Path]:
 @contextmanager
 def process(args: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
     out = open(log, "wb") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
+    from wojak.engine.risk import demo_risk_config_path
+
+    # the engine needs a risk file and a broker sidecar its accounts: the demo limits, every account
+    defaults = {"WOJAK_ENGINE_RISK_CONFIG": demo_risk_config_path(), "WOJAK_SIDECAR_ACCOUNTS": "*"}
+    proc = subprocess.Popen(args, env={**defaults, **os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:

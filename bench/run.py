@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import cpu_seconds, free_port, process, progress, summary, wait_until, workdir  # noqa: E402
 from bench.paced import paced  # noqa: E402
-from bench.zmq_client import Client, order_frames  # noqa: E402
+from bench.zmq_client import PRINCIPAL, Client, order_frames  # noqa: E402
 from bench import rabbitmq as rabbitmq_bench  # noqa: E402  (--only rabbitmq: see bench/rabbitmq.py)
 from wojak.engine.protocol import MessageType, encode_frames  # noqa: E402
 
@@ -91,7 +91,7 @@ def bench_engine(args, results: dict) -> None:
             ctx, proc = start_engine(data, sock, synchronous)
             try:
                 client = Client(str(sock))
-                client.call(encode_frames(MessageType.TICK, {"request_id": 0, "tick": TICK}))
+                client.call(encode_frames(MessageType.TICK, {"request_id": 0, "tick": TICK, "principal": PRINCIPAL}))
                 client.unloaded(order_frames(200, "warm"))
                 lat = summary(client.unloaded(order_frames(args.unloaded, "unl")))
                 frames = order_frames(args.pipelined, "pip")

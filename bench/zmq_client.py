@@ -8,7 +8,10 @@ import time
 import msgpack
 import zmq
 
-from wojak.engine.protocol import MessageType, encode_frames
+from wojak.engine.protocol import ALL_SCOPES, MessageType, Principal, encode_frames
+
+# the bench acts as a sidecar that authenticated a client allowed every account and scope
+PRINCIPAL = Principal.of("bench", ["*"], ALL_SCOPES).to_wire()
 
 
 def order_frames(n: int, prefix: str, accounts: int = 100) -> list[list[bytes]]:
@@ -16,7 +19,7 @@ def order_frames(n: int, prefix: str, accounts: int = 100) -> list[list[bytes]]:
         encode_frames(MessageType.SUBMIT_ORDER, {"request_id": i, "order": {
             "client_order_id": f"{prefix}-{i}", "account": f"acct-{i % accounts}", "symbol": "NIFTY-FUT",
             "side": "buy" if i % 2 else "sell", "quantity": "1", "order_type": "limit", "limit_price": "24000",
-            "time_in_force": "day", "tag": None}})
+            "time_in_force": "day", "tag": None}, "principal": PRINCIPAL})
         for i in range(n)
     ]  # fmt: skip
 
