@@ -244,3 +244,11 @@ def test_connections_past_the_limit_get_503(tmp_path):
         for sock in held:
             sock.close()
         proc.stop()
+
+
+def test_refusals_are_counted_on_metrics(sidecar):
+    _send_and_read(sidecar, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+    assert httpx.get(sidecar.url + "/v1/orders").status_code == 401
+    text = httpx.get(sidecar.url + "/metrics", timeout=10).text
+    assert 'wojak_sidecar_http_refused_total{reason="431"}' in text
+    assert 'wojak_sidecar_http_refused_total{reason="401"}' in text

@@ -176,6 +176,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self.limits.on_refusal is not None:
             self.limits.on_refusal(refusal.reason)
+        if self.transport.is_closing():
+            return
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the application's own answer (if any) goes nowhere now
