@@ -141,7 +141,9 @@ FORBIDDEN_SCHEMA = {
     "required": ["verdict", "reason", "detail"],
     "properties": {
         "verdict": {"const": "forbidden"},
-        "reason": {"enum": ["scope_missing", "account_not_permitted"]},
+        "reason": {"type": "string", "examples": ["scope_missing", "account_not_permitted"],
+                   "description": "scope_missing or account_not_permitted (checked here and in the engine); the engine may"
+                                  " also refuse an account traded on another cluster (account_homed_elsewhere)"},
         "detail": {"type": "string"},
         "client_order_id": {"type": "string"},
     },
