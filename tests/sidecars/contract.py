@@ -10,7 +10,8 @@ reached the venue) and the real broker:
 * ``invalid`` and bad JSON are dead-lettered with their reason and never reach the venue;
 * ``conflict`` is dead-lettered with reason ``conflict``;
 * ``retry`` (no engine) requeues, and the message is processed once the engine is up;
-* stop drains: in-flight messages finish, the rest is requeued, nothing stays unacked;
+* stop drains: in-flight messages finish, the rest is requeued, nothing stays unacked, and
+  the in-flight gauge is back at zero;
 * a message without ``client_order_id`` derives the same id on redelivery;
 * the sidecar process exits cleanly on SIGTERM and loses nothing.
 """
@@ -161,16 +162,19 @@ class Sidecar:
 
     def __init__(self, source: Source, engine: EngineProcess, *, lose_acks: bool = False, delay: float = 0.0,
                  concurrency: int = 16, drain_seconds: float = 10.0, engine_deadline: float = 1.0,
-                 accounts: tuple[str, ...] = (ACCOUNTS,)) -> None:  # fmt: skip
+                 accounts: tuple[str, ...] = (ACCOUNTS,), settle_timeout: float = 10.0, settle_attempts: int = 5,
+                 backoff_base: float = 0.05) -> None:  # fmt: skip
         self.source = Recorder(source, lose_acks=lose_acks)
         self.client = EngineClient(str(engine.socket), deadline=engine_deadline)
         self.slow = SlowClient(self.client, delay) if delay else None
         self.metrics = SidecarMetrics(source.name)
         self.runner = Runner(
             self.source, self.slow or self.client, self.metrics,  # type: ignore[arg-type]
-            concurrency=concurrency, drain_seconds=drain_seconds, backoff_base=0.05, backoff_max=0.5,
+            concurrency=concurrency, drain_seconds=drain_seconds, backoff_base=backoff_base,
+            backoff_max=max(0.5, backoff_base),
             # what serve_sidecar builds from WOJAK_SIDECAR_ACCOUNTS
             principal=Principal.of(f"sidecar:{source.name}", accounts, [Scope.ORDERS_WRITE]),
+            settle_timeout=settle_timeout, settle_attempts=settle_attempts,
         )  # fmt: skip
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -209,6 +213,10 @@ class Sidecar:
             "wojak_sidecar_settlements_total", {"source": self.source.name, "settlement": how}
         )
         return value or 0.0
+
+    def inflight(self) -> float:
+        """The wojak_sidecar_inflight gauge: messages being handled now."""
+        return self.metrics.registry.get_sample_value("wojak_sidecar_inflight", {"source": self.source.name}) or 0.0
 
 
 class SidecarContract(abc.ABC):
@@ -363,6 +371,7 @@ class SidecarContract(abc.ABC):
             took = await sc.stop()
         assert took < 5
         assert sc.slow.finished == sc.slow.started >= 4, "in-flight messages finished"
+        assert sc.inflight() == 0
         assert all(m.settled is not None for m in sc.source.seen), "nothing left unsettled"
         executed = ledger(engine)
         assert set(executed.values()) == {1} and len(executed) == sc.slow.finished
@@ -382,6 +391,7 @@ class SidecarContract(abc.ABC):
             took = await sc.stop()
         assert took < 3
         assert [m.settled for m in sc.source.seen] == ["requeue"] * 3
+        assert sc.inflight() == 0, "cancelled in the drain, and counted out"
         assert sc.settlements("requeue") == 3, "each unsettled message requeued exactly once"
         assert ledger(engine) == {}
         await eventually(lambda: self._pending_is(3), what="all 3 back in the queue")

@@ -63,7 +63,11 @@ async def test_a_body_over_the_cap_is_dead_lettered_unparsed(engine, rabbit):
         letters = await eventually(rabbit.dead_letters, what="the DLQ")
     assert [(dl.reason, dl.detail) for dl in letters] == [("body_too_large", {"bytes": len(big), "limit": 65536})]
     assert letters[0].body == big, "the dead letter keeps the body as it came"
-    assert [m.coordinates for m in sc.source.seen] == [(rabbit.config.queue, "m-small")], "never handed to the runner"
+    # handed to the runner already refused (so its settlement is bounded and counted like any
+    # other), dead-lettered from the refusal: never parsed, never sent to the engine
+    assert [(m.coordinates, m.refusal is not None, m.settled) for m in sc.source.seen] == [
+        ((rabbit.config.queue, "m-big"), True, "dead_letter"), ((rabbit.config.queue, "m-small"), False, "ack")]
+    assert sc.verdicts("body_too_large") == 1 and sc.settlements("dead_letter") == 1
     assert ledger(engine) == {"small-1": 1} and stored_orders(engine) == {"small-1"}
     assert await rabbit.pending() == 0
 

@@ -1,7 +1,12 @@
 """The source-message contract every broker sidecar implements.
 
-A message is settled exactly once: ``ack``, ``requeue`` or ``dead_letter``. A second
-settlement raises ``AlreadySettled`` instead of acting twice on the broker.
+A message is settled exactly once: ``ack``, ``requeue``, ``dead_letter`` or ``give_up``. A
+second settlement raises ``AlreadySettled`` instead of acting twice on the broker.
+
+A settlement the broker did not take (an error, or no answer within the source's settle
+timeout) raises ``SettleFailed``: the message stays the broker's, which redelivers it (the
+engine answers the redelivery ``duplicate`` if it had already decided). The runner counts
+these per message and, after too many, calls ``give_up`` instead of handling it again.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ class AlreadySettled(RuntimeError):
     pass
 
 
+class SettleFailed(RuntimeError):
+    """The broker did not take a settlement (error or timeout); it will redeliver the message."""
+
+
 class SourceMessage(abc.ABC):
     """One broker message. ``coordinates`` identify it at the source (queue + message id,
     topic + partition + offset, ...) and derive a ``client_order_id`` when it has none."""
@@ -23,6 +32,9 @@ class SourceMessage(abc.ABC):
         self.coordinates = coordinates
         self.attributes = attributes or {}
         self.settled: str | None = None
+        # Set by a source that refuses the message itself (e.g. a body over the size cap): the
+        # runner dead-letters it with this (reason, detail), never parsing it or sending it on.
+        self.refusal: tuple[str, dict[str, Any]] | None = None
 
     def _settle(self, how: str) -> None:
         if self.settled is not None:
@@ -39,6 +51,16 @@ class SourceMessage(abc.ABC):
 
     async def dead_letter(self, reason: str, detail: Any = None) -> None:
         self._settle("dead_letter")
+        await self._dead_letter(reason, detail)
+
+    async def give_up(self, reason: str, detail: Any = None) -> None:
+        """The last resort for a message whose settlements kept failing: take it off the queue
+        without losing it (the runner has already logged it). By default a dead letter; a
+        source overrides it with something that needs less of the broker."""
+        self._settle("give_up")
+        await self._give_up(reason, detail)
+
+    async def _give_up(self, reason: str, detail: Any) -> None:
         await self._dead_letter(reason, detail)
 
     @abc.abstractmethod

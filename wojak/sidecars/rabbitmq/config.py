@@ -58,7 +58,7 @@ class RabbitMQSidecarSettings(BrokerSidecarSettings):
             dead_letter_exchange=self.dead_letter_exchange, dead_letter_queue=self.dead_letter_queue,
             reply_exchange=self.reply_exchange, declare_topology=self.declare_topology,
             reply_to_allowed=tuple(n.strip() for n in self.reply_to_allowed.split(",") if n.strip()),
-            max_body_bytes=self.max_body_bytes,
+            max_body_bytes=self.max_body_bytes, settle_timeout=self.settle_timeout,
             # never more in flight than the broker hands out: every message in flight is unacked
             runner=self.runner_config(min(self.concurrency or self.prefetch, self.prefetch)),
         )  # fmt: skip
@@ -77,6 +77,8 @@ class RabbitMQSidecarConfig:
     runner: RunnerConfig | None = None
     reply_to_allowed: tuple[str, ...] = ()  # results go to a message's reply_to only if it is one of these
     max_body_bytes: int = 65536  # larger messages are dead-lettered ``body_too_large``, unparsed
+    settle_timeout: float = 10.0  # seconds each settling broker call (ack, nack, a dead letter's confirm) may take
+    close_timeout: float = 5.0  # seconds closing the connection may take at shutdown
 
     def __post_init__(self) -> None:
         require_secure(self.url, "WOJAK_SIDECAR_RABBITMQ_URL")  # amqp:// only on loopback, else amqps://
