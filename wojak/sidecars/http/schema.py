@@ -14,7 +14,7 @@ import functools
 from typing import Any
 
 from wojak.engine.protocol import DECIMAL_PATTERN, ID_PATTERN, ORDER_FIELDS, SYMBOL_PATTERN
-from wojak.engine.protocol import _orders as rules  # enums and limits; not re-exported by the package (yet)
+from wojak.engine.protocol import rules  # the validator's enums, limits and field lists
 
 assert set(ORDER_FIELDS) == set(rules.ORDER_FIELDS)
 
@@ -100,7 +100,7 @@ def order_schema() -> dict[str, Any]:
                 "description": f"Free text, at most {rules.MAX_TAG_LENGTH} printable characters."},  # fmt: skip
     }
     assert list(properties) == list(rules.ORDER_FIELDS), "a field of the validator is missing from the schema"
-    required = [f for f in rules._REQUIRED if f != "client_order_id"]
+    required = [f for f in rules.REQUIRED_ORDER_FIELDS if f != "client_order_id"]
     return {
         "type": "object",
         "additionalProperties": False,
@@ -123,7 +123,7 @@ def tick_schema() -> dict[str, Any]:
         properties[name] = decimal_schema(name + ".")
     properties["sequence"] = {"type": ["integer", "null"], "minimum": 0, "maximum": rules.MAX_SEQUENCE,
                               "description": "The feed's sequence number: an older one is answered status stale."}  # fmt: skip
-    properties["exchange_time"] = {"type": ["string", "null"], "pattern": f"^{rules._EXCHANGE_TIME.pattern}$",
+    properties["exchange_time"] = {"type": ["string", "null"], "pattern": f"^{rules.EXCHANGE_TIME_PATTERN}$",
                                    "description": "RFC 3339, e.g. 2026-11-30T09:15:00.125Z"}  # fmt: skip
     assert set(properties) == set(rules.TICK_FIELDS + rules.TICK_OPTIONAL_FIELDS)
     return {
