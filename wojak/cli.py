@@ -120,6 +120,13 @@ def cmd_sidecar_http(args: argparse.Namespace) -> int:
         config = HttpSidecarSettings().to_config()
     except (ValidationError, ValueError) as exc:
         return _fail(f"HTTP sidecar settings: {exc}")
+    from wojak.engine.protocol import SocketDirError
+    from wojak.sidecars._core.client import check_engine_socket
+
+    try:  # before uvicorn starts: one line, not a start-up traceback
+        check_engine_socket(config.engine_socket)
+    except SocketDirError as exc:
+        return _fail(str(exc))
     log.info("HTTP sidecar on http://%s:%d, engine at ipc://%s", config.host, config.port, config.engine_socket)
     run(serve(config))
     return 0

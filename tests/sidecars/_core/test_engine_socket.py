@@ -137,3 +137,30 @@ def test_replies_up_to_the_reply_limit_are_accepted(base):
         router.close()
     assert reply["verdict"] == "filled" and len(reply["pad"]) == 2 * 1024 * 1024
     assert EngineClient.max_reply_bytes == 4 * 1024 * 1024
+
+
+def test_the_http_sidecar_refuses_another_users_listener_in_one_line(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="wojak-http-", dir="/tmp"))
+    run = base / "run"
+    run.mkdir(mode=0o700)
+    router = FakeRouter(run / "engine.sock")
+    os.chown(run / "engine.sock", NOBODY, NOBODY)
+    os.chown(run, NOBODY, NOBODY)
+    try:
+        env = {**os.environ, "WOJAK_ENGINE_SOCKET": str(run / "engine.sock"), "WOJAK_API_KEYS": "k" * 24, "WOJAK_DEV": "1",
+               "WOJAK_SIDECAR_PORT": "0"}  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "wojak", "sidecar", "http"], env=env, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+    finally:
+        router.close()
+        shutil.rmtree(base, ignore_errors=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip() and " INFO " not in line]
+    assert len(lines) == 1 and f"belongs to uid {NOBODY}" in lines[0] and "WOJAK_ENGINE_SOCKET" in lines[0], done.stderr
+    assert router.received == 0

@@ -36,6 +36,18 @@ def _retry(reason: str, retry_after: float = 1.0) -> dict[str, Any]:
     return {"verdict": Verdict.RETRY.value, "reason": reason, "retry_after": retry_after}
 
 
+def check_engine_socket(endpoint: str) -> None:
+    """Refuse (``SocketDirError``) an engine socket whose directory or file is not this user's
+    own: a sidecar checks before it connects, so it never talks to another user's listener."""
+    if endpoint.startswith("ipc://") or "://" not in endpoint:
+        path = Path(endpoint.removeprefix("ipc://"))
+        dir_fd = open_socket_dir(path.parent, create=True, tighten=False)
+        try:
+            check_socket_file(dir_fd, path.name, path.parent)
+        finally:
+            os.close(dir_fd)
+
+
 class EngineClient:
     def __init__(self, socket_path: str, *, deadline: float = 5.0, window: int = 1024) -> None:
         self.endpoint = socket_path if socket_path.startswith("ipc://") else f"ipc://{socket_path}"
@@ -66,13 +78,7 @@ class EngineClient:
         its sidecars, so anything else is another user's listener and is refused
         (``SocketDirError``, naming WOJAK_ENGINE_SOCKET) before a single byte is sent. A
         missing directory is created (0700), so nobody else can put one there meanwhile."""
-        if self.endpoint.startswith("ipc://"):
-            path = Path(self.endpoint[len("ipc://"):])
-            dir_fd = open_socket_dir(path.parent, create=True, tighten=False)
-            try:
-                check_socket_file(dir_fd, path.name, path.parent)
-            finally:
-                os.close(dir_fd)
+        check_engine_socket(self.endpoint)
         self._ctx = zmq.Context()
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
