@@ -34,6 +34,7 @@ MODULES = (
     "wojak-release",
     "aws-stack",
     "gcp-stack",
+    "xdcr-topology",
 )
 
 OPTIONS = SerializationOptions(strip_string_quotes=True, with_comments=True)

@@ -187,8 +187,9 @@ def test_couchbase_credentials_come_from_random_password_secrets():
     )
 
 
-def test_multi_cloud_wires_xdcr_both_ways():
-    # Each stack's Couchbase cluster takes its XDCR settings from the stack's inputs ...
+def test_multi_cloud_wires_xdcr_to_each_peer():
+    # Each stack's Couchbase cluster takes its XDCR settings from the stack's inputs (what
+    # each replication carries, one way: tests/terraform/test_one_writer_per_scope.py) ...
     for stack in ("aws-stack", "gcp-stack"):
         couchbase = dict(named_blocks(parse_dir(MODULES_ROOT / stack), "module"))["couchbase"]
         assert couchbase["source"] == "../couchbase", stack
@@ -216,10 +217,16 @@ def test_wojak_release_passes_the_documented_values():
         "serviceAccount = {create = true, name = var.service_account_name, "
         "annotations = var.service_account_annotations}",
         "source = merge({type = var.source_type}, var.source_values)",
-        "store = var.store_url",
+        "store = local.store",
         "venue = var.venue_url",
+        "{for k, v in {cluster = var.engine_cluster} : k => v if var.engine_cluster != null}",
     ):
         assert needle in values, needle
+    # engine.store is the bucket-level URL, narrowed to the cluster's own scope and collection.
+    assert parsed["locals"][0]["store"] == (
+        '${var.store_scope == null ? var.store_url : '
+        '"${var.store_url}&scope=${var.store_scope}&collection=${var.store_collection}"}'
+    )
     source_type = dict(named_blocks(parsed, "variable"))["source_type"]
     allowed = re.findall(r'"(\w+)"', source_type["validation"][0]["condition"])
     assert sorted(allowed) == sorted(["http", "rabbitmq", "kafka", "sqs", "sns", "pubsub", "kinesis"])

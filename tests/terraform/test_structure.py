@@ -77,7 +77,8 @@ def test_versions_tf_pins_terraform_and_every_provider(directory):
     assert VERSION_CONSTRAINT.match(terraform["required_version"]), terraform["required_version"]
     [required] = terraform["required_providers"]
     providers = {k: v for k, v in required.items() if not k.startswith("__")}
-    assert providers
+    # Only a directory that uses no provider (pure computation) may pin none.
+    assert providers or not _used_providers(directory), f"{directory.name} pins no provider"
     for name, spec in providers.items():
         assert spec["source"].startswith("hashicorp/"), f"{name}: {spec}"
         assert VERSION_CONSTRAINT.match(spec["version"]), f"{directory.name}: {name} has no version constraint"
@@ -85,17 +86,26 @@ def test_versions_tf_pins_terraform_and_every_provider(directory):
         assert "<" in spec["version"] or "~>" in spec["version"], f"{directory.name}: {name} is unbounded"
 
 
-@pytest.mark.parametrize("directory", ALL_DIRS, ids=IDS)
-def test_every_used_provider_is_pinned(directory):
-    """A resource type's provider prefix must appear in required_providers."""
+def _used_providers(directory) -> set[str]:
+    """Provider prefixes of the resource and data source types of one directory, plus its
+    provider blocks and the modules it calls (which need providers passed in)."""
     parsed = parse_dir(directory)
-    [required] = parse_file(directory / "versions.tf")["terraform"][0]["required_providers"]
-    pinned = {k for k in required if not k.startswith("__")}
     used = set()
     for kind in ("resource", "data"):
         for block in parsed.get(kind, []):
             used |= {t.split("_", 1)[0] for t in block if not t.startswith("__")}
     used.discard("terraform")  # terraform_data is built in
+    for block in parsed.get("provider", []):
+        used |= {k for k in block if not k.startswith("__")}
+    return used
+
+
+@pytest.mark.parametrize("directory", ALL_DIRS, ids=IDS)
+def test_every_used_provider_is_pinned(directory):
+    """A resource type's provider prefix must appear in required_providers."""
+    [required] = parse_file(directory / "versions.tf")["terraform"][0]["required_providers"]
+    pinned = {k for k in required if not k.startswith("__")}
+    used = _used_providers(directory)
     assert used <= pinned, f"{directory.name}: unpinned providers {used - pinned}"
 
 

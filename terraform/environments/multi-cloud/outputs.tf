@@ -29,6 +29,16 @@ output "gcp_couchbase_connection_string" {
 }
 
 output "xdcr_enabled" {
-  description = "Whether the bidirectional XDCR replications are configured."
+  description = "Whether the XDCR replications are configured."
   value       = var.xdcr_enabled
+}
+
+output "scope_writers" {
+  description = "Scope => the one cluster whose engines write it (its home, or the survivor it was promoted to)."
+  value       = module.topology.writers
+}
+
+output "xdcr_replications" {
+  description = "The replications the topology implies (once xdcr_enabled): source, target, scopes carried one way, paused."
+  value       = module.topology.replications
 }

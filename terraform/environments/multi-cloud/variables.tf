@@ -91,8 +91,26 @@ variable "gcp_deletion_protection" {
 
 variable "xdcr_enabled" {
   type        = bool
-  description = "Wire bidirectional XDCR of the wojak bucket between the two Couchbase clusters (second apply: needs both cluster UUIDs)."
+  description = "Wire XDCR between the two Couchbase clusters: each replicates the scope it writes, one way, to the other (second apply: needs both cluster UUIDs)."
   default     = false
+}
+
+variable "failover" {
+  type = object({
+    engines_stopped = optional(set(string), [])
+    isolated        = optional(set(string), [])
+    promoted        = optional(map(string), {})
+  })
+  description = "Fail-over state, one step per apply (terraform/README.md, \"Fail-over\"): engines_stopped = clusters whose wojak engines are scaled to zero (fenced); isolated = clusters that neither send nor receive XDCR; promoted = scope => surviving cluster now writing it, e.g. { aws = \"gcp\" }."
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for c in concat(tolist(var.failover.engines_stopped), tolist(var.failover.isolated), keys(var.failover.promoted), values(var.failover.promoted)) :
+      contains(["aws", "gcp"], c)
+    ])
+    error_message = "failover names only the clusters aws and gcp."
+  }
 }
 
 variable "aws_couchbase_uuid" {
@@ -120,6 +138,12 @@ variable "gcp_xdcr_hostname" {
 }
 
 # --------------------------------------------------------------- wojak ---
+
+variable "wojak_replica_count" {
+  type        = number
+  description = "wojak pods per cluster while its engines are not fenced."
+  default     = 2
+}
 
 variable "wojak_chart_path" {
   type        = string

@@ -105,6 +105,14 @@ module "couchbase" {
   xdcr_remote_clusters  = var.xdcr_remote_clusters
   xdcr_remote_passwords = var.xdcr_remote_passwords
 
+  # One writer per scope: this cluster's engines write the scope named after
+  # it; its peers' scopes are read-only replicas here.
+  scopes = var.wojak_cluster == null ? null : {
+    home     = var.wojak_cluster
+    written  = var.written_scopes == null ? [var.wojak_cluster] : var.written_scopes # [] (home failed over) stays []
+    replicas = var.replica_scopes
+  }
+
   depends_on = [module.eks]
 }
 
@@ -120,11 +128,15 @@ module "wojak" {
   service_account_annotations = {
     "eks.amazonaws.com/role-arn" = module.services.wojak_role_arn
   }
-  store_url      = module.couchbase.connection_string
-  store_username = module.couchbase.app_username
-  store_password = module.couchbase.app_password
-  venue_url      = "lambda://${module.services.sandbox_function_name}?region=${var.region}"
-  node_selector  = module.eks.spot_node_labels
+  replica_count    = var.wojak_replica_count
+  engine_cluster   = var.wojak_cluster
+  store_url        = module.couchbase.connection_string
+  store_scope      = module.couchbase.home_scope
+  store_collection = module.couchbase.collection_name
+  store_username   = module.couchbase.app_username
+  store_password   = module.couchbase.app_password
+  venue_url        = "lambda://${module.services.sandbox_function_name}?region=${var.region}"
+  node_selector    = module.eks.spot_node_labels
 
   depends_on = [module.couchbase]
 }

@@ -8,6 +8,56 @@ locals {
   srv_host      = "${var.cluster_name}-srv.${var.namespace}.svc"
   xdcr_username = "xdcr"
 
+  # The scoped layout (multi-cloud): every scope of `scopes` holds one
+  # collection for the wojak store; this cluster's engines write only
+  # `scopes.written`, the rest are read-only replicas of its peers' scopes.
+  scoped         = var.scopes != null
+  written_scopes = local.scoped ? var.scopes.written : []
+  scope_names    = local.scoped ? sort(distinct(concat(var.scopes.written, var.scopes.replicas))) : []
+  collection     = local.scoped ? var.scopes.collection : null
+  app_group      = "${var.app_username}-${var.cluster_name}"
+
+  # Scoped: the wojak user reads the wojak scopes and writes only those this
+  # cluster writes (the chart's autobind users cannot carry scoped roles, so
+  # the group and its binding are chart `groups` / `rolebindings`).
+  app_scoped_roles = concat(
+    [{
+      name   = "data_reader"
+      bucket = var.bucket_name
+      scopes = { resources = [for s in local.scope_names : { kind = "CouchbaseScope", name = s }] }
+    }],
+    [for r in [{
+      name   = "data_writer"
+      bucket = var.bucket_name
+      scopes = { resources = [for s in local.written_scopes : { kind = "CouchbaseScope", name = s }] }
+    }] : r if length(local.written_scopes) > 0],
+  )
+
+  # Chart values only the scoped layout has (absent otherwise, so a single
+  # cluster's release is unchanged): the scopes and their collection, named
+  # by their key (the chart uses it as both the Kubernetes and the Couchbase
+  # name), and the wojak user's group and binding.
+  scoped_values = {
+    for k, v in {
+      scopes = {
+        for s in local.scope_names : s => {
+          collections = {
+            managed   = true
+            resources = [{ kind = "CouchbaseCollection", name = local.collection }]
+          }
+        }
+      }
+      collections = { (coalesce(local.collection, "engine")) = {} }
+      groups      = { (local.app_group) = { roles = local.app_scoped_roles } }
+      rolebindings = {
+        (local.app_group) = {
+          subjects = [{ kind = "CouchbaseUser", name = var.app_username }]
+          roleRef  = { kind = "CouchbaseGroup", name = local.app_group }
+        }
+      }
+    } : k => v if local.scoped
+  }
+
   data_pod_spec = {
     nodeSelector = var.data_node_selector
     tolerations  = var.data_tolerations
@@ -42,22 +92,39 @@ locals {
     # Replace the chart's example bucket with the wojak bucket.
     buckets = {
       default = null
-      (var.bucket_name) = {
-        name               = var.bucket_name
-        kind               = "CouchbaseBucket"
-        memoryQuota        = var.bucket_memory_quota
-        replicas           = var.bucket_replicas
-        conflictResolution = "lww" # last write wins across XDCR peers
-        evictionPolicy     = "valueOnly"
-        compressionMode    = "passive"
-        ioPriority         = "high"
-        enableFlush        = false
-      }
+      (var.bucket_name) = merge(
+        {
+          name        = var.bucket_name
+          kind        = "CouchbaseBucket"
+          memoryQuota = var.bucket_memory_quota
+          replicas    = var.bucket_replicas
+          # Fixed when the bucket is created. With one writer per scope no
+          # document is written on two clusters, so XDCR never has a conflict
+          # to resolve; lww stays because changing it means a new bucket.
+          conflictResolution = "lww"
+          evictionPolicy     = "valueOnly"
+          compressionMode    = "passive"
+          ioPriority         = "high"
+          enableFlush        = false
+        },
+        # Managed scopes: the operator creates these and deletes any other
+        # user scope (the default scope and collection always stay).
+        {
+          for k, v in {
+            scopes = {
+              managed   = true
+              resources = [for s in local.scope_names : { kind = "CouchbaseScope", name = s }]
+            }
+          } : k => v if local.scoped
+        },
+      )
     }
 
     users = {
+      # Unscoped (one cluster): bucket-wide roles through the chart's
+      # autobind group; scoped: the group above.
       (var.app_username) = {
-        autobind   = true
+        autobind   = !local.scoped
         authDomain = "local"
         authSecret = kubernetes_secret_v1.app.metadata[0].name
         roles = [
@@ -142,6 +209,9 @@ locals {
       }
     }
   }
+
+  # What the chart gets: the values above plus, scoped, the scope resources.
+  chart_values = merge(local.values, local.scoped_values)
 }
 
 resource "kubernetes_namespace_v1" "this" {
@@ -239,7 +309,7 @@ resource "helm_release" "couchbase" {
   repository = "https://couchbase-partners.github.io/helm-charts/"
   chart      = "couchbase-operator"
   version    = var.chart_version
-  values     = [yamlencode(local.values)]
+  values     = [yamlencode(local.chart_values)]
   wait       = true
   timeout    = 1200
 
@@ -249,14 +319,27 @@ resource "helm_release" "couchbase" {
     kubernetes_secret_v1.xdcr,
     kubernetes_secret_v1.xdcr_remote,
   ]
+
+  lifecycle {
+    precondition {
+      condition     = length(var.xdcr_remote_clusters) == 0 || local.scoped
+      error_message = "XDCR needs the scoped layout (scopes): replicating the whole bucket would carry every document both ways."
+    }
+  }
 }
 
 # ---------------------------------------------------------------- XDCR ---
 
-# One replication of the bucket per peer; the CouchbaseCluster's
-# xdcr.remoteClusters[].replications selector picks it up by label.
+# One replication of the bucket per peer (XDCR allows one per bucket pair);
+# the CouchbaseCluster's xdcr.remoteClusters[].replications selector picks it
+# up by label. It carries only the scopes this cluster writes, each into the
+# scope of the same name on the peer (a read-only replica there), through an
+# explicit mapping: without one XDCR maps every keyspace present on both
+# sides, which would send this cluster's replicas of the peer's scopes back
+# into the scopes the peer writes. A cluster that writes nothing (its scope
+# was failed over elsewhere) replicates nothing.
 resource "kubernetes_manifest" "replication" {
-  for_each = { for r in var.xdcr_remote_clusters : r.name => r }
+  for_each = { for r in var.xdcr_remote_clusters : r.name => r if length(local.written_scopes) > 0 }
 
   manifest = {
     apiVersion = "couchbase.com/v2"
@@ -266,11 +349,17 @@ resource "kubernetes_manifest" "replication" {
       namespace = kubernetes_namespace_v1.this.metadata[0].name
       labels    = { "wojak.io/xdcr-remote" = each.key }
     }
+    explicitMapping = {
+      allowRules = [for s in local.written_scopes : {
+        sourceKeyspace = { scope = s }
+        targetKeyspace = { scope = s }
+      }]
+    }
     spec = {
       bucket          = var.bucket_name
       remoteBucket    = each.value.remote_bucket
-      compressionType = "Snappy"
-      paused          = false
+      compressionType = "Auto" # the CRD accepts None or Auto (Auto negotiates Snappy)
+      paused          = each.value.paused
     }
   }
 

@@ -14,8 +14,28 @@ output "srv_host" {
 }
 
 output "connection_string" {
-  description = "Store URL for the wojak engine (engine.store): couchbase://HOST?bucket=NAME."
+  description = "Bucket-level store URL, couchbase://HOST?bucket=NAME; the wojak release appends &scope=home_scope&collection=collection_name."
   value       = "couchbase://${local.srv_host}?bucket=${var.bucket_name}"
+}
+
+output "home_scope" {
+  description = "This cluster's own scope, which its wojak engines write (null: unscoped, the default collection)."
+  value       = local.scoped ? var.scopes.home : null
+}
+
+output "collection_name" {
+  description = "Collection of the wojak store inside every scope (null: unscoped)."
+  value       = local.collection
+}
+
+output "written_scopes" {
+  description = "Scopes this cluster writes and replicates to its peers."
+  value       = local.written_scopes
+}
+
+output "replica_scopes" {
+  description = "Peers' scopes held here read-only, received over XDCR."
+  value       = local.scoped ? sort(var.scopes.replicas) : []
 }
 
 output "bucket_name" {

@@ -157,14 +157,44 @@ variable "xdcr_service_template" {
   }
 }
 
+variable "scopes" {
+  type = object({
+    home       = string
+    written    = list(string)
+    replicas   = list(string)
+    collection = optional(string, "engine")
+  })
+  description = "The scoped layout of a multi-cloud deployment (null: one cluster, the wojak store in the bucket's default collection, no XDCR). `home`: this cluster's own scope, named after it, which its engines use; `written`: the scopes this cluster's engines write ([home], plus a peer's scope promoted here in a fail-over, or [] while its home is written elsewhere), replicated to every peer; `replicas`: the peers' scopes, received over XDCR and read-only here. Every scope holds one `collection`. Keep the set of all scopes stable: the operator deletes a managed scope (and its documents) that leaves it."
+  default     = null
+
+  validation {
+    condition = var.scopes == null ? true : alltrue([
+      for s in concat([var.scopes.home, var.scopes.collection], var.scopes.written, var.scopes.replicas) :
+      can(regex("^[a-z][a-z0-9-]{0,29}$", s))
+    ])
+    error_message = "scopes: scope and collection names are 1-30 lower-case letters, digits and dashes, starting with a letter (the chart uses them as Kubernetes resource names too)."
+  }
+
+  validation {
+    condition = var.scopes == null ? true : (
+      length(setintersection(toset(var.scopes.written), toset(var.scopes.replicas))) == 0 &&
+      length(distinct(var.scopes.written)) == length(var.scopes.written) &&
+      length(distinct(var.scopes.replicas)) == length(var.scopes.replicas) &&
+      contains(concat(var.scopes.written, var.scopes.replicas), var.scopes.home)
+    )
+    error_message = "scopes: a scope is either written here or a replica here, never both, and home is one of them."
+  }
+}
+
 variable "xdcr_remote_clusters" {
   type = list(object({
     name          = string
     uuid          = string
     hostname      = string
     remote_bucket = string
+    paused        = optional(bool, false)
   }))
-  description = "Peer Couchbase clusters to replicate the bucket to. uuid is the peer CouchbaseCluster's status.clusterId, known after the peer's first apply."
+  description = "Peer Couchbase clusters to replicate the scopes this cluster writes (scopes.written) to, one way. uuid is the peer CouchbaseCluster's status.clusterId, known after the peer's first apply; paused stops the replication without deleting it (fencing, fail-over)."
   default     = []
 }
 

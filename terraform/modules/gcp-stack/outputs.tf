@@ -38,6 +38,21 @@ output "couchbase_connection_string" {
   value       = module.couchbase.connection_string
 }
 
+output "wojak_cluster" {
+  description = "This cluster's name across clouds (WOJAK_ENGINE_CLUSTER, its scope); null when unscoped."
+  value       = var.wojak_cluster
+}
+
+output "couchbase_written_scopes" {
+  description = "Scopes this cluster's engines write and replicate to peers."
+  value       = module.couchbase.written_scopes
+}
+
+output "couchbase_replica_scopes" {
+  description = "Peers' scopes held here read-only."
+  value       = module.couchbase.replica_scopes
+}
+
 output "couchbase_xdcr_password" {
   description = "Generated password of this Couchbase cluster's XDCR user, to hand to peer clusters."
   value       = module.couchbase.xdcr_password

@@ -126,8 +126,9 @@ variable "xdcr_remote_clusters" {
     uuid          = string
     hostname      = string
     remote_bucket = string
+    paused        = optional(bool, false)
   }))
-  description = "Peer Couchbase clusters to replicate the wojak bucket to (see modules/couchbase)."
+  description = "Peer Couchbase clusters to replicate the scopes this cluster writes to, one way (see modules/couchbase); needs wojak_cluster."
   default     = []
 }
 
@@ -136,4 +137,30 @@ variable "xdcr_remote_passwords" {
   description = "Password of each peer's `xdcr` user, keyed by xdcr_remote_clusters[].name."
   default     = {}
   sensitive   = true
+}
+
+# ------------------------------------------------- one writer per scope ---
+
+variable "wojak_cluster" {
+  type        = string
+  description = "This cluster's name across clouds: the wojak engines' WOJAK_ENGINE_CLUSTER (the `home` of accounts in the risk config) and the Couchbase scope they write. null: a single cluster, the store in the bucket's default collection, no homes."
+  default     = null
+}
+
+variable "written_scopes" {
+  type        = list(string)
+  description = "Scopes this cluster's engines write (null: [wojak_cluster]); a fail-over adds a peer's scope or empties it (see modules/xdcr-topology)."
+  default     = null
+}
+
+variable "replica_scopes" {
+  type        = list(string)
+  description = "Peers' scopes this cluster holds read-only, received over XDCR (with wojak_cluster)."
+  default     = []
+}
+
+variable "wojak_replica_count" {
+  type        = number
+  description = "Number of wojak pods; 0 fences this cluster's engines (fail-over)."
+  default     = 2
 }

@@ -6,6 +6,10 @@
 locals {
   chart_path = coalesce(var.chart_path, "${path.module}/../../../charts/wojak")
 
+  # The engine's store: the bucket-level URL, narrowed to this cluster's own
+  # scope and collection in a multi-cloud deployment (one writer per scope).
+  store = var.store_scope == null ? var.store_url : "${var.store_url}&scope=${var.store_scope}&collection=${var.store_collection}"
+
   values = merge(
     {
       replicaCount = var.replica_count
@@ -18,15 +22,20 @@ locals {
       nodeSelector = var.node_selector
       tolerations  = var.tolerations
       source       = merge({ type = var.source_type }, var.source_values)
-      engine = {
-        store = var.store_url
-        storeCredentials = {
-          secretName  = kubernetes_secret_v1.store.metadata[0].name
-          usernameKey = "username"
-          passwordKey = "password"
-        }
-        venue = var.venue_url
-      }
+      engine = merge(
+        {
+          store = local.store
+          storeCredentials = {
+            secretName  = kubernetes_secret_v1.store.metadata[0].name
+            usernameKey = "username"
+            passwordKey = "password"
+          }
+          venue = var.venue_url
+        },
+        # The chart sets WOJAK_ENGINE_CLUSTER from it: the engines then refuse
+        # every account the risk config homes on another cluster.
+        { for k, v in { cluster = var.engine_cluster } : k => v if var.engine_cluster != null },
+      )
     },
     { for k, v in { image = { tag = var.image_tag } } : k => v if var.image_tag != null },
     var.extra_values,
@@ -61,4 +70,19 @@ resource "helm_release" "wojak" {
   values    = [yamlencode(local.values)]
   wait      = true
   timeout   = 600
+
+  lifecycle {
+    precondition {
+      condition     = var.engine_cluster == null || var.store_scope != null
+      error_message = "engine_cluster needs store_scope: a named cluster's engines write only their own scope, never the shared default collection."
+    }
+    precondition {
+      condition     = (var.store_scope == null) == (var.store_collection == null)
+      error_message = "store_scope and store_collection go together."
+    }
+    precondition {
+      condition     = var.store_scope == null || (strcontains(var.store_url, "?bucket=") && !strcontains(var.store_url, "scope="))
+      error_message = "With store_scope, store_url is the bucket-level URL (couchbase://HOST?bucket=NAME) without a scope of its own."
+    }
+  }
 }

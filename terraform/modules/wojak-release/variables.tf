@@ -24,7 +24,7 @@ variable "image_tag" {
 
 variable "replica_count" {
   type        = number
-  description = "Number of wojak pods (engine + source sidecar each)."
+  description = "Number of wojak pods (engine + source sidecar each); 0 fences the cluster's engines in a fail-over."
   default     = 2
 }
 
@@ -65,6 +65,24 @@ variable "pod_labels" {
 variable "store_url" {
   type        = string
   description = "Engine store URL (engine.store), e.g. couchbase://wojak-cb-srv.couchbase.svc?bucket=wojak."
+}
+
+variable "store_scope" {
+  type        = string
+  description = "Couchbase scope the engines write (a multi-cloud cluster's own scope, named after it); appended to store_url as &scope=. null: the bucket's default collection."
+  default     = null
+}
+
+variable "store_collection" {
+  type        = string
+  description = "Collection of the store inside store_scope; appended to store_url as &collection=."
+  default     = null
+}
+
+variable "engine_cluster" {
+  type        = string
+  description = "This cluster's name (engine.cluster; the chart sets WOJAK_ENGINE_CLUSTER): the engines refuse accounts the risk config homes elsewhere. Needs store_scope. null: no homes (one cluster)."
+  default     = null
 }
 
 variable "store_username" {
