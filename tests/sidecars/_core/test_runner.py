@@ -16,7 +16,7 @@ from wojak.engine.protocol import ALL_SCOPES, Principal, Verdict, derive_client_
 from wojak.sidecars._core.health import Readiness
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.runner import Runner
-from wojak.sidecars._core.source import AlreadySettled, Source, SourceMessage
+from wojak.sidecars._core.source import AlreadySettled, SettleFailed, Source, SourceMessage
 
 
 def order(coid: str | None = "o-1", **kw: Any) -> bytes:
@@ -27,18 +27,33 @@ def order(coid: str | None = "o-1", **kw: Any) -> bytes:
 
 
 class FakeMessage(SourceMessage):
-    def __init__(self, body: bytes, coordinates: tuple[Any, ...]) -> None:
+    """Records its settlement; ``fail`` names settlements the "broker" refuses (SettleFailed),
+    ``hang`` those it never answers."""
+
+    def __init__(self, body: bytes, coordinates: tuple[Any, ...], *, fail: frozenset[str] = frozenset(),
+                 hang: frozenset[str] = frozenset()) -> None:  # fmt: skip
         super().__init__(body, coordinates)
         self.actions: list[tuple[str, Any]] = []
+        self.fail, self.hang = fail, hang
+
+    async def _broker(self, how: str, arg: Any) -> None:
+        if how in self.hang:
+            await asyncio.sleep(3600)
+        if how in self.fail:
+            raise SettleFailed(f"{how} refused")
+        self.actions.append((how, arg))
 
     async def _ack(self) -> None:
-        self.actions.append(("ack", None))
+        await self._broker("ack", None)
 
     async def _requeue(self, delay: float) -> None:
-        self.actions.append(("requeue", delay))
+        await self._broker("requeue", delay)
 
     async def _dead_letter(self, reason: str, detail: Any) -> None:
-        self.actions.append(("dead_letter", (reason, detail)))
+        await self._broker("dead_letter", (reason, detail))
+
+    async def _give_up(self, reason: str, detail: Any) -> None:
+        await self._broker("give_up", (reason, detail))
 
 
 class FakeSource(Source):
@@ -53,8 +68,8 @@ class FakeSource(Source):
         for i, body in enumerate(bodies):
             self.add(body, ("q", f"m-{i}"))
 
-    def add(self, body: bytes, coordinates: tuple[Any, ...]) -> FakeMessage:
-        message = FakeMessage(body, coordinates)
+    def add(self, body: bytes, coordinates: tuple[Any, ...], **kw: Any) -> FakeMessage:
+        message = FakeMessage(body, coordinates, **kw)
         self.all.append(message)
         self.queue.put_nowait(message)
         return message
@@ -66,6 +81,8 @@ class FakeSource(Source):
     async def stop_consuming(self) -> None:
         self.stopped = True
         self.queue.put_nowait(None)
+        if getattr(self, "stop_hangs", False):  # a broker that never answers the consumer's cancel
+            await asyncio.sleep(3600)
 
     async def publish_result(self, message: SourceMessage, reply: dict[str, Any]) -> None:
         if self.publish_fails:
@@ -255,3 +272,115 @@ async def test_a_message_settles_once():
 
 def test_verdicts_cover_the_table():
     assert {v.value for v in Verdict} >= {"filled", "rejected", "conflict", "retry"}
+
+
+# -- bounded settlements, give-up, duplicates (issue 9) -----------------------------------
+
+
+def sample(metrics: SidecarMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, {"source": "fake", **labels}) or 0.0
+
+
+async def test_a_settlement_the_broker_never_answers_times_out_and_the_in_flight_gauge_comes_down():
+    runner, source, client, metrics = make([], verdict("filled"), settle_timeout=0.05)
+    stuck = [source.add(order(f"o-{i}"), ("q", f"h-{i}"), hang=frozenset({"ack"})) for i in range(3)]
+    fine = source.add(order("o-ok"), ("q", "ok"))
+    await run_until(runner, source, lambda: all(m.settled for m in source.all) and not runner._inflight)
+    assert [m.actions for m in stuck] == [[]] * 3 and fine.actions == [("ack", None)]
+    assert sample(metrics, "wojak_sidecar_settlements_total", settlement="failed") == 3
+    assert sample(metrics, "wojak_sidecar_settlements_total", settlement="ack") == 1
+    assert sample(metrics, "wojak_sidecar_inflight") == 0
+
+
+async def test_a_message_whose_settlements_keep_failing_is_given_up_without_being_handled_again(caplog):
+    def answer(o: dict[str, Any]) -> dict[str, Any]:  # c-1 conflicts (dead letter); the order behind it fills
+        return {"verdict": "conflict" if o["client_order_id"] == "c-1" else "filled", "client_order_id": o["client_order_id"]}
+
+    runner, source, client, metrics = make([], answer, settle_attempts=3, concurrency=1)
+    refused = frozenset({"dead_letter"})
+    # the broker redelivers the same message (same coordinates) each time its settlement fails
+    deliveries = [source.add(order("c-1", tag="t"), ("q", "m-c"), fail=refused) for _ in range(3)]
+    last = source.add(order("c-1", tag="t"), ("q", "m-c"), fail=refused)
+    after = source.add(order("o-2"), ("q", "m-2"))
+    caplog.set_level("ERROR")
+    await run_until(runner, source, settled(source))
+    assert [m.actions for m in deliveries] == [[]] * 3
+    assert [a for a, _ in last.actions] == ["give_up"] and last.actions[0][1][0] == "unsettleable"
+    assert last.actions[0][1][1]["settle_failures"] == 3 and "dead_letter" in last.actions[0][1][1]["last_failure"]
+    assert [o["client_order_id"] for o in client.orders] == ["c-1"] * 3 + ["o-2"], "the 4th delivery never reached the engine"
+    assert after.actions == [("ack", None)]
+    assert sample(metrics, "wojak_sidecar_messages_total", verdict="unsettleable") == 1
+    assert sample(metrics, "wojak_sidecar_settlements_total", settlement="give_up") == 1
+    (line,) = [r.getMessage() for r in caplog.records if "giving up" in r.getMessage()]
+    assert "('q', 'm-c')" in line and "after 3 failed settlements" in line and "sha256=" in line and '\\"c-1\\"' in line
+
+
+async def test_a_successful_settlement_clears_the_failure_count():
+    runner, source, client, _ = make([], verdict("filled"), settle_attempts=2, concurrency=1)
+    first = source.add(order("o-1"), ("q", "m"), fail=frozenset({"ack"}))
+    second = source.add(order("o-1"), ("q", "m"))  # redelivered: acked now
+    third = source.add(order("o-1"), ("q", "m"), fail=frozenset({"ack"}))  # a later failure starts over
+    fourth = source.add(order("o-1"), ("q", "m"))
+    await run_until(runner, source, settled(source))
+    assert (first.actions, second.actions, third.actions, fourth.actions) == ([], [("ack", None)], [], [("ack", None)])
+
+
+async def test_the_drain_ends_within_its_window_even_when_giving_back_hangs():
+    async def never(o: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    runner, source, client, metrics = make([], never, concurrency=4, drain_seconds=0.5, settle_timeout=5)
+    for i in range(4):
+        source.add(order(f"o-{i}"), ("q", f"m-{i}"), hang=frozenset({"requeue"}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    while client.active < 4:
+        await asyncio.sleep(0.005)
+    started = asyncio.get_running_loop().time()
+    stop.set()
+    await asyncio.wait_for(task, 3)
+    took = asyncio.get_running_loop().time() - started
+    assert took < 0.5 + 0.1, f"the drain took {took:.2f}s with a 0.5 s window"
+    assert all(m.settled == "requeue" for m in source.all), "each given back once (the broker never answered)"
+    assert sample(metrics, "wojak_sidecar_inflight") == 0
+
+
+async def test_a_stop_consuming_that_hangs_does_not_hold_the_drain():
+    runner, source, client, _ = make([order()], verdict("filled"), drain_seconds=0.3, settle_timeout=5)
+    source.stop_hangs = True
+    started = asyncio.get_running_loop().time()
+    await run_until(runner, source, settled(source))
+    assert asyncio.get_running_loop().time() - started < 1.5
+
+
+@pytest.mark.parametrize(("state", "publishes"), [("rejected", True), ("denied", True), ("venue_anomaly", True),
+                                                  ("filled", False), ("escalated", False), ("canceled", False)])
+async def test_a_duplicate_publishes_the_result_its_original_outcome_publishes(state, publishes):
+    answer = verdict("duplicate", reason="r", order={"client_order_id": "o-1", "state": state})
+    runner, source, client, metrics = make([order()], answer)
+    await run_until(runner, source, settled(source))
+    assert [a for a, _ in source.all[0].actions] == ["ack"]
+    if publishes:
+        (result,) = source.published
+        assert result["verdict"] == state and result["duplicate"] is True and result["client_order_id"] == "o-1"
+    else:
+        assert source.published == []
+
+
+async def test_a_duplicate_whose_result_cannot_be_published_is_requeued_not_acked():
+    answer = verdict("duplicate", order={"client_order_id": "o-1", "state": "denied"})
+    runner, source, client, _ = make([order()], answer)
+    source.publish_fails = True
+    await run_until(runner, source, settled(source))
+    assert [a for a, _ in source.all[0].actions] == ["requeue"]
+
+
+async def test_a_message_the_source_refused_is_dead_lettered_unparsed_and_never_sent():
+    runner, source, client, metrics = make([], verdict("filled"))
+    refused = source.add(b"\x00" * 100, ("q", "big"))
+    refused.refusal = ("body_too_large", {"bytes": 100, "limit": 10})
+    await run_until(runner, source, settled(source))
+    assert refused.actions == [("dead_letter", ("body_too_large", {"bytes": 100, "limit": 10}))]
+    assert client.orders == []
+    assert sample(metrics, "wojak_sidecar_messages_total", verdict="body_too_large") == 1
