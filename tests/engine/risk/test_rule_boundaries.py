@@ -199,3 +199,64 @@ def test_unset_limits_are_not_checked():
                        orders_last_minute=10**6, realised_today=D(-10**12))  # fmt: skip
     assert e.check(huge, view, {"FUT": D(1)}, None, NOW).action is None
     assert e._check_rules(huge, view, {"FUT": D(1)}, None, NOW).action is None
+
+
+# -- breaches that are not about a number: no price to judge by, a stopped account ------------
+
+
+def rules_and_check(limits: dict, side: Side, **config) -> list[tuple[str, str, str]]:
+    """(rule, code, detail) of every breach, the same on the rule path and through check."""
+    e = RiskEngine(RiskConfig.model_validate({"limits": limits, "rules": ALL_DENY, "instruments": INSTRUMENTS, **config}))
+    o, view = side.build()
+    prime(e, view)
+    slow = [(b.rule, b.code, b.detail) for b in e._check_rules(o, view, side.prices, side.tick_at, NOW).breaches]
+    o, view = side.build()
+    fast = [(b.rule, b.code, b.detail) for b in e.check(o, view, side.prices, side.tick_at, NOW).breaches]
+    assert slow == fast
+    return slow
+
+
+NO_PRICES: dict[str, Decimal] = {}
+
+
+def test_no_price_to_judge_by_is_a_breach_naming_the_rule():
+    market = Side({"order_type": "market"}, prices=NO_PRICES, tick_at={"FUT": NOW})
+    assert rules_and_check({"max_order_notional": "10"}, market) == [
+        ("max_order_notional", "no_reference_price", "no tick for FUT to value a market order")]
+    assert rules_and_check({"max_gross_exposure": "10"}, market) == [
+        ("max_gross_exposure", "no_reference_price", "no tick for FUT to value the exposure")]
+    assert rules_and_check({"price_band_percent": "5"}, Side({}, prices=NO_PRICES)) == [
+        ("price_band", "no_reference_price", "no tick for FUT to check the price band")]
+    assert rules_and_check({"stale_tick_seconds": "5"}, Side({"order_type": "market"}, tick_at={})) == [
+        ("stale_tick", "stale_tick", "no tick for FUT to price a market order")]
+    # a limit order without a tick is valued at its own limit price: no breach
+    assert rules_and_check({"max_order_notional": "1000", "max_gross_exposure": "1000"}, Side({}, prices=NO_PRICES)) == []
+
+
+def test_a_halted_account_passes_nothing_and_says_so():
+    assert rules_and_check({}, Side({}, view={"state": "HALTED"})) == [("trading_state", "trading_halted", "trading is HALTED")]
+
+
+@pytest.mark.parametrize("held, pending, side, quantity, passes", [
+    (50, {"pending_sell": 10}, "sell", "40", True), (50, {"pending_sell": 10}, "sell", "41", False),
+    (50, {"pending_buy": 10}, "sell", "50", True),  # reservations the other way do not count
+    (-50, {"pending_buy": 10}, "buy", "40", True), (-50, {"pending_buy": 10}, "buy", "41", False),
+    (50, {}, "buy", "1", False), (-50, {}, "sell", "1", False), (0, {}, "sell", "1", False), (0, {}, "buy", "1", False),
+])  # fmt: skip
+def test_a_reducing_account_may_only_shrink_its_position(held, pending, side, quantity, passes):
+    position = pos(quantity=held, **pending)
+    found = rules_and_check({}, Side({"side": side, "quantity": quantity}, (position,), view={"state": "REDUCING"}))
+    if passes:
+        assert found == []
+    else:
+        assert found == [("trading_state", "reducing_only",
+                          f"account is REDUCING and {side} does not shrink position {held}")]  # fmt: skip
+
+
+def test_a_sell_below_the_last_tick_counts_the_loss_it_is_marked_at():
+    # selling 10 at 80 when the last tick is 100: 200 lost the moment it fills
+    assert rules_and_check({"max_daily_loss": "200"}, Side({"side": "sell", "limit_price": "80"})) == []
+    assert rules_and_check({"max_daily_loss": "200"}, Side({"side": "sell", "limit_price": "79.99"})) == [
+        ("max_daily_loss", "max_daily_loss_exceeded", "loss today 200.10 > 200")]
+    # selling above the last tick is no loss
+    assert rules_and_check({"max_daily_loss": "1"}, Side({"side": "sell", "limit_price": "101"})) == []
