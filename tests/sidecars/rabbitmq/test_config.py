@@ -42,6 +42,20 @@ def test_defaults_and_env(monkeypatch):
     assert config.max_body_bytes == 4096 and config.reply_to_allowed == ("results.a", "results.b")
 
 
+def test_settle_timeout_and_attempts(monkeypatch):
+    config = RabbitMQSidecarSettings().to_config()
+    assert config.settle_timeout == 10.0 and config.runner.settle_timeout == 10.0 and config.runner.settle_attempts == 5
+    monkeypatch.setenv("WOJAK_SIDECAR_SETTLE_TIMEOUT", "2.5")
+    monkeypatch.setenv("WOJAK_SIDECAR_SETTLE_ATTEMPTS", "3")
+    config = RabbitMQSidecarSettings().to_config()
+    assert config.settle_timeout == 2.5 and config.runner.settle_timeout == 2.5 and config.runner.settle_attempts == 3
+    for name, value in (("SETTLE_TIMEOUT", "0"), ("SETTLE_TIMEOUT", "301"), ("SETTLE_ATTEMPTS", "0")):
+        monkeypatch.setenv(f"WOJAK_SIDECAR_{name}", value)
+        with pytest.raises(ValidationError):
+            RabbitMQSidecarSettings()
+        monkeypatch.delenv(f"WOJAK_SIDECAR_{name}")
+
+
 def test_accounts_are_required_and_checked(monkeypatch):
     monkeypatch.delenv("WOJAK_SIDECAR_ACCOUNTS")
     with pytest.raises(ValueError, match="WOJAK_SIDECAR_ACCOUNTS is not set"):
