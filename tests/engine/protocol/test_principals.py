@@ -83,8 +83,8 @@ def test_the_wire_form_round_trips_and_is_sorted():
 
 
 @pytest.mark.parametrize("raw, words", [
-    (None, "must be a map"), ("root", "must be a map"), (["x"], "must be a map"),
-    ({"name": "x", "accounts": "*", "scopes": []}, "must be lists"),
+    (None, r"^principal must be a map \{name, accounts, scopes\}$"), ("root", "must be a map"), (["x"], "must be a map"),
+    ({"name": "x", "accounts": "*", "scopes": []}, "^principal accounts and scopes must be lists$"),
     ({"name": "x", "accounts": ["*"], "scopes": "orders:read"}, "must be lists"),
     ({"name": "x", "scopes": []}, "must be lists"),
     ({"name": "x", "accounts": ["a"] * 257, "scopes": []}, "must be lists"),

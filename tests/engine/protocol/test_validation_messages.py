@@ -161,3 +161,27 @@ def test_derived_ids():
     assert one != derive_client_order_id("rabbit mq/queue", "q", 2)
     assert derive_client_order_id("q2", "q", 1) != derive_client_order_id("q", "q", 1)
     assert derive_client_order_id("s" * 40, 1).split(":")[0] == "s" * 24
+
+
+def test_a_valid_order_comes_back_as_exactly_the_canonical_order():
+    order, errs = validate_order({**BASE, "quantity": "10.50", "time_in_force": "ioc", "tag": "t"})
+    assert errs == []
+    assert order == {"client_order_id": "c-1", "account": "desk-1", "symbol": "NIFTY-FUT", "side": "buy",
+                     "quantity": "10.5", "order_type": "limit", "limit_price": "24000", "time_in_force": "ioc", "tag": "t"}  # fmt: skip
+
+
+def test_garbage_that_only_ends_like_a_non_finite_number_is_not_called_one():
+    assert errors(quantity="Xinf") == [("quantity", PLAIN, "decimal_parsing")]
+    assert errors(quantity="+-nan") == [("quantity", "must be a finite number", "finite_number")]
+
+
+def test_a_tick_symbol_is_checked_and_unknown_tick_keys_cut_to_64():
+    assert tick_errors(symbol="NIFTY FUT") == [("symbol", "must match [A-Za-z0-9._:&/-]{1,64}", "string_pattern_mismatch")]
+    assert tick_errors(**{"k" * 100: 1})[0][0] == "k" * 64
+
+
+def test_derived_ids_are_stable_across_versions():
+    # a message redelivered after an upgrade must get the same id, or it would execute again
+    assert derive_client_order_id("rabbitmq", "wojak.orders", "m-1") == "rabbitmq:" + __import__("hashlib").blake2b(
+        "rabbitmq\x1fwojak.orders\x1fm-1".encode(), digest_size=16).hexdigest()  # fmt: skip
+    assert derive_client_order_id("RabbitMQ.Q_1", 1).startswith("RabbitMQ.Q_1:")
