@@ -23,6 +23,8 @@ def position(quantity=0, average=0, **kw) -> Position:
     ((0, 0), -10, 100, -10, 100),          # open short
     ((10, 100), 10, 110, 20, 105),         # add to a long
     ((-10, 100), -30, 120, -40, 115),      # add to a short
+    ((10, 100), 1, 111, 11, 101),          # add one unit
+    ((-1, 100), -1, 90, -2, 95),
 ])  # fmt: skip
 def test_opening_and_adding_averages_the_price(start, fill, price, quantity, average):
     p = position(*start)
@@ -40,6 +42,9 @@ def test_opening_and_adding_averages_the_price(start, fill, price, quantity, ave
     ((10, 100), -15, 120, 2, 400, -5, 120),       # a long flipped short: the rest opened at the fill price
     ((-10, 100), 15, 80, 2, 400, 5, 80),          # a short flipped long
     ((1, 100), -2, 100, 1, 0, -1, 100),           # flipped at the same price: nothing realised
+    ((1, 100), -1, 110, 1, 10, 0, 0),             # a long of one unit closed
+    ((-10, 100), 11, 90, 1, 100, 1, 90),          # flipped to a long of one unit
+    ((1, 100), -3, 90, 1, -10, -2, 90),           # a long of one unit flipped short
 ])  # fmt: skip
 def test_closing_realises_pnl_with_the_sign_of_the_position(start, fill, price, multiplier, realised, quantity, average):
     p = position(*start)
@@ -54,7 +59,7 @@ def test_realised_pnl_accumulates():
     assert p.realised_pnl == 10 - 30 and p.quantity == 5 and p.average_price == 100
 
 
-@pytest.mark.parametrize("signed, pending_buy, pending_sell", [(5, 5, 0), (-5, 0, 5)])
+@pytest.mark.parametrize("signed, pending_buy, pending_sell", [(5, 5, 0), (-5, 0, 5), (1, 1, 0), (-1, 0, 1)])
 def test_reserve_and_release_count_each_side_apart(signed, pending_buy, pending_sell):
     p = position()
     p.reserve(D(signed), D(3))
