@@ -37,7 +37,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from wojak.engine.protocol import require_secure
 from wojak.engine.venue._base import VenueError, VenueReport
 
 _OPTIONS = frozenset({"endpoint", "region", "timeout", "connect_timeout", "batch", "concurrency"})
@@ -67,6 +66,9 @@ class LambdaVenueConfig:
         if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
             raise ValueError("endpoint must be an http:// or https:// URL")
         if self.endpoint is not None:  # http:// only on loopback (the emulator), else https://
+            # imported here: the sandbox Lambda zip carries this package without the protocol's msgpack
+            from wojak.engine.protocol import require_secure
+
             require_secure(self.endpoint, "WOJAK_VENUE endpoint")
 
     @classmethod
