@@ -318,16 +318,29 @@ def _key(order: dict[str, Any]) -> tuple[str, str]:
 _sandbox: Sandbox | None = None
 
 
+def _override_reports(answer: dict[str, Any]) -> None:
+    raw = os.environ.get("WOJAK_SANDBOX_REPORT_OVERRIDES")
+    if not raw or os.environ.get("WOJAK_TEST_FAULTS") != "1":
+        return
+    overrides = json.loads(raw)
+    for report in answer.get("reports") or []:
+        report.update(overrides.get(report.get("client_order_id"), {}))
+
+
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The AWS Lambda entry point (``wojak.engine.venue.sandbox.handler``).
 
     ``WOJAK_SANDBOX_LAMBDA_DELAY_MS`` (tests): sleep that long after an ``execute``, before
     answering, so a client times out *after* the venue acted (the outcome-unknown path).
+    ``WOJAK_SANDBOX_REPORT_OVERRIDES`` (tests, only with ``WOJAK_TEST_FAULTS=1``): a JSON map
+    client_order_id -> fields that replace those of its report, so a test can make the venue
+    answer what a broken or hostile one would (a fill beyond the limit, a NaN price, ...).
     """
     global _sandbox
     if _sandbox is None:
         _sandbox = Sandbox(SandboxConfig.from_env())
     answer = _sandbox.handle(event)
+    _override_reports(answer)
     delay = os.environ.get("WOJAK_SANDBOX_LAMBDA_DELAY_MS")
     if delay and event.get("action", "execute") == "execute":
         time.sleep(float(delay) / 1000)
