@@ -1,10 +1,11 @@
 """Every settlement is bounded (issue 9, finding 2), against the real RabbitMQ and a real engine.
 
 The sidecar reaches the broker through a proxy (tests/sidecars/rabbitmq/_proxy.py) that can
-stall its connection: the broker's deliveries still arrive, but nothing the sidecar sends gets
-through, so its socket buffers fill and its writes block, as over a wedged network path.
-aiormq waits for each ack's frame to be written, and a frame still queued when the connection
-drops is never written nor failed: unbounded, those waits never end. Here they time out
+cut its connection (as the broker did, closing it again and again) or stall it: the broker's
+deliveries still arrive, but nothing the sidecar sends gets through, so its socket buffers fill
+and its writes block, as over a wedged network path. aiormq waits for each ack's frame to be
+written, and a frame still queued when the connection drops is never written nor failed:
+unbounded, those waits never end. Here they time out
 (``settle_timeout``), count as failed, the broker redelivers the messages once the connection
 is back, the engine answers the executed ones ``duplicate``, and every order executes once.
 """
@@ -98,6 +99,38 @@ async def test_a_stalled_connection_never_leaks_in_flight_messages_and_loses_not
           f"({SETTLE}s each), in-flight back to 0 while stalled; after the cut: {valid} orders executed once and "
           f"{bad} dead letters in {recovered:.1f}s ({len(letters)} in the DLQ), "
           f"{sc.verdicts('duplicate'):.0f} duplicates acked")  # fmt: skip
+
+
+async def test_connection_drops_while_acks_flow_leak_nothing_and_shutdown_does_not_wait(engine, rabbit, proxy):
+    """The reported leak: the broker closed the connection again and again while acks were
+    flowing; the acks queued at each close never completed, the in-flight gauge climbed (1 to
+    54) and shutdown waited out the drain window. On the code before the fix this scenario
+    leaves the gauge at about 33 with nothing left to do and a 3 s stop; here it is 0 and the
+    stop immediate."""
+    total, cuts, drain = 3000, 10, 3.0
+    for chunk in range(0, total, 500):
+        await asyncio.gather(*(rabbit.publish(dumps(order(f"c-{i}", account=f"acct-{i % 8}")), f"c-{i}")
+                               for i in range(chunk, min(total, chunk + 500))))  # fmt: skip
+    sc = Sidecar(through(proxy, rabbit, prefetch=64), engine, concurrency=64, settle_timeout=SETTLE, drain_seconds=drain)
+    async with sc:
+        started = time.monotonic()
+        for _ in range(cuts):  # the connection drops mid-stream, every 0.4 s
+            await asyncio.sleep(0.4)
+            proxy.cut()
+        await eventually(lambda: len(ledger(engine)) >= total, 60, f"{total} executions")
+        await eventually(lambda: settled_out(rabbit, sc, 0), 4 * SETTLE + 10, "an empty queue and nothing in flight")
+        took = time.monotonic() - started
+        assert sc.settlements("failed") > 0, "settlements failed at the cuts (the scenario happened)"
+        stopped = time.monotonic()
+        await sc.stop()
+        stop_took = time.monotonic() - stopped
+    assert sc.inflight() == 0
+    assert stop_took < 1.0, f"stop took {stop_took:.2f}s with nothing in flight"
+    assert ledger(engine) == {f"c-{i}": 1 for i in range(total)}, "every order executed exactly once"
+    assert await rabbit.dead_letters() == []
+    print(f"\n{cuts} connection drops while consuming {total} orders: all executed once in {took:.1f}s, "
+          f"{sc.settlements('failed'):.0f} settlements failed or timed out and were redelivered "
+          f"({sc.verdicts('duplicate'):.0f} duplicates acked); in-flight gauge 0; stop {stop_took:.2f}s")
 
 
 async def test_shutdown_with_a_stalled_broker_ends_within_the_drain_window(engine, rabbit, proxy):
