@@ -97,27 +97,29 @@ class _Attempts:
     def forget(self, key: tuple[Any, ...]) -> None:
         self._counts.pop(key, None)
 
-    def get(self, key: tuple[Any, ...]) -> int:
-        return self._counts.get(key, 0)
 
-
-class _SettleFailures(_Attempts):
-    """Failed settlements per message (by coordinates), with the last one's description."""
+class _SettleFailures:
+    """Failed settlements per message (by coordinates) and the last one's description; bounded."""
 
     def __init__(self, size: int = 65536) -> None:
-        super().__init__(size)
-        self.last: dict[tuple[Any, ...], str] = {}
+        self.size = size
+        self._failures: collections.OrderedDict[tuple[Any, ...], tuple[int, str]] = collections.OrderedDict()
 
     def failed(self, key: tuple[Any, ...], what: str) -> int:
-        n = self.bump(key)
-        self.last[key] = what
-        if len(self.last) > self.size:
-            self.last = {k: v for k, v in self.last.items() if k in self._counts}
+        n = self._failures.pop(key, (0, ""))[0] + 1
+        self._failures[key] = (n, what)
+        if len(self._failures) > self.size:
+            self._failures.popitem(last=False)
         return n
 
+    def get(self, key: tuple[Any, ...]) -> int:
+        return self._failures.get(key, (0, ""))[0]
+
+    def last(self, key: tuple[Any, ...]) -> str:
+        return self._failures.get(key, (0, ""))[1]
+
     def forget(self, key: tuple[Any, ...]) -> None:
-        super().forget(key)
-        self.last.pop(key, None)
+        self._failures.pop(key, None)
 
 
 class Runner:
@@ -214,7 +216,7 @@ class Runner:
     async def _give_up(self, message: SourceMessage, failures: int) -> None:
         """Take a message off the queue whose settlements kept failing, leaving a full record."""
         coordinates = message.coordinates
-        last = self._settle_failures.last.get(coordinates, "")
+        last = self._settle_failures.last(coordinates)
         body = message.body
         shown = body[:_MAX_LOGGED_BODY].decode("utf-8", "backslashreplace")
         log.error("giving up message %s after %d failed settlements (last: %s); the source takes it off the queue "
