@@ -81,9 +81,10 @@ class Package:
 
 
 def _wojak_root() -> Path:
-    import wojak
+    """The engine's ``wojak/`` directory (``wojak`` is a namespace: the engine's part of it)."""
+    import wojak.engine
 
-    return Path(wojak.__file__).resolve().parent
+    return Path(wojak.engine.__file__).resolve().parent.parent
 
 
 def _isolated(script: str, *args: str, cwd: str) -> str:

@@ -3,3 +3,5 @@
 Sidecars may import :mod:`wojak.engine.protocol` and nothing else from here
 (enforced by the import-linter contract in ``pyproject.toml``).
 """
+
+__version__ = "0.1.0"

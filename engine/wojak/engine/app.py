@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from wojak import __version__
+from wojak.engine import __version__
 from wojak._runtime import run
 from wojak.engine import _faults
 from wojak.engine._metrics import EngineMetrics

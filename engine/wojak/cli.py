@@ -669,7 +669,7 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wojak", description="A small, fast, fail-closed trade-execution engine.")
-    parser.add_argument("--version", action="version", version=f"wojak {__import__('wojak').__version__}")
+    parser.add_argument("--version", action="version", version=f"wojak {__import__('wojak.engine').engine.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run the engine and the HTTP sidecar locally, with no configuration")
