@@ -16,7 +16,7 @@ from typing import Any
 
 from wojak.engine.protocol import ALL_SCOPES, MessageType, Principal
 from wojak.engine.risk import demo_risk_config_path
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 
 API_KEY = "test-key-0123456789abcdef"
 # What a sidecar that authenticated a fully trusted client sends: every scope, every account.

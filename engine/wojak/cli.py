@@ -53,7 +53,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
 async def _ping(socket_path: str, deadline: float) -> dict[str, Any]:
     from wojak.engine.protocol import MessageType
-    from wojak.sidecars._core.client import EngineClient
+    from wojak.engine.protocol.client import EngineClient
 
     async with EngineClient(socket_path) as client:
         return await client.request(MessageType.PING, {}, deadline)
@@ -112,7 +112,7 @@ def cmd_engine_ping(args: argparse.Namespace) -> int:
 def cmd_sidecar_http(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from wojak._runtime import run
+    from wojak.engine.protocol.runtime import run
     from wojak.sidecars.http import HttpSidecarSettings, serve
 
     _logging(args.verbose)
@@ -121,7 +121,7 @@ def cmd_sidecar_http(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError) as exc:
         return _fail(f"HTTP sidecar settings: {exc}")
     from wojak.engine.protocol import SocketDirError
-    from wojak.sidecars._core.client import check_engine_socket
+    from wojak.engine.protocol.client import check_engine_socket
 
     try:  # before uvicorn starts: one line, not a start-up traceback
         check_engine_socket(config.engine_socket)
@@ -136,7 +136,7 @@ def cmd_sidecar_rabbitmq(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     try:
-        from wojak._runtime import run
+        from wojak.engine.protocol.runtime import run
         from wojak.sidecars.rabbitmq import RabbitMQSidecarSettings, serve
     except ImportError as exc:
         return _fail(str(exc))

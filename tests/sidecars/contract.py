@@ -35,7 +35,7 @@ import pytest
 
 from tests._processes import EngineProcess, free_port
 from wojak.engine.protocol import MessageType, Principal, Scope, derive_client_order_id
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.runner import Runner
 from wojak.sidecars._core.source import Source, SourceMessage

@@ -16,7 +16,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wojak.engine import __version__
-from wojak._runtime import run
+from wojak.engine.protocol.runtime import run
 from wojak.engine import _faults
 from wojak.engine._metrics import EngineMetrics
 from wojak.engine.protocol import MessageType, Verdict, default_socket_path, require_secure

@@ -3,6 +3,10 @@
 Frames are ``[protocol_version, message_type, body]``; the body is msgpack with
 decimals carried as strings. Every request carries a ``request_id`` that the
 reply echoes.
+
+Both images install it: the frames, order validation, principals, verdicts and their
+settlements, the socket-directory rules, the engine client (:mod:`.client`: what every
+sidecar and ``wojak engine ping`` talk to the engine with) and :func:`.runtime.run`.
 """
 
 from wojak.engine.protocol._frames import (

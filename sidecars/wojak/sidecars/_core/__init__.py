@@ -3,7 +3,7 @@ and the health and metrics endpoints."""
 
 from typing import Any
 
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars._core.source import AlreadySettled, Source, SourceMessage
 
 __all__ = ["AlreadySettled", "EngineClient", "Runner", "RunnerConfig", "Source", "SourceMessage", "serve_sidecar"]

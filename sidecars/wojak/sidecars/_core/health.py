@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from wojak.engine.protocol import MessageType, Verdict
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars._core.metrics import SidecarMetrics
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"

@@ -54,8 +54,8 @@ from wojak.engine.protocol import (
     settlement_for,
     validate_order,
 )
-from wojak._runtime import run
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.runtime import run
+from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars._core.health import Readiness, add_health_routes
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.source import Source, SourceMessage

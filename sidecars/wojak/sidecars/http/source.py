@@ -33,7 +33,7 @@ from wojak.engine.protocol import (
     validate_order,
     validate_tick,
 )
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars._core.health import Readiness, add_health_routes
 from wojak.sidecars._core.keys import AuditTrail, KeyRing, KeysFileWatcher, dev_keyring, load_keys_file
 from wojak.sidecars._core.metrics import SidecarMetrics
