@@ -1,29 +1,98 @@
-"""The layers of DESIGN.md, enforced: sidecars see only the protocol; the engine sees no broker SDK."""
+"""The architecture, enforced: sidecars import only the wire protocol of the engine; the engine
+imports no sidecar, no HTTP stack and no broker SDK; brokers do not import each other; the
+engine's layers point one way.
+
+The contracts live in pyproject.toml and run here with ``lint-imports`` against the installed
+(editable) tree. A contract that silently stopped running (a module import-linter cannot find,
+a contract it skips) would pass forever, so these tests also count the contracts that ran and
+show, one deliberately forbidden import at a time, that each contract can fail.
+"""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+import tomllib
+import uuid
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOTS = (ROOT / "engine", ROOT / "sidecars")
+CONTRACTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
 
 
-def test_import_contracts_hold():
+def lint_imports(*args: str) -> subprocess.CompletedProcess[str]:
     lint = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
-    result = subprocess.run([lint, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "0 broken" in result.stdout
+    return subprocess.run([lint, "--no-cache", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_import_contracts_hold_and_every_one_of_them_ran():
+    result = lint_imports()
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert f"Contracts: {len(CONTRACTS)} kept, 0 broken." in result.stdout, output[-3000:]
+    for contract in CONTRACTS:
+        assert f"{contract['name']} KEPT" in result.stdout, f"{contract['name']!r} did not run:\n{output[-3000:]}"
+
+
+def test_the_graph_the_contracts_check_holds_every_module_of_both_source_roots():
+    """The known trap: a source root import-linter cannot see makes its contracts check an empty
+    package, and keep. grimp (what import-linter builds its graph with) must find every module."""
+    import grimp
+
+    roots = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
+    graph = grimp.build_graph(*roots, cache_dir=None)
+    found = {m for m in graph.modules if m.startswith("wojak.")}
+    on_disk = set()
+    for root in SOURCE_ROOTS:
+        for path in (root / "wojak").rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            if len(parts) > 2:  # wojak.cli and wojak.__main__ (the composition root) are not in a root package
+                on_disk.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    assert on_disk and found == on_disk, (sorted(on_disk - found), sorted(found - on_disk))
+
+
+# One forbidden import per contract: (contract id, module written, its text, what the failure names)
+PROBES = [
+    ("sidecars-never-import-the-engine", "sidecars/wojak/sidecars/{name}.py", "import wojak.engine.store\n",
+     "wojak.engine.store"),
+    ("sidecars-never-import-the-engine", "sidecars/wojak/sidecars/rabbitmq/{name}.py",
+     "from wojak.engine.domain import Order\n", "wojak.engine.domain"),
+    ("engine-never-imports-a-sidecar", "engine/wojak/engine/{name}.py", "import fastapi\n", "fastapi"),
+    ("engine-never-imports-a-sidecar", "engine/wojak/engine/store/{name}.py", "from wojak.sidecars import cli\n",
+     "wojak.sidecars"),
+    ("brokers-are-independent", "sidecars/wojak/sidecars/rabbitmq/{name}.py", "import wojak.sidecars.http.intake\n",
+     "wojak.sidecars.http"),
+    ("engine-layers", "engine/wojak/engine/domain/{name}.py", "import wojak.engine.service\n", "wojak.engine.service"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("contract", "where", "text", "named"), PROBES, ids=[f"{p[0]}:{p[3]}" for p in PROBES])
+def test_a_forbidden_import_breaks_its_contract(contract, where, text, named):
+    assert contract in {c["id"] for c in CONTRACTS}
+    name = f"_contract_probe_{uuid.uuid4().hex[:8]}"  # .gitignore'd, in case a run is killed here
+    probe = ROOT / where.format(name=name)
+    probe.write_text(f'"""A forbidden import written by tests/test_architecture.py; never committed."""\n\n{text}')
+    try:
+        result = lint_imports("--contract", contract)
+    finally:
+        probe.unlink()
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "BROKEN" in result.stdout and "0 kept, 1 broken" in result.stdout, result.stdout[-3000:]
+    assert name in result.stdout and named in result.stdout, result.stdout[-3000:]
 
 
 def test_broker_sdks_are_imported_only_inside_their_sidecar_package():
     sdks = {"aio_pika": "rabbitmq", "aiokafka": "kafka", "boto3": None, "google.cloud": "pubsub"}
-    for path in [*(ROOT / "engine" / "wojak").rglob("*.py"), *(ROOT / "sidecars" / "wojak").rglob("*.py")]:
+    for path in [p for root in SOURCE_ROOTS for p in (root / "wojak").rglob("*.py")]:
         text = path.read_text()
         for sdk, home in sdks.items():
             if f"import {sdk}" in text or f"from {sdk}" in text:
                 rel = path.relative_to(ROOT).as_posix().split("/", 2)[2]  # engine/wojak/X -> X
                 allowed = rel.startswith("sidecars/") and home is not None and f"/{home}/" in f"/{rel}"
-                allowed |= sdk == "boto3" and (rel.startswith("sidecars/") or rel.startswith("engine/venue/") or rel.startswith("engine/risk/"))
+                # boto3 is also the engine's AWS client: the Lambda venue and the SQS escalation sink
+                allowed |= sdk == "boto3" and rel.startswith(("sidecars/", "engine/venue/", "engine/escalation/", "engine/risk/"))
                 assert allowed, f"{rel} imports {sdk}"
