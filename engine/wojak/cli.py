@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from wojak.engine import cli as engine_cli
 from wojak.engine.cli import dev_socket_path, is_socket, ping
-from wojak.engine.protocol.runtime import fail
+from wojak.engine.protocol.runtime import fail, run_command
 from wojak.sidecars import cli as sidecar_cli
 
 
@@ -241,6 +241,8 @@ class _Child:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     interrupts = _Interrupts()  # before anything slow: a Ctrl-C from here on never prints a traceback
+    import wojak.engine.app  # noqa: F401  the two processes it runs: a base install lacks their extras,
+    import wojak.sidecars.http  # noqa: F401  which main() names (`pip install 'wojak[dev]'`) before anything starts
     data_dir = Path(args.data_dir).resolve()
     if not 0 < args.port < 65536:
         return fail(f"--port {args.port}: use a port from 1 to 65535")
@@ -335,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--data-dir", default=".wojak", help="store, sandbox ledger, API key and socket (default ./.wojak)")
-    dev.set_defaults(func=cmd_dev)
+    dev.set_defaults(func=cmd_dev, extra="dev")
 
     engine_cli.configure_engine(sub.add_parser("engine", help="run the engine (settings from WOJAK_ENGINE_*, WOJAK_STORE, WOJAK_VENUE)"))
     sidecar = sub.add_parser("sidecar", help="run a source sidecar")
@@ -349,4 +351,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     engine_cli.check_args(parser, args)
-    return int(args.func(args) or 0)
+    return run_command(args.func, args, args.extra)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from wojak.engine.protocol.runtime import configure_logging, fail
+from wojak.engine.protocol.runtime import configure_logging, fail, run_command
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
@@ -282,7 +282,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def configure_engine(parser: argparse.ArgumentParser) -> Any:
     """``wojak engine`` (run it) and ``wojak engine ping``; returns the subparsers (for more commands)."""
     parser.add_argument("-v", "--verbose", action="store_true")
-    parser.set_defaults(func=cmd_engine)
+    parser.set_defaults(func=cmd_engine, extra="engine")
     engine_sub = parser.add_subparsers(dest="engine_command")
     ping = engine_sub.add_parser("ping", help="check that an engine answers on its socket (liveness)")
     ping.add_argument("--socket", help="PATH or ipc://PATH (default: try WOJAK_ENGINE_SOCKET, a `wojak dev` in --data-dir, the default path)")
@@ -293,12 +293,13 @@ def configure_engine(parser: argparse.ArgumentParser) -> Any:
 
 
 def add_store_commands(sub: Any) -> None:
-    """``sandbox package``, ``orders``, ``trades``, ``accounts``, ``audit`` on ``sub`` (subparsers)."""
+    """``sandbox package``, ``orders``, ``trades``, ``accounts``, ``audit`` on ``sub`` (subparsers);
+    they need the engine's extra."""
     sandbox = sub.add_parser("sandbox", help="the sandbox broker (an AWS Lambda handler)")
     sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
     package = sandbox_sub.add_parser("package", help="build the deployable Lambda zip (deterministic)")
     package.add_argument("--output", default="dist/wojak-sandbox.zip", help="default dist/wojak-sandbox.zip")
-    package.set_defaults(func=cmd_sandbox_package)
+    package.set_defaults(func=cmd_sandbox_package, extra="engine")
 
     for name in ("orders", "trades"):
         report = sub.add_parser(name, help=f"list recent {name} from the store")
@@ -307,7 +308,7 @@ def add_store_commands(sub: Any) -> None:
         report.add_argument("--store", help="store URL (default: WOJAK_STORE, else the --data-dir SQLite file)")
         report.add_argument("--data-dir", default=".wojak")
         report.add_argument("--account", help="only this account")
-        report.set_defaults(func=lambda a, kind=name: _report(a, kind))
+        report.set_defaults(func=lambda a, kind=name: _report(a, kind), extra="engine")
     accounts = sub.add_parser("accounts", help="stored account trading states: list, halt, reduce, resume")
     accounts.add_argument("action", nargs="?", choices=["list", "halt", "reduce", "resume"], default="list")
     accounts.add_argument("account", nargs="?")
@@ -315,14 +316,14 @@ def add_store_commands(sub: Any) -> None:
     accounts.add_argument("--json", action="store_true")
     accounts.add_argument("--store", help="store URL (default: WOJAK_STORE, else the --data-dir SQLite file)")
     accounts.add_argument("--data-dir", default=".wojak")
-    accounts.set_defaults(func=cmd_accounts)
+    accounts.set_defaults(func=cmd_accounts, extra="engine")
 
     audit = sub.add_parser("audit", help="the store's append-only audit log, newest first")
     audit.add_argument("--limit", type=int, default=100)
     audit.add_argument("--json", action="store_true", help="print JSON instead of a table")
     audit.add_argument("--store", help="store URL (default: WOJAK_STORE, else the --data-dir SQLite file)")
     audit.add_argument("--data-dir", default=".wojak")
-    audit.set_defaults(func=cmd_audit)
+    audit.set_defaults(func=cmd_audit, extra="engine")
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -348,4 +349,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
-    return int(args.func(args) or 0)
+    return run_command(args.func, args, args.extra)

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Any, Sequence
 
-from wojak.engine.protocol.runtime import configure_logging, fail
+from wojak.engine.protocol.runtime import configure_logging, fail, run_command
 
 log = logging.getLogger("wojak")
 
@@ -95,10 +95,10 @@ def configure_sidecar(sub: Any) -> None:
     """One command per sidecar on ``sub`` (subparsers): ``http``, ``rabbitmq``."""
     http = sub.add_parser("http", help="HTTP intake (settings from WOJAK_SIDECAR_*, WOJAK_API_KEYS)")
     http.add_argument("-v", "--verbose", action="store_true")
-    http.set_defaults(func=cmd_sidecar_http)
+    http.set_defaults(func=cmd_sidecar_http, extra="http")
     rabbitmq = sub.add_parser("rabbitmq", help="RabbitMQ consumer (settings from WOJAK_SIDECAR_RABBITMQ_*)")
     rabbitmq.add_argument("-v", "--verbose", action="store_true")
-    rabbitmq.set_defaults(func=cmd_sidecar_rabbitmq)
+    rabbitmq.set_defaults(func=cmd_sidecar_rabbitmq, extra="rabbitmq")
 
 
 def add_keys_command(sub: Any) -> None:
@@ -110,7 +110,7 @@ def add_keys_command(sub: Any) -> None:
     new.add_argument("--accounts", nargs="+", required=True, metavar="A", help="account names or patterns (desk-*)")
     new.add_argument("--scopes", nargs="+", required=True, metavar="S", help="what the key may do")
     new.add_argument("--json", action="store_true", help="print {key, entry} as JSON instead")
-    new.set_defaults(func=cmd_keys_new)
+    new.set_defaults(func=cmd_keys_new, extra="http")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,4 +124,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``wojak-sidecar``: the sidecar image's entry point."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    return run_command(args.func, args, args.extra)

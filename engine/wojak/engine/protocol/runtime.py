@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Callable
 
 
 def run(coro: Awaitable[Any]) -> Any:
@@ -28,3 +28,22 @@ def fail(message: str) -> int:
     """Say what went wrong on one line (``wojak: ...``); the exit status of a refused start."""
     print(f"wojak: {message}", file=sys.stderr)
     return 2
+
+
+# Modules of an extra more specific than the command's own part (the engine's store and venue drivers).
+_DRIVER_EXTRA = {"couchbase": "couchbase", "acouchbase": "couchbase", "boto3": "lambda", "botocore": "lambda"}
+
+
+def run_command(func: Callable[[Any], Any], args: Any, extra: str) -> int:
+    """Run a command; a third-party module it needs but this install lacks is one line naming
+    the extra to install (``extra``: the command's part, e.g. ``engine``, ``rabbitmq``, ``dev``),
+    not a traceback."""
+    try:
+        return int(func(args) or 0)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if not top or top == "wojak":
+            raise
+        needed = _DRIVER_EXTRA.get(top, extra)
+        return fail(f"this needs {top}, which this install lacks: pip install 'wojak[{needed}]' "
+                    f"(from a clone: pip install '.[{needed}]')")  # fmt: skip
