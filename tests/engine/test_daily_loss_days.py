@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 from tests._processes import TRADER
+from tests._risk import risk_config
 from wojak.engine.protocol import MessageType
 from wojak.engine.risk import AccountView, RiskEngine, daily_loss
 from wojak.engine.risk._config import _parse
@@ -14,24 +15,10 @@ from wojak.engine.store import SQLiteStore
 from wojak.engine.venue import InProcessSandboxVenue
 from wojak.engine.venue.sandbox import SandboxConfig
 
-CONFIG = """
+CONFIG = risk_config({"max_order_quantity": "1000", "max_daily_loss": "4000"}, """
 exchange_timezone: UTC
-limits:
-  max_order_quantity: "1000"
-  max_daily_loss: "4000"
-  max_order_notional: {value: null, reason: "test"}
-  max_position: {value: null, reason: "test"}
-  price_band_percent: {value: null, reason: "test"}
-  max_gross_exposure: {value: null, reason: "test"}
-  max_orders_per_second: {value: null, reason: "test"}
-  max_orders_per_minute: {value: null, reason: "test"}
-  stale_tick_seconds: {value: null, reason: "test"}
-  min_days_to_expiry: {value: null, reason: "test"}
-  max_days_to_expiry: {value: null, reason: "test"}
-  max_tick_jump_percent: {value: null, reason: "test"}
-  tick_jump_seconds: {value: null, reason: "test"}
 instruments: {FUT: {price_decimals: 2}}
-"""
+""")
 
 
 def tick(last: str) -> dict:

@@ -20,6 +20,7 @@ from decimal import Decimal
 import pytest
 
 from tests._processes import TRADER
+from tests._risk import risk_config
 from wojak.engine._metrics import EngineMetrics
 from wojak.engine.protocol import MessageType
 from wojak.engine.reconcile import Reconciler
@@ -30,24 +31,10 @@ from wojak.engine.store import SQLiteStore
 from wojak.engine.venue import InProcessSandboxVenue, VenueError
 from wojak.engine.venue.sandbox import SandboxConfig
 
-CONFIG = """
+CONFIG = risk_config({"max_order_quantity": "1000", "max_position": "100000"}, """
 exchange_timezone: Asia/Kolkata
-limits:
-  max_order_quantity: "1000"
-  max_position: "100000"
-  max_order_notional: {value: null, reason: "test"}
-  price_band_percent: {value: null, reason: "test"}
-  max_gross_exposure: {value: null, reason: "test"}
-  max_daily_loss: {value: null, reason: "test"}
-  max_orders_per_second: {value: null, reason: "test"}
-  max_orders_per_minute: {value: null, reason: "test"}
-  stale_tick_seconds: {value: null, reason: "test"}
-  min_days_to_expiry: {value: null, reason: "test"}
-  max_days_to_expiry: {value: null, reason: "test"}
-  max_tick_jump_percent: {value: null, reason: "test"}
-  tick_jump_seconds: {value: null, reason: "test"}
 instruments: {FUT: {price_decimals: 2}, FUT2: {price_decimals: 2}}
-"""
+""")
 DAY = 86400.0
 
 

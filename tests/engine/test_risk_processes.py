@@ -12,6 +12,7 @@ import pytest
 
 from tests._processes import TRADER, free_port
 from tests.engine.escalation._receiver import SECRET, Receiver
+from tests._risk import risk_config
 from wojak.engine.protocol import MessageType
 from wojak.engine.protocol.client import EngineClient
 
@@ -24,24 +25,10 @@ def write_config(path, body: str) -> None:
     tmp.replace(path)  # atomically, as a ConfigMap update swaps it
 
 
-CONFIG = """
-limits:
-  max_order_quantity: "10"
-  price_band_percent: "5"
-  max_order_notional: {value: null, reason: "test"}
-  max_position: {value: null, reason: "test"}
-  max_gross_exposure: {value: null, reason: "test"}
-  max_daily_loss: {value: null, reason: "test"}
-  max_orders_per_second: {value: null, reason: "test"}
-  max_orders_per_minute: {value: null, reason: "test"}
-  stale_tick_seconds: {value: null, reason: "test"}
-  min_days_to_expiry: {value: null, reason: "test"}
-  max_days_to_expiry: {value: null, reason: "test"}
-  max_tick_jump_percent: {value: null, reason: "test"}
-  tick_jump_seconds: {value: null, reason: "test"}
+CONFIG = risk_config({"max_order_quantity": "10", "price_band_percent": "5"}, """
 rules: {max_order_quantity: escalate}
 instruments: {FUT: {}}
-"""
+""")
 
 
 def order(i, quantity="1", account="acct", price="1000") -> dict:
@@ -170,24 +157,10 @@ def test_two_replicas_fed_concurrently_on_one_sqlite_store_never_pass_the_positi
     max_daily_loss 100 allows exactly 10, however the two replicas' admits and fills interleave
     (an admitted order's loss is reserved in the store until its fill is recorded)."""
     config = tmp_path / "risk.yaml"
-    write_config(config, """
-limits:
-  max_position: "50"
-  max_daily_loss: "100"
-  price_band_percent: "5"
-  max_order_quantity: {value: null, reason: "test"}
-  max_order_notional: {value: null, reason: "test"}
-  max_gross_exposure: {value: null, reason: "test"}
-  max_orders_per_second: {value: null, reason: "test"}
-  max_orders_per_minute: {value: null, reason: "test"}
-  stale_tick_seconds: {value: null, reason: "test"}
-  min_days_to_expiry: {value: null, reason: "test"}
-  max_days_to_expiry: {value: null, reason: "test"}
-  max_tick_jump_percent: {value: null, reason: "test"}
-  tick_jump_seconds: {value: null, reason: "test"}
+    write_config(config, risk_config({"max_position": "50", "max_daily_loss": "100", "price_band_percent": "5"}, """
 rules: {max_position: deny}
 instruments: {FUT: {}, ES: {}}
-""")
+"""))
     store = f"sqlite:///{tmp_path / 'shared.sqlite'}"
     env = dict(WOJAK_ENGINE_RISK_CONFIG=str(config), WOJAK_STORE=store, WOJAK_SANDBOX_FILL_PROBABILITY="1")
     a, b = engine_factory(**env), engine_factory(**env)

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests._risk import risk_config
 from wojak.engine.protocol import ALL_SCOPES, MessageType, Principal, Scope
 from wojak.engine.risk import RiskEngine
 from wojak.engine.risk._config import _parse
@@ -20,25 +21,11 @@ from wojak.engine.store import SQLiteStore
 from wojak.engine.venue import InProcessSandboxVenue
 from wojak.engine.venue.sandbox import SandboxConfig
 
-CONFIG = """
-limits:
-  max_order_quantity: "1000"
-  price_band_percent: "5"
-  max_tick_jump_percent: "10"
-  tick_jump_seconds: "60"
-  max_order_notional: {value: null, reason: "test"}
-  max_position: {value: null, reason: "test"}
-  max_gross_exposure: {value: null, reason: "test"}
-  max_daily_loss: {value: null, reason: "test"}
-  max_orders_per_second: {value: null, reason: "test"}
-  max_orders_per_minute: {value: null, reason: "test"}
-  stale_tick_seconds: {value: null, reason: "test"}
-  min_days_to_expiry: {value: null, reason: "test"}
-  max_days_to_expiry: {value: null, reason: "test"}
+CONFIG = risk_config({"max_order_quantity": "1000", "price_band_percent": "5", "max_tick_jump_percent": "10", "tick_jump_seconds": "60"}, """
 instruments:
   NIFTY-FUT: {price_decimals: 2}
   BANKNIFTY-FUT: {price_decimals: 2}
-"""
+""")
 TICK = {"symbol": "NIFTY-FUT", "bid": "24000", "ask": "24001", "last": "24000.5"}
 DESK_A = Principal.of("desk-a-algo", ["desk-a", "desk-a-*"], [Scope.ORDERS_WRITE, Scope.ORDERS_READ])
 DESK_B = Principal.of("desk-b-algo", ["desk-b"], [Scope.ORDERS_WRITE, Scope.ORDERS_READ])

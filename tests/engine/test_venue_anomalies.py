@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests._processes import TRADER
+from tests._risk import risk_config
 from wojak.engine.protocol import MessageType
 from wojak.engine.risk import RiskEngine
 from wojak.engine.risk._config import _parse
@@ -15,23 +16,9 @@ from wojak.engine.service import OrderService
 from wojak.engine.store import SQLiteStore
 from wojak.engine.venue import VenueReport
 
-CONFIG = """
-limits:
-  max_order_quantity: "1000"
-  price_band_percent: "5"
-  max_order_notional: {value: null, reason: "test"}
-  max_position: {value: null, reason: "test"}
-  max_gross_exposure: {value: null, reason: "test"}
-  max_daily_loss: {value: null, reason: "test"}
-  max_orders_per_second: {value: null, reason: "test"}
-  max_orders_per_minute: {value: null, reason: "test"}
-  stale_tick_seconds: {value: null, reason: "test"}
-  min_days_to_expiry: {value: null, reason: "test"}
-  max_days_to_expiry: {value: null, reason: "test"}
-  max_tick_jump_percent: {value: null, reason: "test"}
-  tick_jump_seconds: {value: null, reason: "test"}
+CONFIG = risk_config({"max_order_quantity": "1000", "price_band_percent": "5"}, """
 instruments: {NIFTY-FUT: {price_decimals: 2}}
-"""
+""")
 TICK = {"symbol": "NIFTY-FUT", "bid": "24000", "ask": "24001", "last": "24000"}
 
 
