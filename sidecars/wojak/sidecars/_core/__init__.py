@@ -1,21 +1,41 @@
-"""What every sidecar shares: the engine client, the source-message contract, the runner,
-and the health and metrics endpoints."""
+"""The sidecar kit: what every broker sidecar shares.
 
+* :mod:`.source`: the source-message contract (``Source``, ``SourceMessage``, each message
+  settled once) and ``BrokerSource``, the base of a broker's source (bounded settling calls,
+  the connect-with-backoff loop, pausing a held message until the sidecar stops);
+* :mod:`.settings`: ``BrokerSidecarSettings``, the settings every broker sidecar shares;
+* :mod:`.runner`: the loop (verdict -> settlement, backoff, drain, give-up);
+* :mod:`.health`: /healthz, /readyz, /metrics and their server; :mod:`.metrics`;
+* :mod:`.serve`: ``serve_sidecar``, a broker sidecar's entry point.
+
+:mod:`wojak.sidecars.testing` holds the in-memory broker, the contract suite and the stream
+scenario every broker runs; docs/sidecar-kit.md says how to add a broker.
+"""
+
+from __future__ import annotations
+
+import importlib
 from typing import Any
 
-from wojak.engine.protocol.client import EngineClient
-from wojak.sidecars._core.source import AlreadySettled, Source, SourceMessage
+_EXPORTS = {
+    "AlreadySettled": "source",
+    "BrokerSource": "source",
+    "SettleFailed": "source",
+    "Source": "source",
+    "SourceMessage": "source",
+    "BrokerSidecarSettings": "settings",
+    "RunnerConfig": "settings",
+    "Runner": "runner",
+    "SidecarMetrics": "metrics",
+    "serve_sidecar": "serve",
+}
 
-__all__ = ["AlreadySettled", "EngineClient", "Runner", "RunnerConfig", "Source", "SourceMessage", "serve_sidecar"]
-
-_LAZY = frozenset({"Runner", "RunnerConfig", "serve_sidecar"})
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    # The runner pulls in FastAPI/uvicorn for the health server: import it only when asked,
-    # so `wojak engine ping` (a liveness probe) stays light.
-    if name in _LAZY:
-        from wojak.sidecars._core import runner
-
-        return getattr(runner, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Imported when asked for: the health server pulls in FastAPI and uvicorn.
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

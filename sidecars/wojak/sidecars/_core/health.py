@@ -1,9 +1,12 @@
-"""/healthz, /readyz and /metrics for every sidecar."""
+"""/healthz, /readyz and /metrics for every sidecar: the routes (the HTTP sidecar adds them to
+its own app) and, for a broker sidecar, a server of their own (uvicorn, in the sidecar's loop)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -58,3 +61,45 @@ def add_health_routes(app: FastAPI, readiness: Readiness, metrics: SidecarMetric
     async def prometheus() -> Response:
         engine = await readiness.client.metrics_text() or "# engine unreachable\n"
         return Response(metrics.exposition() + engine.encode(), media_type=PROMETHEUS_TEXT)
+
+
+def create_health_app(readiness: Readiness, metrics: SidecarMetrics, title: str) -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    add_health_routes(app, readiness, metrics)
+    return app
+
+
+class HealthServer:
+    """uvicorn serving the health app in this event loop; the sidecar, not uvicorn, owns the signals."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        class _Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Any:
+                yield
+
+        self.server = _Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", loop="none")
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve(), name="wojak-health-server")
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()  # raises when the port could not be bound
+                raise RuntimeError("the health server exited while starting (is the port taken?)")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self.task is None:
+            return
+        self.server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), 5)
+        except (asyncio.TimeoutError, Exception, SystemExit):
+            self.task.cancel()

@@ -21,8 +21,7 @@ A ``duplicate`` whose original outcome publishes a result (``rejected``, ``denie
 that failed and got the message requeued. Results carry the ``client_order_id`` and the
 state, so a consumer that sees one twice can tell.
 
-``serve_sidecar`` wires a source to the engine client, the runner, the health server
-(/healthz /readyz /metrics) and SIGTERM/SIGINT: every broker sidecar's entry point uses it.
+``serve_sidecar`` (:mod:`.serve`) runs it in a sidecar process.
 """
 
 from __future__ import annotations
@@ -34,29 +33,22 @@ import hashlib
 import json
 import logging
 import random
-import signal
 import time
-from dataclasses import dataclass
 from typing import Any, Awaitable
 
 import orjson
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wojak.engine.protocol import (
     Principal,
-    PrincipalError,
     Scope,
     Settlement,
     Verdict,
-    default_socket_path,
     derive_client_order_id,
     settlement_for,
     validate_order,
 )
-from wojak.engine.protocol.runtime import run
 from wojak.engine.protocol.client import EngineClient
-from wojak.sidecars._core.health import Readiness, add_health_routes
+from wojak.sidecars._core.health import Readiness
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.source import Source, SourceMessage
 
@@ -403,185 +395,4 @@ class Runner:
                         "connection returns them to the queue", len(stuck))  # fmt: skip
 
 
-# -- serving ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunnerConfig:
-    """What every broker sidecar needs besides its broker settings."""
-
-    engine_socket: str
-    engine_deadline: float = 5.0
-    engine_window: int = 1024
-    concurrency: int = 64
-    drain_seconds: float = 20.0
-    backoff_base: float = 0.25
-    backoff_max: float = 30.0
-    health_host: str = "127.0.0.1"
-    health_port: int | None = 8081  # None: no health server
-    accounts: tuple[str, ...] = ()  # account patterns this source may trade (WOJAK_SIDECAR_ACCOUNTS)
-    settle_timeout: float = 10.0  # seconds one broker settlement (ack, nack, dead letter's publish) may take
-    settle_attempts: int = 5  # failed settlements of one message before it is given up
-
-
-ACCOUNTS_ENV = "WOJAK_SIDECAR_ACCOUNTS"
-
-
-def parse_accounts(value: str | None) -> tuple[str, ...]:
-    """``WOJAK_SIDECAR_ACCOUNTS``: comma-separated account patterns (fnmatch ``*`` and ``?``), e.g.
-    ``desk-1,desk-2-*``. Required: a broker sidecar trades only the accounts it names."""
-    patterns = tuple(p.strip() for p in (value or "").split(",") if p.strip())
-    if not patterns:
-        raise ValueError(f"{ACCOUNTS_ENV} is not set: name the accounts this sidecar may trade, comma-separated "
-                         "patterns such as desk-1,desk-2-* (anyone who can publish to the broker trades as them)")  # fmt: skip
-    try:
-        Principal.of("sidecar", patterns, ())
-    except PrincipalError as exc:
-        raise ValueError(f"{ACCOUNTS_ENV}: {str(exc).removeprefix('principal sidecar: ')}") from None
-    return patterns
-
-
-class BrokerSidecarSettings(BaseSettings):
-    """The settings every broker sidecar shares (``WOJAK_SIDECAR_*`` and ``WOJAK_ENGINE_SOCKET``);
-    a broker's settings class subclasses it with its own ``env_prefix`` and fields."""
-
-    model_config = SettingsConfigDict(extra="ignore")
-
-    engine_socket: str = Field(default_factory=default_socket_path, validation_alias="WOJAK_ENGINE_SOCKET")
-    engine_deadline: float = Field(default=5.0, gt=0, validation_alias="WOJAK_SIDECAR_ENGINE_DEADLINE")
-    engine_window: int = Field(default=1024, ge=1, validation_alias="WOJAK_SIDECAR_ENGINE_WINDOW")
-    concurrency: int | None = Field(default=None, ge=1, le=10_000, validation_alias="WOJAK_SIDECAR_CONCURRENCY")
-    drain_seconds: float = Field(default=20.0, ge=0, validation_alias="WOJAK_SIDECAR_DRAIN_SECONDS")
-    backoff_max: float = Field(default=30.0, gt=0, le=600, validation_alias="WOJAK_SIDECAR_BACKOFF_MAX")
-    health_host: str = Field(default="127.0.0.1", validation_alias="WOJAK_SIDECAR_HEALTH_HOST")
-    health_port: int = Field(default=8081, ge=0, le=65535, validation_alias="WOJAK_SIDECAR_HEALTH_PORT")
-    # required (checked in runner_config, so the refusal is one line naming it)
-    accounts: str | None = Field(default=None, validation_alias=ACCOUNTS_ENV)
-    # a larger message is dead-lettered ``body_too_large`` without being parsed
-    max_body_bytes: int = Field(default=65536, ge=1024, le=64 * 1024 * 1024, validation_alias="WOJAK_SIDECAR_MAX_BODY_BYTES")
-    # every broker settlement is bounded; a message whose settlements failed this often is given up
-    settle_timeout: float = Field(default=10.0, gt=0, le=300, validation_alias="WOJAK_SIDECAR_SETTLE_TIMEOUT")
-    settle_attempts: int = Field(default=5, ge=1, le=1000, validation_alias="WOJAK_SIDECAR_SETTLE_ATTEMPTS")
-
-    def runner_config(self, concurrency: int) -> RunnerConfig:
-        """The shared part as a ``RunnerConfig``; ``concurrency`` is the broker's own bound."""
-        return RunnerConfig(
-            engine_socket=self.engine_socket, engine_deadline=self.engine_deadline, engine_window=self.engine_window,
-            concurrency=concurrency, drain_seconds=self.drain_seconds, backoff_max=self.backoff_max,
-            health_host=self.health_host, health_port=self.health_port or None, accounts=parse_accounts(self.accounts),
-            settle_timeout=self.settle_timeout, settle_attempts=self.settle_attempts,
-        )  # fmt: skip
-
-
-def create_health_app(readiness: Readiness, metrics: SidecarMetrics, title: str) -> Any:
-    from fastapi import FastAPI
-
-    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
-    add_health_routes(app, readiness, metrics)
-    return app
-
-
-class _HealthServer:
-    """uvicorn serving the health app in this event loop; the sidecar, not uvicorn, owns the signals."""
-
-    def __init__(self, app: Any, host: str, port: int) -> None:
-        import uvicorn
-
-        class _Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Any:
-                yield
-
-        self.server = _Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", loop="none")
-        )
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve(), name="wojak-health-server")
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()  # raises when the port could not be bound
-                raise RuntimeError("the health server exited while starting (is the port taken?)")
-            await asyncio.sleep(0.02)
-
-    async def stop(self) -> None:
-        if self.task is None:
-            return
-        self.server.should_exit = True
-        try:
-            await asyncio.wait_for(asyncio.shield(self.task), 5)
-        except (asyncio.TimeoutError, Exception, SystemExit):
-            self.task.cancel()
-
-
-async def serve_sidecar(
-    source: Source,
-    config: RunnerConfig,
-    *,
-    stop: asyncio.Event | None = None,
-    metrics: SidecarMetrics | None = None,
-    install_signal_handlers: bool = True,
-) -> None:
-    """Run ``source`` against the engine until SIGTERM/SIGINT (or ``stop``), then drain and exit."""
-    stop = stop or asyncio.Event()
-    metrics = metrics or SidecarMetrics(source.name)
-    loop = asyncio.get_running_loop()
-    if install_signal_handlers:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-    client = EngineClient(config.engine_socket, deadline=config.engine_deadline, window=config.engine_window)
-    client.connect()
-    readiness = Readiness(client, source.is_ready)
-    health: _HealthServer | None = None
-    try:
-        if config.health_port is not None:
-            health = _HealthServer(
-                create_health_app(readiness, metrics, f"wojak {source.name} sidecar"), config.health_host, config.health_port
-            )
-            await health.start()
-            log.info("%s sidecar health on http://%s:%d", source.name, config.health_host, config.health_port)
-        entered = asyncio.create_task(source.__aenter__())
-        waiting = asyncio.create_task(stop.wait())
-        await asyncio.wait({entered, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        if not entered.done():  # stopped before the broker was reachable
-            entered.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await entered
-            return
-        entered.result()
-        try:
-            runner = Runner(
-                source, client, metrics, concurrency=config.concurrency, drain_seconds=config.drain_seconds,
-                backoff_base=config.backoff_base, backoff_max=config.backoff_max, readiness=readiness,
-                principal=Principal.of(f"sidecar:{source.name}", config.accounts, [Scope.ORDERS_WRITE]),
-                settle_timeout=config.settle_timeout, settle_attempts=config.settle_attempts,
-            )  # fmt: skip
-            log.info("%s sidecar consuming (concurrency %d)", source.name, config.concurrency)
-            await runner.run(stop)
-        finally:
-            await source.__aexit__(None, None, None)
-        log.info("%s sidecar drained and stopped", source.name)
-    finally:
-        readiness.draining = True
-        if health is not None:
-            await health.stop()
-        await client.close()
-        if install_signal_handlers:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-
-
-__all__ = [
-    "ACCOUNTS_ENV",
-    "INVALID_JSON",
-    "UNSETTLEABLE",
-    "BrokerSidecarSettings",
-    "Runner",
-    "RunnerConfig",
-    "create_health_app",
-    "parse_accounts",
-    "run",
-    "serve_sidecar",
-]
+__all__ = ["INVALID_JSON", "UNSETTLEABLE", "Runner"]

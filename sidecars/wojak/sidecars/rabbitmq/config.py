@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from wojak.engine.protocol import require_secure
-from wojak.sidecars._core.runner import BrokerSidecarSettings, RunnerConfig
+from wojak.sidecars._core.settings import BrokerSidecarSettings, RunnerConfig
 
 _NAME = r"^[A-Za-z0-9._:-]{1,200}$"
 _REPLY_TO_ENV = "WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED"

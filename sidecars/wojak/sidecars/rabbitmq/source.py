@@ -83,7 +83,8 @@ from prometheus_client import Counter
 
 from wojak.engine.protocol import SocketDirError, default_socket_path
 from wojak.sidecars._core.metrics import SidecarMetrics
-from wojak.sidecars._core.runner import RunnerConfig, serve_sidecar
+from wojak.sidecars._core.serve import serve_sidecar
+from wojak.sidecars._core.settings import RunnerConfig
 from wojak.sidecars._core.source import SettleFailed, Source, SourceMessage
 from wojak.sidecars.rabbitmq.config import RabbitMQSidecarConfig
 
