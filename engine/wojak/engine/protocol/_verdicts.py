@@ -43,12 +43,15 @@ ORDER_VERDICTS = frozenset(
 
 
 class Settlement(str, enum.Enum):
-    """What happens to the broker message that carried the request."""
+    """What happens to the broker message that carried the request (the verdict table below),
+    and how a sidecar settled it (``SourceMessage.settled``)."""
 
     ACK = "ack"
     ACK_AND_PUBLISH = "ack_and_publish"
     DEAD_LETTER = "dead_letter"
     REQUEUE = "requeue"
+    # Never a verdict's: a message whose settlements kept failing is taken off the queue.
+    GIVE_UP = "give_up"
 
 
 _SETTLEMENTS = {

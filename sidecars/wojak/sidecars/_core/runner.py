@@ -169,7 +169,7 @@ class Runner:
             delay = max(delay, min(float(retry_after), self.backoff_max))
         return delay
 
-    async def _settle(self, message: SourceMessage, how: str, call: Awaitable[None], timeout: float) -> bool:
+    async def _settle(self, message: SourceMessage, how: Settlement, call: Awaitable[None], timeout: float) -> bool:
         """Await one settlement for at most ``timeout``; False (counted, logged) when the broker
         did not take it: it still owns the message and will redeliver it."""
         try:
@@ -177,14 +177,14 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the source's SettleFailed, TimeoutError, a broker error
-            what = f"{how}: " + (f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__)
+            what = f"{how.value}: " + (f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__)
             n = self._settle_failures.failed(message.coordinates, what[:300])
             self._count_settlement("failed")
             log.warning("settling message %s failed (%s); the broker will redeliver it (%d of %d before it is given up)",
                         message.coordinates, what[:300], n, self.settle_attempts)  # fmt: skip
             return False
         self._settle_failures.forget(message.coordinates)
-        self._count_settlement(how)
+        self._count_settlement(how.value)
         return True
 
     def _deadline(self, extra: float = 0.0) -> float:
@@ -193,17 +193,17 @@ class Runner:
         return extra + 3 * self.settle_timeout
 
     async def _ack(self, message: SourceMessage) -> None:
-        if await self._settle(message, "ack", message.ack(), self._deadline()):
+        if await self._settle(message, Settlement.ACK, message.ack(), self._deadline()):
             self._attempts.forget(message.coordinates)
 
     async def _dead_letter(self, message: SourceMessage, reason: str, detail: Any) -> None:
         log.warning("dead-lettering message %s: %s", message.coordinates, reason)
-        if await self._settle(message, "dead_letter", message.dead_letter(reason, detail), self._deadline(1.0)):
+        if await self._settle(message, Settlement.DEAD_LETTER, message.dead_letter(reason, detail), self._deadline(1.0)):
             self._attempts.forget(message.coordinates)
 
     async def _requeue(self, message: SourceMessage, retry_after: float | None = None) -> None:
         delay = self.backoff(self._attempts.bump(message.coordinates), retry_after)
-        await self._settle(message, "requeue", message.requeue(delay), self._deadline(delay))
+        await self._settle(message, Settlement.REQUEUE, message.requeue(delay), self._deadline(delay))
 
     async def _give_up(self, message: SourceMessage, failures: int) -> None:
         """Take a message off the queue whose settlements kept failing, leaving a full record."""
@@ -219,7 +219,7 @@ class Runner:
                   orjson.dumps(shown).decode())  # fmt: skip
         self._count_verdict(UNSETTLEABLE)
         detail = {"settle_failures": failures, "last_failure": last}
-        await self._settle(message, "give_up", message.give_up(UNSETTLEABLE, detail), self._deadline(1.0))
+        await self._settle(message, Settlement.GIVE_UP, message.give_up(UNSETTLEABLE, detail), self._deadline(1.0))
 
     async def _publish(self, message: SourceMessage, result: dict[str, Any]) -> bool:
         """Publish a result; False (logged) when that failed or took too long."""
@@ -338,7 +338,7 @@ class Runner:
         it, closing the connection returns it)."""
         if message.settled is not None:
             return
-        await self._settle(message, "requeue", message.requeue(0), max(timeout, 0.001))
+        await self._settle(message, Settlement.REQUEUE, message.requeue(0), max(timeout, 0.001))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set (or the source ends), then drain, within ``drain_seconds``."""

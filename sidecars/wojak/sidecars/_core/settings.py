@@ -50,13 +50,15 @@ class BrokerSidecarSettings(BaseSettings):
     """The settings every broker sidecar shares (``WOJAK_SIDECAR_*`` and ``WOJAK_ENGINE_SOCKET``);
     a broker's settings class subclasses it with its own ``env_prefix`` and fields."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     engine_socket: str = Field(default_factory=default_socket_path, validation_alias="WOJAK_ENGINE_SOCKET")
     engine_deadline: float = Field(default=5.0, gt=0, validation_alias="WOJAK_SIDECAR_ENGINE_DEADLINE")
     engine_window: int = Field(default=1024, ge=1, validation_alias="WOJAK_SIDECAR_ENGINE_WINDOW")
     concurrency: int | None = Field(default=None, ge=1, le=10_000, validation_alias="WOJAK_SIDECAR_CONCURRENCY")
     drain_seconds: float = Field(default=20.0, ge=0, validation_alias="WOJAK_SIDECAR_DRAIN_SECONDS")
+    # a `retry` is requeued after backoff_base * 2**(attempt - 1) seconds (jittered), at most backoff_max
+    backoff_base: float = Field(default=0.25, gt=0, le=60, validation_alias="WOJAK_SIDECAR_BACKOFF_BASE")
     backoff_max: float = Field(default=30.0, gt=0, le=600, validation_alias="WOJAK_SIDECAR_BACKOFF_MAX")
     health_host: str = Field(default="127.0.0.1", validation_alias="WOJAK_SIDECAR_HEALTH_HOST")
     health_port: int = Field(default=8081, ge=0, le=65535, validation_alias="WOJAK_SIDECAR_HEALTH_PORT")
@@ -72,7 +74,8 @@ class BrokerSidecarSettings(BaseSettings):
         """The shared part as a ``RunnerConfig``; ``concurrency`` is the broker's own bound."""
         return RunnerConfig(
             engine_socket=self.engine_socket, engine_deadline=self.engine_deadline, engine_window=self.engine_window,
-            concurrency=concurrency, drain_seconds=self.drain_seconds, backoff_max=self.backoff_max,
+            concurrency=concurrency, drain_seconds=self.drain_seconds, backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
             health_host=self.health_host, health_port=self.health_port or None, accounts=parse_accounts(self.accounts),
             settle_timeout=self.settle_timeout, settle_attempts=self.settle_attempts,
         )  # fmt: skip

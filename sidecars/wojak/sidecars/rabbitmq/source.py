@@ -70,9 +70,8 @@ import asyncio
 import hashlib
 import logging
 import struct
-from typing import Any, AsyncIterator, Awaitable
-
 import sys
+from typing import Any, AsyncIterator
 
 import aio_pika
 import orjson
@@ -85,7 +84,7 @@ from wojak.engine.protocol import SocketDirError, default_socket_path
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
 from wojak.sidecars._core.settings import RunnerConfig
-from wojak.sidecars._core.source import SettleFailed, Source, SourceMessage
+from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage
 from wojak.sidecars.rabbitmq.config import RabbitMQSidecarConfig
 
 log = logging.getLogger(__name__)
@@ -103,6 +102,7 @@ FRAME_OVERHEAD = 8  # type, channel, size, frame end: a frame's payload is at mo
 _FRAME_MARGIN = 64
 _NAMES_SHOWN = 16  # dropped headers named in x-wojak-headers-dropped
 _JSON = "application/json"
+_CONNECT_ERRORS = (OSError, aio_pika.exceptions.AMQPException, asyncio.TimeoutError)
 
 
 def coordinates_for(queue: str, message_id: str | None, body: bytes) -> tuple[str, str]:
@@ -244,14 +244,14 @@ class RabbitMQMessage(SourceMessage):
         )
 
     async def _ack(self) -> None:
-        await self._source._broker(self.incoming.ack(), "ack", self.coordinates)
+        await self._source.settle_call(self.incoming.ack(), "ack", self.coordinates)
 
     async def _requeue(self, delay: float) -> None:
         try:
             if delay > 0:
-                await self._source._pause(delay)
+                await self._source.pause(delay)
         finally:  # also when cancelled mid-delay: the message goes back now, never stays held
-            await self._source._broker(self.incoming.nack(requeue=True), "nack", self.coordinates)
+            await self._source.settle_call(self.incoming.nack(requeue=True), "nack", self.coordinates)
 
     async def _dead_letter(self, reason: str, detail: Any) -> None:
         source, incoming = self._source, self.incoming
@@ -264,11 +264,11 @@ class RabbitMQMessage(SourceMessage):
             log.warning("dead-lettering %s (%s) failed (%s); returning it to the queue", self.coordinates, reason,
                         str(exc)[:300] or type(exc).__name__)  # fmt: skip
             try:
-                await source._pause(1.0)
+                await source.pause(1.0)
             finally:
-                await source._broker(incoming.nack(requeue=True), "nack", self.coordinates)
+                await source.settle_call(incoming.nack(requeue=True), "nack", self.coordinates)
             raise SettleFailed(f"the dead letter was not published ({str(exc)[:200] or type(exc).__name__})") from None
-        await source._broker(incoming.ack(), "ack", self.coordinates)
+        await source.settle_call(incoming.ack(), "ack", self.coordinates)
 
     async def _give_up(self, reason: str, detail: Any) -> None:
         source, incoming = self._source, self.incoming
@@ -282,15 +282,16 @@ class RabbitMQMessage(SourceMessage):
             log.error("the minimal dead letter of %s was not published either (%s); rejecting it without requeue: "
                       "the queue's own dead-letter exchange takes it (a queue without one drops it; the log has it)",
                       self.coordinates, str(exc)[:300] or type(exc).__name__)  # fmt: skip
-            await source._broker(incoming.reject(requeue=False), "reject", self.coordinates)
+            await source.settle_call(incoming.reject(requeue=False), "reject", self.coordinates)
             return
-        await source._broker(incoming.ack(), "ack", self.coordinates)
+        await source.settle_call(incoming.ack(), "ack", self.coordinates)
 
 
-class RabbitMQSource(Source):
+class RabbitMQSource(BrokerSource):
     name = "rabbitmq"
 
     def __init__(self, config: RabbitMQSidecarConfig, metrics: SidecarMetrics | None = None) -> None:
+        super().__init__(config.settle_timeout)
         self.config = config
         self.metrics = metrics
         self.reply_to_refused = 0  # results not published to a reply_to outside reply_to_allowed
@@ -298,7 +299,6 @@ class RabbitMQSource(Source):
             "wojak_sidecar_reply_to_refused", "Results not published to a reply_to outside "
             "WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED", ["source"], registry=metrics.registry,
         ) if metrics is not None else None  # fmt: skip
-        self.settle_timeout = config.settle_timeout
         self._connection: Any = None
         self._channel: Any = None  # consumes and settles
         self._publish_channel: Any = None  # dead letters and results (confirms; unroutable raises)
@@ -307,12 +307,13 @@ class RabbitMQSource(Source):
         self._reply_exchange: Any = None
         self._consumer_tag: str | None = None
         self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
-        self._stopping = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def __aenter__(self) -> "RabbitMQSource":
-        self._connection = await self._connect()
+        self._connection = await self.connect_with_backoff(self._connect, "RabbitMQ", _CONNECT_ERRORS)
+        if self._connection is None:  # stopped before the broker was reachable: nothing to consume
+            return self
         # the publishing channel first: after a reconnect it is restored before the consumer's,
         # so redeliveries do not meet a publishing channel that is not back yet
         publish = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -335,17 +336,10 @@ class RabbitMQSource(Source):
         return self
 
     async def _connect(self) -> Any:
-        delay = 0.5
-        while True:
-            try:
-                return await aio_pika.connect_robust(
-                    self.config.url, reconnect_interval=self.config.reconnect_interval,
-                    client_properties={"connection_name": f"wojak-sidecar:{self.config.queue}"},
-                )  # fmt: skip
-            except (OSError, aio_pika.exceptions.AMQPException, asyncio.TimeoutError) as exc:
-                log.warning("RabbitMQ not reachable (%s); retrying in %.1fs", exc.__class__.__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        return await aio_pika.connect_robust(
+            self.config.url, reconnect_interval=self.config.reconnect_interval,
+            client_properties={"connection_name": f"wojak-sidecar:{self.config.queue}"},
+        )  # fmt: skip
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop_consuming()
@@ -360,8 +354,8 @@ class RabbitMQSource(Source):
             self._connection = None
 
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
-        if self._stopping.is_set():
-            await self._quietly(incoming.nack(requeue=True), "nack", incoming.delivery_tag)
+        if self.stopping:
+            await self.quietly(incoming.nack(requeue=True), "nack", incoming.delivery_tag)
             return
         self._buffer.put_nowait(incoming)
 
@@ -385,18 +379,17 @@ class RabbitMQSource(Source):
         return message
 
     async def stop_consuming(self) -> None:
-        if self._stopping.is_set():
+        if not self.begin_stopping():
             return
-        self._stopping.set()
         held = []  # delivered but never handed to the runner: given back
         while not self._buffer.empty():
             incoming = self._buffer.get_nowait()
             if incoming is not None:
                 held.append(incoming)
         self._buffer.put_nowait(None)  # the iterator ends
-        calls = [self._quietly(m.nack(requeue=True), "nack", m.delivery_tag) for m in held]
+        calls = [self.quietly(m.nack(requeue=True), "nack", m.delivery_tag) for m in held]
         if self._queue is not None and self._consumer_tag is not None:
-            calls.append(self._quietly(self._queue.cancel(self._consumer_tag, timeout=self.settle_timeout),
+            calls.append(self.quietly(self._queue.cancel(self._consumer_tag, timeout=self.settle_timeout),
                                        "cancelling the consumer", self.config.queue))  # fmt: skip
         await asyncio.gather(*calls)
 
@@ -407,7 +400,7 @@ class RabbitMQSource(Source):
             and not conn.is_closed
             and conn.connected.is_set()
             and self._consumer_tag is not None
-            and not self._stopping.is_set()
+            and not self.stopping
         )
 
     # -- helpers ---------------------------------------------------------------------
@@ -433,35 +426,6 @@ class RabbitMQSource(Source):
         if ready is not None:
             await ready()  # a robust channel being restored: wait for it rather than fail at once
         await exchange.publish(message, routing_key=routing_key, mandatory=mandatory, timeout=self.settle_timeout)
-
-    async def _pause(self, delay: float) -> None:
-        """Sleep ``delay`` seconds, or less if the sidecar starts stopping."""
-        try:
-            await asyncio.wait_for(self._stopping.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
-
-    async def _broker(self, call: Awaitable[Any], what: str, where: Any) -> None:
-        """One settling broker call within ``settle_timeout``; ``SettleFailed`` otherwise: the
-        channel closed under us, or the frame never went out. The broker returns the message
-        to the queue (at the latest when the connection goes) and redelivers it; idempotency
-        makes the redelivery a duplicate."""
-        try:
-            await asyncio.wait_for(call, self.settle_timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            why = f"no answer within {self.settle_timeout:.1f}s" if isinstance(exc, asyncio.TimeoutError) else (
-                str(exc)[:200] or type(exc).__name__)  # fmt: skip
-            log.warning("%s of %s failed (%s); the broker will redeliver it", what, where, why)
-            raise SettleFailed(f"{what} failed ({why})") from None
-
-    async def _quietly(self, call: Awaitable[Any], what: str, where: Any) -> None:
-        """``_broker`` where nobody counts the failure (giving back at shutdown): logged only."""
-        try:
-            await self._broker(call, what, where)
-        except SettleFailed:
-            pass
 
     async def publish_result(self, message: SourceMessage, reply: dict[str, Any]) -> None:
         assert isinstance(message, RabbitMQMessage)
