@@ -124,6 +124,7 @@ from wojak.engine.store._couchbase_codec import (
 )
 from wojak.engine.store._couchbase_kv import CAS_ATTEMPTS, CouchbaseKV, backoff, resolve_ambiguous
 from wojak.engine.store._couchbase_sdk import EXTRA_HINT
+from wojak.errors import ConfigError
 
 __all__ = ["EXTRA_HINT", "CouchbaseStore", "from_url", "resolve_ambiguous"]
 
@@ -809,10 +810,13 @@ def from_url(parsed: Any, options: dict[str, str], username: str, password: str)
     options = dict(options)
     bucket = options.pop("bucket", "")
     if not bucket or not parsed.netloc:
-        raise ValueError("WOJAK_STORE: write couchbase://HOST[,HOST...]?bucket=NAME[&scope=S&collection=C&prefix=P]")
+        raise ConfigError("WOJAK_STORE: write couchbase://HOST[,HOST...]?bucket=NAME[&scope=S&collection=C&prefix=P]")
     scope, collection, prefix = options.pop("scope", None), options.pop("collection", None), options.pop("prefix", "")
-    connect_timeout = float(options.pop("connect_timeout", "10"))
-    kv_timeout = float(options.pop("kv_timeout", "2.5"))
+    try:
+        connect_timeout = float(options.pop("connect_timeout", "10"))
+        kv_timeout = float(options.pop("kv_timeout", "2.5"))
+    except ValueError:
+        raise ConfigError("WOJAK_STORE: connect_timeout and kv_timeout are seconds (numbers)") from None
     rest = "&".join(f"{k}={v}" for k, v in options.items())  # anything else is the SDK's connection string option
     connstr = f"{parsed.scheme}://{parsed.netloc}" + (f"?{rest}" if rest else "")
     return CouchbaseStore(connstr, username, password, bucket, scope=scope, collection=collection, prefix=prefix,
