@@ -177,7 +177,9 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the source's SettleFailed, TimeoutError, a broker error
-            what = f"{how.value}: " + (f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__)
+            what = f"{how.value}: " + (
+                f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            )
             n = self._settle_failures.failed(message.coordinates, what[:300])
             self._count_settlement("failed")
             log.warning("settling message %s failed (%s); the broker will redeliver it (%d of %d before it is given up)",

@@ -86,7 +86,7 @@ class TemplateSource(BrokerSource):
             await self._sdk_close()  # the broker redelivers whatever is unsettled
             self._client = None
 
-    async def messages(self) -> AsyncIterator[SourceMessage]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[SourceMessage]:
         while (delivery := await self._deliveries.get()) is not None:
             body, message_id = self._sdk_body(delivery)
             message = TemplateMessage(self, delivery, body, message_id)
