@@ -232,7 +232,7 @@ def _verdicts(text: str) -> dict[str, int]:
 
 async def tick(sock: Path) -> None:
     from wojak.engine.protocol import MessageType
-    from wojak.sidecars._core.client import EngineClient
+    from wojak.engine.protocol.client import EngineClient
 
     async with EngineClient(str(sock)) as client:
         reply = await client.request(MessageType.TICK, {"tick": TICK}, 5.0)
@@ -242,7 +242,7 @@ async def tick(sock: Path) -> None:
 
 def engine_ping(sock: Path) -> bool:
     from wojak.engine.protocol import MessageType
-    from wojak.sidecars._core.client import EngineClient
+    from wojak.engine.protocol.client import EngineClient
 
     async def ping() -> bool:
         async with EngineClient(str(sock)) as client:

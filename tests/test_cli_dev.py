@@ -194,7 +194,7 @@ def test_data_dir_is_0700_the_key_file_0600_and_the_engine_gets_the_demo_risk_co
 
 
 def test_engine_ping_finds_a_running_dev_and_takes_an_ipc_url(tmp_path):
-    from wojak.cli import _dev_socket
+    from wojak.engine.cli import dev_socket_path as _dev_socket
 
     nowhere = wojak("engine", "ping", "--timeout", "0.3", cwd=tmp_path)
     assert nowhere.returncode == 1

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from wojak.engine._faults import POINTS
 from tests._processes import TRADER
+from wojak.engine._faults import POINTS
 from wojak.engine.protocol import MessageType
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 
 TICK = {"symbol": "NIFTY-FUT", "bid": "24000", "ask": "24001", "last": "24000"}
 

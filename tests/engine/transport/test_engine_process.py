@@ -123,7 +123,7 @@ def test_cli_ping_and_graceful_stop(engine):
 def test_overload_answers_retry_and_never_drops_a_reply(engine_factory):
     import asyncio
 
-    from wojak.sidecars._core.client import EngineClient
+    from wojak.engine.protocol.client import EngineClient
 
     engine = engine_factory(WOJAK_ENGINE_MAX_INFLIGHT="4", WOJAK_ENGINE_MAX_BATCH="2", WOJAK_SANDBOX_LATENCY_MS="20")
     engine.request(MessageType.TICK, {"tick": {"symbol": "NIFTY-FUT", "bid": "100", "ask": "101", "last": "100"}})

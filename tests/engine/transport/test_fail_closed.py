@@ -20,7 +20,7 @@ import zmq
 
 from tests._processes import TRADER, EngineProcess
 from wojak.engine.protocol import MessageType
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 
 TICK = {"symbol": "NIFTY-FUT", "bid": "24000", "ask": "24001", "last": "24000.5"}
 NOBODY = 65534

@@ -13,7 +13,7 @@ import pytest
 from tests._processes import TRADER, EngineProcess
 from tests.engine.venue.test_lambda_emulator import CREDS, TICK, OwnEmulator
 from wojak.engine.protocol import MessageType
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 
 pytestmark = [getattr(pytest.mark, "lambda"), pytest.mark.slow]
 

@@ -16,7 +16,7 @@ import pytest
 from tests._processes import TRADER, EngineProcess, free_port
 from tests._services import REPO, SCRIPT
 from wojak.engine.protocol import MessageType
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 
 pytestmark = [getattr(pytest.mark, "lambda"), pytest.mark.slow]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import wojak
+import wojak.engine
 from wojak.engine.venue.package import HANDLER, PackageError, build_package, check_package, handler_files
 
-SOURCE = Path(wojak.__file__).resolve().parent
+SOURCE = Path(wojak.engine.__file__).resolve().parent.parent  # the engine's part of the wojak namespace
 
 RUN_HANDLER = r"""
 import json, sys
@@ -39,7 +39,8 @@ def test_the_zip_holds_the_handler_and_runs_it_in_isolation(tmp_path):
         names = zf.namelist()
         assert zf.testzip() is None
     assert names == sorted(names) == list(pkg.files)
-    assert "wojak/engine/venue/sandbox.py" in names and "wojak/__init__.py" in names
+    assert "wojak/engine/venue/sandbox.py" in names and "wojak/engine/__init__.py" in names
+    assert "wojak/__init__.py" not in names  # wojak is a namespace package, in the zip as installed
     assert all(n.startswith("wojak/") and n.endswith(".py") for n in names)
     # only what the handler needs: no store, service, sidecars, CLI
     assert not any(n.startswith(("wojak/sidecars/", "wojak/engine/store/")) or n in ("wojak/cli.py",

@@ -9,7 +9,7 @@ import time
 
 from tests._processes import TRADER
 from wojak.engine.protocol import MessageType
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 
 TICK = {"symbol": "NIFTY-FUT", "bid": "24000", "ask": "24001", "last": "24000"}
 

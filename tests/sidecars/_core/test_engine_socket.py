@@ -17,7 +17,7 @@ import pytest
 import zmq
 
 from wojak.engine.protocol import ALL_SCOPES, Principal, SocketDirError
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 
 NOBODY = 65534
 TRADER = Principal.of("test", ["*"], ALL_SCOPES)

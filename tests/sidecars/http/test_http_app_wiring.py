@@ -8,7 +8,6 @@ import httpx
 import pytest
 
 from tests.sidecars.http.test_http_routes_in_process import KEYS, ORDER, STORED, ScriptedEngine, api, engine  # noqa: F401
-from wojak.sidecars.http import create_app
 from wojak.sidecars.http.config import HttpSidecarConfig, HttpSidecarSettings
 
 ENV = ("WOJAK_API_KEYS", "WOJAK_API_KEYS_FILE", "WOJAK_DEV", "WOJAK_ENGINE_SOCKET", "WOJAK_API_KEYS_RELOAD_SECONDS")

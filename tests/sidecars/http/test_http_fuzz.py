@@ -18,7 +18,7 @@ from tests._processes import API_KEY
 from tests.conftest import HYPOTHESIS_SEED
 from tests.sidecars.http._keys import auth, entry, write_keys
 from wojak.engine.protocol import ORDER_FIELDS, validate_order
-from wojak.sidecars._core.client import EngineClient
+from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars.http import HttpSidecarConfig, create_app
 
 scalars = (
