@@ -1,5 +1,5 @@
 """The sidecar image's command, ``wojak-sidecar``: run a source sidecar (``wojak-sidecar http``,
-``wojak-sidecar rabbitmq``) and make API keys (``wojak-sidecar keys new``).
+``wojak-sidecar rabbitmq``, ``wojak-sidecar kafka``) and make API keys (``wojak-sidecar keys new``).
 
 The umbrella ``wojak`` command offers the same (``wojak sidecar http``, ``wojak keys new``).
 Each sidecar's modules, and so its broker SDK, are imported only when it is the one asked for."""
@@ -58,6 +58,24 @@ def cmd_sidecar_rabbitmq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sidecar_kafka(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    try:
+        from wojak.engine.protocol.runtime import run
+        from wojak.sidecars.kafka import KafkaSidecarSettings, serve
+    except ImportError as exc:
+        return fail(str(exc))
+    configure_logging(args.verbose)
+    try:
+        config = KafkaSidecarSettings().to_config()
+    except (ValidationError, ValueError) as exc:
+        return fail(f"Kafka sidecar settings: {exc}")
+    log.info("Kafka sidecar: %r, engine at ipc://%s", config, config.runner.engine_socket if config.runner else "")
+    run(serve(config))
+    return 0
+
+
 def _keys_file_entry(entry: dict[str, Any]) -> str:
     """The entry as YAML to paste under ``principals:`` (indented like the documented file; every
     value quoted, so a pattern such as ``*`` or an all-digit hash stays a string)."""
@@ -92,13 +110,16 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 
 
 def configure_sidecar(sub: Any) -> None:
-    """One command per sidecar on ``sub`` (subparsers): ``http``, ``rabbitmq``."""
+    """One command per sidecar on ``sub`` (subparsers): ``http``, ``rabbitmq``, ``kafka``."""
     http = sub.add_parser("http", help="HTTP intake (settings from WOJAK_SIDECAR_*, WOJAK_API_KEYS)")
     http.add_argument("-v", "--verbose", action="store_true")
     http.set_defaults(func=cmd_sidecar_http, extra="http")
     rabbitmq = sub.add_parser("rabbitmq", help="RabbitMQ consumer (settings from WOJAK_SIDECAR_RABBITMQ_*)")
     rabbitmq.add_argument("-v", "--verbose", action="store_true")
     rabbitmq.set_defaults(func=cmd_sidecar_rabbitmq, extra="rabbitmq")
+    kafka = sub.add_parser("kafka", help="Kafka consumer group (settings from WOJAK_SIDECAR_KAFKA_*)")
+    kafka.add_argument("-v", "--verbose", action="store_true")
+    kafka.set_defaults(func=cmd_sidecar_kafka, extra="kafka")
 
 
 def add_keys_command(sub: Any) -> None:
