@@ -99,12 +99,13 @@ class KafkaBroker:
                        for i, b in enumerate(bodies[start : start + chunk])]  # fmt: skip
             await asyncio.gather(*futures)
 
-    async def _read_new(self, topic: str) -> list[Any]:
+    async def read_new(self, topic: str) -> list[Any]:
         """Records of ``topic`` after what an earlier call returned (no group: assign + seek)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
         await consumer.start()
         try:
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
+            count = self.partitions if topic == self.config.topic else 1
+            tps = [TopicPartition(topic, p) for p in range(count)]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
             seen = self._positions.setdefault(topic, {})
@@ -123,10 +124,10 @@ class KafkaBroker:
             await consumer.stop()
 
     async def dead_letter_records(self) -> list[DeadLetterRecord]:
-        return [DeadLetterRecord(r) for r in await self._read_new(self.config.dead_letter_topic)]
+        return [DeadLetterRecord(r) for r in await self.read_new(self.config.dead_letter_topic)]
 
     async def results(self) -> list[Any]:
-        return await self._read_new(self.config.results_topic or "")
+        return await self.read_new(self.config.results_topic or "")
 
     async def committed(self) -> dict[int, int]:
         """The group's committed offset per partition (-1: none)."""
