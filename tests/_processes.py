@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,34 @@ class EngineProcess:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"engine not ready after {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def executions(self) -> dict[str, int]:
+        """client_order_id -> how many times it reached the venue (the sandbox's ledger)."""
+        return dict(self._ledger("SELECT client_order_id, submissions FROM executions"))
+
+    def execution_count(self) -> int:
+        """How many distinct orders reached the venue (a count: cheap to poll, unlike ``executions``)."""
+        rows = self._ledger("SELECT count(*) FROM executions")
+        return rows[0][0] if rows else 0
+
+    def _ledger(self, query: str) -> list[tuple[Any, ...]]:
+        if not self.ledger_path.exists():
+            return []
+        with sqlite3.connect(self.ledger_path) as db:
+            try:
+                return db.execute(query).fetchall()
+            except sqlite3.OperationalError:  # no execution yet: no table yet
+                return []
+
+    def stored_orders(self) -> set[str]:
+        """The client_order_ids in the engine's store."""
+        if not self.store_path.exists():
+            return set()
+        with sqlite3.connect(self.store_path) as db:
+            try:
+                return {row[0] for row in db.execute("SELECT client_order_id FROM orders")}
+            except sqlite3.OperationalError:
+                return set()
 
     def ping(self) -> bool:
         reply = asyncio.run(engine_request(self.socket, MessageType.PING, {}, 0.3))

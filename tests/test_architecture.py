@@ -67,6 +67,8 @@ PROBES = [
     ("brokers-are-independent", "sidecars/wojak/sidecars/rabbitmq/{name}.py", "import wojak.sidecars.http.intake\n",
      "wojak.sidecars.http"),
     ("engine-layers", "engine/wojak/engine/domain/{name}.py", "import wojak.engine.service\n", "wojak.engine.service"),
+    ("production-code-never-imports-the-test-kit", "sidecars/wojak/sidecars/rabbitmq/{name}.py",
+     "from wojak.sidecars.testing.memory import MemoryBroker\n", "wojak.sidecars.testing"),
 ]  # fmt: skip
 
 
@@ -83,6 +85,16 @@ def test_a_forbidden_import_breaks_its_contract(contract, where, text, named):
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
     assert "BROKEN" in result.stdout and "0 kept, 1 broken" in result.stdout, result.stdout[-3000:]
     assert name in result.stdout and named in result.stdout, result.stdout[-3000:]
+
+
+def test_every_broker_is_in_the_contracts_that_name_the_brokers():
+    """A new broker folder is covered the day it is added: independent of the others, and kept
+    away from the test kit."""
+    kit = {"_core", "_template", "testing", "__pycache__"}
+    brokers = {f"wojak.sidecars.{p.name}" for p in (ROOT / "sidecars/wojak/sidecars").iterdir() if p.is_dir() and p.name not in kit}
+    by_id = {c["id"]: c for c in CONTRACTS}
+    assert set(by_id["brokers-are-independent"]["modules"]) == brokers
+    assert brokers <= set(by_id["production-code-never-imports-the-test-kit"]["source_modules"])
 
 
 def test_broker_sdks_are_imported_only_inside_their_sidecar_package():

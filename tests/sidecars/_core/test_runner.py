@@ -1,6 +1,7 @@
 """Fast unit tests of the Runner with an in-memory Source and a scripted engine client.
 
-The same behaviour runs against real brokers and a real engine in tests/sidecars/contract.py;
+The same behaviour runs against the in-memory broker, real brokers and a real engine in
+wojak.sidecars.testing (the contract suite);
 these pin the details (verdict table, backoff, drain, failures) without any process.
 """
 

@@ -26,7 +26,7 @@ import aio_pika
 import pytest
 
 from tests._processes import EngineProcess, free_port
-from tests.sidecars.contract import ACCOUNTS, TICK, Sidecar, dumps, eventually, ledger, order, stored_orders
+from wojak.sidecars.testing.contract import ACCOUNTS, TICK, Sidecar, dumps, eventually, ledger, order, stored_orders
 from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
 from wojak.engine.protocol import MessageType
 from wojak.sidecars.rabbitmq import RabbitMQSidecarConfig, RabbitMQSource

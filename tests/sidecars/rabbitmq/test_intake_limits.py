@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests._processes import EngineProcess, free_port
-from tests.sidecars.contract import TICK, Sidecar, dumps, eventually, ledger, order, stored_orders
+from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, eventually, ledger, order, stored_orders
 from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
 from wojak.engine.protocol import MessageType
 from wojak.sidecars.rabbitmq import RabbitMQSource

@@ -1,4 +1,6 @@
-"""The sidecar contract against a real RabbitMQ (scripts/services up rabbitmq) and a real engine."""
+"""The sidecar contract (wojak.sidecars.testing) against a real RabbitMQ (scripts/services up
+rabbitmq) and a real engine, with the `wojak sidecar rabbitmq` process for the SIGTERM test and
+the stream scenario (10,000 orders by default: WOJAK_TEST_RABBITMQ_STREAM_ORDERS)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import uuid
 import aio_pika
 import pytest
 
-from tests.sidecars.contract import ACCOUNTS, DeadLetter, SidecarContract
+from wojak.sidecars.testing.contract import ACCOUNTS, DeadLetter, SidecarContract
 from wojak.sidecars.rabbitmq import RabbitMQSidecarConfig, RabbitMQSource
-from wojak.sidecars.rabbitmq.source import DETAIL_HEADER, REASON_HEADER, declare_topology
+from wojak.sidecars.rabbitmq.source import DETAIL_HEADER, REASON_HEADER, coordinates_for, declare_topology
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -66,6 +68,8 @@ class RabbitMQBroker:
 class TestRabbitMQ(SidecarContract):
     source_name = "rabbitmq"
     cli_name = "rabbitmq"
+    stream_orders = 10_000
+    stream_in_flight = 128  # the stream's prefetch: what a killed sidecar held unacked
 
     @pytest.fixture(autouse=True)
     async def broker(self, rabbitmq_service):
@@ -88,6 +92,12 @@ class TestRabbitMQ(SidecarContract):
 
     async def pending_count(self) -> int:
         return await self.rabbit.pending()
+
+    def coordinates_for(self, message_id: str, body: bytes) -> tuple[str, str]:
+        return coordinates_for(self.rabbit.config.queue, message_id, body)
+
+    def stream_env(self) -> dict[str, str]:
+        return {"WOJAK_SIDECAR_RABBITMQ_PREFETCH": str(self.stream_in_flight)}
 
     def sidecar_env(self) -> dict[str, str]:
         c = self.rabbit.config

@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 from tests._processes import EngineProcess
-from tests.sidecars.contract import TICK, Sidecar, dumps, eventually, ledger, order
+from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, eventually, ledger, order
 from tests.sidecars.rabbitmq._proxy import StallableProxy
 from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
 from wojak.engine.protocol import MessageType

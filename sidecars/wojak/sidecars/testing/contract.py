@@ -1,10 +1,13 @@
-"""The sidecar behaviour contract, written once: every broker sidecar runs these tests.
+"""The sidecar behaviour contract, written once: every broker sidecar runs these tests, in memory
+(``MemoryBroker``, on every change) and against its real broker.
 
 A broker's test class subclasses ``SidecarContract`` and provides the broker hooks
-(``make_source``, ``publish``, ``dead_letters``, ``pending_count``, ``sidecar_env``), each
-against a queue/topic of its own. The tests run the real ``Runner`` against a REAL engine
-process (sandbox venue with a ledger: ``executions.submissions`` counts how often each order
-reached the venue) and the real broker:
+(``make_source``, ``publish``, ``dead_letters``, ``pending_count``, and ``sidecar_env`` for its
+``wojak sidecar <cli_name>`` process, or ``launch`` for a sidecar run another way), each against
+a queue/topic of its own. The suite provides an ``engine_factory`` fixture: ``engine_factory(**env)``
+starts a REAL engine process (an ``EngineUnderTest``: sandbox venue with a ledger, whose
+``executions()`` count how often each order reached the venue). The tests run the real
+``Runner`` against it and the broker:
 
 * ack on success; a duplicate redelivery executes once and is acked;
 * ``invalid`` and bad JSON are dead-lettered with their reason and never reach the venue;
@@ -13,7 +16,10 @@ reached the venue) and the real broker:
 * stop drains: in-flight messages finish, the rest is requeued, nothing stays unacked, and
   the in-flight gauge is back at zero;
 * a message without ``client_order_id`` derives the same id on redelivery;
-* the sidecar process exits cleanly on SIGTERM and loses nothing.
+* the sidecar process exits cleanly on SIGTERM and loses nothing;
+* the stream (:mod:`.stream`): thousands of orders, duplicates and poison, ``kill -9``
+  mid-stream: every valid order executes exactly once, every poison message is dead-lettered
+  with its reason.
 """
 
 from __future__ import annotations
@@ -23,22 +29,55 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Protocol
 
 import pytest
 
-from tests._processes import EngineProcess, free_port
 from wojak.engine.protocol import MessageType, Principal, Scope, derive_client_order_id
 from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.runner import Runner
+from wojak.sidecars._core.serve import serve_sidecar
+from wojak.sidecars._core.settings import BrokerSidecarSettings
 from wojak.sidecars._core.source import Source, SourceMessage
+from wojak.sidecars.testing.memory import DeadLetter
+
+
+class EngineUnderTest(Protocol):
+    """A real engine process the contract runs against (the suite's ``engine_factory`` makes one)."""
+
+    socket: Path
+    data_dir: Path
+
+    def start(self) -> Any: ...
+
+    def kill(self) -> None: ...
+
+    def request(self, kind: MessageType, body: dict[str, Any], deadline: float = 5.0) -> dict[str, Any]: ...
+
+    def executions(self) -> dict[str, int]:
+        """client_order_id -> how many times it reached the venue."""
+
+    def execution_count(self) -> int:
+        """How many distinct orders reached the venue (cheap to poll)."""
+
+    def stored_orders(self) -> set[str]:
+        """The client_order_ids the engine's store holds."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
 
 TICK = {"symbol": "NIFTY-FUT", "bid": "24000", "ask": "24001", "last": "24000"}
 # WOJAK_SIDECAR_ACCOUNTS of every contract sidecar: the accounts its orders use (acct-1, acct-0..7)
@@ -57,25 +96,13 @@ def dumps(body: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-def ledger(engine: EngineProcess) -> dict[str, int]:
+def ledger(engine: EngineUnderTest) -> dict[str, int]:
     """client_order_id -> how many times it reached the venue."""
-    if not engine.ledger_path.exists():
-        return {}
-    with sqlite3.connect(engine.ledger_path) as db:
-        try:
-            return dict(db.execute("SELECT client_order_id, submissions FROM executions"))
-        except sqlite3.OperationalError:  # no execution yet: no table yet
-            return {}
+    return engine.executions()
 
 
-def stored_orders(engine: EngineProcess) -> set[str]:
-    if not engine.store_path.exists():
-        return set()
-    with sqlite3.connect(engine.store_path) as db:
-        try:
-            return {row[0] for row in db.execute("SELECT client_order_id FROM orders")}
-        except sqlite3.OperationalError:
-            return set()
+def stored_orders(engine: EngineUnderTest) -> set[str]:
+    return engine.stored_orders()
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
@@ -90,13 +117,6 @@ async def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-@dataclass
-class DeadLetter:
-    reason: str
-    detail: Any
-    body: bytes
 
 
 class Recorder(Source):
@@ -160,7 +180,7 @@ class SlowClient:
 class Sidecar:
     """A Runner over a recorded source and a real engine client, in this event loop."""
 
-    def __init__(self, source: Source, engine: EngineProcess, *, lose_acks: bool = False, delay: float = 0.0,
+    def __init__(self, source: Source, engine: EngineUnderTest, *, lose_acks: bool = False, delay: float = 0.0,
                  concurrency: int = 16, drain_seconds: float = 10.0, engine_deadline: float = 1.0,
                  accounts: tuple[str, ...] = (ACCOUNTS,), settle_timeout: float = 10.0, settle_attempts: int = 5,
                  backoff_base: float = 0.05) -> None:  # fmt: skip
@@ -219,6 +239,96 @@ class Sidecar:
         return self.metrics.registry.get_sample_value("wojak_sidecar_inflight", {"source": self.source.name}) or 0.0
 
 
+class SidecarHandle(abc.ABC):
+    """A running sidecar as a whole (engine client, runner, health server, signals), however it
+    was started: a ``wojak sidecar <broker>`` process, or in this event loop for the in-memory
+    broker."""
+
+    @abc.abstractmethod
+    def alive(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM (drain, then exit); the exit status."""
+
+    @abc.abstractmethod
+    async def kill(self) -> int:
+        """``kill -9``: gone at once, nothing drained; the exit status."""
+
+    def log_tail(self) -> str:
+        return ""
+
+
+class ProcessSidecar(SidecarHandle):
+    """``python -m wojak sidecar <cli_name>`` with ``env``, its output in ``log``."""
+
+    def __init__(self, cli_name: str, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "wojak", "sidecar", cli_name], env={**os.environ, **env},
+                                         stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    async def terminate(self, timeout: float = 30.0) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.to_thread(self.proc.wait, timeout)
+        finally:
+            if self.alive():
+                self.proc.kill()
+                self.proc.wait()
+
+    async def kill(self) -> int:
+        if self.alive():
+            self.proc.kill()
+        return await asyncio.to_thread(self.proc.wait, 10)
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+class InProcessSidecar(SidecarHandle):
+    """``serve_sidecar`` on ``source`` in this event loop, set up from ``env`` as a process would
+    be (the shared ``WOJAK_SIDECAR_*`` settings, ``WOJAK_ENGINE_SOCKET``). ``kill`` first calls
+    ``crash`` (the broker connection drops: nothing the source held is settled afterwards, and
+    the broker redelivers it), then cancels the sidecar without waiting for its drain."""
+
+    def __init__(self, source: Source, env: dict[str, str], crash: Callable[[], Any]) -> None:
+        settings = BrokerSidecarSettings(**env)  # type: ignore[arg-type]  # by the variables' names
+        config = settings.runner_config(settings.concurrency or 64)
+        self.crash = crash
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(serve_sidecar(source, config, stop=self.stop, install_signal_handlers=False),
+                                        name=f"wojak-{source.name}-sidecar")  # fmt: skip
+
+    def alive(self) -> bool:
+        return not self.task.done()
+
+    async def terminate(self, timeout: float = 30.0) -> int:
+        self.stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), timeout)
+        except Exception:
+            return 1
+        return 0
+
+    async def kill(self) -> int:
+        result = self.crash()
+        if asyncio.iscoroutine(result):
+            await result
+        self.task.cancel()
+        await asyncio.wait({self.task}, timeout=30)
+        return -signal.SIGKILL
+
+    def log_tail(self) -> str:
+        if self.task.done() and not self.task.cancelled() and self.task.exception() is not None:
+            return repr(self.task.exception())
+        return ""
+
+
 class SidecarContract(abc.ABC):
     """Subclass per broker; implement the hooks. Every test gets a fresh queue and engine."""
 
@@ -252,18 +362,37 @@ class SidecarContract(abc.ABC):
         ``WOJAK_SIDECAR_ACCOUNTS``: the contract adds ``ACCOUNTS`` if it is missing)."""
         raise NotImplementedError
 
+    async def launch(self, engine: EngineUnderTest, env: dict[str, str], name: str) -> SidecarHandle:
+        """Start the whole sidecar on this test's queue with ``env`` (the shared ``WOJAK_SIDECAR_*``
+        settings) added to ``sidecar_env()``: by default the ``wojak sidecar <cli_name>`` process."""
+        return ProcessSidecar(self.cli_name, {**self.sidecar_env(), **env}, engine.data_dir / f"sidecar-{name}.log")
+
+    # The stream scenario (.stream): how many valid orders (WOJAK_TEST_<SOURCE>_STREAM_ORDERS), the
+    # settings of the sidecars it starts, and at most how many messages a killed one held unsettled
+    # (a poison message it had dead-lettered but not acked is dead-lettered again).
+    stream_orders: int = 2000
+    stream_in_flight: int = 128
+
+    def stream_env(self) -> dict[str, str]:
+        """Settings of the stream's sidecars besides the shared ones (e.g. a larger prefetch)."""
+        return {}
+
+    def coordinates_for(self, message_id: str, body: bytes) -> tuple[Any, ...]:
+        """A published message's coordinates (what a missing client_order_id is derived from)."""
+        raise NotImplementedError
+
     # -- fixtures --------------------------------------------------------------------
 
     @pytest.fixture
-    def engine(self, engine_factory) -> EngineProcess:  # every order fills: outcomes are deterministic
+    def engine(self, engine_factory) -> EngineUnderTest:  # every order fills: outcomes are deterministic
         proc = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1")
         assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
         return proc
 
-    def sidecar(self, engine: EngineProcess, **kw: Any) -> Sidecar:
+    def sidecar(self, engine: EngineUnderTest, **kw: Any) -> Sidecar:
         return Sidecar(self.make_source(), engine, **kw)
 
-    async def settle_all(self, engine: EngineProcess, expected: int, timeout: float = 30.0) -> None:
+    async def settle_all(self, engine: EngineUnderTest, expected: int, timeout: float = 30.0) -> None:
         await eventually(lambda: sum(ledger(engine).values()) >= expected, timeout, f"{expected} executions")
 
     # -- the contract ----------------------------------------------------------------
@@ -412,32 +541,25 @@ class SidecarContract(abc.ABC):
         assert ledger(engine) == {derived: 1}
 
     async def test_sigterm_drains_the_sidecar_process(self, engine):
-        if not self.cli_name:
-            pytest.skip("this sidecar has no CLI entry")  # pragma: no cover
         total = 1000
         await self.publish_many([(dumps(order(f"term-{i}", account=f"acct-{i % 8}")), None) for i in range(total)])
         port = free_port()
-        env = {**os.environ, "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS, **self.sidecar_env(), "WOJAK_ENGINE_SOCKET": str(engine.socket),
+        env = {"WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS, "WOJAK_ENGINE_SOCKET": str(engine.socket),
                "WOJAK_SIDECAR_HEALTH_PORT": str(port), "WOJAK_SIDECAR_DRAIN_SECONDS": "10",
                "WOJAK_LOG_LEVEL": "WARNING"}  # fmt: skip
-        log = engine.data_dir / f"sidecar-{self.cli_name}.log"
-        with open(log, "ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "wojak", "sidecar", self.cli_name], env=env,
-                                    stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        sidecar = await self.launch(engine, env, "sigterm")
         try:
-            await eventually(lambda: proc.poll() is not None or len(ledger(engine)) >= 20, 30, "20 executions")
-            assert proc.poll() is None, log.read_text()[-3000:]
+            await eventually(lambda: not sidecar.alive() or len(ledger(engine)) >= 20, 30, "20 executions")
+            assert sidecar.alive(), sidecar.log_tail()
             ready = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
             assert ready[0] == 200 and ready[1]["ready"] is True, ready
             metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
             assert "wojak_sidecar_messages_total" in metrics[1]
-            proc.send_signal(signal.SIGTERM)
-            code = await asyncio.to_thread(proc.wait, 20)
+            code = await sidecar.terminate(20)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert code == 0, log.read_text()[-3000:]
+            if sidecar.alive():
+                await sidecar.kill()
+        assert code == 0, sidecar.log_tail()
         executed = ledger(engine)
         assert set(executed.values()) <= {1}
         await eventually(lambda: self._pending_is(total - len(executed)), what="unprocessed messages back in the queue")
@@ -448,11 +570,18 @@ class SidecarContract(abc.ABC):
         assert await self.pending_count() == 0
         assert await self.dead_letters() == []
 
+    @pytest.mark.slow
+    async def test_stream_duplicates_poison_and_kill_9(self, engine):
+        from wojak.sidecars.testing.stream import run_stream
+
+        await run_stream(self, engine)
+
     async def _pending_is(self, n: int) -> bool:
         return await self.pending_count() == n
 
 
 def _get(url: str) -> tuple[int, Any]:
+    """GET ``url``: (status, the JSON body, or the text when it is not JSON)."""
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
             body = r.read().decode()
