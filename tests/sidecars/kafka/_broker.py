@@ -91,13 +91,17 @@ class KafkaBroker:
         return await self.producer.send_and_wait(self.config.topic, value=body, key=key or self.account_key(body),
                                                  headers=headers, partition=partition)  # fmt: skip
 
-    async def publish_many(self, bodies: list[bytes], chunk: int = 1000, keys: list[bytes | None] | None = None) -> None:
+    async def publish_many(self, bodies: list[bytes], chunk: int = 1000,
+                           keys: list[bytes | None] | None = None) -> list[tuple[str, int, int]]:  # fmt: skip
+        """Produce ``bodies`` in order (key: the account); their coordinates (topic, partition, offset)."""
         assert self.producer is not None
+        out: list[tuple[str, int, int]] = []
         for start in range(0, len(bodies), chunk):
             futures = [await self.producer.send(self.config.topic, value=b,
                                                 key=(keys[start + i] if keys else self.account_key(b)))
                        for i, b in enumerate(bodies[start : start + chunk])]  # fmt: skip
-            await asyncio.gather(*futures)
+            out.extend((m.topic, m.partition, m.offset) for m in await asyncio.gather(*futures))
+        return out
 
     async def read_new(self, topic: str) -> list[Any]:
         """Records of ``topic`` after what an earlier call returned (no group: assign + seek)."""

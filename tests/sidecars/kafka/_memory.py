@@ -116,11 +116,16 @@ class MemoryProducer:
     async def stop(self) -> None:
         self.started = False
 
+    def crash(self) -> None:
+        self.crashed = True
+
+    crashed = False
+
     async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> Record:  # fmt: skip
         await asyncio.sleep(0)
-        if self.kafka.down:
-            raise errors.KafkaConnectionError("the in-memory broker is down")
+        if self.kafka.down or self.crashed:
+            raise errors.KafkaConnectionError("the in-memory broker is down" if self.kafka.down else "crashed")
         refuse = self.kafka.refuse.get(topic)
         size = len(value or b"") + len(key or b"") + sum(len(k) + len(v) for k, v in headers or ())
         if refuse is not None and (error := refuse(size)) is not None:
@@ -178,6 +183,20 @@ class MemoryConsumer:
                 if member.listener is not None:
                     await member.listener.on_partitions_assigned(set(member.assigned))
                 member._assignment_ready.set()
+
+    def crash(self) -> None:
+        """kill -9: gone from the group at once (no revoke, no commit; the others get its
+        partitions from the last commit), and nothing it calls afterwards takes effect."""
+        self.crashed = True
+        self.stopped = True
+        group = self.kafka.group(self.group_id)
+        if self in group.members:
+            group.members.remove(self)
+            self.assigned = set()
+            if group.members:
+                asyncio.get_running_loop().create_task(group.members[0]._rebalance(group))
+
+    crashed = False
 
     async def stop(self) -> None:
         if self.stopped:
@@ -243,8 +262,8 @@ class MemoryConsumer:
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         await asyncio.sleep(0)
-        if self.kafka.down:
-            raise errors.KafkaConnectionError("the in-memory broker is down")
+        if self.kafka.down or self.crashed:
+            raise errors.KafkaConnectionError("the in-memory broker is down" if self.kafka.down else "crashed")
         group = self.kafka.group(self.group_id)
         for tp in offsets:
             if tp not in self.assigned:
