@@ -97,6 +97,28 @@ def test_every_broker_is_in_the_contracts_that_name_the_brokers():
     assert brokers <= set(by_id["production-code-never-imports-the-test-kit"]["source_modules"])
 
 
+def test_no_module_imports_another_packages_private_module():
+    """``wojak.engine.domain._orders`` is the domain package's own business: another package imports
+    what ``wojak.engine.domain`` exports. (Tests may look inside; the code may not.)"""
+    import ast
+
+    offences = []
+    for root in SOURCE_ROOTS:
+        for path in (root / "wojak").rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            package = parts[:-1]  # the importing module's package (for __init__: the package itself)
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else (
+                    [a.name for a in node.names] if isinstance(node, ast.Import) else [])  # fmt: skip
+                for name in names:
+                    bits = tuple(name.split("."))
+                    private = next((i for i, bit in enumerate(bits) if bit.startswith("_") and not bit.startswith("__")), None)
+                    # a private module belongs to its package: only modules inside that package import it
+                    if private is not None and package[:private] != bits[:private]:
+                        offences.append(f"{'.'.join(parts)} imports {name}")
+    assert not offences, "\n".join(offences)
+
+
 def test_broker_sdks_are_imported_only_inside_their_sidecar_package():
     sdks = {"aio_pika": "rabbitmq", "aiokafka": "kafka", "boto3": None, "google.cloud": "pubsub"}
     for path in [p for root in SOURCE_ROOTS for p in (root / "wojak").rglob("*.py")]:
@@ -106,5 +128,5 @@ def test_broker_sdks_are_imported_only_inside_their_sidecar_package():
                 rel = path.relative_to(ROOT).as_posix().split("/", 2)[2]  # engine/wojak/X -> X
                 allowed = rel.startswith("sidecars/") and home is not None and f"/{home}/" in f"/{rel}"
                 # boto3 is also the engine's AWS client: the Lambda venue and the SQS escalation sink
-                allowed |= sdk == "boto3" and rel.startswith(("sidecars/", "engine/venue/", "engine/escalation/", "engine/risk/"))
+                allowed |= sdk == "boto3" and rel.startswith(("sidecars/", "engine/venue/", "engine/escalation/"))
                 assert allowed, f"{rel} imports {sdk}"

@@ -23,12 +23,10 @@ from wojak.engine.protocol import MessageType, Verdict, default_socket_path, req
 from wojak.engine.reconcile import Reconciler
 from wojak.engine.escalation import EscalationDelivery, open_sink
 from wojak.engine.health import EngineHealth
-from wojak.engine.risk import RiskEngine, load_risk_config
-from wojak.engine.risk._reload import RiskConfigWatcher, file_sha256
+from wojak.engine.risk import RiskConfigWatcher, RiskEngine, file_sha256, load_risk_config
 from wojak.engine.service import OrderService
 from wojak.engine.store import open_store
-from wojak.engine.transport import EngineServer
-from wojak.engine.transport._server import DEFAULT_MAX_FRAME_BYTES
+from wojak.engine.transport import DEFAULT_MAX_FRAME_BYTES, EngineServer
 from wojak.engine.venue import InProcessSandboxVenue, LambdaVenue, LambdaVenueConfig
 from wojak.engine.venue.sandbox import SandboxConfig
 

@@ -33,8 +33,7 @@ from typing import Any, Callable
 
 from wojak.engine.domain import TRANSITIONS, Order, OrderEvent, OrderState
 from wojak.engine.store import Execution
-from wojak.engine.venue import VenueError, VenueReport, VenueStatus
-from wojak.engine.venue._checks import check_report
+from wojak.engine.venue import VenueError, VenueReport, VenueStatus, check_report
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterator, Mapping
 
 from wojak.engine._faults import crash_point
-from wojak.engine.domain import FINAL_STATES, Order, OrderEvent, OrderState
-from wojak.engine.domain._orders import OPEN_STATES
+from wojak.engine.domain import FINAL_STATES, OPEN_STATES, Order, OrderEvent, OrderState
 from wojak.engine.protocol import (
     PRINCIPAL_MISSING,
     FieldError,
@@ -46,8 +45,7 @@ from wojak.engine.protocol import (
 )
 from wojak.engine.risk import Action, RiskEngine
 from wojak.engine.store import TICK_APPLIED, AccountView, Execution, Store, StoreUnavailable
-from wojak.engine.venue import Venue, VenueError, VenueReport, VenueStatus
-from wojak.engine.venue._checks import check_report, fill_price
+from wojak.engine.venue import Venue, VenueError, VenueReport, VenueStatus, check_report, fill_price
 
 log = logging.getLogger(__name__)
 

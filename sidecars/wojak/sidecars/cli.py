@@ -7,6 +7,7 @@ Each sidecar's modules, and so its broker SDK, are imported only when it is the 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -40,39 +41,34 @@ def cmd_sidecar_http(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sidecar_rabbitmq(args: argparse.Namespace) -> int:
+# The broker sidecars, `wojak sidecar <name>`: each is the package wojak.sidecars.<name> (the
+# template's files, docs/sidecar-kit.md: TITLE, Settings, serve) installed by the extra <name>.
+BROKERS = {
+    "rabbitmq": "RabbitMQ consumer (settings from WOJAK_SIDECAR_RABBITMQ_*)",
+    "kafka": "Kafka consumer group (settings from WOJAK_SIDECAR_KAFKA_*)",
+}
+
+
+def cmd_broker_sidecar(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from wojak.engine.protocol import SocketDirError
+    from wojak.engine.protocol.runtime import run
+
     try:
-        from wojak.engine.protocol.runtime import run
-        from wojak.sidecars.rabbitmq import RabbitMQSidecarSettings, serve
-    except ImportError as exc:
+        broker = importlib.import_module(f"wojak.sidecars.{args.source}")
+    except ImportError as exc:  # its SDK is missing: the package says which extra installs it
         return fail(str(exc))
     configure_logging(args.verbose)
     try:
-        config = RabbitMQSidecarSettings().to_config()
+        config = broker.Settings().to_config()
     except (ValidationError, ValueError) as exc:
-        return fail(f"RabbitMQ sidecar settings: {exc}")
-    log.info("RabbitMQ sidecar: %r, engine at ipc://%s", config, config.runner.engine_socket if config.runner else "")
-    run(serve(config))
-    return 0
-
-
-def cmd_sidecar_kafka(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    try:
-        from wojak.engine.protocol.runtime import run
-        from wojak.sidecars.kafka import KafkaSidecarSettings, serve
-    except ImportError as exc:
+        return fail(f"{broker.TITLE} sidecar settings: {exc}")
+    log.info("%s sidecar: %r, engine at ipc://%s", broker.TITLE, config, config.runner.engine_socket if config.runner else "")
+    try:  # a socket directory that is not this user's: refused before anything is sent
+        run(broker.serve(config))
+    except SocketDirError as exc:
         return fail(str(exc))
-    configure_logging(args.verbose)
-    try:
-        config = KafkaSidecarSettings().to_config()
-    except (ValidationError, ValueError) as exc:
-        return fail(f"Kafka sidecar settings: {exc}")
-    log.info("Kafka sidecar: %r, engine at ipc://%s", config, config.runner.engine_socket if config.runner else "")
-    run(serve(config))
     return 0
 
 
@@ -110,16 +106,14 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 
 
 def configure_sidecar(sub: Any) -> None:
-    """One command per sidecar on ``sub`` (subparsers): ``http``, ``rabbitmq``, ``kafka``."""
+    """One command per sidecar on ``sub`` (subparsers): ``http`` and each of ``BROKERS``."""
     http = sub.add_parser("http", help="HTTP intake (settings from WOJAK_SIDECAR_*, WOJAK_API_KEYS)")
     http.add_argument("-v", "--verbose", action="store_true")
     http.set_defaults(func=cmd_sidecar_http, extra="http")
-    rabbitmq = sub.add_parser("rabbitmq", help="RabbitMQ consumer (settings from WOJAK_SIDECAR_RABBITMQ_*)")
-    rabbitmq.add_argument("-v", "--verbose", action="store_true")
-    rabbitmq.set_defaults(func=cmd_sidecar_rabbitmq, extra="rabbitmq")
-    kafka = sub.add_parser("kafka", help="Kafka consumer group (settings from WOJAK_SIDECAR_KAFKA_*)")
-    kafka.add_argument("-v", "--verbose", action="store_true")
-    kafka.set_defaults(func=cmd_sidecar_kafka, extra="kafka")
+    for name, title in BROKERS.items():
+        broker = sub.add_parser(name, help=title)
+        broker.add_argument("-v", "--verbose", action="store_true")
+        broker.set_defaults(func=cmd_broker_sidecar, extra=name)
 
 
 def add_keys_command(sub: Any) -> None:

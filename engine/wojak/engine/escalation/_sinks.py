@@ -26,7 +26,7 @@ from typing import Any, Mapping, Protocol
 from urllib.parse import parse_qs, urlparse
 
 from wojak.engine.protocol import InsecureTransportError, require_secure
-from wojak.engine.risk._sqs_sink import SinkError, SqsSink, body as _body
+from wojak.engine.escalation._sqs import SinkError, SqsSink, body as _body
 
 TIMESTAMP_HEADER = "X-Wojak-Timestamp"
 SIGNATURE_HEADER = "X-Wojak-Signature"

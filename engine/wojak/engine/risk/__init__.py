@@ -11,6 +11,7 @@ from wojak.engine.risk._config import (
     demo_risk_config_path,
     load_risk_config,
 )
+from wojak.engine.risk._reload import RiskConfigWatcher, file_sha256
 
 __all__ = [
     "AccountView",
@@ -20,12 +21,14 @@ __all__ = [
     "Instrument",
     "RiskConfig",
     "RiskConfigError",
+    "RiskConfigWatcher",
     "RiskEngine",
     "Rule",
     "TradingState",
     "daily_loss",
     "default_risk_config",
     "demo_risk_config_path",
+    "file_sha256",
     "gross_exposure",
     "load_risk_config",
 ]

@@ -21,12 +21,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
-from wojak.engine.domain import Order, Position, Side
+from wojak.engine.domain import AccountView, Order, Position, Side
 from wojak.engine.risk._config import Action, Instrument, Limits, RiskConfig, TradingState
 
 log = logging.getLogger(__name__)
@@ -149,31 +149,6 @@ class _Context:
 
 
 Rule = Callable[[_Context], "Breach | None"]
-
-
-@dataclass(slots=True)
-class AccountView:
-    """What the checks read of an account. The store hands ``decide`` its own view with the
-    same attributes (``wojak.engine.store.AccountView``); this one is for callers outside a
-    store (tests, benchmarks). Risk does not import the store (engine layers)."""
-
-    account: str
-    positions: dict[str, Position]
-    day: str = ""
-    realised_today: Decimal = ZERO
-    orders_last_second: int = 0
-    orders_last_minute: int = 0
-    state: str | None = None
-    halt: str | None = None
-    now: float = 0.0
-    loss_per_unit: Decimal = ZERO
-    sod_prices: Mapping[str, Decimal] = field(default_factory=dict)  # start-of-day price by symbol
-
-    def position(self, symbol: str) -> Position:
-        p = self.positions.get(symbol)
-        if p is None:
-            p = self.positions[symbol] = Position(self.account, symbol)
-        return p
 
 
 def _trading_state(ctx: _Context) -> Breach | None:

@@ -21,12 +21,11 @@ The order path uses two batched calls, each atomic and each safe to crash after:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Protocol, Sequence
-from urllib.parse import parse_qs, urlparse
+from typing import Any, Callable, Protocol, Sequence
 
-from wojak.engine.domain import Order, OrderState, Position
+from wojak.engine.domain import AccountView, Order, OrderState, Position
 
 
 class StoreUnavailable(RuntimeError):
@@ -72,43 +71,6 @@ class Execution:
     day: str = ""  # the exchange trading day the fill's realised P&L counts toward ("" = UTC today)
     pnl_quantum: Decimal | None = None  # realised P&L is rounded to this (the instrument's currency unit)
     applied: bool = False  # set by the store: False means another writer got there first
-
-
-@dataclass(slots=True)
-class AccountView:
-    """What risk sees of one account inside ``admit`` (the store keeps it current in a batch).
-
-    ``positions`` holds every symbol of the account the store knows (reservations included)
-    and, always, the order's own symbol (flat if new). ``realised_today`` is the realised
-    P&L of ``day``; ``orders_last_second`` / ``orders_last_minute`` count orders admitted
-    ``pending`` in the sliding windows ending now. ``state`` is the stored trading-state
-    override (``None``: the configuration decides). ``decide`` may set ``halt`` to a reason
-    to store the account as HALTED (e.g. on a daily-loss breach).
-
-    ``loss_per_unit`` (reset to 0 before each ``decide``) is what ``decide`` sets for an order
-    it passes: the loss per unit its fills are marked at the moment they fill (a limit price
-    worse than the last tick, times the multiplier). The store reserves it x quantity in the
-    position's ``pending_loss`` and releases it per unit as the order fills or closes, so the
-    daily-loss limit counts orders in flight on every replica.
-    """
-
-    account: str
-    positions: dict[str, Position]
-    day: str = ""
-    realised_today: Decimal = Decimal(0)
-    orders_last_second: int = 0
-    orders_last_minute: int = 0
-    state: str | None = None
-    halt: str | None = None
-    now: float = 0.0
-    loss_per_unit: Decimal = Decimal(0)
-    sod_prices: Mapping[str, Decimal] = field(default_factory=dict)  # start-of-day price by symbol (set by decide)
-
-    def position(self, symbol: str) -> Position:
-        p = self.positions.get(symbol)
-        if p is None:
-            p = self.positions[symbol] = Position(self.account, symbol)
-        return p
 
 
 def utc_day(now: float | None = None) -> str:
@@ -218,35 +180,3 @@ class Store(Protocol):
         orders it holds, so replicas never book one venue report twice and the order path
         (another owner) never submits a ``pending`` order the loop is releasing."""
         ...
-
-
-def open_store(url: str) -> Store:
-    """A store from its URL: ``sqlite:///PATH[?synchronous=normal|full|extra]`` (default full), or
-    ``couchbase://HOST[,HOST...]?bucket=NAME[&scope=S&collection=C&prefix=P]`` with credentials in
-    ``WOJAK_COUCHBASE_USERNAME`` / ``WOJAK_COUCHBASE_PASSWORD`` (``couchbases://`` for TLS)."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("couchbase", "couchbases"):
-        import os
-
-        from wojak.engine.store._couchbase import from_url
-
-        username = os.environ.get("WOJAK_COUCHBASE_USERNAME", "")
-        password = os.environ.get("WOJAK_COUCHBASE_PASSWORD", "")
-        if not username or not password:
-            raise ValueError(f"WOJAK_STORE={url!r}: set WOJAK_COUCHBASE_USERNAME and WOJAK_COUCHBASE_PASSWORD")
-        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        return from_url(parsed, options, username, password)
-    if parsed.scheme == "sqlite":
-        from wojak.engine.store._sqlite import SQLiteStore
-
-        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        # sqlite:///relative/path and sqlite:////absolute/path, as in SQLAlchemy
-        path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
-        if parsed.netloc or not path:
-            raise ValueError(f"WOJAK_STORE={url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
-        try:
-            min_free = int(options.get("min_free_bytes", 1 << 20))
-        except ValueError:
-            raise ValueError(f"WOJAK_STORE={url!r}: min_free_bytes must be a whole number of bytes") from None
-        return SQLiteStore(path, synchronous=options.get("synchronous", "full"), min_free_bytes=min_free)
-    raise ValueError(f"WOJAK_STORE={url!r}: unsupported scheme {parsed.scheme!r} (use sqlite:///PATH or couchbase://HOST?bucket=NAME)")

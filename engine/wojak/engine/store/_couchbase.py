@@ -103,11 +103,9 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
-from wojak.engine.domain import Order, OrderState, Position, Side
-from wojak.engine.domain._orders import OPEN_STATES
+from wojak.engine.domain import OPEN_STATES, AccountView, Order, OrderState, Position, Side
 from wojak.engine.store._base import (
     TICK_APPLIED,
-    AccountView,
     Decide,
     Execution,
     JudgeTick,

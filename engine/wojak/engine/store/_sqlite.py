@@ -17,10 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from wojak.engine.domain import Order, OrderState, Position, Side
+from wojak.engine.domain import AccountView, Order, OrderState, Position, Side
 from wojak.engine.store._base import (
     TICK_APPLIED,
-    AccountView,
     Decide,
     Execution,
     JudgeTick,

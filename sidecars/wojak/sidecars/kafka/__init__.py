@@ -15,4 +15,8 @@ except ImportError as exc:  # pragma: no cover
 from wojak.sidecars.kafka.config import KafkaSidecarConfig, KafkaSidecarSettings
 from wojak.sidecars.kafka.source import KafkaMessage, KafkaSource, serve
 
-__all__ = ["KafkaMessage", "KafkaSidecarConfig", "KafkaSidecarSettings", "KafkaSource", "serve"]
+# What `wojak sidecar kafka` runs (every broker package names the same three: docs/sidecar-kit.md)
+TITLE = "Kafka"
+Settings = KafkaSidecarSettings
+
+__all__ = ["TITLE", "KafkaMessage", "KafkaSidecarConfig", "KafkaSidecarSettings", "KafkaSource", "Settings", "serve"]

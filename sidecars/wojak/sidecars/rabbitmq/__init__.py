@@ -8,11 +8,14 @@ message's ``reply_to`` (or the configured reply exchange).
 try:
     import aio_pika as _aio_pika  # noqa: F401  (the SDK is imported only in this package)
 except ImportError as exc:  # pragma: no cover
-    raise ImportError(
-        "the RabbitMQ sidecar needs aio-pika: pip install 'wojak[rabbitmq]'"
-    ) from exc
+    raise ImportError("the RabbitMQ sidecar needs aio-pika: pip install 'wojak[rabbitmq]'") from exc
 
 from wojak.sidecars.rabbitmq.config import RabbitMQSidecarConfig, RabbitMQSidecarSettings
 from wojak.sidecars.rabbitmq.source import RabbitMQMessage, RabbitMQSource, serve
 
-__all__ = ["RabbitMQMessage", "RabbitMQSidecarConfig", "RabbitMQSidecarSettings", "RabbitMQSource", "serve"]
+# What `wojak sidecar rabbitmq` runs (every broker package names the same three: docs/sidecar-kit.md)
+TITLE = "RabbitMQ"
+Settings = RabbitMQSidecarSettings
+
+__all__ = ["TITLE", "RabbitMQMessage", "RabbitMQSidecarConfig", "RabbitMQSidecarSettings", "RabbitMQSource", "Settings",
+           "serve"]  # fmt: skip

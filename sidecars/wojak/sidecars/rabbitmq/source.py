@@ -70,7 +70,6 @@ import asyncio
 import hashlib
 import logging
 import struct
-import sys
 from typing import Any, AsyncIterator
 
 import aio_pika
@@ -80,7 +79,7 @@ from pamqp import encode as _amqp_encode
 from pamqp.header import ContentHeader
 from prometheus_client import Counter
 
-from wojak.engine.protocol import SocketDirError, default_socket_path
+from wojak.engine.protocol import default_socket_path
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
 from wojak.sidecars._core.settings import RunnerConfig
@@ -456,14 +455,7 @@ class RabbitMQSource(BrokerSource):
 
 
 async def serve(config: RabbitMQSidecarConfig, *, stop: asyncio.Event | None = None) -> None:
-    """The RabbitMQ sidecar until SIGTERM/SIGINT (or ``stop``): consume, drain, exit.
-
-    A socket directory that is not this user's (another user's listener, a symlink) is
-    refused before anything is sent: one line naming WOJAK_ENGINE_SOCKET, exit 2."""
-    runner = config.runner or RunnerConfig(engine_socket=default_socket_path())
+    """The RabbitMQ sidecar until SIGTERM/SIGINT (or ``stop``): consume, drain, exit."""
     metrics = SidecarMetrics(RabbitMQSource.name)
-    try:
-        await serve_sidecar(RabbitMQSource(config, metrics), runner, stop=stop, metrics=metrics)
-    except SocketDirError as exc:
-        print(f"wojak: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    runner = config.runner or RunnerConfig(engine_socket=default_socket_path())
+    await serve_sidecar(RabbitMQSource(config, metrics), runner, stop=stop, metrics=metrics)

@@ -1,6 +1,5 @@
-"""The SQS escalation sink (boto3, imported lazily). It lives here because boto3 may be
-imported only by sidecars, venues and risk (tests/test_architecture.py); the
-``wojak.engine.escalation`` package re-exports it with the webhook sink."""
+"""The SQS escalation sink (boto3, imported lazily); ``wojak.engine.escalation`` exports it with
+the webhook sink."""
 
 from __future__ import annotations
 
@@ -35,7 +34,7 @@ class SqsSink:
         try:
             import boto3  # noqa: F401 - lazily: only this sink needs it
         except ImportError as exc:
-            raise ImportError("the SQS escalation sink needs boto3: pip install 'wojak[sqs]'") from exc
+            raise ImportError("the SQS escalation sink needs boto3: pip install 'wojak[lambda]'") from exc
         self.queue, self.endpoint_url, self.region = queue, endpoint_url, region
         self._client: Any = None
         self._queue_url: str | None = queue if queue.startswith(("http://", "https://")) else None
