@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -91,14 +91,16 @@ class KafkaBroker:
         return await self.producer.send_and_wait(self.config.topic, value=body, key=key or self.account_key(body),
                                                  headers=headers, partition=partition)  # fmt: skip
 
-    async def publish_many(self, bodies: list[bytes], chunk: int = 1000,
-                           keys: list[bytes | None] | None = None) -> list[tuple[str, int, int]]:  # fmt: skip
-        """Produce ``bodies`` in order (key: the account); their coordinates (topic, partition, offset)."""
+    async def publish_many(self, bodies: list[bytes], chunk: int = 1000, keys: list[bytes | None] | None = None,
+                           partition_of: Callable[[bytes], int] | None = None) -> list[tuple[str, int, int]]:  # fmt: skip
+        """Produce ``bodies`` in order (key: the account; partition: the key's hash, or
+        ``partition_of(body)``); their coordinates (topic, partition, offset)."""
         assert self.producer is not None
         out: list[tuple[str, int, int]] = []
         for start in range(0, len(bodies), chunk):
             futures = [await self.producer.send(self.config.topic, value=b,
-                                                key=(keys[start + i] if keys else self.account_key(b)))
+                                                key=(keys[start + i] if keys else self.account_key(b)),
+                                                partition=partition_of(b) if partition_of else None)
                        for i, b in enumerate(bodies[start : start + chunk])]  # fmt: skip
             out.extend((m.topic, m.partition, m.offset) for m in await asyncio.gather(*futures))
         return out
