@@ -130,3 +130,28 @@ def test_broker_sdks_are_imported_only_inside_their_sidecar_package():
                 # boto3 is also the engine's AWS client: the Lambda venue and the SQS escalation sink
                 allowed |= sdk == "boto3" and rel.startswith(("sidecars/", "engine/venue/", "engine/escalation/"))
                 assert allowed, f"{rel} imports {sdk}"
+
+
+def test_every_error_of_the_project_is_a_wojak_error():
+    """One root type (wojak.errors.WojakError): a command line catches it and prints one line."""
+    import importlib
+    import pkgutil
+
+    import wojak.engine
+    import wojak.sidecars
+    from wojak.errors import WojakError
+
+    skip = ("wojak.sidecars._template", "wojak.sidecars.testing")  # not the product's code
+    errors = {}
+    for package in (wojak.engine, wojak.sidecars):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.startswith(skip):
+                continue
+            module = importlib.import_module(info.name)
+            for value in vars(module).values():
+                if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == info.name:
+                    errors[f"{info.name}.{value.__qualname__}"] = value
+    assert len(errors) >= 15, sorted(errors)
+    # private control flow inside one module (never leaves it) may use a bare Exception
+    outside = sorted(n for n, e in errors.items() if not issubclass(e, WojakError) and not e.__name__.startswith("_"))
+    assert not outside, outside

@@ -14,6 +14,8 @@ import os
 import signal
 from typing import Mapping
 
+from wojak.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 POINTS = ("validated", "admitted", "executed", "recorded", "replied")
@@ -38,7 +40,7 @@ def configure(env: Mapping[str, str] | None = None) -> frozenset[str]:
         return _armed
     unknown = wanted - set(POINTS)
     if unknown:
-        raise ValueError(f"{CRASH_ENV}: unknown point(s) {sorted(unknown)}; use {', '.join(POINTS)}")
+        raise ConfigError(f"{CRASH_ENV}: unknown point(s) {sorted(unknown)}; use {', '.join(POINTS)}")
     log.warning("TEST FAULTS ARMED (%s=1): the engine will SIGKILL itself at %s", TEST_SWITCH_ENV, ", ".join(sorted(wanted)))
     _armed = wanted
     return _armed

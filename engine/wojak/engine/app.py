@@ -29,6 +29,7 @@ from wojak.engine.store import open_store
 from wojak.engine.transport import DEFAULT_MAX_FRAME_BYTES, EngineServer
 from wojak.engine.venue import InProcessSandboxVenue, LambdaVenue, LambdaVenueConfig
 from wojak.engine.venue.sandbox import SandboxConfig
+from wojak.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class EngineSettings(BaseSettings):
 
     def to_config(self) -> "EngineConfig":
         if not (self.risk_config or "").strip():
-            raise ValueError(_NO_RISK_CONFIG)
+            raise ConfigError(_NO_RISK_CONFIG)
         return EngineConfig(
             socket=Path(self.socket.removeprefix("ipc://")),
             store=self.store,
@@ -100,9 +101,9 @@ def open_venue(url: str) -> Any:
         try:
             return LambdaVenue(LambdaVenueConfig.from_url(url))
         except ImportError as exc:
-            raise ValueError(f"WOJAK_VENUE={url!r}: {exc}") from None
+            raise ConfigError(f"WOJAK_VENUE={url!r}: {exc}") from None
         except ValueError as exc:
-            raise ValueError(f"WOJAK_VENUE={url!r}: {exc} "
+            raise ConfigError(f"WOJAK_VENUE={url!r}: {exc} "
                              "(use lambda://FUNCTION?endpoint=URL&region=R&timeout=SECONDS)") from None
     parsed = urlparse(url)
     if parsed.scheme in ("sandbox", "") and parsed.path in ("", "sandbox"):
@@ -111,13 +112,13 @@ def open_venue(url: str) -> Any:
         if "ledger" in options:
             env["WOJAK_SANDBOX_LEDGER"] = options["ledger"]
         return InProcessSandboxVenue(SandboxConfig.from_env(env))
-    raise ValueError(f"WOJAK_VENUE={url!r}: unsupported venue (use sandbox or lambda://FUNCTION?...)")
+    raise ConfigError(f"WOJAK_VENUE={url!r}: unsupported venue (use sandbox or lambda://FUNCTION?...)")
 
 
 async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = None) -> None:
     _faults.configure(os.environ)  # armed only with WOJAK_TEST_FAULTS=1
     if not config.risk_config:
-        raise ValueError(_NO_RISK_CONFIG)
+        raise ConfigError(_NO_RISK_CONFIG)
     risk = RiskEngine(load_risk_config(config.risk_config))
     sink = open_sink(config.escalation_sink, os.environ) if config.escalation_sink else None
     require_secure(config.store, "WOJAK_STORE")  # couchbase:// off loopback: couchbases://
@@ -126,12 +127,12 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
     metrics = EngineMetrics()
     venue_timeout = getattr(getattr(venue, "config", None), "timeout", None)
     if venue_timeout is not None and config.lease_seconds <= 2 * float(venue_timeout):
-        raise ValueError(f"WOJAK_ENGINE_LEASE_SECONDS={config.lease_seconds:g} must exceed twice the venue timeout "
+        raise ConfigError(f"WOJAK_ENGINE_LEASE_SECONDS={config.lease_seconds:g} must exceed twice the venue timeout "
                          f"({float(venue_timeout):g}s): a lease that lapses mid-call lets another replica submit again")
     engine_id = os.environ.get("WOJAK_ENGINE_ID") or f"{socket.gethostname()}:{config.socket}"
     cluster = os.environ.get("WOJAK_ENGINE_CLUSTER") or None
     if risk.has_homes and cluster is None:
-        raise ValueError("the risk config assigns accounts home clusters: set WOJAK_ENGINE_CLUSTER to this cluster's name")
+        raise ConfigError("the risk config assigns accounts home clusters: set WOJAK_ENGINE_CLUSTER to this cluster's name")
     service = OrderService(store, venue, risk, metrics, engine_id=engine_id, lease_seconds=config.lease_seconds,
                            cluster=cluster)  # fmt: skip
     background: list[asyncio.Task[None]] = []

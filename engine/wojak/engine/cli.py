@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from wojak.engine.protocol.runtime import configure_logging, fail, run_command
+from wojak.errors import WojakError
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from wojak.engine.app import EngineSettings, main
-    from wojak.engine.risk import RiskConfigError
-    from wojak.engine.transport import EngineAlreadyRunning, SocketDirError
 
     configure_logging(args.verbose)
     try:
@@ -33,7 +32,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
         main(config)
     except ValidationError as exc:
         return fail(f"engine settings: {exc}")
-    except (EngineAlreadyRunning, SocketDirError, RiskConfigError, ValueError) as exc:
+    except WojakError as exc:  # a setting it cannot use, another engine on the socket, ...: one line
         return fail(str(exc))
     return 0
 
@@ -175,11 +174,11 @@ def _report(args: argparse.Namespace, kind: str) -> int:
 
 
 def cmd_sandbox_package(args: argparse.Namespace) -> int:
-    from wojak.engine.venue.package import PackageError, build_package
+    from wojak.engine.venue.package import build_package
 
     try:
         pkg = build_package(args.output)
-    except (PackageError, OSError) as exc:
+    except (WojakError, OSError) as exc:
         return fail(f"sandbox package: {exc}")
     print(f"{pkg.path}  {pkg.size} bytes  sha256 {pkg.sha256}  (base64 {pkg.sha256_base64})")
     return 0

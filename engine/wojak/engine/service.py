@@ -303,6 +303,7 @@ class OrderService:
         to_execute: list[Order] = []
         to_lookup: list[Order] = []
         followers: list[tuple[int, Order, Order]] = []  # (index, request, leader record)
+        awaiting: list[tuple[int, Order]] = []  # (index, record): answered from the venue phase's outcome
         out: list[tuple[int, Reply]] = []
         seen: set[str] = set()
         for (i, request), (record, existed) in zip(orders, admitted):
@@ -322,26 +323,19 @@ class OrderService:
             elif record.state is OrderState.PENDING:
                 (to_lookup if existed else to_execute).append(record)
                 seen.add(key)
-                out.append((i, {"_await": record}))
+                awaiting.append((i, record))
             else:  # a new order that risk denied or escalated
                 out.append((i, _outcome(record)))
         if to_execute or to_lookup:
             await self._venue_phase(to_execute, to_lookup)
-        results: list[tuple[int, Reply]] = []
-        for i, reply in out:
-            record = reply.get("_await")
-            if record is None:
-                results.append((i, reply))
-            elif record.state is OrderState.PENDING:
-                results.append((i, _retry("venue_unavailable")))
-            else:
-                results.append((i, _outcome(record)))
+        for i, record in awaiting:
+            out.append((i, _retry("venue_unavailable") if record.state is OrderState.PENDING else _outcome(record)))
         for i, _request, leader in followers:
             if leader.state is OrderState.PENDING:
-                results.append((i, _retry("venue_unavailable")))
+                out.append((i, _retry("venue_unavailable")))
             else:
-                results.append((i, _outcome(leader, Verdict.DUPLICATE)))
-        return results
+                out.append((i, _outcome(leader, Verdict.DUPLICATE)))
+        return out
 
     def _decide(self, order: Order, view: AccountView) -> dict[str, Any] | None:
         view.sod_prices = self.sod_prices

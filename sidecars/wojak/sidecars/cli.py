@@ -14,6 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from wojak.engine.protocol.runtime import configure_logging, fail, run_command
+from wojak.errors import WojakError
 
 log = logging.getLogger("wojak")
 
@@ -27,14 +28,13 @@ def cmd_sidecar_http(args: argparse.Namespace) -> int:
     configure_logging(args.verbose)
     try:
         config = HttpSidecarSettings().to_config()
-    except (ValidationError, ValueError) as exc:
+    except (ValidationError, WojakError) as exc:
         return fail(f"HTTP sidecar settings: {exc}")
-    from wojak.engine.protocol import SocketDirError
     from wojak.engine.protocol.client import check_engine_socket
 
     try:  # before uvicorn starts: one line, not a start-up traceback
         check_engine_socket(config.engine_socket)
-    except SocketDirError as exc:
+    except WojakError as exc:
         return fail(str(exc))
     log.info("HTTP sidecar on http://%s:%d, engine at ipc://%s", config.host, config.port, config.engine_socket)
     run(serve(config))
@@ -52,7 +52,6 @@ BROKERS = {
 def cmd_broker_sidecar(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from wojak.engine.protocol import SocketDirError
     from wojak.engine.protocol.runtime import run
 
     try:
@@ -62,12 +61,12 @@ def cmd_broker_sidecar(args: argparse.Namespace) -> int:
     configure_logging(args.verbose)
     try:
         config = broker.Settings().to_config()
-    except (ValidationError, ValueError) as exc:
+    except (ValidationError, WojakError) as exc:
         return fail(f"{broker.TITLE} sidecar settings: {exc}")
     log.info("%s sidecar: %r, engine at ipc://%s", broker.TITLE, config, config.runner.engine_socket if config.runner else "")
-    try:  # a socket directory that is not this user's: refused before anything is sent
+    try:  # e.g. a socket directory that is not this user's: refused before anything is sent
         run(broker.serve(config))
-    except SocketDirError as exc:
+    except WojakError as exc:
         return fail(str(exc))
     return 0
 
@@ -87,7 +86,7 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 
     try:
         key, entry = new_key(args.name, args.accounts, args.scopes)
-    except ValueError as exc:  # unknown scope, bad account pattern, bad name: one line
+    except WojakError as exc:  # unknown scope, bad account pattern, bad name: one line
         message = re.sub(r"^principals\[0\](?: \([^)]*\))?: ", "", str(exc).strip()).splitlines()
         return fail(f"keys new: {message[0] if message else 'invalid key'}")
     if args.json:

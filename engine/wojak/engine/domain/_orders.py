@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from wojak.errors import WojakError
+
 
 class Side(str, enum.Enum):
     BUY = "buy"
@@ -72,7 +74,7 @@ FINAL_STATES = frozenset(OrderState) - {OrderState.INITIALIZED, OrderState.PENDI
 OPEN_STATES = frozenset({OrderState.PENDING, OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED})
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(WojakError, RuntimeError):
     def __init__(self, state: OrderState, event: OrderEvent) -> None:
         super().__init__(f"no transition from {state.value} on {event.value}")
         self.state, self.event = state, event

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlparse
 
 from wojak.engine.protocol import InsecureTransportError, require_secure
 from wojak.engine.escalation._sqs import SinkError, SqsSink, body as _body
+from wojak.errors import ConfigError
 
 TIMESTAMP_HEADER = "X-Wojak-Timestamp"
 SIGNATURE_HEADER = "X-Wojak-Signature"
@@ -76,7 +77,7 @@ class WebhookSink:
     def __init__(self, url: str, secret: bytes, timeout: float = 5.0, env: Mapping[str, str] | None = None) -> None:
         require_secure(url, SETTING, env)  # https://, or loopback
         if not secret:
-            raise ValueError(f"the escalation webhook needs a signing secret in {SECRET_ENV}")
+            raise ConfigError(f"the escalation webhook needs a signing secret in {SECRET_ENV}")
         self.url, self._secret, self.timeout = url, secret, timeout
 
     def __repr__(self) -> str:
@@ -117,16 +118,16 @@ def open_sink(url: str, env: Mapping[str, str]) -> EscalationSink:
         except InsecureTransportError:
             raise
         except ValueError as exc:
-            raise ValueError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: {exc}") from None
+            raise ConfigError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: {exc}") from None
     if parsed.scheme == "sqs":
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         queue = parsed.netloc + parsed.path
         if not queue:
-            raise ValueError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: write sqs://QUEUE?endpoint=URL&region=R")
+            raise ConfigError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: write sqs://QUEUE?endpoint=URL&region=R")
         try:
             return SqsSink(queue, options.get("endpoint"), options.get("region") or env.get("AWS_DEFAULT_REGION"), env=env)
         except InsecureTransportError:
             raise
         except ImportError as exc:
-            raise ValueError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: {exc}") from None
-    raise ValueError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: use http(s)://... (webhook) or sqs://QUEUE")
+            raise ConfigError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: {exc}") from None
+    raise ConfigError(f"WOJAK_ENGINE_ESCALATION_SINK={url!r}: use http(s)://... (webhook) or sqs://QUEUE")

@@ -9,9 +9,10 @@ import json
 from typing import Any, Mapping
 
 from wojak.engine.protocol import require_secure
+from wojak.errors import WojakError
 
 
-class SinkError(RuntimeError):
+class SinkError(WojakError, RuntimeError):
     """The sink did not acknowledge: the escalation stays in the outbox."""
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import msgpack
 
+from wojak.errors import WojakError
+
 PROTOCOL_VERSION = b"\x01"
 
 
@@ -28,7 +30,7 @@ class MessageType(bytes, enum.Enum):
 _TYPES = {t.value: t for t in MessageType}
 
 
-class ProtocolError(ValueError):
+class ProtocolError(WojakError, ValueError):
     """A frame sequence or body that is not valid protocol (the reason says which part)."""
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Iterable
 
+from wojak.errors import WojakError
+
 
 class Scope(str, enum.Enum):
     ORDERS_WRITE = "orders:write"  # submit and cancel orders of its accounts
@@ -34,7 +36,7 @@ ACCOUNT_NOT_PERMITTED = "account_not_permitted"
 PRINCIPAL_MISSING = "principal_missing"
 
 
-class PrincipalError(ValueError):
+class PrincipalError(WojakError, ValueError):
     """A principal (or a keys-file entry) that is not well formed; the message says which part."""
 
 

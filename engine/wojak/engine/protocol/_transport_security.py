@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from wojak.errors import ConfigError, WojakError
+
 ALLOW_INSECURE_ENV = "WOJAK_ALLOW_INSECURE_TRANSPORT"
 SOCKET_SETTING = "WOJAK_ENGINE_SOCKET"
 
@@ -28,11 +30,11 @@ SOCKET_SETTING = "WOJAK_ENGINE_SOCKET"
 _PLAIN = {"http": "https", "amqp": "amqps", "couchbase": "couchbases", "ws": "wss"}
 
 
-class InsecureTransportError(ValueError):
+class InsecureTransportError(ConfigError):
     """A plain-text endpoint off loopback; the message names the setting and the way out."""
 
 
-class SocketDirError(RuntimeError):
+class SocketDirError(WojakError, RuntimeError):
     """The IPC socket's directory is not private to this user (a symlink, another owner, ...)."""
 
 

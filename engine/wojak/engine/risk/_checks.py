@@ -7,10 +7,10 @@ positions with their reservations, today's realised P&L, the order-rate window a
 stored trading-state override), which ``decide`` receives inside the store's atomic admit,
 so several engine replicas enforce one limit together.
 
-``check`` has two paths with one meaning. The fast path (``RiskEngine._passes``) only asks
-"does any rule breach?", inline, skipping rules whose limits are unset and valuing gross
-exposure and daily loss in one pass over the account's positions (only if either limit is
-set); almost every order passes there. Anything else (a breach of any rule, shadow ones
+``check`` has two paths with one meaning. The fast path (``_fast.passes``, beside this module)
+only asks "does any rule breach?", inline, skipping rules whose limits are unset and valuing
+gross exposure and daily loss in one pass over the account's positions (only if either limit
+is set); almost every order passes there. Anything else (a breach of any rule, shadow ones
 included, an unknown symbol, a non-ACTIVE trading state) goes through the rule functions
 below, each seeing one ``_Context``, which build the ``Decision`` with every breach in rule
 order. ``tests/engine/risk/test_fast_path.py`` checks the two agree.
@@ -26,44 +26,12 @@ from decimal import Decimal
 from typing import Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
-from wojak.engine.domain import AccountView, Order, Position, Side
+from wojak.engine.domain import AccountView, Order, Position
 from wojak.engine.risk._config import Action, Instrument, Limits, RiskConfig, TradingState
+from wojak.engine.risk._decision import ONE, PASSED, ZERO, Breach, Decision
+from wojak.engine.risk._fast import passes
 
 log = logging.getLogger(__name__)
-ZERO = Decimal(0)
-ONE = Decimal(1)
-HUNDRED = Decimal(100)
-_BUY = Side.BUY
-
-
-@dataclass(frozen=True, slots=True)
-class Breach:
-    rule: str
-    code: str  # stable reason code, e.g. "max_order_quantity_exceeded"
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The outcome of the checks: ``action`` None means the order may go to the venue.
-
-    ``shadow`` lists breaches of rules in shadow mode (logged, not enforced); ``halt`` is
-    set when the account must be stored HALTED (a daily-loss breach). ``loss_per_unit`` is,
-    for an order that passes, the loss per unit its fills are marked at the moment they fill
-    (see ``RiskEngine.loss_per_unit``): the store reserves it as the position's ``pending_loss``."""
-
-    action: Action | None
-    breaches: tuple[Breach, ...] = ()
-    shadow: tuple[tuple[Action, Breach], ...] = ()
-    halt: str | None = None
-    loss_per_unit: Decimal = ZERO
-
-    @property
-    def reason(self) -> str | None:
-        return ",".join(b.code for b in self.breaches) or None
-
-
-PASSED = Decision(None)
 
 
 @dataclass(slots=True)
@@ -443,137 +411,15 @@ class RiskEngine:
             if now is None:
                 now = time.time()
             self.trading_day(now)
-        passed = self._passes(order, view, prices, tick_at, now)
+        passed = passes(self, order, view, prices, tick_at, now)
         if passed is not None:
             return passed
         return self._check_rules(order, view, prices, tick_at, time.time() if now is None else now)
 
     def _passes(self, order: Order, view: AccountView, prices: Mapping[str, Decimal],
                 tick_at: Mapping[str, float] | None, now: float | None) -> Decision | None:  # fmt: skip
-        """The fast path: the passing ``Decision`` if no rule (shadow ones included) breaches,
-        else None (``_check_rules`` then builds the decision). Same tests as the rules."""
-        symbol = order.symbol
-        spec = self._specs.get(symbol)
-        if spec is None:
-            return None  # unknown symbol
-        if view.state is not None or not self._all_active:
-            if self.trading_state(order.account, view.state) is not TradingState.ACTIVE:
-                return None
-        positions = view.positions
-        position = positions.get(symbol)
-        if position is None:
-            position = view.position(symbol)
-        quantity = order.quantity
-        price = order.limit_price
-        buy = order.side is _BUY
-        last = prices.get(symbol)
-        multiplier = spec.big_multiplier
-
-        limit = spec.max_order_quantity
-        if limit is not None and quantity > limit:
-            return None
-        limit = spec.max_order_notional
-        if limit is not None:
-            ref = price if price is not None else last
-            if ref is None:
-                return None
-            notional = quantity * ref
-            if multiplier is not None:
-                notional *= multiplier
-            if notional > limit:
-                return None
-        limit = spec.max_position
-        if limit is not None:
-            if buy:
-                worst = position.quantity + position.pending_buy + quantity
-                short = position.quantity - position.pending_sell
-            else:
-                worst = position.quantity + position.pending_buy
-                short = position.quantity - position.pending_sell - quantity
-            if worst < -short:
-                worst = -short
-            if worst > limit:
-                return None
-        band = spec.price_band_percent
-        if band is not None and price is not None:
-            if last is None or abs(price - last) * HUNDRED > band * last:
-                return None
-        if price is None:
-            limit = spec.stale_tick_seconds
-            if limit is not None:
-                at = None if tick_at is None else tick_at.get(symbol)
-                if at is None or (time.time() if now is None else now) - at > limit:
-                    return None
-        if spec.expiry_window:
-            today = self._today
-            if not spec.expiry_fast:
-                return None
-            if (spec.first_day is not None and today < spec.first_day) or (spec.last_day is not None and today > spec.last_day):
-                return None
-
-        # the loss a fill of this order is marked at at once (limit worse than the last tick)
-        per_unit = ZERO
-        if price is not None and last is not None:
-            worse = price - last if buy else last - price
-            if worse > ZERO:
-                per_unit = worse if multiplier is None else worse * multiplier
-
-        acct = self._accounts.get(order.account) or self._default_account
-        per_second, per_minute = acct.max_orders_per_second, acct.max_orders_per_minute
-        if per_second is not None and view.orders_last_second + 1 > per_second:
-            return None
-        if per_minute is not None and view.orders_last_minute + 1 > per_minute:
-            return None
-        max_exposure, max_loss = acct.max_gross_exposure, acct.max_daily_loss
-        if max_exposure is not None or max_loss is not None:
-            if max_exposure is not None and last is None and price is None:
-                return None  # no price to value the order's own symbol
-            own_price = price if last is None else last
-            exposure = ZERO
-            pnl = view.realised_today
-            sod_prices = view.sod_prices
-            big = self._big_multipliers
-            for sym, p in positions.items():
-                held = p.quantity
-                m = big.get(sym)
-                mark = prices.get(sym)
-                if max_exposure is not None:
-                    # max(|long|, |short|) of the worst cases, as in gross_exposure()
-                    pending = p.pending_buy
-                    long = held + pending if pending else held
-                    pending = p.pending_sell
-                    short = held - pending if pending else held
-                    if sym == symbol:
-                        if buy:
-                            long += quantity
-                        else:
-                            short -= quantity
-                    if short >= ZERO:
-                        size = long
-                    elif long <= ZERO:
-                        size = -short
-                    else:
-                        size = long if long >= -short else -short
-                    if size:
-                        value = size * (mark if mark is not None else own_price if sym == symbol else p.average_price)
-                        exposure += value if m is None else value * m
-                if max_loss is not None:
-                    pending = p.pending_loss
-                    if pending:
-                        pnl -= pending
-                    if held and mark is not None:
-                        marked = (mark - p.average_price) * held
-                        pnl += marked if m is None else marked * m
-                    sod = p.start_of_day_mark(sod_prices.get(sym), view.day)
-                    if sod:
-                        pnl -= sod if m is None else sod * m
-            if max_exposure is not None and exposure > max_exposure:
-                return None
-            if max_loss is not None and (-pnl + per_unit * quantity if per_unit else -pnl) > max_loss:
-                return None
-        if per_unit:
-            return Decision(None, loss_per_unit=per_unit)
-        return PASSED
+        """The fast path alone (``check`` calls ``_fast.passes`` itself; tests compare the two paths)."""
+        return passes(self, order, view, prices, tick_at, now)
 
     def _check_rules(self, order: Order, view: AccountView, prices: Mapping[str, Decimal],
                      tick_at: Mapping[str, float] | None, now: float) -> Decision:  # fmt: skip

@@ -22,6 +22,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from wojak.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -170,7 +172,7 @@ class RiskConfig(_Frozen):
         return value
 
 
-class RiskConfigError(ValueError):
+class RiskConfigError(ConfigError):
     """The risk configuration is unusable; the message names the file and each bad setting."""
 
 

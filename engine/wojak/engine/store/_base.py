@@ -26,9 +26,10 @@ from decimal import Decimal
 from typing import Any, Callable, Protocol, Sequence
 
 from wojak.engine.domain import AccountView, Order, OrderState, Position
+from wojak.errors import WojakError
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(WojakError, RuntimeError):
     """The store cannot be reached right now: the engine answers `retry`."""
 
 

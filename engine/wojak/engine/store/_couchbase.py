@@ -94,14 +94,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import random
-import socket
-import re
 import time
-import uuid
-from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Sequence
 
 from wojak.engine.domain import OPEN_STATES, AccountView, Order, OrderState, Position, Side
 from wojak.engine.store._base import (
@@ -113,418 +108,44 @@ from wojak.engine.store._base import (
     Trade,
     utc_day,
 )
+from wojak.engine.store._couchbase_codec import (
+    account_matcher,
+    account_of,
+    coid_of,
+    days_ago,
+    doc_key,
+    new_position_doc,
+    next_account_doc,
+    order_doc,
+    order_from_doc,
+    path_key,
+    position_from_doc,
+    tick_from_doc,
+)
+from wojak.engine.store._couchbase_kv import CAS_ATTEMPTS, CouchbaseKV, backoff, resolve_ambiguous
+from wojak.engine.store._couchbase_sdk import EXTRA_HINT
+from wojak.errors import ConfigError
 
-T = TypeVar("T")
-EXTRA_HINT = "the Couchbase store needs the couchbase SDK: pip install 'wojak[couchbase]'"
-_CAS_ATTEMPTS = 2000  # contention on one position doc: every loser re-reads and re-decides
-_AMBIGUOUS_ATTEMPTS = 5
+__all__ = ["EXTRA_HINT", "CouchbaseStore", "from_url", "resolve_ambiguous"]
+
 _ZERO = Decimal(0)
 # states whose reservation is held: open at the venue, or a venue anomaly (held until people decide)
 _HOLDING = OPEN_STATES | {OrderState.VENUE_ANOMALY}
 
 
-def _sdk():
-    """The SDK modules, imported on first use."""
-    try:
-        import couchbase.exceptions as exc
-        import couchbase.subdocument as sd
-        from acouchbase.cluster import Cluster
-        from couchbase.auth import PasswordAuthenticator
-        from couchbase.options import (
-            ClusterOptions,
-            ClusterTimeoutOptions,
-            IncrementOptions,
-            InsertOptions,
-            MutateInOptions,
-            ReplaceOptions,
-            SignedInt64,
-        )
-        from couchbase.subdocument import StoreSemantics
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(EXTRA_HINT) from e
-    return _Sdk(exc, sd, Cluster, PasswordAuthenticator, ClusterOptions, ClusterTimeoutOptions, IncrementOptions,
-                InsertOptions, MutateInOptions, ReplaceOptions, SignedInt64, StoreSemantics)  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class _Sdk:
-    exc: Any
-    sd: Any
-    Cluster: Any
-    PasswordAuthenticator: Any
-    ClusterOptions: Any
-    ClusterTimeoutOptions: Any
-    IncrementOptions: Any
-    InsertOptions: Any
-    MutateInOptions: Any
-    ReplaceOptions: Any
-    SignedInt64: Any
-    StoreSemantics: Any
-
-    @property
-    def ambiguous(self) -> tuple[type[BaseException], ...]:
-        e = self.exc
-        return (e.AmbiguousTimeoutException, e.DurabilitySyncWriteAmbiguousException, e.RequestCanceledException)
-
-    @property
-    def unavailable(self) -> tuple[type[BaseException], ...]:
-        e = self.exc
-        return (e.AmbiguousTimeoutException, e.UnAmbiguousTimeoutException, e.TimeoutException,
-                e.ServiceUnavailableException, e.RequestCanceledException, e.TemporaryFailException,
-                e.MissingConnectionException, e.DurabilitySyncWriteAmbiguousException,
-                e.DurabilitySyncWriteInProgressException, e.DocumentLockedException)  # fmt: skip
-
-
-# -- encoding ---------------------------------------------------------------------------
-
-
-def _s(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _d(value: str | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
-
-
-def _path_key(value: str) -> str:
-    """A map key safe in a sub-document path (``.``, ``[``, ``]`` and backquote escaped)."""
-    for ch, rep in (("%", "%25"), (".", "%2E"), ("[", "%5B"), ("]", "%5D"), ("`", "%60")):
-        value = value.replace(ch, rep)
-    return value
-
-
-def _doc_key(value: str) -> str:
-    """A key component that cannot contain the ``::`` separator."""
-    return value.replace("%", "%25").replace(":", "%3A")
-
-
-def _order_doc(o: Order) -> dict[str, Any]:
-    doc = o.to_wire()
-    doc["fingerprint"] = o.fingerprint
-    doc["lease_owner"], doc["lease_until"] = o.lease_owner, o.lease_until
-    return doc
-
-
-def _order_from_doc(d: dict[str, Any]) -> Order:
-    return Order(
-        client_order_id=d["client_order_id"], account=d["account"], symbol=d["symbol"], side=Side(d["side"]),
-        quantity=Decimal(d["quantity"]), order_type=d["order_type"], limit_price=_d(d["limit_price"]),
-        time_in_force=d["time_in_force"], tag=d["tag"], fingerprint=d["fingerprint"], state=OrderState(d["state"]),
-        filled_quantity=Decimal(d["filled_quantity"]), average_price=_d(d["average_price"]),
-        venue_order_id=d["venue_order_id"], reason=d["reason"], created_at=d["created_at"], updated_at=d["updated_at"],
-        principal=d.get("principal"), lease_owner=d.get("lease_owner"), lease_until=d.get("lease_until") or 0.0,
-    )  # fmt: skip
-
-
-def _account_of(key: str) -> str:
-    """The account of an order key (``<account>/<coid>``) or trade id (``<account>/<coid>#<n>``)."""
-    return key.split("/", 1)[0]
-
-
-def _coid_of(key: str) -> str:
-    return key.split("/", 1)[1].split("#", 1)[0] if "/" in key else key
-
-
-def _account_matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
-    """fnmatch patterns with only ``*`` and ``?`` (as SQLite's GLOB reads them for these names)."""
-    regex = "|".join("".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in p) for p in patterns)
-    compiled = re.compile(f"(?:{regex})\\Z", re.DOTALL) if patterns else None
-    return (lambda account: compiled.match(account) is not None) if compiled else (lambda account: False)
-
-
-# what a stored tick always has (None if the tick had no such field): SQLite's columns
-_TICK_FIELDS = ("symbol", "bid", "ask", "last", "received_at", "sequence", "exchange_time", "version", "day", "sod_price")
-
-
-def _tick_from_doc(d: dict[str, Any]) -> dict[str, Any]:
-    """A stored tick as the store protocol returns it: the tick as judged, ``received_at`` and
-    ``version`` (without the doc's bookkeeping)."""
-    return {**dict.fromkeys(_TICK_FIELDS), **{k: v for k, v in d.items() if k not in ("_w", "p")}}
-
-
-def _position_from_doc(d: dict[str, Any] | None, account: str, symbol: str, exclude: str | None = None) -> Position:
-    if d is None:
-        return Position(account, symbol)
-    p = Position(account, symbol, Decimal(d["quantity"]), Decimal(d["average_price"]), Decimal(d["realised_pnl"]),
-                 sod_day=d.get("sod_day") or "", sod_quantity=Decimal(d.get("sod_quantity") or "0"),
-                 sod_average=Decimal(d.get("sod_average") or "0"))  # fmt: skip
-    for entry in d.get("res", {}).values():
-        q = Decimal(entry["q"])
-        if entry["c"] != exclude and q:
-            u = entry.get("u")
-            p.reserve(q, Decimal(u) * abs(q) if u else _ZERO)
-    return p
-
-
-def _new_position_doc(account: str, symbol: str) -> dict[str, Any]:
-    return {"account": account, "symbol": symbol, "quantity": "0", "average_price": "0", "realised_pnl": "0", "res": {}}
-
-
-def _token() -> str:
-    return uuid.uuid4().hex
-
-
-# -- ambiguity ---------------------------------------------------------------------------
-
-
-class _Outcome:
-    APPLIED = "applied"  # the document carries our write token
-    ABSENT = "absent"  # no document: the write did not land
-    OTHER = "other"  # another writer's version is there
-
-
-async def resolve_ambiguous(get: Callable[[str], Awaitable[dict[str, Any] | None]], key: str, token: str) -> str:
-    """After an ambiguous write of ``key`` stamped with ``token``: read it back and decide.
-
-    ``get`` returns the document (or None if absent). Never rewrites anything itself.
-    """
-    doc = await get(key)
-    if doc is None:
-        return _Outcome.ABSENT
-    return _Outcome.APPLIED if doc.get("_w") == token else _Outcome.OTHER
-
-
-class CouchbaseStore:
-    """The Store protocol on Couchbase (see the module docstring for the layout)."""
+class CouchbaseStore(CouchbaseKV):
+    """The Store protocol on Couchbase (see the module docstring for the layout), written in the
+    key-value primitives of ``CouchbaseKV``."""
 
     def __init__(self, connstr: str, username: str, password: str, bucket: str, scope: str | None = None,
                  collection: str | None = None, prefix: str = "", connect_timeout: float = 10.0,
                  kv_timeout: float = 2.5, orphan_after: float = 300.0) -> None:  # fmt: skip
-        _sdk()  # fail at construction, with the extra's name, if the SDK is missing
-        self.connstr, self.bucket_name = connstr, bucket
-        self.scope_name, self.collection_name = scope, collection
-        self.prefix = prefix
-        self.connect_timeout, self.kv_timeout, self.orphan_after = connect_timeout, kv_timeout, orphan_after
-        self._username, self._password = username, password
-        self._cluster: Any = None
-        self._coll: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock: asyncio.Lock | None = None
-        self._sdk = _sdk()
+        super().__init__(connstr, username, password, bucket, scope=scope, collection=collection, prefix=prefix,
+                         connect_timeout=connect_timeout, kv_timeout=kv_timeout)  # fmt: skip
+        self.orphan_after = orphan_after
 
     def __repr__(self) -> str:
         return f"CouchbaseStore({self.connstr!r}, bucket={self.bucket_name!r}, prefix={self.prefix!r})"
-
-    # -- connection -----------------------------------------------------------------
-
-    async def _c(self) -> Any:
-        """The collection, connecting on first use (on the running loop)."""
-        if self._coll is not None:
-            return self._coll
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self._coll is not None:
-                return self._coll
-            sdk = self._sdk
-            timeouts = sdk.ClusterTimeoutOptions(connect_timeout=timedelta(seconds=self.connect_timeout),
-                                                 kv_timeout=timedelta(seconds=self.kv_timeout))  # fmt: skip
-            options = sdk.ClusterOptions(sdk.PasswordAuthenticator(self._username, self._password),
-                                         timeout_options=timeouts)  # fmt: skip
-            cluster = None
-            try:
-                async with asyncio.timeout(self.connect_timeout + 1):
-                    cluster = await sdk.Cluster.connect(self.connstr, options)
-                    bucket = cluster.bucket(self.bucket_name)
-                    await bucket.on_connect()
-                    if self.scope_name or self.collection_name:
-                        coll = bucket.scope(self.scope_name or "_default").collection(self.collection_name or "_default")
-                    else:
-                        coll = bucket.default_collection()
-            except (TimeoutError, sdk.exc.CouchbaseException) as exc:
-                if cluster is not None:
-                    try:
-                        await cluster.close()
-                    except Exception:  # noqa: BLE001 - already failing
-                        pass
-                raise StoreUnavailable(
-                    f"couchbase {self.connstr} bucket {self.bucket_name!r}: cannot connect"
-                    f" ({type(exc).__name__}: {exc or 'no answer within ' + str(self.connect_timeout) + 's'})"
-                ) from exc
-            self._cluster, self._coll, self._loop = cluster, coll, asyncio.get_running_loop()
-            return coll
-
-    async def close(self) -> None:
-        cluster, self._cluster, self._coll = self._cluster, None, None
-        if cluster is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover
-            running = None
-        if running is self._loop and running is not None:
-            try:
-                await cluster.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection
-                pass
-
-    async def _guard(self, aw: Awaitable[T]) -> T:
-        try:
-            return await aw
-        except self._sdk.unavailable as exc:
-            raise StoreUnavailable(f"couchbase {self.connstr}: {type(exc).__name__}: {exc}") from exc
-
-    async def probe(self) -> None:
-        """Readiness: a heartbeat write (one upsert, under the store's KV timeout) goes through."""
-
-        async def run() -> None:
-            coll = await self._c()
-            await coll.upsert(self._k(f"health::{_doc_key(socket.gethostname())}"), {"at": time.time()})
-
-        await self._guard(run())
-
-    # -- key-value primitives ---------------------------------------------------------
-
-    def _k(self, key: str) -> str:
-        return self.prefix + key
-
-    async def _get(self, key: str) -> tuple[dict[str, Any] | None, int]:
-        coll = await self._c()
-        try:
-            result = await coll.get(self._k(key))
-        except self._sdk.exc.DocumentNotFoundException:
-            return None, 0
-        return result.content_as[dict], result.cas
-
-    async def _get_doc(self, key: str) -> dict[str, Any] | None:
-        return (await self._get(key))[0]
-
-    async def _get_many(self, keys: list[str]) -> list[dict[str, Any] | None]:
-        out: list[dict[str, Any] | None] = []
-        for i in range(0, len(keys), 64):
-            out.extend(await asyncio.gather(*(self._get_doc(k) for k in keys[i : i + 64])))
-        return out
-
-    async def _insert(self, key: str, doc: dict[str, Any]) -> bool:
-        """Create ``key`` if absent: True if we created it, False if it already existed."""
-        return await self._insert_cas(key, doc) is not None
-
-    async def _insert_cas(self, key: str, doc: dict[str, Any]) -> int | None:
-        """Create ``key`` if absent: the new CAS if we created it, None if it already existed."""
-        coll = await self._c()
-        token = doc["_w"] = _token()
-        seen = {"cas": 0}
-
-        async def get(k: str) -> dict[str, Any] | None:
-            found, seen["cas"] = await self._get(k)
-            return found
-
-        for _ in range(_AMBIGUOUS_ATTEMPTS):
-            try:
-                return (await coll.insert(self._k(key), doc)).cas
-            except self._sdk.exc.DocumentExistsException:
-                # ours if an earlier ambiguous attempt of this very write landed
-                return seen["cas"] if await resolve_ambiguous(get, key, token) == _Outcome.APPLIED else None
-            except self._sdk.ambiguous:
-                outcome = await resolve_ambiguous(get, key, token)
-                if outcome != _Outcome.ABSENT:
-                    return seen["cas"] if outcome == _Outcome.APPLIED else None
-        raise StoreUnavailable(f"couchbase: insert of {key!r} stayed ambiguous")
-
-    async def _replace(self, key: str, doc: dict[str, Any], cas: int) -> bool:
-        """Replace ``key`` if it is still at ``cas``: False if another writer got there first."""
-        return await self._replace_cas(key, doc, cas) is not None
-
-    async def _replace_cas(self, key: str, doc: dict[str, Any], cas: int) -> int | None:
-        """Replace ``key`` if it is still at ``cas``: the new CAS, or None if another writer got
-        there first."""
-        coll = await self._c()
-        token = doc["_w"] = _token()
-        for _ in range(_AMBIGUOUS_ATTEMPTS):
-            try:
-                return (await coll.replace(self._k(key), doc, self._sdk.ReplaceOptions(cas=cas))).cas
-            except (self._sdk.exc.CasMismatchException, self._sdk.exc.DocumentNotFoundException,
-                    self._sdk.exc.DocumentExistsException):  # fmt: skip
-                return None
-            except self._sdk.ambiguous:
-                current, current_cas = await self._get(key)
-                if current is not None and current.get("_w") == token:
-                    return current_cas
-                if current is None or current_cas != cas:
-                    return None
-                # unchanged: the write did not land; the CAS makes a retry at-most-once
-        raise StoreUnavailable(f"couchbase: replace of {key!r} stayed ambiguous")
-
-    async def _put(self, key: str, doc: dict[str, Any], cas: int) -> bool:
-        """Insert (cas == 0) or replace at ``cas``; False on a lost race."""
-        return await self._put_cas(key, doc, cas) is not None
-
-    async def _put_cas(self, key: str, doc: dict[str, Any], cas: int) -> int | None:
-        """Insert (cas == 0) or replace at ``cas``: the new CAS, or None on a lost race."""
-        return await (self._insert_cas(key, doc) if cas == 0 else self._replace_cas(key, doc, cas))
-
-    async def _mutate(self, key: str, specs: list[Any], ignore: tuple[type[BaseException], ...] = ()) -> None:
-        """An idempotent sub-document mutation on an index doc, created if missing; retried."""
-        coll = await self._c()
-        options = self._sdk.MutateInOptions(store_semantics=self._sdk.StoreSemantics.UPSERT)
-        for _ in range(_AMBIGUOUS_ATTEMPTS):
-            try:
-                await coll.mutate_in(self._k(key), specs, options)
-                return
-            except ignore:
-                return
-            except self._sdk.ambiguous:
-                continue  # idempotent: doing it again is the lookup
-        raise StoreUnavailable(f"couchbase: sub-document update of {key!r} stayed ambiguous")
-
-    async def _index_add(self, key: str, value: str) -> None:
-        await self._mutate(key, [self._sdk.sd.array_addunique("k", value, create_parents=True)],
-                           ignore=(self._sdk.exc.PathExistsException,))  # fmt: skip
-
-    async def _index_list(self, key: str) -> list[str]:
-        doc = await self._get_doc(key)
-        return list(dict.fromkeys(doc.get("k", []))) if doc else []
-
-    async def _map_put(self, key: str, member: str, value: Any) -> None:
-        await self._mutate(key, [self._sdk.sd.upsert(f"m.{_path_key(member)}", value, create_parents=True)])
-
-    async def _map_remove(self, key: str, member: str) -> None:
-        coll = await self._c()
-        for _ in range(_AMBIGUOUS_ATTEMPTS):
-            try:
-                await coll.mutate_in(self._k(key), [self._sdk.sd.remove(f"m.{_path_key(member)}")])
-                return
-            except (self._sdk.exc.PathNotFoundException, self._sdk.exc.DocumentNotFoundException):
-                return
-            except self._sdk.ambiguous:
-                continue
-        raise StoreUnavailable(f"couchbase: sub-document remove on {key!r} stayed ambiguous")
-
-    async def _map_values(self, key: str) -> list[Any]:
-        doc = await self._get_doc(key)
-        return list((doc or {}).get("m", {}).values())
-
-    async def _next_seq(self, key: str = "idx::seq") -> int:
-        """Increment the counter ``key`` (created at 1): its new value. Not idempotent: an
-        ambiguous increment is retried and may skip a number, which every user tolerates."""
-        coll = await self._c()
-        sdk = self._sdk
-        for _ in range(_AMBIGUOUS_ATTEMPTS):
-            try:
-                result = await coll.binary().increment(self._k(key), sdk.IncrementOptions(initial=sdk.SignedInt64(1)))
-                return int(result.content)
-            except self._sdk.ambiguous:
-                continue
-        raise StoreUnavailable(f"couchbase: increment of {key!r} stayed ambiguous")
-
-    async def _counter(self, key: str) -> int:
-        """The counter's value (0 if it was never incremented)."""
-        coll = await self._c()
-        try:
-            result = await coll.get(self._k(key))
-        except self._sdk.exc.DocumentNotFoundException:
-            return 0
-        return int(result.content_as[int])
-
-    async def _cas_loop(self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> None:
-        """Read-modify-write ``key`` with CAS until it sticks; ``change`` returns None for no write."""
-        for attempt in range(_CAS_ATTEMPTS):
-            doc, cas = await self._get(key)
-            new = change(doc)
-            if new is None or await self._put(key, new, cas):
-                return
-            await _backoff(attempt)
-        raise StoreUnavailable(f"couchbase: {key!r} stayed contended")
 
     # -- keys -----------------------------------------------------------------------
 
@@ -535,11 +156,11 @@ class CouchbaseStore:
 
     @staticmethod
     def _pos_key(account: str, symbol: str) -> str:
-        return f"pos::{_doc_key(account)}::{_doc_key(symbol)}"
+        return f"pos::{doc_key(account)}::{doc_key(symbol)}"
 
     @staticmethod
     def _acct_key(account: str) -> str:
-        return f"acct::{_doc_key(account)}"
+        return f"acct::{doc_key(account)}"
 
     async def _account_view(self, order: Order, acct: dict[str, Any] | None, day: str,
                             now: float) -> tuple[AccountView, dict[str, Any] | None, int]:  # fmt: skip
@@ -552,7 +173,7 @@ class CouchbaseStore:
         view = AccountView(account, {}, day=day, now=now)
         realised = Decimal(0)
         for symbol, (pdoc, _) in zip(symbols, got):
-            view.positions[symbol] = _position_from_doc(pdoc, account, symbol, exclude=order.client_order_id)
+            view.positions[symbol] = position_from_doc(pdoc, account, symbol, exclude=order.client_order_id)
             if pdoc is not None:
                 realised += Decimal((pdoc.get("days") or {}).get(day, "0"))
         view.realised_today = realised
@@ -624,8 +245,8 @@ class CouchbaseStore:
         """An existing order as admit returns it: a ``pending`` one whose lease is free, ``lease``'s
         owner's or expired is re-leased to that owner (CAS on the order doc); another owner's
         live lease stays (and wins)."""
-        for attempt in range(_CAS_ATTEMPTS):
-            found = _order_from_doc(doc)
+        for attempt in range(CAS_ATTEMPTS):
+            found = order_from_doc(doc)
             now = time.time()
             if lease is None or found.state is not OrderState.PENDING or (
                 found.lease_owner not in (None, lease[0]) and found.lease_until > now
@@ -633,8 +254,8 @@ class CouchbaseStore:
                 return found
             new = {**doc, "lease_owner": lease[0], "lease_until": now + lease[1]}
             if await self._replace(okey, new, cas):
-                return _order_from_doc(new)
-            await _backoff(attempt)
+                return order_from_doc(new)
+            await backoff(attempt)
             got, cas = await self._get(okey)
             if got is None:  # pragma: no cover - orders are never deleted
                 raise StoreUnavailable(f"couchbase: {okey!r} vanished")
@@ -659,19 +280,19 @@ class CouchbaseStore:
         escalation: dict[str, Any] | None = None
         had_stale = False
         halted: str | None = None
-        for attempt in range(_CAS_ATTEMPTS):
+        for attempt in range(CAS_ATTEMPTS):
             for f in dataclasses.fields(Order):  # a retry decides afresh, from the order as given
                 setattr(order, f.name, getattr(snapshot, f.name))
             # the account doc is the gate: its CAS, taken last, serialises decisions on the account
             acct, acct_cas = await self._get(akey)
             now = time.time()
             view, doc, cas = await self._account_view(order, acct, day, now)
-            mine = (doc or {}).get("res", {}).get(_path_key(coid))
+            mine = (doc or {}).get("res", {}).get(path_key(coid))
             if mine is not None and mine.get("v", 0) > 0:
                 # an outcome of this coid is already recorded: its order exists (another writer)
                 found = await self._get_doc(okey)
                 if found is not None:
-                    return _order_from_doc(found), True
+                    return order_from_doc(found), True
             had_stale = mine is not None
             order.created_at = order.updated_at = now
             view.loss_per_unit = _ZERO
@@ -680,18 +301,18 @@ class CouchbaseStore:
             if order.state is not OrderState.PENDING and view.halt is None:
                 break  # no reservation to take: the order doc decides alone
             if order.state is OrderState.PENDING:
-                new = dict(doc) if doc is not None else _new_position_doc(order.account, order.symbol)
+                new = dict(doc) if doc is not None else new_position_doc(order.account, order.symbol)
                 new["res"] = dict(new.get("res", {}))
                 entry = {"c": coid, "q": str(order.signed_quantity), "v": 0, "t": time.time()}
                 if view.loss_per_unit > 0:
                     entry["u"] = str(view.loss_per_unit)
-                new["res"][_path_key(coid)] = entry
+                new["res"][path_key(coid)] = entry
                 if not await self._put(pkey, new, cas):
-                    await _backoff(attempt)
+                    await backoff(attempt)
                     continue
-            if await self._put(akey, _next_account_doc(acct, order, view, now), acct_cas):
+            if await self._put(akey, next_account_doc(acct, order, view, now), acct_cas):
                 break
-            await _backoff(attempt)  # another order of the account got in: decide again
+            await backoff(attempt)  # another order of the account got in: decide again
         else:
             raise StoreUnavailable(f"couchbase: account {akey!r} stayed contended")
         if halted is not None:  # stored with the account doc above; now its audit entry
@@ -706,7 +327,7 @@ class CouchbaseStore:
             await self._upsert_if_absent(f"esc::{entry}", esc)
         if lease is not None and order.state is OrderState.PENDING:
             order.lease_owner, order.lease_until = lease[0], time.time() + lease[1]
-        record = _order_doc(order)
+        record = order_doc(order)
         record.update(ver=0, fills=0, seq=seq)
         if await self._insert(okey, record):
             if order.state is not OrderState.PENDING:
@@ -718,7 +339,7 @@ class CouchbaseStore:
         winner_doc = await self._get_doc(okey)
         if winner_doc is None:  # pragma: no cover - orders are never deleted
             raise StoreUnavailable(f"couchbase: {okey!r} vanished")
-        winner = _order_from_doc(winner_doc)
+        winner = order_from_doc(winner_doc)
         if order.state is OrderState.PENDING and winner.state not in _HOLDING and not winner_doc.get("fx"):
             await self._drop_reservation(pkey, coid)
         return winner, True
@@ -728,10 +349,10 @@ class CouchbaseStore:
 
     async def _drop_reservation(self, pkey: str, coid: str) -> None:
         def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-            if doc is None or _path_key(coid) not in doc.get("res", {}):
+            if doc is None or path_key(coid) not in doc.get("res", {}):
                 return None
             new = dict(doc)
-            new["res"] = {k: v for k, v in doc["res"].items() if k != _path_key(coid)}
+            new["res"] = {k: v for k, v in doc["res"].items() if k != path_key(coid)}
             return new
 
         await self._cas_loop(pkey, change)
@@ -746,7 +367,7 @@ class CouchbaseStore:
     async def _record_one(self, ex: Execution) -> bool:
         o = ex.order
         okey = self._order_key(o.key)
-        for attempt in range(_CAS_ATTEMPTS):
+        for attempt in range(CAS_ATTEMPTS):
             doc, cas = await self._get(okey)
             if doc is None:
                 return False
@@ -757,7 +378,7 @@ class CouchbaseStore:
                 return False
             now = time.time()
             o.updated_at = now
-            new = _order_doc(o)
+            new = order_doc(o)
             for k in ("created_at", "seq", "fingerprint"):
                 new[k] = doc[k]
             for k in ("principal", "lease_owner", "lease_until"):  # as admitted / leased, not as the caller saw
@@ -778,7 +399,7 @@ class CouchbaseStore:
             if await self._replace(okey, new, cas):  # the commit point
                 await self._roll_forward(new)
                 return True
-            await _backoff(attempt)
+            await backoff(attempt)
         raise StoreUnavailable(f"couchbase: order {okey!r} stayed contended")
 
     async def _roll_forward(self, order_doc: dict[str, Any]) -> None:
@@ -792,12 +413,12 @@ class CouchbaseStore:
             await self._insert(f"trade::{trade['trade_id']}", dict(trade))
 
         def apply(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-            new = dict(doc) if doc is not None else _new_position_doc(fx["account"], fx["symbol"])
+            new = dict(doc) if doc is not None else new_position_doc(fx["account"], fx["symbol"])
             res = new["res"] = dict(new.get("res", {}))
-            entry = res.get(_path_key(coid))
+            entry = res.get(path_key(coid))
             if entry is not None and entry["v"] >= ver:
                 return None  # already applied
-            position = _position_from_doc(new, fx["account"], fx["symbol"])
+            position = position_from_doc(new, fx["account"], fx["symbol"])
             fill = fx.get("fill")
             if fill is not None:
                 day = fx.get("day") or utc_day()
@@ -805,7 +426,7 @@ class CouchbaseStore:
                 pnl = position.fill(Decimal(fill["q"]), Decimal(fill["p"]), Decimal(fill["m"]),
                                     Decimal(fill["pq"]) if fill.get("pq") else None)  # fmt: skip
                 if pnl:
-                    days = new["days"] = {d: v for d, v in (new.get("days") or {}).items() if d >= _days_ago(day, 7)}
+                    days = new["days"] = {d: v for d, v in (new.get("days") or {}).items() if d >= days_ago(day, 7)}
                     days[day] = str(Decimal(days.get(day, "0")) + pnl)
             new.update(quantity=str(position.quantity), average_price=str(position.average_price),
                        realised_pnl=str(position.realised_pnl), sod_day=position.sod_day,
@@ -819,7 +440,7 @@ class CouchbaseStore:
             kept = {"c": coid, "q": str(q), "v": ver, "t": entry["t"] if entry else time.time()}
             if entry is not None and entry.get("u"):
                 kept["u"] = entry["u"]
-            res[_path_key(coid)] = kept
+            res[path_key(coid)] = kept
             return new
 
         await self._cas_loop(pkey, apply)
@@ -840,7 +461,7 @@ class CouchbaseStore:
 
     async def get_order(self, account: str, client_order_id: str) -> Order | None:
         doc = await self._guard(self._get_doc(self._order_key(f"{account}/{client_order_id}")))
-        return None if doc is None else _order_from_doc(doc)
+        return None if doc is None else order_from_doc(doc)
 
     async def list_orders(self, limit: int = 100, account: str | None = None, patterns: Sequence[str] | None = None,
                           before: tuple[float, str, str] | None = None) -> list[Order]:  # fmt: skip
@@ -851,10 +472,10 @@ class CouchbaseStore:
         async def run() -> list[dict[str, Any]]:
             keys = await self._index_list("idx::orders")
             if account is not None:
-                keys = [k for k in keys if _account_of(k) == account]
+                keys = [k for k in keys if account_of(k) == account]
             if patterns is not None:
-                match = _account_matcher(patterns)
-                keys = [k for k in keys if match(_account_of(k))]
+                match = account_matcher(patterns)
+                keys = [k for k in keys if match(account_of(k))]
             return [d for d in await self._get_many([self._order_key(k) for k in keys]) if d is not None]
 
         def position(d: dict[str, Any]) -> tuple[float, str, str]:
@@ -865,7 +486,7 @@ class CouchbaseStore:
             bound = (float(before[0]), str(before[1]), str(before[2]))
             docs = [d for d in docs if position(d) < bound]
         docs.sort(key=position, reverse=True)
-        return [_order_from_doc(d) for d in (docs[:limit] if limit >= 0 else docs)]
+        return [order_from_doc(d) for d in (docs[:limit] if limit >= 0 else docs)]
 
     async def list_trades(self, limit: int = 100, client_order_id: str | None = None,
                           account: str | None = None) -> list[Trade]:  # fmt: skip
@@ -877,13 +498,13 @@ class CouchbaseStore:
             if account is not None:
                 keys = [f"{account}/{client_order_id}"]
             else:
-                keys = [k for k in await self._index_list("idx::orders") if _coid_of(k) == client_order_id]
+                keys = [k for k in await self._index_list("idx::orders") if coid_of(k) == client_order_id]
             orders = await self._get_many([self._order_key(k) for k in keys])
             ids = [f"{k}#{i}" for k, o in zip(keys, orders) for i in range(1, (o or {}).get("fills", 0) + 1)]
         else:
             ids = await self._index_list("idx::trades")
             if account is not None:
-                ids = [i for i in ids if _account_of(i) == account]
+                ids = [i for i in ids if account_of(i) == account]
         docs = [d for d in await self._get_many([f"trade::{i}" for i in ids]) if d is not None]
         docs.sort(key=lambda d: (d["executed_at"], int(d["trade_id"].rsplit("#", 1)[1]), d["trade_id"]), reverse=True)
         return [Trade(d["trade_id"], d["client_order_id"], d["account"], d["symbol"], d["side"],
@@ -892,13 +513,13 @@ class CouchbaseStore:
 
     async def get_position(self, account: str, symbol: str) -> Position:
         doc = await self._guard(self._get_doc(self._pos_key(account, symbol)))
-        return _position_from_doc(doc, account, symbol)
+        return position_from_doc(doc, account, symbol)
 
     async def list_positions(self, account: str | None = None) -> list[Position]:
         async def run() -> list[Position]:
             keys = await self._index_list("idx::positions")
             docs = [d for d in await self._get_many(keys) if d is not None]
-            return [_position_from_doc(d, d["account"], d["symbol"]) for d in docs
+            return [position_from_doc(d, d["account"], d["symbol"]) for d in docs
                     if account is None or d["account"] == account]  # fmt: skip
 
         positions = await self._guard(run())
@@ -941,7 +562,7 @@ class CouchbaseStore:
                 await self._drop_reservation(entry["p"], coid)
                 await self._map_remove("idx::open", key)
         pending.sort(key=lambda d: (d["created_at"], d.get("seq", 0)))
-        return [_order_from_doc(d) for d in pending]
+        return [order_from_doc(d) for d in pending]
 
     # -- reconciliation ----------------------------------------------------------------
 
@@ -965,7 +586,7 @@ class CouchbaseStore:
             bound = (float(after[0]), str(after[1]), str(after[2]))
             docs = [d for d in docs if position(d) > bound]
         docs.sort(key=position)
-        return [_order_from_doc(d) for d in (docs[:limit] if limit >= 0 else docs)]
+        return [order_from_doc(d) for d in (docs[:limit] if limit >= 0 else docs)]
 
     async def take_leases(self, orders: list[Order], owner: str, seconds: float) -> list[Order]:
         """Lease each order to ``owner`` for ``seconds`` (0 hands it back): one CAS per order doc,
@@ -976,11 +597,11 @@ class CouchbaseStore:
 
         async def take(key: str, given: list[Order]) -> Order | None:
             okey = self._order_key(key)
-            for attempt in range(_CAS_ATTEMPTS):
+            for attempt in range(CAS_ATTEMPTS):
                 doc, cas = await self._get(okey)
                 if doc is None:
                     return None
-                stored = _order_from_doc(doc)
+                stored = order_from_doc(doc)
                 if not any(stored.state is o.state and stored.filled_quantity == o.filled_quantity for o in given):
                     return None  # the caller's read is stale: the store moved past it
                 now = time.time()
@@ -992,7 +613,7 @@ class CouchbaseStore:
                 if await self._replace(okey, new, cas):
                     stored.lease_owner, stored.lease_until = owner, new["lease_until"]
                     return stored
-                await _backoff(attempt)  # another writer (a record, another loop): look again
+                await backoff(attempt)  # another writer (a record, another loop): look again
             raise StoreUnavailable(f"couchbase: order {okey!r} stayed contended")
 
         async def run() -> list[Order]:
@@ -1011,7 +632,7 @@ class CouchbaseStore:
 
     @staticmethod
     def _tick_key(symbol: str) -> str:
-        return f"tick::{_doc_key(symbol)}"
+        return f"tick::{doc_key(symbol)}"
 
     async def apply_ticks(self, ticks: list[dict[str, Any]], judge: JudgeTick) -> list[str]:
         """Judge each tick against its symbol's stored one and store those ``applied``: atomic
@@ -1035,9 +656,9 @@ class CouchbaseStore:
 
     async def _apply_symbol(self, symbol: str, ticks: list[dict[str, Any]], judge: JudgeTick) -> list[str]:
         key = self._tick_key(symbol)
-        for attempt in range(_CAS_ATTEMPTS):
+        for attempt in range(CAS_ATTEMPTS):
             doc, cas = await self._get(key)
-            stored = None if doc is None else _tick_from_doc(doc)
+            stored = None if doc is None else tick_from_doc(doc)
             previous = 0 if doc is None else doc.get("version") or 0
             now = time.time()
             outcomes: list[str] = []
@@ -1046,7 +667,7 @@ class CouchbaseStore:
                 outcome = judge(stored, tick, now)
                 outcomes.append(outcome)
                 if outcome == TICK_APPLIED:  # the tick as judged (the judge may add fields, e.g. its day)
-                    stored = last = _tick_from_doc({**tick, "bid": str(tick["bid"]), "ask": str(tick["ask"]),
+                    stored = last = tick_from_doc({**tick, "bid": str(tick["bid"]), "ask": str(tick["ask"]),
                                                     "last": str(tick["last"]), "received_at": now, "version": previous})
             if last is None:
                 if doc is not None and doc.get("p") and now - float(doc["received_at"]) > self.kv_timeout:
@@ -1057,7 +678,7 @@ class CouchbaseStore:
             provisional = {**last, "p": True}
             written = await self._put_cas(key, provisional, cas)
             if written is None:
-                await _backoff(attempt)  # another writer of the symbol got in: judge again
+                await backoff(attempt)  # another writer of the symbol got in: judge again
                 continue
             await self._finalize_tick(key, provisional, written)
             return outcomes
@@ -1066,7 +687,7 @@ class CouchbaseStore:
     async def _finalize_tick(self, key: str, doc: dict[str, Any] | None = None, cas: int = 0) -> dict[str, Any] | None:
         """Give the provisional tick in ``key`` its version (taken *after* it was written); the
         CAS lets one finalization land. Returns the doc as it then is (None if absent)."""
-        for attempt in range(_CAS_ATTEMPTS):
+        for attempt in range(CAS_ATTEMPTS):
             if doc is None:
                 doc, cas = await self._get(key)
             if doc is None or not doc.get("p"):
@@ -1076,7 +697,7 @@ class CouchbaseStore:
             if await self._replace(key, final, cas):
                 return final
             doc = None  # finalized by another, or superseded by a newer tick: look again
-            await _backoff(attempt)
+            await backoff(attempt)
         raise StoreUnavailable(f"couchbase: tick {key!r} stayed contended")
 
     async def ticks_since(self, version: int) -> tuple[int, list[dict[str, Any]]]:
@@ -1093,7 +714,7 @@ class CouchbaseStore:
                 if doc is not None and doc.get("p"):
                     doc = await self._finalize_tick(key)
                 if doc is not None and (doc.get("version") or 0) > version:
-                    found.append(_tick_from_doc(doc))
+                    found.append(tick_from_doc(doc))
             found.sort(key=lambda t: t["version"])
             return newest, found
 
@@ -1184,46 +805,18 @@ class CouchbaseStore:
         await self._guard(run())
 
 
-def _next_account_doc(acct: dict[str, Any] | None, order: Order, view: AccountView, now: float) -> dict[str, Any]:
-    """The account doc after admitting ``order``: its symbol listed, the order counted in the
-    rate window (if it passed), a HALTED state stored (if risk set one); old buckets pruned."""
-    new = dict(acct) if acct is not None else {"account": order.account, "symbols": [], "rate": {}}
-    symbols = list(new.get("symbols") or [])
-    if order.symbol not in symbols:
-        symbols.append(order.symbol)
-    new["symbols"] = symbols
-    sec = int(now)
-    rate = {s: n for s, n in (new.get("rate") or {}).items() if int(s) > sec - 120}
-    if order.state is OrderState.PENDING:
-        rate[str(sec)] = rate.get(str(sec), 0) + 1
-    new["rate"] = rate
-    if view.halt is not None:
-        new["state"] = {"account": order.account, "state": "HALTED", "reason": view.halt, "at": now}
-    return new
-
-
-def _days_ago(day: str, n: int) -> str:
-    import datetime as dt
-
-    try:
-        return (dt.date.fromisoformat(day) - dt.timedelta(days=n)).isoformat()
-    except ValueError:
-        return ""
-
-
-async def _backoff(attempt: int) -> None:
-    await asyncio.sleep(0 if attempt < 2 else random.uniform(0, min(0.05, 0.001 * attempt)))
-
-
 def from_url(parsed: Any, options: dict[str, str], username: str, password: str) -> CouchbaseStore:
     """Build from a parsed ``couchbase://`` URL (see ``open_store``)."""
     options = dict(options)
     bucket = options.pop("bucket", "")
     if not bucket or not parsed.netloc:
-        raise ValueError("WOJAK_STORE: write couchbase://HOST[,HOST...]?bucket=NAME[&scope=S&collection=C&prefix=P]")
+        raise ConfigError("WOJAK_STORE: write couchbase://HOST[,HOST...]?bucket=NAME[&scope=S&collection=C&prefix=P]")
     scope, collection, prefix = options.pop("scope", None), options.pop("collection", None), options.pop("prefix", "")
-    connect_timeout = float(options.pop("connect_timeout", "10"))
-    kv_timeout = float(options.pop("kv_timeout", "2.5"))
+    try:
+        connect_timeout = float(options.pop("connect_timeout", "10"))
+        kv_timeout = float(options.pop("kv_timeout", "2.5"))
+    except ValueError:
+        raise ConfigError("WOJAK_STORE: connect_timeout and kv_timeout are seconds (numbers)") from None
     rest = "&".join(f"{k}={v}" for k, v in options.items())  # anything else is the SDK's connection string option
     connstr = f"{parsed.scheme}://{parsed.netloc}" + (f"?{rest}" if rest else "")
     return CouchbaseStore(connstr, username, password, bucket, scope=scope, collection=collection, prefix=prefix,

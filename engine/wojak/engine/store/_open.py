@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlparse
 from wojak.engine.store._base import Store
 from wojak.engine.store._couchbase import from_url  # the SDK itself is imported when a store connects
 from wojak.engine.store._sqlite import SQLiteStore
+from wojak.errors import ConfigError
 
 
 def open_store(url: str) -> Store:
@@ -20,7 +21,7 @@ def open_store(url: str) -> Store:
         username = os.environ.get("WOJAK_COUCHBASE_USERNAME", "")
         password = os.environ.get("WOJAK_COUCHBASE_PASSWORD", "")
         if not username or not password:
-            raise ValueError(f"WOJAK_STORE={url!r}: set WOJAK_COUCHBASE_USERNAME and WOJAK_COUCHBASE_PASSWORD")
+            raise ConfigError(f"WOJAK_STORE={url!r}: set WOJAK_COUCHBASE_USERNAME and WOJAK_COUCHBASE_PASSWORD")
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         return from_url(parsed, options, username, password)
     if parsed.scheme == "sqlite":
@@ -28,10 +29,10 @@ def open_store(url: str) -> Store:
         # sqlite:///relative/path and sqlite:////absolute/path, as in SQLAlchemy
         path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
         if parsed.netloc or not path:
-            raise ValueError(f"WOJAK_STORE={url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
+            raise ConfigError(f"WOJAK_STORE={url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
         try:
             min_free = int(options.get("min_free_bytes", 1 << 20))
         except ValueError:
-            raise ValueError(f"WOJAK_STORE={url!r}: min_free_bytes must be a whole number of bytes") from None
+            raise ConfigError(f"WOJAK_STORE={url!r}: min_free_bytes must be a whole number of bytes") from None
         return SQLiteStore(path, synchronous=options.get("synchronous", "full"), min_free_bytes=min_free)
-    raise ValueError(f"WOJAK_STORE={url!r}: unsupported scheme {parsed.scheme!r} (use sqlite:///PATH or couchbase://HOST?bucket=NAME)")
+    raise ConfigError(f"WOJAK_STORE={url!r}: unsupported scheme {parsed.scheme!r} (use sqlite:///PATH or couchbase://HOST?bucket=NAME)")

@@ -27,6 +27,7 @@ from wojak.engine.store._base import (
     Trade,
     utc_day,
 )
+from wojak.errors import ConfigError
 
 _ZERO = Decimal(0)
 
@@ -211,7 +212,7 @@ class SQLiteStore:
     def __init__(self, path: str | Path, synchronous: str = "full", min_free_bytes: int = 1 << 20) -> None:
         self.min_free_bytes = min_free_bytes
         if synchronous.lower() not in ("normal", "full", "extra"):
-            raise ValueError("sqlite synchronous must be normal, full or extra (WOJAK_STORE ?synchronous=)")
+            raise ConfigError("sqlite synchronous must be normal, full or extra (WOJAK_STORE ?synchronous=)")
         self.path = str(path)
         # The orderbook, tradebook and positions are this user's only: a new directory is 0700,
         # the database 0600 (SQLite gives its -wal and -shm files the database's mode), and
@@ -224,7 +225,7 @@ class SQLiteStore:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                raise ValueError(f"cannot open the SQLite store {self.path + suffix} (setting WOJAK_STORE): {exc}") from None
+                raise ConfigError(f"cannot open the SQLite store {self.path + suffix} (setting WOJAK_STORE): {exc}") from None
             try:
                 info = os.fstat(fd)
                 if info.st_uid == os.getuid() and info.st_mode & 0o077:
@@ -240,7 +241,7 @@ class SQLiteStore:
             self._db.executescript(_SCHEMA)
             self._migrate()
         except (sqlite3.Error, StoreUnavailable) as exc:
-            raise ValueError(f"cannot open the SQLite store {self.path} (setting WOJAK_STORE): {exc}; "
+            raise ConfigError(f"cannot open the SQLite store {self.path} (setting WOJAK_STORE): {exc}; "
                              f"{_free_space(self.path)}") from None  # fmt: skip
 
     def _migrate(self) -> None:

@@ -36,6 +36,7 @@ from wojak.engine.protocol import (
     fd_path,
     open_socket_dir,
 )
+from wojak.errors import WojakError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ HandleBatch = Callable[[list[tuple[MessageType, dict[str, Any]]]], Awaitable[lis
 HandleNow = Callable[[MessageType, dict[str, Any]], dict[str, Any]]
 
 
-class EngineAlreadyRunning(RuntimeError):
+class EngineAlreadyRunning(WojakError, RuntimeError):
     pass
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
+from wojak.errors import WojakError
+
 
 class VenueStatus(str, enum.Enum):
     FILLED = "filled"
@@ -17,7 +19,7 @@ class VenueStatus(str, enum.Enum):
     NOT_FOUND = "not_found"  # a lookup for an order the venue never received
 
 
-class VenueError(RuntimeError):
+class VenueError(WojakError, RuntimeError):
     """The venue could not be reached or did not answer; the outcome is unknown (look it up).
 
     ``partial`` (when set) holds, per order of the call, the report of the parts that did

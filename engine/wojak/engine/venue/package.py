@@ -26,6 +26,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from wojak.errors import WojakError
+
 HANDLER_MODULE = "wojak.engine.venue.sandbox"
 HANDLER = f"{HANDLER_MODULE}.handler"
 DEFAULT_OUTPUT = Path("dist") / "wojak-sandbox.zip"
@@ -63,7 +65,7 @@ print(json.dumps(answer))
 """
 
 
-class PackageError(RuntimeError):
+class PackageError(WojakError, RuntimeError):
     """The package could not be built or does not work in isolation."""
 
 

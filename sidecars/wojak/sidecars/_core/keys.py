@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from wojak.engine.protocol import ALL_SCOPES, Principal, PrincipalError, Scope, Verdict
+from wojak.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _ACCOUNT_SCOPES = frozenset({Scope.ORDERS_WRITE.value, Scope.ORDERS_READ.value, Scope.ACCOUNTS_ADMIN.value})
 
 
-class KeysFileError(ValueError):
+class KeysFileError(ConfigError):
     """A keys file that cannot be used; the message names the file and the entry."""
 
 

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wojak.engine.protocol import Principal, PrincipalError, default_socket_path
+from wojak.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,12 @@ def parse_accounts(value: str | None) -> tuple[str, ...]:
     ``desk-1,desk-2-*``. Required: a broker sidecar trades only the accounts it names."""
     patterns = tuple(p.strip() for p in (value or "").split(",") if p.strip())
     if not patterns:
-        raise ValueError(f"{ACCOUNTS_ENV} is not set: name the accounts this sidecar may trade, comma-separated "
+        raise ConfigError(f"{ACCOUNTS_ENV} is not set: name the accounts this sidecar may trade, comma-separated "
                          "patterns such as desk-1,desk-2-* (anyone who can publish to the broker trades as them)")  # fmt: skip
     try:
         Principal.of("sidecar", patterns, ())
     except PrincipalError as exc:
-        raise ValueError(f"{ACCOUNTS_ENV}: {str(exc).removeprefix('principal sidecar: ')}") from None
+        raise ConfigError(f"{ACCOUNTS_ENV}: {str(exc).removeprefix('principal sidecar: ')}") from None
     return patterns
 
 

@@ -18,16 +18,17 @@ import logging
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from wojak.engine.protocol import Settlement
+from wojak.errors import WojakError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class AlreadySettled(RuntimeError):
+class AlreadySettled(WojakError, RuntimeError):
     pass
 
 
-class SettleFailed(RuntimeError):
+class SettleFailed(WojakError, RuntimeError):
     """The broker did not take a settlement (error or timeout); it will redeliver the message.
 
     ``counts=False`` says the failure is the broker's, not the message's (unreachable, a

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wojak.engine.protocol import default_socket_path
+from wojak.errors import ConfigError
 
 
 class HttpSidecarSettings(BaseSettings):
@@ -43,19 +44,19 @@ class HttpSidecarSettings(BaseSettings):
         keys = tuple(k.strip() for k in self.api_keys.split(",") if k.strip())
         keys_file = self.api_keys_file.strip() or None
         if keys and keys_file:
-            raise ValueError(
+            raise ConfigError(
                 "WOJAK_API_KEYS_FILE and WOJAK_API_KEYS are both set: use WOJAK_API_KEYS_FILE (scoped keys)"
                 " or WOJAK_API_KEYS (development: one key with every account and scope), not both"
             )
         if not keys and not keys_file:
-            raise ValueError(
+            raise ConfigError(
                 "WOJAK_API_KEYS is empty and WOJAK_API_KEYS_FILE is not set: the HTTP intake needs at least one"
                 " API key (a keys file from `wojak keys new`, or WOJAK_API_KEYS for development)"
             )
         if keys_file:
             from wojak.sidecars._core.keys import load_keys_file
 
-            load_keys_file(keys_file)  # refuse to start on a bad file (KeysFileError is a ValueError)
+            load_keys_file(keys_file)  # refuse to start on a bad file (KeysFileError: a ConfigError)
         return HttpSidecarConfig(
             host=self.host, port=self.port, engine_socket=self.engine_socket, api_keys=keys, api_keys_file=keys_file,
             api_keys_reload_seconds=self.api_keys_reload_seconds,

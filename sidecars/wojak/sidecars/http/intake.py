@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from wojak.errors import WojakError
+
 JSON_MEDIA_TYPE = "application/json"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # only a body with one of these can hold a surrogate
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -22,7 +24,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
-class BodyError(Exception):
+class BodyError(WojakError):
     """A body refused before validation: ``status`` (415 or 422) and the FastAPI-style detail items."""
 
     def __init__(self, status: int, detail: list[dict[str, Any]] | str) -> None:

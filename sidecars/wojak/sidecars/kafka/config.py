@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from wojak.engine.protocol import InsecureTransportError, require_secure
+from wojak.errors import ConfigError
 from wojak.sidecars._core.settings import BrokerSidecarSettings, RunnerConfig
 
 # Kafka's legal topic names (and a group id we can print in one line)
@@ -92,12 +93,12 @@ class KafkaSidecarSettings(BrokerSidecarSettings):
     def to_config(self) -> "KafkaSidecarConfig":
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and (not self.sasl_username or self.sasl_password is None):
-            raise ValueError(f"WOJAK_SIDECAR_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+            raise ConfigError(f"WOJAK_SIDECAR_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
                              "WOJAK_SIDECAR_KAFKA_SASL_USERNAME and WOJAK_SIDECAR_KAFKA_SASL_PASSWORD")  # fmt: skip
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
-            raise ValueError("WOJAK_SIDECAR_KAFKA_HEARTBEAT_INTERVAL_MS must be at most a third of _SESSION_TIMEOUT_MS")
+            raise ConfigError("WOJAK_SIDECAR_KAFKA_HEARTBEAT_INTERVAL_MS must be at most a third of _SESSION_TIMEOUT_MS")
         if self.dead_letter_topic == self.topic or self.results_topic == self.topic:
-            raise ValueError("the dead-letter and results topics must differ from WOJAK_SIDECAR_KAFKA_TOPIC")
+            raise ConfigError("the dead-letter and results topics must differ from WOJAK_SIDECAR_KAFKA_TOPIC")
         return KafkaSidecarConfig(
             bootstrap_servers=parse_bootstrap(self.bootstrap_servers), topic=self.topic, group_id=self.group_id,
             dead_letter_topic=self.dead_letter_topic, results_topic=self.results_topic or None,
