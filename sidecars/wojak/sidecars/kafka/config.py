@@ -32,13 +32,13 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 def parse_bootstrap(value: str) -> tuple[str, ...]:
-    """``host:port,host:port`` -> the servers; raises ValueError naming a bad entry."""
+    """``host:port,host:port`` -> the servers; raises ConfigError naming a bad entry."""
     servers = tuple(s.strip() for s in value.split(",") if s.strip())
     if not servers:
-        raise ValueError("no bootstrap server: give host:port[,host:port...]")
+        raise ConfigError("no bootstrap server: give host:port[,host:port...]")
     for server in servers:
         if not _SERVER.match(server):
-            raise ValueError(f"bootstrap server {server[:80]!r} is not host:port")
+            raise ConfigError(f"bootstrap server {server[:80]!r} is not host:port")
     return servers
 
 
