@@ -58,14 +58,21 @@ class KafkaBroker:
             ])  # fmt: skip
         finally:
             await admin.close()
+        await self.open_producer()
+        return self
+
+    async def open_producer(self) -> None:
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
                                          linger_ms=5)  # fmt: skip
         await self.producer.start()
-        return self
 
-    async def close(self) -> None:
+    async def close_producer(self) -> None:
         if self.producer is not None:
             await self.producer.stop()
+            self.producer = None
+
+    async def close(self) -> None:
+        await self.close_producer()
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:

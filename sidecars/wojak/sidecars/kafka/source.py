@@ -103,6 +103,7 @@ MAX_DETAIL_BYTES = 4096
 # a dead letter stays below the producer's max_request_size and the broker's default
 # message.max.bytes (1 MiB): past it the publisher's headers, then the body, are left out
 DEAD_LETTER_MAX_BYTES = 1_000_000
+METADATA_BACKOFF = 0.5  # seconds between metadata updates after one failed (the broker is away)
 _RECORD_OVERHEAD = 128  # a record's own framing, and its share of the batch header
 _NAMES_SHOWN = 16
 
@@ -194,6 +195,12 @@ _RECORD_AT_FAULT: tuple[type[BaseException], ...] = (
 )  # fmt: skip
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Marks a produce's failure as seen (whoever awaits it next reports it)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _why(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return f"no answer within {timeout:.1f}s"
@@ -204,7 +211,7 @@ def _why(exc: BaseException, timeout: float) -> str:
 
 
 class _Record:
-    __slots__ = ("partition", "record", "lane", "state", "retrying", "failures", "last_reason")
+    __slots__ = ("partition", "record", "lane", "state", "retrying", "failures", "last_reason", "produces")
 
     def __init__(self, partition: "_Partition", record: Any, lane: Hashable) -> None:
         self.partition = partition
@@ -214,6 +221,9 @@ class _Record:
         self.retrying = False  # held or redelivered after a requeue / failed settlement: the partition is paused
         self.failures = 0  # failed settlements (drives the redelivery backoff)
         self.last_reason: str | None = None  # the reason of its last dead letter attempt
+        # its dead letter / result still being produced: a redelivery waits for that one instead of
+        # producing another copy (a produce that timed out is still in the producer's queue)
+        self.produces: dict[str, asyncio.Future[Any]] = {}
 
 
 class _Partition:
@@ -286,6 +296,65 @@ class _Listener(ConsumerRebalanceListener):
         self.source._assign(set(assigned))
 
 
+class _MetadataBackoff:
+    """aiokafka's producer sender and fetcher ask for a metadata update and wait for it in a loop;
+    with the broker down each update fails at once (connection refused), so they spin: thousands
+    of connection attempts (and log lines) a second, a core burnt for the whole outage. This
+    wraps the client's ``force_metadata_update``: within ``backoff`` seconds of a failed update
+    the next one waits out the rest of that time first."""
+
+    def __init__(self, client: Any, backoff: float) -> None:
+        self.original = client.force_metadata_update
+        self.backoff = backoff
+        self.failed_at: float | None = None
+        client.force_metadata_update = self
+
+    def __call__(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self.failed_at is not None and (left := self.backoff - (loop.time() - self.failed_at)) > 0:
+            return asyncio.ensure_future(asyncio.sleep(left, result=False))
+        future = self.original()
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: asyncio.Future[Any]) -> None:
+        ok = not future.cancelled() and future.exception() is None and bool(future.result())
+        self.failed_at = None if ok else asyncio.get_running_loop().time()
+
+
+class _RateLimited(logging.Filter):
+    """At most one line per ``every`` seconds for each of aiokafka's messages while the broker is
+    away (the rest are counted, and the count is shown with the next line let through)."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        super().__init__()
+        self.every = every
+        self.seen: dict[tuple[str, Any], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        last, skipped = self.seen.get(key, (0.0, 0))
+        if now - last < self.every:
+            self.seen[key] = (last, skipped + 1)
+            return False
+        self.seen[key] = (now, 0)
+        if skipped:
+            record.msg = f"{record.msg} ({skipped} more like it in the last {now - last:.0f}s)"
+        return True
+
+
+def quiet_aiokafka_logs(every: float = 10.0) -> None:
+    """aiokafka logs every failed connection attempt; while the broker is down that is many a second."""
+    for name in ("aiokafka", "aiokafka.conn", "aiokafka.client", "aiokafka.producer.sender",
+                 "aiokafka.consumer.group_coordinator", "aiokafka.consumer.fetcher"):  # fmt: skip
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RateLimited) for f in logger.filters):
+            logger.addFilter(_RateLimited(every))
+
+
 class AIOKafkaClients:
     """The consumer and producer the source runs on: aiokafka's, configured from the sidecar's
     settings. Tests substitute an in-memory broker with the same calls."""
@@ -311,7 +380,7 @@ class AIOKafkaClients:
 
         c = self.config
         drain_ms = int((c.drain_seconds + 2 * c.settle_timeout) * 1000)
-        return AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             group_id=c.group_id, enable_auto_commit=False, auto_offset_reset=c.auto_offset_reset,
             session_timeout_ms=c.session_timeout_ms, heartbeat_interval_ms=c.heartbeat_interval_ms,
             # the group waits this long for a member's revoke (our drain, then the commit)
@@ -319,12 +388,16 @@ class AIOKafkaClients:
             max_partition_fetch_bytes=max(1024 * 1024, c.max_body_bytes * 2),
             isolation_level="read_committed", **self._common(),
         )  # fmt: skip
+        _MetadataBackoff(consumer._client, METADATA_BACKOFF)
+        return consumer
 
     def producer(self) -> Any:
         from aiokafka import AIOKafkaProducer
 
-        return AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=2,
-                                max_request_size=DEAD_LETTER_MAX_BYTES + 48 * 1024, **self._common())  # fmt: skip
+        producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=2,
+                                    max_request_size=DEAD_LETTER_MAX_BYTES + 48 * 1024, **self._common())  # fmt: skip
+        _MetadataBackoff(producer.client, METADATA_BACKOFF)
+        return producer
 
     async def probe(self, producer: Any) -> None:
         """Raises unless the cluster answers a metadata request."""
@@ -594,7 +667,8 @@ class KafkaSource(BrokerSource):
         value, key, headers = dead_letter_record(record, reason, detail, minimal=minimal, original_reason=original)
         message._busy = True
         try:
-            await self._produce(self.config.dead_letter_topic, value, key, headers)
+            await self._produce(self.config.dead_letter_topic, value, key, headers, message._rec,
+                                "give_up" if minimal else "dead_letter")  # fmt: skip
         except asyncio.CancelledError:
             message._busy = False
             raise
@@ -610,12 +684,20 @@ class KafkaSource(BrokerSource):
         message._busy = False
         self._finish(message)
 
-    async def _produce(self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        """One record, confirmed by the broker (acks=all) within ``settle_timeout``."""
+    async def _produce(self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]],
+                       rec: _Record, what: str) -> None:  # fmt: skip
+        """One record, confirmed by the broker (acks=all) within ``settle_timeout``. A produce that
+        did not answer in time stays in the producer's queue (it may still be delivered): the
+        record's next attempt waits for it rather than producing a second copy."""
         if self._producer is None:
             raise SettleFailed("not connected to Kafka", counts=False)
-        await asyncio.wait_for(self._producer.send_and_wait(topic, value=value, key=key, headers=headers),
-                               self.settle_timeout)  # fmt: skip
+        pending = rec.produces.get(what)
+        if pending is None or (pending.done() and (pending.cancelled() or pending.exception() is not None)):
+            pending = asyncio.ensure_future(self._producer.send_and_wait(topic, value=value, key=key, headers=headers))
+            pending.add_done_callback(_retrieve)
+            rec.produces[what] = pending
+        await asyncio.wait_for(asyncio.shield(pending), self.settle_timeout)
+        rec.produces.pop(what, None)
 
     async def publish_result(self, message: SourceMessage, reply: dict[str, Any]) -> None:
         """A verdict of ``ack_and_publish`` to the results topic (key: the record's, so one account's
@@ -630,7 +712,8 @@ class KafkaSource(BrokerSource):
         if reply.get("duplicate"):  # published again for a redelivery: the same outcome as the first
             fields["duplicate"] = True
             headers.append((DUPLICATE_HEADER, b"true"))
-        await self._produce(self.config.results_topic, orjson.dumps(fields, default=str), record.key, headers)
+        await self._produce(self.config.results_topic, orjson.dumps(fields, default=str), record.key, headers,
+                            message._rec, "result")  # fmt: skip
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -797,6 +880,7 @@ async def serve(config: KafkaSidecarConfig, *, stop: asyncio.Event | None = None
     refused before anything is sent: one line naming WOJAK_ENGINE_SOCKET, exit 2."""
     runner = config.runner or RunnerConfig(engine_socket=default_socket_path())
     metrics = SidecarMetrics(KafkaSource.name)
+    quiet_aiokafka_logs()
     try:
         await serve_sidecar(KafkaSource(config, metrics), runner, stop=stop, metrics=metrics)
     except SocketDirError as exc:
