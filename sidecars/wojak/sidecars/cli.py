@@ -1,5 +1,5 @@
 """The sidecar image's command, ``wojak-sidecar``: run a source sidecar (``wojak-sidecar http``,
-``wojak-sidecar rabbitmq``) and make API keys (``wojak-sidecar keys new``).
+``wojak-sidecar rabbitmq``, ``wojak-sidecar kafka``) and make API keys (``wojak-sidecar keys new``).
 
 The umbrella ``wojak`` command offers the same (``wojak sidecar http``, ``wojak keys new``).
 Each sidecar's modules, and so its broker SDK, are imported only when it is the one asked for."""
@@ -45,6 +45,7 @@ def cmd_sidecar_http(args: argparse.Namespace) -> int:
 # template's files, docs/sidecar-kit.md: TITLE, Settings, serve) installed by the extra <name>.
 BROKERS = {
     "rabbitmq": "RabbitMQ consumer (settings from WOJAK_SIDECAR_RABBITMQ_*)",
+    "kafka": "Kafka consumer group (settings from WOJAK_SIDECAR_KAFKA_*)",
 }
 
 

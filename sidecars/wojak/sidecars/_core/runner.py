@@ -50,7 +50,7 @@ from wojak.engine.protocol import (
 from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars._core.health import Readiness
 from wojak.sidecars._core.metrics import SidecarMetrics
-from wojak.sidecars._core.source import Source, SourceMessage
+from wojak.sidecars._core.source import SettleFailed, Source, SourceMessage
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +180,12 @@ class Runner:
             what = f"{how.value}: " + (
                 f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
             )
-            n = self._settle_failures.failed(message.coordinates, what[:300])
             self._count_settlement("failed")
+            if isinstance(exc, SettleFailed) and not exc.counts:  # the broker's failure: the message waits
+                log.warning("settling message %s failed (%s); the broker will redeliver it (not counted toward "
+                            "giving it up)", message.coordinates, what[:300])  # fmt: skip
+                return False
+            n = self._settle_failures.failed(message.coordinates, what[:300])
             log.warning("settling message %s failed (%s); the broker will redeliver it (%d of %d before it is given up)",
                         message.coordinates, what[:300], n, self.settle_attempts)  # fmt: skip
             return False

@@ -29,7 +29,16 @@ class AlreadySettled(WojakError, RuntimeError):
 
 
 class SettleFailed(WojakError, RuntimeError):
-    """The broker did not take a settlement (error or timeout); it will redeliver the message."""
+    """The broker did not take a settlement (error or timeout); it will redeliver the message.
+
+    ``counts=False`` says the failure is the broker's, not the message's (unreachable, a
+    timeout, a leader change): the runner does not count it toward giving the message up, which
+    then waits for the broker like every other message. A source whose messages block the ones
+    behind them (Kafka: a partition) raises that for whatever giving up would not cure."""
+
+    def __init__(self, *args: object, counts: bool = True) -> None:
+        super().__init__(*args)
+        self.counts = counts
 
 
 class SourceMessage(abc.ABC):

@@ -1,0 +1,165 @@
+"""Settings of the Kafka sidecar: ``WOJAK_SIDECAR_KAFKA_*`` for the broker, the shared
+``WOJAK_SIDECAR_*`` names for the engine, concurrency, drain, backoff and health port.
+
+Credentials come only from the environment (``WOJAK_SIDECAR_KAFKA_SASL_PASSWORD``, the TLS key
+file's path) and are never printed. A plain-text bootstrap (``PLAINTEXT`` or ``SASL_PLAINTEXT``)
+is refused off loopback, as ``amqp://`` is for RabbitMQ (``require_secure``): use ``SSL`` or
+``SASL_SSL`` (or ``WOJAK_ALLOW_INSECURE_TRANSPORT=1``). ``WOJAK_SIDECAR_ACCOUNTS`` is required:
+whoever can produce to the topic trades as those accounts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from wojak.engine.protocol import InsecureTransportError, require_secure
+from wojak.errors import ConfigError
+from wojak.sidecars._core.settings import BrokerSidecarSettings, RunnerConfig
+
+# Kafka's legal topic names (and a group id we can print in one line)
+_TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
+_GROUP = r"^[A-Za-z0-9._:-]{1,200}$"
+_SERVER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?$")
+BOOTSTRAP_ENV = "WOJAK_SIDECAR_KAFKA_BOOTSTRAP_SERVERS"
+PLAIN_PROTOCOLS = frozenset({"PLAINTEXT", "SASL_PLAINTEXT"})
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def parse_bootstrap(value: str) -> tuple[str, ...]:
+    """``host:port,host:port`` -> the servers; raises ConfigError naming a bad entry."""
+    servers = tuple(s.strip() for s in value.split(",") if s.strip())
+    if not servers:
+        raise ConfigError("no bootstrap server: give host:port[,host:port...]")
+    for server in servers:
+        if not _SERVER.match(server):
+            raise ConfigError(f"bootstrap server {server[:80]!r} is not host:port")
+    return servers
+
+
+def check_transport(servers: tuple[str, ...], security_protocol: str) -> None:
+    """A plain-text protocol is accepted only when every server is loopback (or
+    ``WOJAK_ALLOW_INSECURE_TRANSPORT=1``): ``require_secure`` decides, as for amqp://."""
+    if security_protocol not in PLAIN_PROTOCOLS:
+        return
+    try:  # judged as the plain-text URL it is (every host, no credentials in it)
+        require_secure("http://" + ",".join(servers), BOOTSTRAP_ENV)
+    except InsecureTransportError:
+        hosts = ",".join(servers)
+        raise InsecureTransportError(
+            f"{BOOTSTRAP_ENV}: {security_protocol} to {hosts} is plain text off loopback; set "
+            "WOJAK_SIDECAR_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL (or WOJAK_ALLOW_INSECURE_TRANSPORT=1 "
+            "to accept an unencrypted connection)"
+        ) from None
+
+
+class KafkaSidecarSettings(BrokerSidecarSettings):
+    model_config = SettingsConfigDict(env_prefix="WOJAK_SIDECAR_KAFKA_", extra="ignore", frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = Field(default="wojak.orders", pattern=_TOPIC)
+    group_id: str = Field(default="wojak-sidecar", pattern=_GROUP)
+    dead_letter_topic: str = Field(default="wojak.orders.dlt", pattern=_TOPIC)
+    # "" publishes no results
+    results_topic: str = Field(default="wojak.orders.results", pattern=r"^$|" + _TOPIC)
+    client_id: str = Field(default="wojak-sidecar", pattern=_GROUP)
+    # messages fetched and not yet settled, over all partitions (the consumer pauses past it)
+    prefetch: int = Field(default=256, ge=1, le=100_000)
+    commit_interval: float = Field(default=0.2, gt=0, le=60)
+    session_timeout_ms: int = Field(default=10_000, ge=1000, le=600_000)
+    heartbeat_interval_ms: int = Field(default=3000, ge=100, le=200_000)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_key_password: SecretStr | None = None
+    # the settings every broker sidecar shares (WOJAK_SIDECAR_ACCOUNTS, ...) come from BrokerSidecarSettings
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        parse_bootstrap(value)
+        return value
+
+    def to_config(self) -> "KafkaSidecarConfig":
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and (not self.sasl_username or self.sasl_password is None):
+            raise ConfigError(f"WOJAK_SIDECAR_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+                             "WOJAK_SIDECAR_KAFKA_SASL_USERNAME and WOJAK_SIDECAR_KAFKA_SASL_PASSWORD")  # fmt: skip
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ConfigError("WOJAK_SIDECAR_KAFKA_HEARTBEAT_INTERVAL_MS must be at most a third of _SESSION_TIMEOUT_MS")
+        if self.dead_letter_topic == self.topic or self.results_topic == self.topic:
+            raise ConfigError("the dead-letter and results topics must differ from WOJAK_SIDECAR_KAFKA_TOPIC")
+        return KafkaSidecarConfig(
+            bootstrap_servers=parse_bootstrap(self.bootstrap_servers), topic=self.topic, group_id=self.group_id,
+            dead_letter_topic=self.dead_letter_topic, results_topic=self.results_topic or None,
+            client_id=self.client_id, prefetch=self.prefetch, commit_interval=self.commit_interval,
+            session_timeout_ms=self.session_timeout_ms, heartbeat_interval_ms=self.heartbeat_interval_ms,
+            auto_offset_reset=self.auto_offset_reset, security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism, sasl_username=self.sasl_username if sasl else None,
+            sasl_password=self.sasl_password.get_secret_value() if sasl and self.sasl_password else None,
+            ssl_cafile=self.ssl_cafile, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
+            ssl_key_password=self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
+            max_body_bytes=self.max_body_bytes, settle_timeout=self.settle_timeout, drain_seconds=self.drain_seconds,
+            # never more in flight than fetched: every message in flight is one the commit waits for
+            runner=self.runner_config(min(self.concurrency or self.prefetch, self.prefetch)),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KafkaSidecarConfig:
+    bootstrap_servers: tuple[str, ...] = ("127.0.0.1:9092",)
+    topic: str = "wojak.orders"
+    group_id: str = "wojak-sidecar"
+    dead_letter_topic: str = "wojak.orders.dlt"
+    results_topic: str | None = "wojak.orders.results"
+    client_id: str = "wojak-sidecar"
+    prefetch: int = 256
+    commit_interval: float = 0.2  # seconds between commits of the settled prefix of each partition
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3000
+    auto_offset_reset: str = "earliest"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 65536  # larger messages are dead-lettered ``body_too_large``, unparsed
+    settle_timeout: float = 10.0  # seconds one produce (dead letter, result) or commit may take
+    drain_seconds: float = 20.0  # a revoked partition's in-flight messages settle within it
+    close_timeout: float = 5.0  # seconds stopping the consumer and the producer may take
+    runner: RunnerConfig | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bootstrap_servers, str):
+            object.__setattr__(self, "bootstrap_servers", parse_bootstrap(self.bootstrap_servers))
+        check_transport(self.bootstrap_servers, self.security_protocol)
+
+    def __repr__(self) -> str:  # never the password
+        return (f"KafkaSidecarConfig(bootstrap_servers={','.join(self.bootstrap_servers)!r}, "
+                f"security_protocol={self.security_protocol!r}, topic={self.topic!r}, group_id={self.group_id!r}, "
+                f"dead_letter_topic={self.dead_letter_topic!r}, results_topic={self.results_topic!r}, "
+                f"prefetch={self.prefetch})")  # fmt: skip
+
+    def ssl_context(self) -> object | None:
+        """The TLS context for ``SSL`` / ``SASL_SSL`` (system CAs unless ``ssl_cafile``)."""
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        import ssl
+
+        context = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.ssl_certfile:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_key_password)
+        return context
