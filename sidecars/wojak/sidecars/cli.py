@@ -45,6 +45,7 @@ def cmd_sidecar_http(args: argparse.Namespace) -> int:
 # template's files, docs/sidecar-kit.md: TITLE, Settings, serve) installed by the extra <name>.
 BROKERS = {
     "rabbitmq": "RabbitMQ consumer (settings from WOJAK_SIDECAR_RABBITMQ_*)",
+    "sqs": "SQS consumer (settings from WOJAK_SIDECAR_SQS_*)",
 }
 
 

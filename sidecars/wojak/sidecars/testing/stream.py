@@ -38,11 +38,12 @@ async def run_stream(broker: SidecarContract, engine: EngineUnderTest) -> None:
 
     messages: list[tuple[bytes, str | None]] = []
     expected: set[str] = set()
+    derived: list[tuple[str, bytes]] = []  # their ids are known once published (Kafka: partition and offset)
     for i in range(valid):
         mid = f"mid-{i}"
         if i % DERIVED_EVERY == 0:  # no client_order_id: derived from the message's coordinates
             body = dumps(order(account=f"acct-{i % 8}"))
-            expected.add(derive_client_order_id(broker.source_name, *broker.coordinates_for(mid, body)))
+            derived.append((mid, body))
         else:
             body = dumps(order(f"big-{i}", account=f"acct-{i % 8}"))
             expected.add(f"big-{i}")
@@ -69,6 +70,7 @@ async def run_stream(broker: SidecarContract, engine: EngineUnderTest) -> None:
     await broker.publish_many(messages)
     published = time.monotonic() - started
     assert await broker.pending_count() == len(messages)
+    expected |= {derive_client_order_id(broker.source_name, *broker.coordinates_for(mid, body)) for mid, body in derived}
 
     def env() -> dict[str, str]:
         return {"WOJAK_ENGINE_SOCKET": str(engine.socket), "WOJAK_LOG_LEVEL": "WARNING", "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
