@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -54,18 +55,23 @@ class SqsSidecarSettings(BrokerSidecarSettings):
             queue_name(value)
         return value
 
-    def to_config(self) -> SqsSidecarConfig:
+    def config_fields(self) -> dict[str, Any]:
+        """What the config is made of (the SNS sidecar, which reads SQS, makes its own from it)."""
+        prefix = self.model_config.get("env_prefix", "WOJAK_SIDECAR_SQS_")
         for name, value in (("QUEUE_URL", self.queue_url), ("DEAD_LETTER_QUEUE_URL", self.dead_letter_queue_url)):
             if not value:
-                raise ConfigError(f"WOJAK_SIDECAR_SQS_{name} is not set")
+                raise ConfigError(f"{prefix}{name} is not set")
         concurrency = self.concurrency or 64
-        return SqsSidecarConfig(
+        return dict(
             queue_url=self.queue_url, dead_letter_queue_url=self.dead_letter_queue_url, region=self.region,
             endpoint=self.endpoint, batch_size=self.batch_size, wait_time=self.wait_time,
             visibility=self.visibility, receivers=self.receivers, max_body_bytes=self.max_body_bytes,
             settle_timeout=self.settle_timeout, max_held=concurrency + self.batch_size,
-            runner=self.runner_config(concurrency),
+            runner=self.runner_config(concurrency), settings_prefix=prefix,
         )  # fmt: skip
+
+    def to_config(self) -> SqsSidecarConfig:
+        return SqsSidecarConfig(**self.config_fields())
 
 
 @dataclass(frozen=True)
@@ -83,21 +89,22 @@ class SqsSidecarConfig:
     max_held: int = 74  # received and not yet settled (the runner's concurrency and one batch ahead)
     close_timeout: float = 5.0  # seconds the shutdown waits for a long poll in progress
     runner: RunnerConfig | None = None
+    settings_prefix: str = "WOJAK_SIDECAR_SQS_"  # what the messages about settings name
 
     def __post_init__(self) -> None:
         queue_name(self.queue_url)
         queue_name(self.dead_letter_queue_url)
         if self.fifo != self.dead_letter_queue_url.endswith(".fifo"):
-            raise ConfigError("WOJAK_SIDECAR_SQS_DEAD_LETTER_QUEUE_URL: a FIFO queue needs a FIFO dead-letter queue, "
+            raise ConfigError(f"{self.settings_prefix}DEAD_LETTER_QUEUE_URL: a FIFO queue needs a FIFO dead-letter queue, "
                               "a standard queue a standard one")  # fmt: skip
         if not 1 <= self.batch_size <= MAX_BATCH or not 0 <= self.wait_time <= MAX_WAIT:
             raise ConfigError(f"batch size 1..{MAX_BATCH}, wait time 0..{MAX_WAIT}s")
         if not 2 <= self.visibility <= MAX_VISIBILITY:
             raise ConfigError(f"visibility 2..{MAX_VISIBILITY}s")
-        for setting, url in (("WOJAK_SIDECAR_SQS_ENDPOINT", self.endpoint), ("WOJAK_SIDECAR_SQS_QUEUE_URL", self.queue_url),
-                             ("WOJAK_SIDECAR_SQS_DEAD_LETTER_QUEUE_URL", self.dead_letter_queue_url)):  # fmt: skip
+        for setting, url in (("ENDPOINT", self.endpoint), ("QUEUE_URL", self.queue_url),
+                             ("DEAD_LETTER_QUEUE_URL", self.dead_letter_queue_url)):  # fmt: skip
             if url:
-                require_secure(url, setting)  # http:// only on loopback
+                require_secure(url, self.settings_prefix + setting)  # http:// only on loopback
 
     @property
     def queue(self) -> str:

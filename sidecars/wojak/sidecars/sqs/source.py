@@ -165,28 +165,33 @@ class SqsMessage(SourceMessage):
         system = raw.get("Attributes") or {}
         self.group: str | None = system.get("MessageGroupId")
         self.message_attributes: dict[str, dict[str, Any]] = raw.get("MessageAttributes") or {}
-        text = raw.get("Body") or ""
-        self.text = text
-        refusal = None
-        encoding = (self.message_attributes.get(ENCODING_ATTRIBUTE) or {}).get("StringValue")
-        if encoding is None:
-            body = text.encode("utf-8", "surrogateescape")
+        self.text = raw.get("Body") or ""  # what a dead letter carries: the SQS body as it came
+        payload, encoding, coordinates, refusal = self.unwrap(source)
+        if refusal is not None:
+            body = payload.encode("utf-8", "surrogateescape")
+        elif encoding is None:
+            body = payload.encode("utf-8", "surrogateescape")
         elif encoding == "base64":
             try:
-                body = base64.b64decode(text, validate=True)
+                body = base64.b64decode(payload, validate=True)
             except (binascii.Error, ValueError):
-                body = text.encode("utf-8", "surrogateescape")
+                body = payload.encode("utf-8", "surrogateescape")
                 refusal = (INVALID_BODY_ENCODING, {"error": "the body is not valid base64", ENCODING_ATTRIBUTE: encoding})
         else:
-            body = text.encode("utf-8", "surrogateescape")
+            body = payload.encode("utf-8", "surrogateescape")
             refusal = (INVALID_BODY_ENCODING, {"error": f"unknown {ENCODING_ATTRIBUTE} {encoding[:32]!r} (base64 or none)"})
-        super().__init__(body, coordinates_for(source.config.queue, self.message_id), {
+        super().__init__(body, coordinates, {
             "message_id": self.message_id, "group": self.group,
             "receive_count": int(system.get("ApproximateReceiveCount", 0) or 0),
         })  # fmt: skip
         if refusal is None and len(body) > source.config.max_body_bytes:
             refusal = (BODY_TOO_LARGE, {"bytes": len(body), "limit": source.config.max_body_bytes})
         self.refusal = refusal
+
+    def unwrap(self, source: SqsSource) -> tuple[str, str | None, tuple[str, str], tuple[str, dict[str, Any]] | None]:
+        """(the order's text, its encoding, the coordinates, a refusal): SQS carries the order as it is."""
+        encoding = (self.message_attributes.get(ENCODING_ATTRIBUTE) or {}).get("StringValue")
+        return self.text, encoding, coordinates_for(source.config.queue, self.message_id), None
 
     async def _ack(self) -> None:
         receipt = self._source._settling(self)
@@ -284,6 +289,7 @@ class _Group:
 
 class SqsSource(BrokerSource):
     name = "sqs"  # the CLI name: part of every derived client_order_id, so never renamed later
+    message_class: type[SqsMessage] = SqsMessage
 
     def __init__(self, config: SqsSidecarConfig, metrics: SidecarMetrics | None = None,
                  client_factory: Callable[[], Any] | None = None) -> None:  # fmt: skip
@@ -437,7 +443,7 @@ class SqsSource(BrokerSource):
                 self.redeliveries_held += 1
                 log.warning("message %s came back while still held (its lease had lapsed); not handed out again", mid)
                 continue
-            message = SqsMessage(self, raw)
+            message = self.message_class(self, raw)
             self._leases[mid] = _Lease(receipt, expires, message.group, message)
             if self.stopping:
                 late.append(mid)
