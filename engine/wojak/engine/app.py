@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class EngineSettings(BaseSettings):
     """Environment settings of the engine (read only at the entry point)."""
 
-    model_config = SettingsConfigDict(env_prefix="WOJAK_ENGINE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="WOJAK_ENGINE_", extra="ignore", frozen=True)
 
     socket: str = Field(default_factory=default_socket_path, description="IPC socket path (its directory becomes 0700)")
     store: str = Field(default="sqlite:///.wojak/wojak.sqlite", validation_alias="WOJAK_STORE")
