@@ -46,6 +46,8 @@ def cmd_sidecar_http(args: argparse.Namespace) -> int:
 BROKERS = {
     "rabbitmq": "RabbitMQ consumer (settings from WOJAK_SIDECAR_RABBITMQ_*)",
     "kafka": "Kafka consumer group (settings from WOJAK_SIDECAR_KAFKA_*)",
+    "sqs": "SQS consumer (settings from WOJAK_SIDECAR_SQS_*)",
+    "sns": "SNS through an SQS queue subscribed to the topic (settings from WOJAK_SIDECAR_SNS_*)",
 }
 
 

@@ -378,6 +378,9 @@ class SidecarContract(abc.ABC):
     # settings of the sidecars it starts, and at most how many messages a killed one held unsettled
     # (a poison message it had dead-lettered but not acked is dead-lettered again).
     stream_orders: int = 2000
+    # orders in the queue when the sidecar process gets SIGTERM (an emulator whose every call
+    # costs time in proportion to the queue's depth may ask for fewer)
+    sigterm_orders: int = 1000
     stream_in_flight: int = 128
 
     def stream_env(self) -> dict[str, str]:
@@ -550,7 +553,7 @@ class SidecarContract(abc.ABC):
         assert ledger(engine) == {derived: 1}
 
     async def test_sigterm_drains_the_sidecar_process(self, engine):
-        total = 1000
+        total = self.sigterm_orders
         await self.publish_many([(dumps(order(f"term-{i}", account=f"acct-{i % 8}")), None) for i in range(total)])
         port = free_port()
         env = {"WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS, "WOJAK_ENGINE_SOCKET": str(engine.socket),
