@@ -14,23 +14,21 @@ Sections:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import rabbitmq as rabbitmq_bench  # noqa: E402  (--only rabbitmq: see bench/rabbitmq.py)
 from bench._common import cpu_seconds, free_port, process, progress, summary, wait_until, workdir  # noqa: E402
 from bench.paced import paced  # noqa: E402
 from bench.zmq_client import PRINCIPAL, Client, order_frames  # noqa: E402
-from bench import rabbitmq as rabbitmq_bench  # noqa: E402  (--only rabbitmq: see bench/rabbitmq.py)
 from wojak.engine.protocol import MessageType, encode_frames  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from wojak.engine.protocol import ALL_SCOPES, MessageType, Principal
-from wojak.engine.risk import demo_risk_config_path
 from wojak.engine.protocol.client import EngineClient
+from wojak.engine.risk import demo_risk_config_path
 
 API_KEY = "test-key-0123456789abcdef"
 # What a sidecar that authenticated a fully trusted client sends: every scope, every account.

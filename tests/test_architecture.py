@@ -155,3 +155,16 @@ def test_every_error_of_the_project_is_a_wojak_error():
     # private control flow inside one module (never leaves it) may use a bare Exception
     outside = sorted(n for n, e in errors.items() if not issubclass(e, WojakError) and not e.__name__.startswith("_"))
     assert not outside, outside
+
+
+def test_every_settings_class_is_frozen():
+    """Settings are read once, at the entry point, and never change after."""
+    from pydantic_settings import BaseSettings
+
+    from wojak.engine.app import EngineSettings
+    from wojak.sidecars._core.settings import BrokerSidecarSettings
+    from wojak.sidecars.http.config import HttpSidecarSettings
+    from wojak.sidecars.rabbitmq.config import RabbitMQSidecarSettings
+
+    for cls in (EngineSettings, BrokerSidecarSettings, HttpSidecarSettings, RabbitMQSidecarSettings):
+        assert issubclass(cls, BaseSettings) and cls.model_config.get("frozen") is True, cls

@@ -22,7 +22,6 @@ from wojak.engine.cli import dev_socket_path, is_socket, ping
 from wojak.engine.protocol.runtime import fail, run_command
 from wojak.sidecars import cli as sidecar_cli
 
-
 # -- dev --------------------------------------------------------------------------------
 
 
@@ -57,12 +56,8 @@ def _dev_key(data_dir: Path) -> tuple[str, bool]:
 
 def _demo_risk_config() -> str:
     """The packaged demo risk file `wojak dev` hands the engine (the embedded default)."""
-    try:
-        from wojak.engine.risk import demo_risk_config_path  # type: ignore[attr-defined]
-    except ImportError:
-        from importlib.resources import files
+    from wojak.engine.risk import demo_risk_config_path
 
-        return str(files("wojak.engine.risk").joinpath("default_risk.yaml"))
     return str(demo_risk_config_path())
 
 
@@ -243,6 +238,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     interrupts = _Interrupts()  # before anything slow: a Ctrl-C from here on never prints a traceback
     import wojak.engine.app  # noqa: F401  the two processes it runs: a base install lacks their extras,
     import wojak.sidecars.http  # noqa: F401  which main() names (`pip install 'wojak[dev]'`) before anything starts
+
     data_dir = Path(args.data_dir).resolve()
     if not 0 < args.port < 65536:
         return fail(f"--port {args.port}: use a port from 1 to 65535")
@@ -303,10 +299,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
             print("  risk:     the demo risk limits; to use your own: WOJAK_ENGINE_RISK_CONFIG=my-risk.yaml wojak dev\n")
         print("  Try it:")
         print(f"    curl -s -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' \\")
-        print(f"      -d '{{\"symbol\":\"NIFTY-FUT\",\"bid\":\"24000\",\"ask\":\"24001\",\"last\":\"24000.5\"}}' {url}/v1/ticks")
+        print(f'      -d \'{{"symbol":"NIFTY-FUT","bid":"24000","ask":"24001","last":"24000.5"}}\' {url}/v1/ticks')
         print(f"    curl -s -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' \\")
-        print("      -d '{\"client_order_id\":\"first-1\",\"account\":\"desk-1\",\"symbol\":\"NIFTY-FUT\",\"side\":\"buy\",")
-        print(f"           \"quantity\":\"50\",\"order_type\":\"limit\",\"limit_price\":\"24001\"}}' {url}/v1/orders\n")
+        print('      -d \'{"client_order_id":"first-1","account":"desk-1","symbol":"NIFTY-FUT","side":"buy",')
+        print(f'           "quantity":"50","order_type":"limit","limit_price":"24001"}}\' {url}/v1/orders\n')
         print("  Ctrl-C stops everything; data stays in the data directory.", flush=True)
         while interrupts.sleep(0.2):
             for child in children:
@@ -339,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", default=".wojak", help="store, sandbox ledger, API key and socket (default ./.wojak)")
     dev.set_defaults(func=cmd_dev, extra="dev")
 
-    engine_cli.configure_engine(sub.add_parser("engine", help="run the engine (settings from WOJAK_ENGINE_*, WOJAK_STORE, WOJAK_VENUE)"))
+    engine_cli.configure_engine(
+        sub.add_parser("engine", help="run the engine (settings from WOJAK_ENGINE_*, WOJAK_STORE, WOJAK_VENUE)")
+    )
     sidecar = sub.add_parser("sidecar", help="run a source sidecar")
     sidecar_cli.configure_sidecar(sidecar.add_subparsers(dest="source", required=True))
     engine_cli.add_store_commands(sub)

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from wojak.engine._faults import POINTS
 from tests._processes import TRADER
+from wojak.engine._faults import POINTS
 from wojak.engine.protocol import MessageType
 from wojak.engine.protocol.client import EngineClient
 

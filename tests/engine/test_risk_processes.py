@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from tests._processes import TRADER, free_port
-from tests.engine.escalation._receiver import SECRET, Receiver
 from tests._risk import risk_config
+from tests.engine.escalation._receiver import SECRET, Receiver
 from wojak.engine.protocol import MessageType
 from wojak.engine.protocol.client import EngineClient
 

@@ -43,3 +43,28 @@ def test_a_broker_folder_has_the_templates_file_names_and_names(broker):
     source = importlib.import_module(f"wojak.sidecars.{broker}.source")
     sources = [v for v in vars(source).values() if isinstance(v, type) and issubclass(v, BrokerSource) and v is not BrokerSource]
     assert len(sources) == 1 and sources[0].name == broker.strip("_"), sources
+
+
+def test_the_templates_settings_are_its_configuration_declared_once(monkeypatch):
+    """A new broker copies settings that are the configuration (frozen), with no dataclass
+    repeating them; the shared ones are required and refused in one line."""
+    from pydantic import ValidationError
+
+    from wojak.errors import ConfigError
+    from wojak.sidecars._template import Settings
+
+    monkeypatch.setenv("WOJAK_SIDECAR_TEMPLATE_URL", "broker://user:s3cret@127.0.0.1:1234/")
+    monkeypatch.setenv("WOJAK_SIDECAR_TEMPLATE_PREFETCH", "16")
+    monkeypatch.setenv("WOJAK_SIDECAR_CONCURRENCY", "64")
+    with pytest.raises(ConfigError, match="WOJAK_SIDECAR_ACCOUNTS is not set"):
+        Settings().to_config()
+    monkeypatch.setenv("WOJAK_SIDECAR_ACCOUNTS", "desk-*")
+    settings = Settings()
+    assert settings.to_config() is settings
+    assert settings.runner.concurrency == 16 and settings.runner.accounts == ("desk-*",)  # bounded by the prefetch
+    assert "s3cret" not in repr(settings)
+    with pytest.raises(ValidationError):
+        settings.queue = "other"  # type: ignore[misc]
+    monkeypatch.setenv("WOJAK_SIDECAR_TEMPLATE_URL", "http://user:s3cret@broker.example.com:1234/")  # plain text off loopback
+    with pytest.raises(ValidationError, match="WOJAK_SIDECAR_TEMPLATE_URL"):
+        Settings()

@@ -11,7 +11,6 @@ from .conftest import (
     OPTIONS,
     TERRAFORM_ROOT,
     all_resources,
-    first,
     parse_dir,
     resources,
 )

@@ -73,6 +73,5 @@ class EngineMetrics:
         for action, breach in shadow:
             self.risk_shadow.labels(breach.rule, action.value).inc()
 
-
     def exposition(self) -> str:
         return generate_latest(self.registry).decode()

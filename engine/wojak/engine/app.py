@@ -15,14 +15,13 @@ from urllib.parse import parse_qs, urlparse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from wojak.engine import __version__
-from wojak.engine.protocol.runtime import run
-from wojak.engine import _faults
+from wojak.engine import __version__, _faults
 from wojak.engine._metrics import EngineMetrics
-from wojak.engine.protocol import MessageType, Verdict, default_socket_path, require_secure
-from wojak.engine.reconcile import Reconciler
 from wojak.engine.escalation import EscalationDelivery, open_sink
 from wojak.engine.health import EngineHealth
+from wojak.engine.protocol import MessageType, Verdict, default_socket_path, require_secure
+from wojak.engine.protocol.runtime import run
+from wojak.engine.reconcile import Reconciler
 from wojak.engine.risk import RiskConfigWatcher, RiskEngine, file_sha256, load_risk_config
 from wojak.engine.service import OrderService
 from wojak.engine.store import open_store
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 class EngineSettings(BaseSettings):
     """Environment settings of the engine (read only at the entry point)."""
 
-    model_config = SettingsConfigDict(env_prefix="WOJAK_ENGINE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="WOJAK_ENGINE_", extra="ignore", frozen=True)
 
     socket: str = Field(default_factory=default_socket_path, description="IPC socket path (its directory becomes 0700)")
     store: str = Field(default="sqlite:///.wojak/wojak.sqlite", validation_alias="WOJAK_STORE")
@@ -45,8 +44,12 @@ class EngineSettings(BaseSettings):
     risk_config: str | None = Field(default=None, description="risk YAML/JSON file: required (`wojak dev` passes the demo one)")
     max_inflight: int = Field(default=8192, ge=1)
     max_batch: int = Field(default=512, ge=1)
-    max_frame_bytes: int = Field(default=DEFAULT_MAX_FRAME_BYTES, ge=4096, le=64 * 1024 * 1024,
-                                 description="larger inbound frames disconnect their sender (ZMQ_MAXMSGSIZE)")
+    max_frame_bytes: int = Field(
+        default=DEFAULT_MAX_FRAME_BYTES,
+        ge=4096,
+        le=64 * 1024 * 1024,
+        description="larger inbound frames disconnect their sender (ZMQ_MAXMSGSIZE)",
+    )
     lease_seconds: float = Field(default=60.0, gt=0, description="execution lease of a pending order (> the venue timeout)")
     risk_reload_seconds: float = Field(default=1.0, gt=0, description="poll the risk config file this often")
     escalation_sink: str | None = Field(
@@ -74,8 +77,10 @@ class EngineSettings(BaseSettings):
         )
 
 
-_NO_RISK_CONFIG = ("WOJAK_ENGINE_RISK_CONFIG is not set: the engine needs a risk config file naming every limit "
-                   "(the engine never falls back to the demo limits; `wojak dev` runs the demo file)")
+_NO_RISK_CONFIG = (
+    "WOJAK_ENGINE_RISK_CONFIG is not set: the engine needs a risk config file naming every limit "
+    "(the engine never falls back to the demo limits; `wojak dev` runs the demo file)"
+)
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,9 @@ def open_venue(url: str) -> Any:
         except ImportError as exc:
             raise ConfigError(f"WOJAK_VENUE={url!r}: {exc}") from None
         except ValueError as exc:
-            raise ConfigError(f"WOJAK_VENUE={url!r}: {exc} "
-                             "(use lambda://FUNCTION?endpoint=URL&region=R&timeout=SECONDS)") from None
+            raise ConfigError(
+                f"WOJAK_VENUE={url!r}: {exc} (use lambda://FUNCTION?endpoint=URL&region=R&timeout=SECONDS)"
+            ) from None
     parsed = urlparse(url)
     if parsed.scheme in ("sandbox", "") and parsed.path in ("", "sandbox"):
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
@@ -127,8 +133,10 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
     metrics = EngineMetrics()
     venue_timeout = getattr(getattr(venue, "config", None), "timeout", None)
     if venue_timeout is not None and config.lease_seconds <= 2 * float(venue_timeout):
-        raise ConfigError(f"WOJAK_ENGINE_LEASE_SECONDS={config.lease_seconds:g} must exceed twice the venue timeout "
-                         f"({float(venue_timeout):g}s): a lease that lapses mid-call lets another replica submit again")
+        raise ConfigError(
+            f"WOJAK_ENGINE_LEASE_SECONDS={config.lease_seconds:g} must exceed twice the venue timeout "
+            f"({float(venue_timeout):g}s): a lease that lapses mid-call lets another replica submit again"
+        )
     engine_id = os.environ.get("WOJAK_ENGINE_ID") or f"{socket.gethostname()}:{config.socket}"
     cluster = os.environ.get("WOJAK_ENGINE_CLUSTER") or None
     if risk.has_homes and cluster is None:

@@ -164,6 +164,7 @@ def _report(args: argparse.Namespace, kind: str) -> int:
         for k in ("created_at", "executed_at"):
             if r.get(k):
                 r[k] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r[k]))
+    cols: tuple[str, ...]
     if kind == "orders":
         cols = ("created_at", "client_order_id", "account", "symbol", "side", "quantity", "order_type",
                 "limit_price", "state", "filled_quantity", "average_price", "reason")  # fmt: skip
@@ -240,7 +241,7 @@ def _detail(detail: Any) -> str:
     parts = []
     for k, v in detail.items():
         text = v if isinstance(v, str) else json.dumps(v, default=str, separators=(",", ":"))
-        if text == "" or any(c.isspace() or c in "\"=" for c in text):
+        if text == "" or any(c.isspace() or c in '"=' for c in text):
             text = json.dumps(text)
         parts.append(f"{k}={text}")
     return " ".join(parts)
@@ -284,7 +285,9 @@ def configure_engine(parser: argparse.ArgumentParser) -> Any:
     parser.set_defaults(func=cmd_engine, extra="engine")
     engine_sub = parser.add_subparsers(dest="engine_command")
     ping = engine_sub.add_parser("ping", help="check that an engine answers on its socket (liveness)")
-    ping.add_argument("--socket", help="PATH or ipc://PATH (default: try WOJAK_ENGINE_SOCKET, a `wojak dev` in --data-dir, the default path)")
+    ping.add_argument(
+        "--socket", help="PATH or ipc://PATH (default: try WOJAK_ENGINE_SOCKET, a `wojak dev` in --data-dir, the default path)"
+    )
     ping.add_argument("--data-dir", default=".wojak", help="where to look for a running `wojak dev` (default ./.wojak)")
     ping.add_argument("--timeout", type=float, default=2.0)
     ping.set_defaults(func=cmd_engine_ping)

@@ -25,7 +25,6 @@ import re
 import secrets
 import socket
 import time
-from collections import Counter
 from decimal import Decimal
 from typing import Any, Callable, Iterator, Mapping
 
@@ -451,8 +450,9 @@ class OrderService:
         for order, problem in anomalies:
             await self._venue_anomaly(order, problem)
 
-    async def reconcile(self, orders: list[Order], cancel: bool = False,
-                        book: Callable[[Order, VenueReport], bool] = lambda order, report: True) -> list[VenueReport]:
+    async def reconcile(
+        self, orders: list[Order], cancel: bool = False, book: Callable[[Order, VenueReport], bool] = lambda order, report: True
+    ) -> list[VenueReport]:
         """The reconciliation loop's venue step (``wojak.engine.reconcile``): look up (or cancel) open
         orders at the venue and book the reports ``book`` selects through ``_record`` (the same
         checks, own-price fills and releases as the order path). Every report, in order; raises
@@ -488,6 +488,7 @@ class OrderService:
         refusal = principal.refusal(scope, account)
         if refusal is not None:
             return None, self._forbidden(*refusal, coid)
+        assert isinstance(account, str) and isinstance(coid, str)  # checked above
         order = await self.store.get_order(account, coid)
         if order is None:
             return None, {"verdict": Verdict.NOT_FOUND.value, "client_order_id": coid}

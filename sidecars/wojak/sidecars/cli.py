@@ -128,7 +128,9 @@ def add_keys_command(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wojak-sidecar", description="A wojak source sidecar: one broker in, the engine's verdicts out.")
+    parser = argparse.ArgumentParser(
+        prog="wojak-sidecar", description="A wojak source sidecar: one broker in, the engine's verdicts out."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     configure_sidecar(sub)
     add_keys_command(sub)

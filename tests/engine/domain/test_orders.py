@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wojak.engine.domain import (
-    MONEY,
     FINAL_STATES,
+    MONEY,
     TRANSITIONS,
     IllegalTransition,
     Order,

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from wojak.engine.protocol import derive_client_order_id, validate_order, validate_tick
-from wojak.engine.protocol import FieldError
+from wojak.engine.protocol import FieldError, derive_client_order_id, validate_order, validate_tick
 from wojak.engine.protocol.rules import MAX_DECIMALS, MAX_INTEGER_DIGITS, MAX_SEQUENCE, MAX_TAG_LENGTH
 
 BASE = {"client_order_id": "c-1", "account": "desk-1", "symbol": "NIFTY-FUT", "side": "buy", "quantity": "10",

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from wojak.engine.domain import Position
-from wojak.engine.risk import daily_loss
 from tests.engine.risk.test_checks import order
 from tests.engine.risk.test_rules import codes, engine, view
+from wojak.engine.domain import Position
+from wojak.engine.risk import daily_loss
 
 D = Decimal
 

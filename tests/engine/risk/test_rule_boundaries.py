@@ -16,17 +16,16 @@ one order, a millisecond, a day) breaches with the rule's code.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable
 
 import pytest
 
+from tests.engine.risk.test_checks import order
 from wojak.engine.domain import Order, Position
 from wojak.engine.risk import AccountView, Action, RiskConfig, RiskEngine
 from wojak.engine.risk._checks import RULES, _Context
-from tests.engine.risk.test_checks import order
 
 D = Decimal
 NOW = 1_714_550_400.0  # 2024-05-01T08:00:00Z

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from tests.engine.risk.test_checks import order
 from wojak.engine.domain import Position
 from wojak.engine.risk import AccountView, Action, RiskConfig, RiskConfigError, RiskEngine, load_risk_config
 from wojak.engine.risk._config import LIMIT_NAMES, _parse
-from tests.engine.risk.test_checks import order
 
 D = Decimal
 NOW = 1_714_550_400.0  # 2024-05-01T08:00:00Z = 13:30 in Asia/Kolkata

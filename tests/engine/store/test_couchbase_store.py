@@ -12,11 +12,10 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.engine.store.test_store_contract import apply_all, approve, by_sequence, fill, order, tick
 from wojak.engine.domain import Order, OrderEvent, OrderState
 from wojak.engine.store import Execution, StoreUnavailable, open_store
 from wojak.engine.store._couchbase import CouchbaseStore, from_url, resolve_ambiguous
-
-from tests.engine.store.test_store_contract import apply_all, approve, by_sequence, fill, order, tick
 
 
 @pytest.fixture

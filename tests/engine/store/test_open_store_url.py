@@ -6,8 +6,7 @@ import sqlite3
 
 import pytest
 
-from wojak.engine.store import SQLiteStore, open_store
-from wojak.engine.store import utc_day
+from wojak.engine.store import SQLiteStore, open_store, utc_day
 
 
 async def test_sqlite_relative_and_absolute_paths_and_options(tmp_path, monkeypatch):

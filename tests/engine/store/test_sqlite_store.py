@@ -8,10 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from tests.engine.store.test_store_contract import apply_all, approve, approve_reserving, fill, order, tick
 from wojak.engine.domain import OrderState
 from wojak.engine.store import SQLiteStore
-
-from tests.engine.store.test_store_contract import apply_all, approve, approve_reserving, fill, order, tick
 
 # the tables as the first release created them (no positions.pending_loss, no orders.loss_per_unit)
 _OLD = """

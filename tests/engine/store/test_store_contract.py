@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from wojak.engine.domain import Order, OrderEvent, OrderState, Position
+from wojak.engine.domain import Order, OrderEvent, OrderState
 from wojak.engine.protocol import validate_order
 from wojak.engine.store import TICK_APPLIED, Execution, SQLiteStore, open_store
 

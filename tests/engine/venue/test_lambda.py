@@ -21,7 +21,6 @@ from tests.engine.venue._fake_lambda import FakeLambda
 from wojak.engine.app import open_venue
 from wojak.engine.venue import LambdaVenue, LambdaVenueConfig, VenueError
 
-
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 

@@ -26,14 +26,20 @@ import aio_pika
 import pytest
 
 from tests._processes import EngineProcess, free_port
-from wojak.sidecars.testing.contract import ACCOUNTS, TICK, Sidecar, dumps, eventually, ledger, order, stored_orders
 from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
 from wojak.engine.protocol import MessageType
 from wojak.sidecars.rabbitmq import RabbitMQSidecarConfig, RabbitMQSource
 from wojak.sidecars.rabbitmq.source import (
-    DETAIL_HEADER, DROPPED_HEADER, FRAME_OVERHEAD, MAX_DETAIL_BYTES, QUEUE_HEADER, REASON_HEADER, _properties_size,
+    DETAIL_HEADER,
+    DROPPED_HEADER,
+    FRAME_OVERHEAD,
+    MAX_DETAIL_BYTES,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    _properties_size,
     dead_letter_message,
 )  # fmt: skip
+from wojak.sidecars.testing.contract import ACCOUNTS, TICK, Sidecar, dumps, eventually, ledger, order, stored_orders
 
 FRAME_MAX = 131072  # RabbitMQ's default, which the test broker uses
 

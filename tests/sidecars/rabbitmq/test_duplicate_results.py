@@ -18,11 +18,11 @@ import aio_pika
 import pytest
 
 from tests._processes import EngineProcess
-from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, eventually, ledger, order
 from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
 from wojak.engine.protocol import MessageType
 from wojak.sidecars.rabbitmq import RabbitMQSource
 from wojak.sidecars.rabbitmq.source import DUPLICATE_HEADER
+from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, eventually, ledger, order
 
 pytestmark = pytest.mark.rabbitmq
 

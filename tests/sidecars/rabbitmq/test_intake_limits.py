@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests._processes import EngineProcess, free_port
-from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, eventually, ledger, order, stored_orders
 from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
 from wojak.engine.protocol import MessageType
 from wojak.sidecars.rabbitmq import RabbitMQSource
+from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, eventually, ledger, order, stored_orders
 
 pytestmark = pytest.mark.rabbitmq
 

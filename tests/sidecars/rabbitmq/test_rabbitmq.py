@@ -11,9 +11,9 @@ import uuid
 import aio_pika
 import pytest
 
-from wojak.sidecars.testing.contract import ACCOUNTS, DeadLetter, SidecarContract
 from wojak.sidecars.rabbitmq import RabbitMQSidecarConfig, RabbitMQSource
 from wojak.sidecars.rabbitmq.source import DETAIL_HEADER, REASON_HEADER, coordinates_for, declare_topology
+from wojak.sidecars.testing.contract import ACCOUNTS, DeadLetter, SidecarContract
 
 pytestmark = pytest.mark.rabbitmq
 

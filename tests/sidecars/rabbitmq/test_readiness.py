@@ -22,9 +22,9 @@ import pytest
 
 from tests._processes import free_port
 from tests.engine.test_disk_full import fill, small_disk  # noqa: F401  (a fixture: the tmpfs)
-from wojak.sidecars.testing.contract import ACCOUNTS, TICK, _get, dumps, eventually, ledger, order
 from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
 from wojak.engine.protocol import MessageType
+from wojak.sidecars.testing.contract import ACCOUNTS, TICK, _get, dumps, eventually, ledger, order
 
 pytestmark = pytest.mark.rabbitmq
 

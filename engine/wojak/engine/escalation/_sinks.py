@@ -25,8 +25,9 @@ import urllib.request
 from typing import Any, Mapping, Protocol
 from urllib.parse import parse_qs, urlparse
 
+from wojak.engine.escalation._sqs import SinkError, SqsSink
+from wojak.engine.escalation._sqs import body as _body
 from wojak.engine.protocol import InsecureTransportError, require_secure
-from wojak.engine.escalation._sqs import SinkError, SqsSink, body as _body
 from wojak.errors import ConfigError
 
 TIMESTAMP_HEADER = "X-Wojak-Timestamp"
@@ -65,7 +66,7 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """A 3xx is answered as it is (an ``HTTPError``), never followed: the signed body and its
     headers go only to the configured URL."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
 

@@ -69,5 +69,3 @@ class SqsSink:
 
     async def close(self) -> None:
         return None
-
-

@@ -49,8 +49,8 @@ from wojak.engine.protocol._transport_security import (
     open_socket_dir,
     require_secure,
 )
-from wojak.engine.protocol._zmq import LoopSocket
 from wojak.engine.protocol._verdicts import ORDER_VERDICTS, Settlement, Verdict, settlement_for
+from wojak.engine.protocol._zmq import LoopSocket
 
 __all__ = [
     "ACCOUNT_NOT_PERMITTED",

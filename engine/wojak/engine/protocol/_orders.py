@@ -64,7 +64,7 @@ class FieldError(NamedTuple):
 def _decimal(field: str, value: Any, errors: list[FieldError]) -> str | None:
     """Canonical positive decimal string for ``value``, or None after recording why not."""
     if isinstance(value, bool):
-        errors.append(FieldError(field, "must be a decimal string such as \"10.5\"", "decimal_type"))
+        errors.append(FieldError(field, 'must be a decimal string such as "10.5"', "decimal_type"))
         return None
     if isinstance(value, int):
         if value <= 0:
@@ -80,11 +80,11 @@ def _decimal(field: str, value: Any, errors: list[FieldError]) -> str | None:
             errors.append(FieldError(field, "must be a finite number", "finite_number"))
             return None
         errors.append(
-            FieldError(field, "floats lose precision: send the decimal as a string such as \"10.5\"", "float_not_allowed")
+            FieldError(field, 'floats lose precision: send the decimal as a string such as "10.5"', "float_not_allowed")
         )
         return None
     if not isinstance(value, str):
-        errors.append(FieldError(field, "must be a decimal string such as \"10.5\"", "decimal_type"))
+        errors.append(FieldError(field, 'must be a decimal string such as "10.5"', "decimal_type"))
         return None
     match = _DECIMAL.fullmatch(value) if len(value) <= 64 else None
     if match is None:
@@ -144,7 +144,9 @@ def validate_order(raw: Any) -> tuple[dict[str, Any] | None, list[FieldError]]:
             errors.append(FieldError(key, "is required", "missing"))
     get = raw.get
     order: dict[str, Any] = {
-        "client_order_id": None if get("client_order_id") is None else _text("client_order_id", get("client_order_id"), _ID, errors),
+        "client_order_id": None
+        if get("client_order_id") is None
+        else _text("client_order_id", get("client_order_id"), _ID, errors),
         "account": None if get("account") is None else _text("account", get("account"), _ID, errors),
         "symbol": None if get("symbol") is None else _text("symbol", get("symbol"), _SYMBOL, errors),
         "side": None if get("side") is None else _choice("side", get("side"), SIDES, errors),
@@ -220,8 +222,6 @@ def derive_client_order_id(source: str, *coordinates: object) -> str:
     The same coordinates (queue + message id, topic + partition + offset, ...) always
     give the same id, so a redelivered message is recognised as a duplicate.
     """
-    digest = hashlib.blake2b(
-        "\x1f".join([source, *map(str, coordinates)]).encode(), digest_size=16
-    ).hexdigest()
+    digest = hashlib.blake2b("\x1f".join([source, *map(str, coordinates)]).encode(), digest_size=16).hexdigest()
     prefix = re.sub(r"[^A-Za-z0-9._-]", "-", source)[:24]
     return f"{prefix}:{digest}"

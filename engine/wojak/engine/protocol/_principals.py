@@ -51,9 +51,7 @@ class Principal:
             raise PrincipalError(f"principal name {self.name!r} must match {_NAME.pattern}")
         for pattern in self.accounts:
             if not isinstance(pattern, str) or not ACCOUNT_PATTERN.fullmatch(pattern):
-                raise PrincipalError(
-                    f"principal {self.name}: account pattern {pattern!r} must match {ACCOUNT_PATTERN.pattern}"
-                )
+                raise PrincipalError(f"principal {self.name}: account pattern {pattern!r} must match {ACCOUNT_PATTERN.pattern}")
         unknown = set(self.scopes) - ALL_SCOPES
         if unknown:
             raise PrincipalError(

@@ -22,7 +22,7 @@ class LoopSocket:
         self.burst = burst
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
-        self._fd = sock.getsockopt(zmq.FD)
+        self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]  # an int for FD
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -54,7 +54,7 @@ class LoopSocket:
 
     def recheck(self) -> None:
         try:
-            if self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 self._schedule()
         except zmq.ZMQError:
             pass

@@ -130,7 +130,9 @@ def _trading_state(ctx: _Context) -> Breach | None:
     pending_same_way = ctx.position.pending_sell if signed < 0 else ctx.position.pending_buy
     if held != 0 and (held > 0) != (signed > 0) and abs(signed) + pending_same_way <= abs(held):
         return None
-    return Breach("trading_state", "reducing_only", f"account is REDUCING and {ctx.order.side.value} does not shrink position {held}")
+    return Breach(
+        "trading_state", "reducing_only", f"account is REDUCING and {ctx.order.side.value} does not shrink position {held}"
+    )
 
 
 def _allowed_instruments(ctx: _Context) -> Breach | None:
@@ -181,8 +183,13 @@ def _price_band(ctx: _Context) -> Breach | None:
     return None
 
 
-def gross_exposure(view: AccountView, prices: Mapping[str, Decimal], engine: "RiskEngine",
-                   order: Order | None = None, order_price: Decimal | None = None) -> Decimal:
+def gross_exposure(
+    view: AccountView,
+    prices: Mapping[str, Decimal],
+    engine: "RiskEngine",
+    order: Order | None = None,
+    order_price: Decimal | None = None,
+) -> Decimal:
     """Sum over the account's symbols of |worst-case position incl. reservations (and the
     order)| x last price x multiplier. A symbol without a tick is valued at its average price
     (the order's own symbol at its limit price)."""
@@ -489,8 +496,8 @@ class RiskEngine:
             errors.append(("quantity", f"{order.symbol} allows at most {instrument.quantity_decimals} decimal places",
                            "decimal_max_places"))  # fmt: skip
         elif spec.lot_size != ONE and order.quantity % spec.lot_size:
-            errors.append(("quantity", f"{order.symbol} trades in lots of {spec.lot_size}: {order.quantity} is not a whole number of lots",
-                           "lot_size"))  # fmt: skip
+            errors.append(("quantity", f"{order.symbol} trades in lots of {spec.lot_size}: {order.quantity} is not a whole "
+                           "number of lots", "lot_size"))  # fmt: skip
         price = order.limit_price
         if price is not None:
             if -price.as_tuple().exponent > instrument.price_decimals:  # type: ignore[operator]

@@ -46,7 +46,7 @@ class _Frozen(BaseModel):
 
 def _no_float(value: Any) -> Any:
     if isinstance(value, float):
-        raise ValueError("write decimals as quoted strings (\"0.05\"): floats lose precision")
+        raise ValueError('write decimals as quoted strings ("0.05"): floats lose precision')
     return value
 
 
@@ -226,11 +226,11 @@ def _top_level_limits(raw: Any) -> tuple[Any, dict[str, str], list[str]]:
             bare.append(name)
         elif isinstance(value, dict):
             if "value" not in value or set(value) - {"value", "reason"}:
-                problems.append(f"limits.{name}: write a value, or {{value: null, reason: \"...\"}}")
+                problems.append(f'limits.{name}: write a value, or {{value: null, reason: "..."}}')
             elif value["value"] is not None:
                 values[name] = value["value"]
             elif not isinstance(value.get("reason"), str) or not value["reason"].strip():
-                problems.append(f"limits.{name}: an unlimited limit needs a reason: {{value: null, reason: \"...\"}}")
+                problems.append(f'limits.{name}: an unlimited limit needs a reason: {{value: null, reason: "..."}}')
             else:
                 unlimited[name] = value["reason"].strip()
         else:

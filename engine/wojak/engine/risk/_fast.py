@@ -76,10 +76,10 @@ def passes(engine: RiskEngine, order: Order, view: AccountView, prices: Mapping[
         if last is None or abs(price - last) * HUNDRED > band * last:
             return None
     if price is None:
-        limit = spec.stale_tick_seconds
-        if limit is not None:
+        stale = spec.stale_tick_seconds
+        if stale is not None:
             at = None if tick_at is None else tick_at.get(symbol)
-            if at is None or (time.time() if now is None else now) - at > limit:
+            if at is None or (time.time() if now is None else now) - at > stale:
                 return None
     if spec.expiry_window:
         today = engine._today
@@ -132,7 +132,8 @@ def passes(engine: RiskEngine, order: Order, view: AccountView, prices: Mapping[
                 else:
                     size = long if long >= -short else -short
                 if size:
-                    value = size * (mark if mark is not None else own_price if sym == symbol else p.average_price)
+                    # own_price is set here: no price for the order's own symbol returned above
+                    value = size * (mark if mark is not None else own_price if sym == symbol else p.average_price)  # type: ignore[operator]
                     exposure += value if m is None else value * m
             if max_loss is not None:
                 pending = p.pending_loss

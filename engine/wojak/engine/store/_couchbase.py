@@ -200,7 +200,7 @@ class CouchbaseStore(CouchbaseKV):
             await self._index_add("idx::accounts", account)
 
             def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-                new = dict(doc) if doc is not None else {"account": account, "symbols": [], "rate": {}}
+                new: dict[str, Any] = dict(doc) if doc is not None else {"account": account, "symbols": [], "rate": {}}
                 new["state"] = None if state is None else {"account": account, "state": state, "reason": reason,
                                                            "at": time.time()}  # fmt: skip
                 return new
@@ -248,8 +248,10 @@ class CouchbaseStore(CouchbaseKV):
         for attempt in range(CAS_ATTEMPTS):
             found = order_from_doc(doc)
             now = time.time()
-            if lease is None or found.state is not OrderState.PENDING or (
-                found.lease_owner not in (None, lease[0]) and found.lease_until > now
+            if (
+                lease is None
+                or found.state is not OrderState.PENDING
+                or (found.lease_owner not in (None, lease[0]) and found.lease_until > now)
             ):
                 return found
             new = {**doc, "lease_owner": lease[0], "lease_until": now + lease[1]}
@@ -320,11 +322,11 @@ class CouchbaseStore(CouchbaseKV):
                                      {"state": "HALTED", "reason": halted, "order": key})  # fmt: skip
         if order.state is OrderState.ESCALATED and escalation is not None:
             # the outbox entry first; it counts only once the order doc says escalated
-            entry = f"esc:{key}"
-            await self._map_put("idx::esc", entry, {"k": entry, "o": key})
-            esc = {"key": entry, "client_order_id": coid, "payload": json.loads(json.dumps(escalation, default=str)),
+            esc_key = f"esc:{key}"
+            await self._map_put("idx::esc", esc_key, {"k": esc_key, "o": key})
+            esc = {"key": esc_key, "client_order_id": coid, "payload": json.loads(json.dumps(escalation, default=str)),
                    "created_at": time.time(), "delivered_at": None}  # fmt: skip
-            await self._upsert_if_absent(f"esc::{entry}", esc)
+            await self._upsert_if_absent(f"esc::{esc_key}", esc)
         if lease is not None and order.state is OrderState.PENDING:
             order.lease_owner, order.lease_until = lease[0], time.time() + lease[1]
         record = order_doc(order)
@@ -605,8 +607,10 @@ class CouchbaseStore(CouchbaseKV):
                 if not any(stored.state is o.state and stored.filled_quantity == o.filled_quantity for o in given):
                     return None  # the caller's read is stale: the store moved past it
                 now = time.time()
-                if stored.lease_owner not in (None, owner) and stored.lease_until > now and (
-                    stored.state is OrderState.PENDING or stored.lease_owner.endswith(":reconcile")
+                if (
+                    stored.lease_owner not in (None, owner)
+                    and stored.lease_until > now
+                    and (stored.state is OrderState.PENDING or stored.lease_owner.endswith(":reconcile"))
                 ):  # held by another (past pending, only another loop's lease counts)
                     return None
                 new = {**doc, "lease_owner": owner, "lease_until": now + seconds}
@@ -667,8 +671,16 @@ class CouchbaseStore(CouchbaseKV):
                 outcome = judge(stored, tick, now)
                 outcomes.append(outcome)
                 if outcome == TICK_APPLIED:  # the tick as judged (the judge may add fields, e.g. its day)
-                    stored = last = tick_from_doc({**tick, "bid": str(tick["bid"]), "ask": str(tick["ask"]),
-                                                    "last": str(tick["last"]), "received_at": now, "version": previous})
+                    stored = last = tick_from_doc(
+                        {
+                            **tick,
+                            "bid": str(tick["bid"]),
+                            "ask": str(tick["ask"]),
+                            "last": str(tick["last"]),
+                            "received_at": now,
+                            "version": previous,
+                        }
+                    )
             if last is None:
                 if doc is not None and doc.get("p") and now - float(doc["received_at"]) > self.kv_timeout:
                     await self._finalize_tick(key)  # a writer died before publishing it: do it for them

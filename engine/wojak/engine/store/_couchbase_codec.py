@@ -100,11 +100,10 @@ def write_token() -> str:
     return uuid.uuid4().hex
 
 
-
 def next_account_doc(acct: dict[str, Any] | None, order: Order, view: AccountView, now: float) -> dict[str, Any]:
     """The account doc after admitting ``order``: its symbol listed, the order counted in the
     rate window (if it passed), a HALTED state stored (if risk set one); old buckets pruned."""
-    new = dict(acct) if acct is not None else {"account": order.account, "symbols": [], "rate": {}}
+    new: dict[str, Any] = dict(acct) if acct is not None else {"account": order.account, "symbols": [], "rate": {}}
     symbols = list(new.get("symbols") or [])
     if order.symbol not in symbols:
         symbols.append(order.symbol)
@@ -124,4 +123,3 @@ def days_ago(day: str, n: int) -> str:
         return (dt.date.fromisoformat(day) - dt.timedelta(days=n)).isoformat()
     except ValueError:
         return ""
-

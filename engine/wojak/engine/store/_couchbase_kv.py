@@ -39,10 +39,8 @@ async def resolve_ambiguous(get: Callable[[str], Awaitable[dict[str, Any] | None
     return Outcome.APPLIED if doc.get("_w") == token else Outcome.OTHER
 
 
-
 async def backoff(attempt: int) -> None:
     await asyncio.sleep(0 if attempt < 2 else random.uniform(0, min(0.05, 0.001 * attempt)))
-
 
 
 class CouchbaseKV:

@@ -58,4 +58,3 @@ class Sdk:
                 e.ServiceUnavailableException, e.RequestCanceledException, e.TemporaryFailException,
                 e.MissingConnectionException, e.DurabilitySyncWriteAmbiguousException,
                 e.DurabilitySyncWriteInProgressException, e.DocumentLockedException)  # fmt: skip
-

@@ -35,4 +35,6 @@ def open_store(url: str) -> Store:
         except ValueError:
             raise ConfigError(f"WOJAK_STORE={url!r}: min_free_bytes must be a whole number of bytes") from None
         return SQLiteStore(path, synchronous=options.get("synchronous", "full"), min_free_bytes=min_free)
-    raise ConfigError(f"WOJAK_STORE={url!r}: unsupported scheme {parsed.scheme!r} (use sqlite:///PATH or couchbase://HOST?bucket=NAME)")
+    raise ConfigError(
+        f"WOJAK_STORE={url!r}: unsupported scheme {parsed.scheme!r} (use sqlite:///PATH or couchbase://HOST?bucket=NAME)"
+    )

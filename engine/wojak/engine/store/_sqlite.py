@@ -93,8 +93,7 @@ _ORDER_COLUMNS = (
     " tag, state, filled_quantity, average_price, venue_order_id, reason, created_at, updated_at"
 )
 _INSERT_ORDER = (
-    f"INSERT INTO orders ({_ORDER_COLUMNS}, loss_per_unit, principal, lease_owner, lease_until)"
-    f" VALUES ({','.join('?' * 21)})"
+    f"INSERT INTO orders ({_ORDER_COLUMNS}, loss_per_unit, principal, lease_owner, lease_until) VALUES ({','.join('?' * 21)})"
 )
 # columns added after the first release: databases created before get them at open
 _MIGRATIONS = (
@@ -115,7 +114,12 @@ _MIGRATIONS = (
 # Before client_order_id was unique per account, it was the orders table's whole key.
 _REKEY_ORDERS = (
     "ALTER TABLE orders RENAME TO orders_by_coid",
-    _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS orders"):_SCHEMA.index(");", _SCHEMA.index("CREATE TABLE IF NOT EXISTS orders")) + 2],
+    _SCHEMA[
+        _SCHEMA.index("CREATE TABLE IF NOT EXISTS orders") : _SCHEMA.index(
+            ");", _SCHEMA.index("CREATE TABLE IF NOT EXISTS orders")
+        )
+        + 2
+    ],
     f"INSERT INTO orders ({_ORDER_COLUMNS}, loss_per_unit, principal, lease_owner, lease_until)"
     f" SELECT {_ORDER_COLUMNS}, loss_per_unit, principal, lease_owner, lease_until FROM orders_by_coid",
     "DROP TABLE orders_by_coid",
@@ -349,8 +353,10 @@ class SQLiteStore:
             for order in orders:
                 found = existing.get(order.key)
                 if found is not None:
-                    if lease is not None and found.state is OrderState.PENDING and (
-                        found.lease_owner in (None, lease[0]) or found.lease_until <= now
+                    if (
+                        lease is not None
+                        and found.state is OrderState.PENDING
+                        and (found.lease_owner in (None, lease[0]) or found.lease_until <= now)
                     ):  # free, ours or expired: take it (another engine's live lease stays, and wins)
                         found.lease_owner, found.lease_until = lease[0], now + lease[1]
                         leased.append((lease[0], found.lease_until, found.account, found.client_order_id))
@@ -529,9 +535,7 @@ class SQLiteStore:
         return {k: found.get(k) or Position(*k) for k in keys}
 
     def _position(self, account: str, symbol: str) -> Position:
-        row = self._db.execute(
-            "SELECT * FROM positions WHERE account=? AND symbol=?", (account, symbol)
-        ).fetchone()
+        row = self._db.execute("SELECT * FROM positions WHERE account=? AND symbol=?", (account, symbol)).fetchone()
         return _position_from_row(row) if row else Position(account, symbol)
 
     # -- reads ----------------------------------------------------------------------
@@ -681,8 +685,10 @@ class SQLiteStore:
                 s = stored.get(o.key)
                 if s is None or o.key in taken or s.state is not o.state or s.filled_quantity != o.filled_quantity:
                     continue
-                if s.lease_owner not in (None, owner) and s.lease_until > now and (
-                    s.state is OrderState.PENDING or s.lease_owner.endswith(":reconcile")
+                if (
+                    s.lease_owner not in (None, owner)
+                    and s.lease_until > now
+                    and (s.state is OrderState.PENDING or s.lease_owner.endswith(":reconcile"))
                 ):  # held by another (past pending, only another loop's lease counts)
                     continue
                 s.lease_owner, s.lease_until = owner, now + seconds

@@ -26,10 +26,10 @@ import zmq
 from wojak.engine._faults import crash_point
 from wojak.engine.protocol import (
     PROTOCOL_VERSION,
-    SocketDirError,
     LoopSocket,
     MessageType,
     ProtocolError,
+    SocketDirError,
     Verdict,
     decode_frames,
     encode_body,
@@ -70,7 +70,9 @@ def prepare_socket(path: Path) -> tuple[int, int]:
         lock_fd = os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     except OSError as exc:
         os.close(dir_fd)
-        raise SocketDirError(f"cannot open the engine lock {directory / lock_name} (setting WOJAK_ENGINE_SOCKET): {exc}") from None
+        raise SocketDirError(
+            f"cannot open the engine lock {directory / lock_name} (setting WOJAK_ENGINE_SOCKET): {exc}"
+        ) from None
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

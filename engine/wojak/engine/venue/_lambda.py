@@ -76,7 +76,7 @@ class LambdaVenueConfig:
         """Parse ``lambda://FUNCTION?endpoint=...``; ``ValueError`` says what is wrong."""
         if not url.startswith("lambda://"):
             raise ValueError("expected lambda://FUNCTION?endpoint=URL&region=R&timeout=SECONDS")
-        rest = url[len("lambda://"):]
+        rest = url[len("lambda://") :]
         function, _, query = rest.partition("?")
         function = unquote(function.rstrip("/"))
         try:
@@ -85,8 +85,11 @@ class LambdaVenueConfig:
             raise ValueError(f"bad query string: {exc}") from None
         unknown = sorted(set(params) - _OPTIONS)
         if unknown:
-            hint = " (credentials come from the environment, never the URL)" if any(
-                "key" in k.lower() or "secret" in k.lower() or "token" in k.lower() for k in unknown) else ""
+            hint = (
+                " (credentials come from the environment, never the URL)"
+                if any("key" in k.lower() or "secret" in k.lower() or "token" in k.lower() for k in unknown)
+                else ""
+            )
             raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(_OPTIONS))}{hint}")
         opts = {k: v[-1] for k, v in params.items()}
         try:

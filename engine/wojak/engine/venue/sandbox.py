@@ -32,7 +32,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, Inexact, localcontext
-from typing import Any
+from typing import Any, Mapping
 
 _SCALE = 1_000_000
 
@@ -58,8 +58,8 @@ class SandboxConfig:
             raise ValueError("WOJAK_SANDBOX_LATER_FILL_SECONDS must be a number of seconds >= 0")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "SandboxConfig":
-        env = os.environ if env is None else env
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "SandboxConfig":
+        env = os.environ if environ is None else environ
         return cls(
             seed=env.get("WOJAK_SANDBOX_SEED", "wojak"),
             fill_probability=Decimal(env.get("WOJAK_SANDBOX_FILL_PROBABILITY", "0.9")),
@@ -68,7 +68,8 @@ class SandboxConfig:
             ledger=env.get("WOJAK_SANDBOX_LEDGER") or None,
             latency_ms=Decimal(env.get("WOJAK_SANDBOX_LATENCY_MS", "0")),
             later_fill_seconds=Decimal(env["WOJAK_SANDBOX_LATER_FILL_SECONDS"])
-            if env.get("WOJAK_SANDBOX_LATER_FILL_SECONDS") else None,
+            if env.get("WOJAK_SANDBOX_LATER_FILL_SECONDS")
+            else None,
         )
 
 
@@ -155,7 +156,9 @@ class Sandbox:
         try:
             known = self._known(orders)
             now = time.time()
-            fresh, again, out = {}, [], []
+            fresh: dict[tuple[str, str], dict[str, Any]] = {}
+            again: list[tuple[str, str]] = []
+            out: list[dict[str, Any]] = []
             for order, report in zip(orders, reports):  # idempotent: the first outcome stands; resubmissions are counted
                 key = _key(order)
                 first = known.get(key) or fresh.get(key)
@@ -165,8 +168,10 @@ class Sandbox:
                 else:
                     again.append(key)
                     out.append(first)
-            db.executemany("INSERT INTO executions (account, client_order_id, report, submissions, first_at)"
-                           " VALUES (?,?,?,1,?)", [(*k, json.dumps(r), now) for k, r in fresh.items()])
+            db.executemany(
+                "INSERT INTO executions (account, client_order_id, report, submissions, first_at) VALUES (?,?,?,1,?)",
+                [(*k, json.dumps(r), now) for k, r in fresh.items()],
+            )
             db.executemany("UPDATE executions SET submissions=submissions+1 WHERE account=? AND client_order_id=?", again)
             db.execute("COMMIT")
         except BaseException:

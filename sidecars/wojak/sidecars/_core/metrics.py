@@ -10,9 +10,7 @@ class SidecarMetrics:
         self.source = source
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.messages = Counter(
-            "wojak_sidecar_messages", "Source messages by engine verdict", ["source", "verdict"], registry=r
-        )
+        self.messages = Counter("wojak_sidecar_messages", "Source messages by engine verdict", ["source", "verdict"], registry=r)
         self.settlements = Counter(
             "wojak_sidecar_settlements", "Broker settlements by kind", ["source", "settlement"], registry=r
         )

@@ -177,7 +177,9 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the source's SettleFailed, TimeoutError, a broker error
-            what = f"{how.value}: " + (f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__)
+            what = f"{how.value}: " + (
+                f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            )
             self._count_settlement("failed")
             if isinstance(exc, SettleFailed) and not exc.counts:  # the broker's failure: the message waits
                 log.warning("settling message %s failed (%s); the broker will redeliver it (not counted toward "

@@ -18,11 +18,11 @@ and results go.
 # except ImportError as exc:  # pragma: no cover
 #     raise ImportError("the BROKER sidecar needs SDK-NAME: pip install 'wojak[BROKER]'") from exc
 
-from wojak.sidecars._template.config import TemplateSidecarConfig, TemplateSidecarSettings
+from wojak.sidecars._template.config import TemplateSidecarSettings
 from wojak.sidecars._template.source import TemplateMessage, TemplateSource, serve
 
 # What `wojak sidecar <broker>` runs: add "<broker>": "<help>" to BROKERS in wojak/sidecars/cli.py.
 TITLE = "BROKER"
 Settings = TemplateSidecarSettings
 
-__all__ = ["TITLE", "Settings", "TemplateMessage", "TemplateSidecarConfig", "TemplateSidecarSettings", "TemplateSource", "serve"]
+__all__ = ["TITLE", "Settings", "TemplateMessage", "TemplateSidecarSettings", "TemplateSource", "serve"]

@@ -1,17 +1,18 @@
-"""Settings of the BROKER sidecar: ``WOJAK_SIDECAR_TEMPLATE_*`` (``_<BROKER>_``) for the broker; the settings every
-broker sidecar shares (``WOJAK_SIDECAR_ACCOUNTS``, concurrency, drain, backoff, health port, body
-cap, settle timeout and attempts, ``WOJAK_ENGINE_SOCKET``) come from the kit's
-``BrokerSidecarSettings``: declare none of them again.
+"""Settings of the BROKER sidecar: ``WOJAK_SIDECAR_TEMPLATE_*`` (``_<BROKER>_``) for the broker;
+the settings every broker sidecar shares (``WOJAK_SIDECAR_ACCOUNTS``, concurrency, drain,
+backoff, health port, body cap, settle timeout and attempts, ``WOJAK_ENGINE_SOCKET``) come from
+the kit's ``BrokerSidecarSettings``: declare none of them again.
 
-Credentials come only from the environment. A plain-text endpoint is refused off loopback
-(``require_secure``).
+Declared once: the settings object (frozen) is the configuration the source and ``serve`` read;
+no dataclass repeats its fields. Credentials come only from the environment; a plain-text
+endpoint is refused off loopback (``require_secure``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from wojak.engine.protocol import require_secure
@@ -28,28 +29,21 @@ class TemplateSidecarSettings(BrokerSidecarSettings):
     prefetch: int = Field(default=64, ge=1, le=10_000)  # what the broker hands out before an ack
     dead_letter_queue: str = Field(default="wojak.orders.dlq", pattern=_NAME)
 
-    def to_config(self) -> TemplateSidecarConfig:
-        return TemplateSidecarConfig(
-            url=self.url.get_secret_value(), queue=self.queue, prefetch=self.prefetch,
-            dead_letter_queue=self.dead_letter_queue, max_body_bytes=self.max_body_bytes,
-            settle_timeout=self.settle_timeout,
-            # never more in flight than the broker hands out: every message in flight is unsettled
-            runner=self.runner_config(min(self.concurrency or self.prefetch, self.prefetch)),
-        )  # fmt: skip
+    @model_validator(mode="after")
+    def _secure(self) -> Self:
+        require_secure(self.url.get_secret_value(), "WOJAK_SIDECAR_TEMPLATE_URL")
+        return self
 
+    @property
+    def runner(self) -> RunnerConfig:
+        # never more in flight than the broker hands out: every message in flight is unsettled
+        return self.runner_config(min(self.concurrency or self.prefetch, self.prefetch))
 
-@dataclass(frozen=True)
-class TemplateSidecarConfig:
-    url: str
-    queue: str = "wojak.orders"
-    prefetch: int = 64
-    dead_letter_queue: str = "wojak.orders.dlq"
-    max_body_bytes: int = 65536
-    settle_timeout: float = 10.0
-    runner: RunnerConfig | None = None
-
-    def __post_init__(self) -> None:
-        require_secure(self.url, "WOJAK_SIDECAR_TEMPLATE_URL")
+    def to_config(self) -> TemplateSidecarSettings:
+        """What `wojak sidecar <broker>` hands ``serve``: these settings, once the shared ones are
+        complete (``WOJAK_SIDECAR_ACCOUNTS`` is required: refused here, in one line)."""
+        _ = self.runner
+        return self
 
     def __repr__(self) -> str:  # never print credentials
-        return f"TemplateSidecarConfig(queue={self.queue!r}, prefetch={self.prefetch})"
+        return f"TemplateSidecarSettings(queue={self.queue!r}, prefetch={self.prefetch})"

@@ -28,12 +28,10 @@ import asyncio
 import hashlib
 from typing import Any, AsyncIterator
 
-from wojak.engine.protocol import default_socket_path
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.settings import RunnerConfig
 from wojak.sidecars._core.source import BrokerSource, SourceMessage
-from wojak.sidecars._template.config import TemplateSidecarConfig
+from wojak.sidecars._template.config import TemplateSidecarSettings
 
 BODY_TOO_LARGE = "body_too_large"
 
@@ -69,7 +67,7 @@ class TemplateMessage(SourceMessage):
 class TemplateSource(BrokerSource):
     name = "template"  # the CLI name: part of every derived client_order_id, so never renamed later
 
-    def __init__(self, config: TemplateSidecarConfig, metrics: SidecarMetrics | None = None) -> None:
+    def __init__(self, config: TemplateSidecarSettings, metrics: SidecarMetrics | None = None) -> None:
         super().__init__(config.settle_timeout)
         self.config = config
         self.metrics = metrics
@@ -86,7 +84,7 @@ class TemplateSource(BrokerSource):
             await self._sdk_close()  # the broker redelivers whatever is unsettled
             self._client = None
 
-    async def messages(self) -> AsyncIterator[SourceMessage]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[SourceMessage]:
         while (delivery := await self._deliveries.get()) is not None:
             body, message_id = self._sdk_body(delivery)
             message = TemplateMessage(self, delivery, body, message_id)
@@ -122,8 +120,7 @@ class TemplateSource(BrokerSource):
         raise NotImplementedError("publish a copy with the reason (and confirm it)")
 
 
-async def serve(config: TemplateSidecarConfig, *, stop: asyncio.Event | None = None) -> None:
+async def serve(config: TemplateSidecarSettings, *, stop: asyncio.Event | None = None) -> None:
     """The BROKER sidecar until SIGTERM/SIGINT (or ``stop``): consume, drain, exit."""
     metrics = SidecarMetrics(TemplateSource.name)
-    runner = config.runner or RunnerConfig(engine_socket=default_socket_path())
-    await serve_sidecar(TemplateSource(config, metrics), runner, stop=stop, metrics=metrics)
+    await serve_sidecar(TemplateSource(config, metrics), config.runner, stop=stop, metrics=metrics)

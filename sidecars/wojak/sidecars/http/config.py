@@ -12,7 +12,7 @@ from wojak.errors import ConfigError
 
 
 class HttpSidecarSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WOJAK_SIDECAR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="WOJAK_SIDECAR_", extra="ignore", frozen=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from wojak.engine.protocol import ID_PATTERN
 from wojak.sidecars.http import schema
@@ -69,7 +69,7 @@ _403 = {"description": "The key's principal lacks the scope, or may not act for 
 _422 = _error("Validation error naming each field (duplicate keys and lone surrogates included)",
               {"detail": [{"type": "duplicate_key", "loc": ["body", "quantity"], "msg": "..."}]})  # fmt: skip
 _503 = _error("Retry later (Retry-After): engine unreachable or overloaded", {"verdict": "retry", "reason": "engine_timeout"})
-_BODY_ERRORS = {413: {"description": "Body larger than WOJAK_SIDECAR_MAX_BODY_BYTES"},
+_BODY_ERRORS: dict[int | str, Any] = {413: {"description": "Body larger than WOJAK_SIDECAR_MAX_BODY_BYTES"},
                 415: {"description": "Not application/json in UTF-8"}}  # fmt: skip
 
 ORDER_RESPONSES: dict[int | str, Any] = {
@@ -78,7 +78,8 @@ ORDER_RESPONSES: dict[int | str, Any] = {
     **_BODY_ERRORS, 422: _422, 503: _503,
 }  # fmt: skip
 TICK_RESPONSES: dict[int | str, Any] = {
-    200: _error("Recorded; status is applied, stale, duplicate or suspect when the engine says", {"symbol": "NIFTY-FUT", "verdict": "ok"}),
+    200: _error("Recorded; status is applied, stale, duplicate or suspect when the engine says",
+                {"symbol": "NIFTY-FUT", "verdict": "ok"}),
     401: _401, 403: _403, **_BODY_ERRORS, 422: _422, 503: _503,
 }  # fmt: skip
 GET_RESPONSES: dict[int | str, Any] = {200: {"description": "The order"}, 401: _401, 403: _403,
@@ -86,15 +87,19 @@ GET_RESPONSES: dict[int | str, Any] = {200: {"description": "The order"}, 401: _
 CANCEL_RESPONSES: dict[int | str, Any] = {**GET_RESPONSES, 200: {"description": "Canceled"},
                                            409: {"description": "The order is not open"}}  # fmt: skip
 LIST_RESPONSES: dict[int | str, Any] = {
-    200: _error("The caller's orders, newest first", {"orders": [], "next_cursor": None}), 401: _401, 403: _403, 422: _422, 503: _503,
+    200: _error("The caller's orders, newest first", {"orders": [], "next_cursor": None}),
+    401: _401, 403: _403, 422: _422, 503: _503,
 }  # fmt: skip
 
 _ACCOUNT = {"name": "account", "in": "query", "schema": {"type": "string", "pattern": ID_PATTERN}}
-ORDER_QUERY_EXTRA = {"parameters": [{**_ACCOUNT, "required": False,
-                                     "description": "The order's account; may be left out when the key permits exactly one account"}]}  # fmt: skip
+ORDER_QUERY_EXTRA = {"parameters": [{
+    **_ACCOUNT, "required": False,
+    "description": "The order's account; may be left out when the key permits exactly one account",
+}]}  # fmt: skip
 LIST_EXTRA = {"parameters": [
     {**_ACCOUNT, "required": False, "description": "Only this account (default: every account the key permits)"},
-    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
      "description": "next_cursor from the previous page"},
 ]}  # fmt: skip
@@ -102,7 +107,8 @@ LIST_EXTRA = {"parameters": [
 
 def order_post_extra() -> dict[str, Any]:
     return {
-        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "pattern": ID_PATTERN},
+        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                        "schema": {"type": "string", "pattern": ID_PATTERN},
                         "description": "The client_order_id, when the body does not carry one (they must agree if both do)"}],
         "requestBody": {"required": True, "content": {_JSON: {"schema": schema.order_schema()}}},
     }  # fmt: skip

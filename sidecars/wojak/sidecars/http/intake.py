@@ -117,7 +117,9 @@ def parse_json_body(body: bytes) -> Any:
         _lone_surrogates(data, (), found)
         for path in found:
             where = [printable(p) for p in path[:1]]
-            errors.append(_item("string_unicode", "holds a lone UTF-16 surrogate (\\ud800-\\udfff): not a Unicode character", *where))
+            errors.append(
+                _item("string_unicode", "holds a lone UTF-16 surrogate (\\ud800-\\udfff): not a Unicode character", *where)
+            )
     for key in duplicates:
         errors.append(_item("duplicate_key", f"the key {printable(key)!r} appears more than once in one object", printable(key)))
     if errors:

@@ -13,8 +13,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from wojak.engine.protocol import DECIMAL_PATTERN, ID_PATTERN, ORDER_FIELDS, SYMBOL_PATTERN
-from wojak.engine.protocol import rules  # the validator's enums, limits and field lists
+from wojak.engine.protocol import (
+    DECIMAL_PATTERN,
+    ID_PATTERN,
+    ORDER_FIELDS,
+    SYMBOL_PATTERN,
+    rules,  # the validator's enums, limits and field lists
+)
 
 assert set(ORDER_FIELDS) == set(rules.ORDER_FIELDS)
 
@@ -34,6 +39,7 @@ def _char_class_of(predicate: Any) -> str:
     BMP code points are ``\\uXXXX`` escapes (the same in Python and ECMA-262); code points
     above U+FFFF are written as themselves (one code point in Python and in ECMA-262's
     unicode mode)."""
+
     def esc(c: int) -> str:
         return f"\\u{c:04x}" if c <= 0xFFFF else chr(c)
 
@@ -71,9 +77,10 @@ def decimal_schema(description: str, *, nullable: bool = False) -> dict[str, Any
     }
 
 
-def _enum(values: tuple[str, ...], description: str, *, nullable: bool = False, default: str | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": ["string", "null"] if nullable else "string", "enum": [*values, *([None] if nullable else [])],
-                              "description": description}  # fmt: skip
+def _enum(values: tuple[str, ...], description: str, *, nullable: bool = False,
+          default: str | None = None) -> dict[str, Any]:  # fmt: skip
+    schema: dict[str, Any] = {"type": ["string", "null"] if nullable else "string",
+                              "enum": [*values, *([None] if nullable else [])], "description": description}  # fmt: skip
     if default is not None:
         schema["default"] = default
     return schema
@@ -96,8 +103,12 @@ def order_schema() -> dict[str, Any]:
         "order_type": _enum(rules.ORDER_TYPES, "market or limit"),
         "limit_price": decimal_schema("Limit orders only, on the instrument's tick grid.", nullable=True),
         "time_in_force": _enum(rules.TIMES_IN_FORCE, "day (default), ioc or gtc", nullable=True, default="day"),
-        "tag": {"type": ["string", "null"], "maxLength": rules.MAX_TAG_LENGTH, "pattern": _tag_pattern(),
-                "description": f"Free text, at most {rules.MAX_TAG_LENGTH} printable characters."},  # fmt: skip
+        "tag": {
+            "type": ["string", "null"],
+            "maxLength": rules.MAX_TAG_LENGTH,
+            "pattern": _tag_pattern(),
+            "description": f"Free text, at most {rules.MAX_TAG_LENGTH} printable characters.",
+        },  # fmt: skip
     }
     assert list(properties) == list(rules.ORDER_FIELDS), "a field of the validator is missing from the schema"
     required = [f for f in rules.REQUIRED_ORDER_FIELDS if f != "client_order_id"]
@@ -110,8 +121,15 @@ def order_schema() -> dict[str, Any]:
         "if": {"required": ["order_type"], "properties": {"order_type": {"const": "limit"}}},
         "then": {"required": ["limit_price"], "properties": {"limit_price": {"not": {"type": "null"}}}},
         "else": {"properties": {"limit_price": {"type": "null"}}},
-        "example": {"client_order_id": "first-1", "account": "desk-1", "symbol": "NIFTY-FUT", "side": "buy",
-                    "quantity": "50", "order_type": "limit", "limit_price": "24001"},  # fmt: skip
+        "example": {
+            "client_order_id": "first-1",
+            "account": "desk-1",
+            "symbol": "NIFTY-FUT",
+            "side": "buy",
+            "quantity": "50",
+            "order_type": "limit",
+            "limit_price": "24001",
+        },  # fmt: skip
     }
 
 
@@ -141,9 +159,12 @@ FORBIDDEN_SCHEMA = {
     "required": ["verdict", "reason", "detail"],
     "properties": {
         "verdict": {"const": "forbidden"},
-        "reason": {"type": "string", "examples": ["scope_missing", "account_not_permitted"],
-                   "description": "scope_missing or account_not_permitted (checked here and in the engine); the engine may"
-                                  " also refuse an account traded on another cluster (account_homed_elsewhere)"},
+        "reason": {
+            "type": "string",
+            "examples": ["scope_missing", "account_not_permitted"],
+            "description": "scope_missing or account_not_permitted (checked here and in the engine); the engine may"
+            " also refuse an account traded on another cluster (account_homed_elsewhere)",
+        },
         "detail": {"type": "string"},
         "client_order_id": {"type": "string"},
     },

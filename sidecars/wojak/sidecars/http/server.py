@@ -122,7 +122,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _too_large(self) -> _Refused:
         return _Refused(431, "431", f"request line and headers exceed {self.limits.max_header_bytes} bytes or"
-                        f" {self.limits.max_headers} headers (settings WOJAK_SIDECAR_MAX_HEADER_BYTES, _MAX_HEADERS)")  # fmt: skip
+                        f" {self.limits.max_headers} headers (settings WOJAK_SIDECAR_MAX_HEADER_BYTES,"
+                        " _MAX_HEADERS)")  # fmt: skip
 
     # -- parser callbacks ---------------------------------------------------------------
 
@@ -225,7 +226,7 @@ def uvicorn_server(app: Any, *, host: str, port: int, limits: Limits, keepalive_
     raise_open_files_limit(limits.max_connections)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, http=protocol_class(limits),
-        loop="none", lifespan="on", ws="none", timeout_graceful_shutdown=25, timeout_keep_alive=keepalive_timeout,
+        loop="none", lifespan="on", ws="none", timeout_graceful_shutdown=25, timeout_keep_alive=keepalive_timeout,  # type: ignore[arg-type]  # seconds; a float works
         # ASGI handlers (tasks) are bounded by the connections and the engine client's window.
         limit_concurrency=None, backlog=2048,
     )  # fmt: skip

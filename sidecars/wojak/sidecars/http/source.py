@@ -15,7 +15,7 @@ import logging
 import math
 import re
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
@@ -130,7 +130,7 @@ class _Guard:
         self.max_body = max_body
         self.refused = refused  # Counter child by reason
 
-    async def _reject(self, send: Any, status: int, payload: Any, headers: list[tuple[bytes, bytes]] = [],
+    async def _reject(self, send: Any, status: int, payload: Any, headers: Sequence[tuple[bytes, bytes]] = (),
                       close: bool = False) -> None:  # fmt: skip
         self.refused(str(status))
         body = dumps(payload if not isinstance(payload, str) else {"detail": payload})
@@ -144,7 +144,9 @@ class _Guard:
         """Why the query string is refused (it carries a credential), or None."""
         for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True, errors="replace"):
             if name.strip().lower() in _QUERY_CREDENTIALS:
-                return f"credentials in the query string ({name[:32]}) are not accepted: use the Authorization or X-API-Key header"
+                return (
+                    f"credentials in the query string ({name[:32]}) are not accepted: use the Authorization or X-API-Key header"
+                )
             if 16 <= len(value) <= 1024:
                 principal = self.keys.ring.lookup(value.strip())
                 if principal is not None:
@@ -196,7 +198,9 @@ class _Guard:
             if declared < 0:
                 return await self._reject(send, 400, "bad Content-Length", close=True)
             if declared > self.max_body:
-                return await self._reject(send, 413, f"body larger than {self.max_body} bytes (setting WOJAK_SIDECAR_MAX_BODY_BYTES)", close=True)
+                return await self._reject(
+                    send, 413, f"body larger than {self.max_body} bytes (setting WOJAK_SIDECAR_MAX_BODY_BYTES)", close=True
+                )
         # Read the whole body (bounded), then hand it to the route.
         chunks, size, more = [], 0, True
         while more:
@@ -208,7 +212,9 @@ class _Guard:
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > self.max_body:
-                    return await self._reject(send, 413, f"body larger than {self.max_body} bytes (setting WOJAK_SIDECAR_MAX_BODY_BYTES)", close=True)
+                    return await self._reject(
+                        send, 413, f"body larger than {self.max_body} bytes (setting WOJAK_SIDECAR_MAX_BODY_BYTES)", close=True
+                    )
             more = message.get("more_body", False)
         why = check_media_type(content_type)
         if why is not None:
@@ -238,8 +244,8 @@ def _account_for(principal: Principal, params: dict[str, str], required: bool) -
             return None, None
         single = principal.single_account
         if single is None:
-            return None, _detail("missing", ["query", "account"],
-                                 "is required: this API key may act for more than one account, so name one (?account=...)")  # fmt: skip
+            return None, _detail("missing", ["query", "account"], "is required: this API key may act for more than "
+                                 "one account, so name one (?account=...)")  # fmt: skip
         return single, None
     if not _ID.fullmatch(account):
         return None, _detail("string_pattern_mismatch", ["query", "account"], f"must match {ID_PATTERN}")
@@ -333,7 +339,9 @@ def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) ->
             if data.get("client_order_id") is None:
                 data["client_order_id"] = key
             elif data["client_order_id"] != key:
-                return _unprocessable([FieldError("client_order_id", "differs from the Idempotency-Key header", "idempotency_key_mismatch")], data)
+                return _unprocessable(
+                    [FieldError("client_order_id", "differs from the Idempotency-Key header", "idempotency_key_mismatch")], data
+                )
         order, errors = validate_order(data)
         if order is None:
             return _unprocessable(errors, data)

@@ -22,7 +22,7 @@ _REPLY_TO_ENV = "WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED"
 
 
 class RabbitMQSidecarSettings(BrokerSidecarSettings):
-    model_config = SettingsConfigDict(env_prefix="WOJAK_SIDECAR_RABBITMQ_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="WOJAK_SIDECAR_RABBITMQ_", extra="ignore", frozen=True)
 
     url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     queue: str = Field(default="wojak.orders", pattern=_NAME)

@@ -358,7 +358,7 @@ class RabbitMQSource(BrokerSource):
             return
         self._buffer.put_nowait(incoming)
 
-    async def messages(self) -> AsyncIterator[SourceMessage]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[SourceMessage]:
         while True:
             incoming = await self._buffer.get()
             if incoming is None:
@@ -431,13 +431,14 @@ class RabbitMQSource(BrokerSource):
         incoming = message.incoming
         verdict = str(reply.get("verdict"))
         fields = {k: reply.get(k) for k in ("client_order_id", "verdict", "reason", "order")}
-        headers = {"x-wojak-verdict": verdict}
+        headers: dict[str, Any] = {"x-wojak-verdict": verdict}
         if reply.get("duplicate"):  # published again for a redelivery: the same outcome as the first
             fields["duplicate"] = True
             headers[DUPLICATE_HEADER] = "true"
         body = orjson.dumps(fields, default=str)
         result = aio_pika.Message(
-            body, content_type=_JSON, correlation_id=incoming.correlation_id or incoming.message_id or reply.get("client_order_id"),
+            body, content_type=_JSON,
+            correlation_id=incoming.correlation_id or incoming.message_id or reply.get("client_order_id"),
             headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )  # fmt: skip
         if incoming.reply_to:

@@ -136,9 +136,10 @@ class Recorder(Source):
     async def __aexit__(self, *exc: object) -> None:
         await self.inner.__aexit__(*exc)
 
-    async def messages(self) -> AsyncIterator[SourceMessage]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[SourceMessage]:
         async for message in self.inner.messages():
             if self.lose_acks:
+
                 async def lost() -> None:
                     return None
 
@@ -198,6 +199,12 @@ class Sidecar:
         )  # fmt: skip
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+
+    @property
+    def slow_client(self) -> SlowClient:
+        """The slow client of a sidecar made with ``delay``."""
+        assert self.slow is not None, "made without delay"
+        return self.slow
 
     async def __aenter__(self) -> "Sidecar":
         self.client.connect()
@@ -497,14 +504,14 @@ class SidecarContract(abc.ABC):
         await self.publish_many([(dumps(order(f"drain-{i}")), None) for i in range(total)])
         sc = self.sidecar(engine, delay=0.4, concurrency=4, drain_seconds=10)
         async with sc:
-            await eventually(lambda: sc.slow.started >= 4, what="4 messages in flight")
+            await eventually(lambda: sc.slow_client.started >= 4, what="4 messages in flight")
             took = await sc.stop()
         assert took < 5
-        assert sc.slow.finished == sc.slow.started >= 4, "in-flight messages finished"
+        assert sc.slow_client.finished == sc.slow_client.started >= 4, "in-flight messages finished"
         assert sc.inflight() == 0
         assert all(m.settled is not None for m in sc.source.seen), "nothing left unsettled"
         executed = ledger(engine)
-        assert set(executed.values()) == {1} and len(executed) == sc.slow.finished
+        assert set(executed.values()) == {1} and len(executed) == sc.slow_client.finished
         assert len(sc.source.settled("ack")) == len(executed)
         await eventually(lambda: self._pending_is(total - len(executed)), what="the rest back in the queue")
         async with self.sidecar(engine) as again:
@@ -518,7 +525,7 @@ class SidecarContract(abc.ABC):
         await self.publish_many([(dumps(order(f"slow-{i}", account=f"acct-{i}")), None) for i in range(3)])
         sc = self.sidecar(engine, delay=30, concurrency=3, drain_seconds=0.3)
         async with sc:
-            await eventually(lambda: sc.slow.started == 3, what="3 messages in flight")
+            await eventually(lambda: sc.slow_client.started == 3, what="3 messages in flight")
             took = await sc.stop()
         assert took < 3
         assert [m.settled for m in sc.source.seen] == ["requeue"] * 3

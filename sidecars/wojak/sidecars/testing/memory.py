@@ -163,7 +163,7 @@ class MemorySource(BrokerSource):
         self.begin_stopping()
         await self._close()
 
-    async def messages(self) -> AsyncIterator[SourceMessage]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[SourceMessage]:
         while (envelope := await self.broker._next(self)) is not None:
             message = MemoryMessage(self, envelope)
             if len(envelope.body) > self.max_body_bytes:  # refused: never parsed, never sent to the engine
