@@ -26,8 +26,8 @@ from aiokafka import errors
 from tests.sidecars.kafka._broker import KafkaBroker
 from tests.sidecars.kafka._memory import MemoryKafka
 from wojak.engine.protocol import MessageType
-from wojak.sidecars.kafka import KafkaSidecarConfig, KafkaSource
 from wojak.sidecars._core.settings import RunnerConfig
+from wojak.sidecars.kafka import KafkaSidecarConfig, KafkaSource
 from wojak.sidecars.kafka.source import BODY_OMITTED_HEADER, ORIGINAL_REASON_HEADER
 from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, eventually, ledger, order
 

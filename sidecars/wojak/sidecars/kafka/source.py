@@ -543,7 +543,7 @@ class KafkaSource(BrokerSource):
 
     # -- the runner's side -------------------------------------------------------------
 
-    async def messages(self) -> AsyncIterator[SourceMessage]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[SourceMessage]:
         while True:
             while not self._ready:
                 if self.stopping:
