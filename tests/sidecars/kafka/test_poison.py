@@ -26,8 +26,8 @@ from aiokafka import errors
 from tests.sidecars.kafka._broker import KafkaBroker
 from tests.sidecars.kafka._memory import MemoryKafka
 from wojak.engine.protocol import MessageType
-from wojak.sidecars.kafka import KafkaSidecarConfig, KafkaSource
 from wojak.sidecars._core.settings import RunnerConfig
+from wojak.sidecars.kafka import KafkaSidecarConfig, KafkaSource
 from wojak.sidecars.kafka.source import BODY_OMITTED_HEADER, ORIGINAL_REASON_HEADER
 from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, eventually, ledger, order
 
@@ -131,3 +131,30 @@ async def test_in_memory_a_broker_that_is_away_never_gets_a_record_given_up(engi
     (dl,) = memory.records(config.dead_letter_topic)
     headers = dict(dl.headers)
     assert headers["x-wojak-reason"] == b"invalid" and dl.value == POISON, "dead-lettered with its own reason and body"
+
+
+async def test_in_memory_a_producer_that_cannot_go_on_is_replaced_and_nothing_is_given_up(engine):
+    """An idempotent producer whose sequence broke (a batch expired while the broker was away:
+    OUT_OF_ORDER_SEQUENCE_NUMBER on every later produce) is replaced by a new one."""
+    memory = MemoryKafka()
+    config, source = memory_source(memory)
+    producers: list = []
+    clients = source.clients
+    make = clients.producer
+
+    def producer():
+        producers.append(make())
+        return producers[-1]
+
+    clients.producer = producer  # type: ignore[method-assign]
+
+    def broken(size: int) -> BaseException | None:  # the first producer's every produce, never the second's
+        return errors.OutOfOrderSequenceNumber() if len(producers) == 1 else None
+
+    memory.refuse[config.dead_letter_topic] = broken
+    async with Sidecar(source, engine, settle_attempts=3) as sc:
+        await eventually(lambda: len(ledger(engine)) == 10 and memory.lag(config.group_id, config.topic) == 0, 30,
+                         "every order behind the poison one, committed")  # fmt: skip
+    assert len(producers) == 2 and sc.verdicts("unsettleable") == 0
+    (dl,) = memory.records(config.dead_letter_topic)
+    assert dict(dl.headers)["x-wojak-reason"] == b"invalid" and dl.value == POISON

@@ -103,6 +103,7 @@ MAX_DETAIL_BYTES = 4096
 # a dead letter stays below the producer's max_request_size and the broker's default
 # message.max.bytes (1 MiB): past it the publisher's headers, then the body, are left out
 DEAD_LETTER_MAX_BYTES = 1_000_000
+PRODUCE_PATIENCE = 300.0  # seconds a dead letter or result waits in the producer for an unreachable broker
 METADATA_BACKOFF = 0.5  # seconds between metadata updates after one failed (the broker is away)
 _RECORD_OVERHEAD = 128  # a record's own framing, and its share of the batch header
 _NAMES_SHOWN = 16
@@ -192,6 +193,16 @@ _RECORD_AT_FAULT: tuple[type[BaseException], ...] = (
     kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordTooLargeError, kafka_errors.RecordListTooLargeError,
     *(e for e in (getattr(kafka_errors, "InvalidRecordError", None), getattr(kafka_errors, "CorruptRecordException", None))
       if isinstance(e, type)),
+)  # fmt: skip
+
+
+# Errors after which an idempotent producer cannot go on (aiokafka does not reset its producer id
+# when a batch it had numbered expires, e.g. during a broker outage: every later batch to that
+# partition is then OUT_OF_ORDER_SEQUENCE_NUMBER): the producer is replaced by a new one.
+_PRODUCER_FATAL: tuple[type[BaseException], ...] = tuple(
+    e for e in (getattr(kafka_errors, n, None) for n in ("OutOfOrderSequenceNumber", "InvalidProducerEpoch", "ProducerFenced",
+                                                         "UnknownProducerId", "InvalidProducerIdMapping", "ProducerClosed"))
+    if isinstance(e, type)
 )  # fmt: skip
 
 
@@ -394,8 +405,12 @@ class AIOKafkaClients:
     def producer(self) -> Any:
         from aiokafka import AIOKafkaProducer
 
+        # request_timeout_ms is also how long a batch may wait in the producer for the broker: past it
+        # the batch expires, and with it the idempotent producer's sequence (see _PRODUCER_FATAL). Ours
+        # waits out an outage of PRODUCE_PATIENCE; the sidecar's own waits stay settle_timeout.
+        common = {**self._common(), "request_timeout_ms": int(PRODUCE_PATIENCE * 1000)}
         producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=2,
-                                    max_request_size=DEAD_LETTER_MAX_BYTES + 48 * 1024, **self._common())  # fmt: skip
+                                    max_request_size=DEAD_LETTER_MAX_BYTES + 48 * 1024, **common)  # fmt: skip
         _MetadataBackoff(producer.client, METADATA_BACKOFF)
         return producer
 
@@ -430,6 +445,7 @@ class KafkaSource(BrokerSource):
         self._ready_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._commit_lock = asyncio.Lock()
+        self._replacing: asyncio.Task[None] | None = None
         self._broker_ok = False
         self._last_commit_error = 0.0
         self.commits = 0  # successful commit requests (tests, bench)
@@ -491,6 +507,10 @@ class KafkaSource(BrokerSource):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self._replacing is not None:
+            self._replacing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._replacing
         for p in self._partitions.values():
             for timer in list(p.timers):
                 timer.cancel()
@@ -523,7 +543,7 @@ class KafkaSource(BrokerSource):
 
     # -- the runner's side -------------------------------------------------------------
 
-    async def messages(self) -> AsyncIterator[SourceMessage]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[SourceMessage]:
         while True:
             while not self._ready:
                 if self.stopping:
@@ -689,15 +709,38 @@ class KafkaSource(BrokerSource):
         """One record, confirmed by the broker (acks=all) within ``settle_timeout``. A produce that
         did not answer in time stays in the producer's queue (it may still be delivered): the
         record's next attempt waits for it rather than producing a second copy."""
-        if self._producer is None:
-            raise SettleFailed("not connected to Kafka", counts=False)
+        producer = self._producer
+        if producer is None:
+            raise SettleFailed("not connected to Kafka (the producer is being replaced)", counts=False)
         pending = rec.produces.get(what)
         if pending is None or (pending.done() and (pending.cancelled() or pending.exception() is not None)):
-            pending = asyncio.ensure_future(self._producer.send_and_wait(topic, value=value, key=key, headers=headers))
+            pending = asyncio.ensure_future(producer.send_and_wait(topic, value=value, key=key, headers=headers))
             pending.add_done_callback(_retrieve)
             rec.produces[what] = pending
-        await asyncio.wait_for(asyncio.shield(pending), self.settle_timeout)
+        try:
+            await asyncio.wait_for(asyncio.shield(pending), self.settle_timeout)
+        except _PRODUCER_FATAL as exc:
+            self._replace_producer(producer, exc)
+            raise
         rec.produces.pop(what, None)
+
+    def _replace_producer(self, producer: Any, exc: BaseException) -> None:
+        """Stop ``producer`` and start a new one (a new producer id), once, in the background."""
+        if self._producer is not producer or self._replacing is not None or self.stopping:
+            return
+        log.warning("the Kafka producer cannot go on (%s); replacing it with a new one", _why(exc, 0))
+        self._producer = None
+
+        async def replace() -> None:
+            try:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), self.config.close_timeout)
+                retry_on = (kafka_errors.KafkaError, OSError, asyncio.TimeoutError)
+                self._producer = await self.connect_with_backoff(self._start_producer, "Kafka (producer)", retry_on)
+            finally:
+                self._replacing = None
+
+        self._replacing = asyncio.create_task(replace(), name="wojak-kafka-producer-replace")
 
     async def publish_result(self, message: SourceMessage, reply: dict[str, Any]) -> None:
         """A verdict of ``ack_and_publish`` to the results topic (key: the record's, so one account's
