@@ -146,3 +146,30 @@ def test_the_project_is_one_wojak_namespace_with_no_bare_top_level_module():
                            cwd="/", capture_output=True, text=True, timeout=60)  # fmt: skip
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.startswith("None None "), probe.stdout
+
+
+def test_the_top_level_is_the_cards():
+    """docs/architecture.md, "The repository": the source roots, the two images, one pyproject."""
+    for name in ("engine", "sidecars", "terraform", "tests", "docs"):
+        assert (ROOT / name).is_dir(), name
+    for name in ("Dockerfile.engine", "Dockerfile.sidecar", "pyproject.toml", "README.md"):
+        assert (ROOT / name).is_file(), name
+    assert not (ROOT / "wojak").exists(), "the code lives in the source roots"
+
+
+def test_each_image_installs_its_part_and_runs_its_own_command():
+    import re
+    import tomllib
+
+    from wojak.sidecars.cli import BROKERS
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    engine = (ROOT / "Dockerfile.engine").read_text()
+    installed = re.search(r"'\.\[([a-z,]+)\]'", engine).group(1).split(",")  # type: ignore[union-attr]
+    assert "engine" in installed and not set(installed) & {"dev", "http", "sidecar", *BROKERS}, installed
+    assert 'ENTRYPOINT ["wojak-engine"]' in engine
+    sidecar = (ROOT / "Dockerfile.sidecar").read_text()
+    assert '".[${BROKER}]"' in sidecar and 'ENTRYPOINT ["wojak-sidecar"]' in sidecar
+    default = re.search(r"ARG BROKER=(\w+)", sidecar).group(1)  # type: ignore[union-attr]
+    assert default in BROKERS and default in extras and f'CMD ["{default}"]' in sidecar
+    assert all(broker in extras for broker in BROKERS), "every broker sidecar has its extra"

@@ -159,3 +159,47 @@ def test_a_position_passed_alone_is_a_one_symbol_account():
 def test_quantity_precision_is_an_invalid_naming_the_field():
     assert [(f, c) for f, _, c in engine().precision_errors(order(quantity="1.5"))] == [("quantity", "decimal_max_places")]
     assert list(engine().precision_errors(order(symbol="NOPE"))) == []
+
+
+def test_a_small_price_gap_on_one_lot_counts_as_loss():
+    e = engine({"max_daily_loss": "0.5"}, {"max_daily_loss": "deny"})
+    assert both(e, order(quantity="1", limit_price="100.5"), view, {"FUT": D(100)}).action is None
+    assert both(e, order(quantity="1", limit_price="100.51"), view, {"FUT": D(100)}).action is Action.DENY
+
+
+def test_a_reducing_account_with_fractional_quantities():
+    e = RiskEngine(RiskConfig.model_validate({"instruments": {"FRAC": {"quantity_decimals": 1}}}))
+    p = lambda: AccountView("a", {"FRAC": Position("a", "FRAC", quantity=D(-5), pending_buy=D("4.6"))}, day=DAY,  # noqa: E731
+                            state="REDUCING")  # fmt: skip
+    assert e.check(order(symbol="FRAC", quantity="0.4"), p(), {"FRAC": D(100)}, None, NOW).action is None
+    assert e.check(order(symbol="FRAC", quantity="0.5"), p(), {"FRAC": D(100)}, None, NOW).action is Action.DENY
+
+
+def test_a_flat_position_of_another_symbol_does_not_end_the_exposure_sum():
+    e = engine({"max_gross_exposure": "1000"}, {"max_gross_exposure": "deny"})
+    flat_other = lambda: AccountView("a", {"OPT": Position("a", "OPT"), "FUT": Position("a", "FUT", quantity=D(6), average_price=D(100))},  # noqa: E731
+                                     day=DAY)  # fmt: skip
+    assert both(e, order(quantity="4"), flat_other, {"FUT": D(100)}).action is None  # 1000
+    assert both(e, order(quantity="5"), flat_other, {"FUT": D(100)}).action is Action.DENY
+
+
+def test_an_untraded_symbol_is_valued_at_its_own_average_on_the_fast_path_too():
+    e = engine({"max_gross_exposure": "2000"}, {"max_gross_exposure": "deny"})
+    held = lambda: AccountView("a", {"OPT": Position("a", "OPT", quantity=D(1), average_price=D(200))}, day=DAY)  # noqa: E731
+    # 4 FUT at 100 + 1 OPT at its average 200 x 10 = 2400 > 2000 (valued at the order's price it would look like 1400)
+    assert both(e, order(quantity="4", limit_price="100"), held, {"FUT": D(100)}).action is Action.DENY
+
+
+def test_a_loss_since_the_start_of_the_day_counts_the_multiplier_on_the_fast_path_too():
+    e = engine({"max_daily_loss": "100"}, {"max_daily_loss": "deny"}, halt_on_daily_loss=False)
+    # 5 OPT bought at 100 before today, 110 when the day began, 100 now: 5 x 10 x 10 = 500 lost today
+    held = lambda: view(Position("a", "OPT", quantity=D(5), average_price=D(100)), sod_prices={"OPT": D(110)})  # noqa: E731
+    d = both(e, order(symbol="OPT", quantity="1", limit_price="100"), held, {"OPT": D(100)})
+    assert d.action is Action.DENY and d.breaches[0].detail == "loss today 500 > 100"
+
+
+def test_shadow_deny_is_logged_as_would_deny(caplog):
+    e = engine({"max_order_quantity": "10"}, {"max_order_quantity": "shadow_deny"})
+    with caplog.at_level(logging.WARNING, logger="wojak.engine.risk._checks"):
+        e.check(order(client_order_id="sh-2", quantity="25"), view(), {"FUT": D(100)}, None, NOW)
+    assert caplog.messages == ["risk shadow: would deny sh-2 (max_order_quantity_exceeded: quantity 25 > 10) [rule max_order_quantity]"]
