@@ -390,14 +390,16 @@ class AIOKafkaClients:
         from aiokafka import AIOKafkaConsumer
 
         c = self.config
-        drain_ms = int((c.drain_seconds + 2 * c.settle_timeout) * 1000)
+        # the group waits this long for a member's revoke (our drain, then the commit)
+        rebalance_ms = max(c.session_timeout_ms, int((c.drain_seconds + 2 * c.settle_timeout) * 1000))
+        # a JoinGroup request is answered only once every member has rejoined (after its revoke): the
+        # consumer's requests may take that long (the sidecar's own waits on it stay settle_timeout)
+        common = {**self._common(), "request_timeout_ms": max(40_000, rebalance_ms + 5000)}
         consumer = AIOKafkaConsumer(
             group_id=c.group_id, enable_auto_commit=False, auto_offset_reset=c.auto_offset_reset,
             session_timeout_ms=c.session_timeout_ms, heartbeat_interval_ms=c.heartbeat_interval_ms,
-            # the group waits this long for a member's revoke (our drain, then the commit)
-            rebalance_timeout_ms=max(c.session_timeout_ms, drain_ms),
-            max_partition_fetch_bytes=max(1024 * 1024, c.max_body_bytes * 2),
-            isolation_level="read_committed", **self._common(),
+            rebalance_timeout_ms=rebalance_ms, max_partition_fetch_bytes=max(1024 * 1024, c.max_body_bytes * 2),
+            isolation_level="read_committed", **common,
         )  # fmt: skip
         _MetadataBackoff(consumer._client, METADATA_BACKOFF)
         return consumer
