@@ -45,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import free_port, process, progress, workdir  # noqa: E402
-from bench.rabbitmq import TICK, _counter, cpu_seconds, engine_ping  # noqa: E402
+from bench.rabbitmq import _counter, cpu_seconds, engine_ping, tick  # noqa: E402
 
 PY = sys.executable
 BOOTSTRAP = os.environ.get("WOJAK_TEST_KAFKA_BOOTSTRAP") or "127.0.0.1:9092"
@@ -187,18 +187,6 @@ def broker_pid() -> int | None:
 
 def broker_cpu() -> float:
     return cpu_seconds(broker_pid())
-
-
-async def tick(sock: Path) -> None:
-    """The tick risk prices the orders from, sent as a principal that may write ticks."""
-    from wojak.engine.protocol import MessageType, Principal, Scope
-    from wojak.engine.protocol.client import EngineClient
-
-    principal = Principal.of("bench-feed", [], [Scope.TICKS_WRITE]).to_wire()
-    async with EngineClient(str(sock)) as client:
-        reply = await client.request(MessageType.TICK, {"tick": TICK, "principal": principal}, 5.0)
-    if reply.get("verdict") != "ok":
-        raise RuntimeError(f"tick refused: {reply}")
 
 
 def _verdicts(text: str) -> dict[str, int]:

@@ -231,11 +231,14 @@ def _verdicts(text: str) -> dict[str, int]:
 
 
 async def tick(sock: Path) -> None:
-    from wojak.engine.protocol import MessageType
+    """The tick risk prices the orders from, sent as a principal that may write ticks (the
+    engine refuses a tick without one: principal_missing)."""
+    from wojak.engine.protocol import MessageType, Principal, Scope
     from wojak.engine.protocol.client import EngineClient
 
+    principal = Principal.of("bench-feed", [], [Scope.TICKS_WRITE]).to_wire()
     async with EngineClient(str(sock)) as client:
-        reply = await client.request(MessageType.TICK, {"tick": TICK}, 5.0)
+        reply = await client.request(MessageType.TICK, {"tick": TICK, "principal": principal}, 5.0)
     if reply.get("verdict") != "ok":
         raise RuntimeError(f"tick refused: {reply}")
 
