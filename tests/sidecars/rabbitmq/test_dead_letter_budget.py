@@ -122,13 +122,6 @@ def test_a_minimal_copy_keeps_none_of_the_publishers_headers():
 
 
 @pytest.fixture
-async def rabbit(rabbitmq_service):
-    broker = await RabbitMQBroker(rabbitmq_service.url, f"wojak-test.{uuid.uuid4().hex[:12]}").open()
-    yield broker
-    await broker.close()
-
-
-@pytest.fixture
 def engine(engine_factory) -> EngineProcess:
     proc = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1")
     assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"

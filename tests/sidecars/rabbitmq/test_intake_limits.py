@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
@@ -25,13 +24,6 @@ from wojak.sidecars.rabbitmq import RabbitMQSource
 from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, eventually, ledger, order, stored_orders
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-async def rabbit(rabbitmq_service):
-    broker = await RabbitMQBroker(rabbitmq_service.url, f"wojak-test.{uuid.uuid4().hex[:12]}").open()
-    yield broker
-    await broker.close()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
@@ -27,13 +26,6 @@ from wojak.engine.protocol import MessageType
 from wojak.sidecars.testing.contract import ACCOUNTS, TICK, _get, dumps, eventually, ledger, order
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-async def rabbit(rabbitmq_service):
-    broker = await RabbitMQBroker(rabbitmq_service.url, f"wojak-test.{uuid.uuid4().hex[:12]}").open()
-    yield broker
-    await broker.close()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
 
 import pytest
 
@@ -30,13 +29,6 @@ pytestmark = pytest.mark.rabbitmq
 
 SETTLE = 1.0
 POISON_BYTES = 60_000  # a dead letter's copy this large fills the stalled socket's buffers quickly
-
-
-@pytest.fixture
-async def rabbit(rabbitmq_service):
-    broker = await RabbitMQBroker(rabbitmq_service.url, f"wojak-test.{uuid.uuid4().hex[:12]}").open()
-    yield broker
-    await broker.close()
 
 
 @pytest.fixture
