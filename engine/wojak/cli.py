@@ -206,8 +206,9 @@ class _Child:
             print(
                 f"wojak: {self.name} {_describe_exit(code)} after {uptime:.0f}s; restarting it in {delay:g}s "
                 f"(restart {self.restarts})",
-                file=sys.stderr, flush=True,
-            )  # fmt: skip
+                file=sys.stderr,
+                flush=True,
+            )
         elif self.state == "starting":
             if self.ready():
                 self.state = "running"

@@ -35,8 +35,9 @@ def configure(env: Mapping[str, str] | None = None) -> frozenset[str]:
     if not wanted:
         return _armed
     if env.get(TEST_SWITCH_ENV, "").strip() != "1":
-        log.warning("%s is set but IGNORED: crash injection is a test-only fault and needs %s=1 as well",
-                    CRASH_ENV, TEST_SWITCH_ENV)  # fmt: skip
+        log.warning(
+            "%s is set but IGNORED: crash injection is a test-only fault and needs %s=1 as well", CRASH_ENV, TEST_SWITCH_ENV
+        )
         return _armed
     unknown = wanted - set(POINTS)
     if unknown:

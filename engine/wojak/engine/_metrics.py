@@ -15,13 +15,17 @@ class EngineMetrics:
         r = self.registry
         self.verdicts = Counter("wojak_engine_replies", "Replies by verdict", ["verdict"], registry=r)
         self.batch_size = Histogram(
-            "wojak_engine_batch_size", "Requests per processed batch",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
-        )  # fmt: skip
+            "wojak_engine_batch_size",
+            "Requests per processed batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=r,
+        )
         self.batch_seconds = Histogram(
-            "wojak_engine_batch_seconds", "Time to process one batch (validate to reply)",
-            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1), registry=r,
-        )  # fmt: skip
+            "wojak_engine_batch_seconds",
+            "Time to process one batch (validate to reply)",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=r,
+        )
         self.inflight = Gauge("wojak_engine_inflight", "Requests received and not yet answered", registry=r)
         self.undeliverable = Counter(
             "wojak_engine_undeliverable_replies", "Replies whose requester had gone (it resends)", registry=r

@@ -141,8 +141,7 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
     cluster = os.environ.get("WOJAK_ENGINE_CLUSTER") or None
     if risk.has_homes and cluster is None:
         raise ConfigError("the risk config assigns accounts home clusters: set WOJAK_ENGINE_CLUSTER to this cluster's name")
-    service = OrderService(store, venue, risk, metrics, engine_id=engine_id, lease_seconds=config.lease_seconds,
-                           cluster=cluster)  # fmt: skip
+    service = OrderService(store, venue, risk, metrics, engine_id=engine_id, lease_seconds=config.lease_seconds, cluster=cluster)
     background: list[asyncio.Task[None]] = []
     await service.start()
     actor = f"engine:{socket.gethostname()}:{os.getpid()}"
@@ -164,16 +163,24 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
 
     stop = asyncio.Event()
     if config.risk_config:
-        audit("risk_config_loaded", {"path": config.risk_config, "sha256": file_sha256(config.risk_config),
-                                     "trading_state": risk.config.trading_state.value, "at_start": True})  # fmt: skip
+        audit(
+            "risk_config_loaded",
+            {
+                "path": config.risk_config,
+                "sha256": file_sha256(config.risk_config),
+                "trading_state": risk.config.trading_state.value,
+                "at_start": True,
+            },
+        )
         watcher = RiskConfigWatcher(config.risk_config, use_risk, metrics, config.risk_reload_seconds, audit)
         background.append(asyncio.create_task(watcher.run(stop)))
     background.append(asyncio.create_task(EscalationDelivery(store, sink, metrics).run(stop)))
     health = EngineHealth(store, venue, metrics)
     service.health = health
     background.append(asyncio.create_task(health.run(stop)))
-    reconciler = Reconciler(service, metrics, interval=config.reconcile_seconds,
-                            pending_release_seconds=config.pending_release_seconds)  # fmt: skip
+    reconciler = Reconciler(
+        service, metrics, interval=config.reconcile_seconds, pending_release_seconds=config.pending_release_seconds
+    )
     background.append(asyncio.create_task(reconciler.run(stop)))
 
     def handle_now(kind: MessageType, body: dict[str, Any]) -> dict[str, Any]:
@@ -183,10 +190,14 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
         return {"verdict": Verdict.OK.value, "text": metrics.exposition()}
 
     server = EngineServer(
-        config.socket, service.handle_batch, handle_now,
-        max_inflight=config.max_inflight, max_batch=config.max_batch, metrics=metrics,
+        config.socket,
+        service.handle_batch,
+        handle_now,
+        max_inflight=config.max_inflight,
+        max_batch=config.max_batch,
+        metrics=metrics,
         max_frame_bytes=config.max_frame_bytes,
-    )  # fmt: skip
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

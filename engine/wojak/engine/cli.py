@@ -166,8 +166,20 @@ def _report(args: argparse.Namespace, kind: str) -> int:
                 r[k] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r[k]))
     cols: tuple[str, ...]
     if kind == "orders":
-        cols = ("created_at", "client_order_id", "account", "symbol", "side", "quantity", "order_type",
-                "limit_price", "state", "filled_quantity", "average_price", "reason")  # fmt: skip
+        cols = (
+            "created_at",
+            "client_order_id",
+            "account",
+            "symbol",
+            "side",
+            "quantity",
+            "order_type",
+            "limit_price",
+            "state",
+            "filled_quantity",
+            "average_price",
+            "reason",
+        )
     else:
         cols = ("executed_at", "trade_id", "account", "symbol", "side", "quantity", "price", "venue_order_id")
     print(_table(rows, cols))
@@ -268,10 +280,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     table = [
         {
             "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["at"])) if r.get("at") else "",
-            "kind": r.get("kind"), "actor": r.get("actor"), "subject": r.get("subject"), "detail": _detail(r.get("detail")),
+            "kind": r.get("kind"),
+            "actor": r.get("actor"),
+            "subject": r.get("subject"),
+            "detail": _detail(r.get("detail")),
         }
         for r in rows
-    ]  # fmt: skip
+    ]
     print(_table(table, ("time", "kind", "actor", "subject", "detail")))
     return 0
 
@@ -339,8 +354,10 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 def build_parser() -> argparse.ArgumentParser:
     from wojak.engine import __version__
 
-    parser = argparse.ArgumentParser(prog="wojak-engine", description="The wojak engine: run it (no command), ping it, "
-                                     "read and change its store, build the sandbox package.")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="wojak-engine",
+        description="The wojak engine: run it (no command), ping it, read and change its store, build the sandbox package.",
+    )
     parser.add_argument("--version", action="version", version=f"wojak {__version__}")
     add_store_commands(configure_engine(parser))
     return parser

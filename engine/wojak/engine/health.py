@@ -19,8 +19,16 @@ from wojak.engine.venue import VenueError
 
 log = logging.getLogger(__name__)
 
-PROBE_ORDER = {"client_order_id": "wojak-readiness-probe", "account": "wojak-probe", "symbol": "PROBE", "side": "buy",
-               "quantity": "1", "order_type": "limit", "limit_price": "1", "time_in_force": "ioc"}  # fmt: skip
+PROBE_ORDER = {
+    "client_order_id": "wojak-readiness-probe",
+    "account": "wojak-probe",
+    "symbol": "PROBE",
+    "side": "buy",
+    "quantity": "1",
+    "order_type": "limit",
+    "limit_price": "1",
+    "time_in_force": "ioc",
+}
 
 
 class _Part:

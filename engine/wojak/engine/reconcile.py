@@ -48,9 +48,16 @@ _RESTING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
 
 
 class Reconciler:
-    def __init__(self, service: Any, metrics: Any = None, *, interval: float = 5.0,
-                 pending_release_seconds: float = 300.0, batch: int = 500,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+    def __init__(
+        self,
+        service: Any,
+        metrics: Any = None,
+        *,
+        interval: float = 5.0,
+        pending_release_seconds: float = 300.0,
+        batch: int = 500,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.service = service
         self.metrics = metrics
         self.interval = interval
@@ -63,9 +70,11 @@ class Reconciler:
     async def run(self, stop: asyncio.Event) -> None:
         store = self.service.store
         if not (hasattr(store, "open_orders") and hasattr(store, "take_leases")):
-            log.warning("the store %s cannot list open orders yet: no reconciliation (resting orders are not"
-                        " followed, DAY orders do not expire, stranded pending orders are not released)",
-                        type(store).__name__)  # fmt: skip
+            log.warning(
+                "the store %s cannot list open orders yet: no reconciliation (resting orders are not"
+                " followed, DAY orders do not expire, stranded pending orders are not released)",
+                type(store).__name__,
+            )
             return
         while not stop.is_set():
             try:
@@ -93,8 +102,11 @@ class Reconciler:
 
     async def _reconcile(self, page: list[Order], now: float, counts: Counter[str]) -> None:
         service, store = self.service, self.service.store
-        due = [o for o in page if o.state is not OrderState.PENDING
-               or (now - o.created_at >= self.pending_release_seconds and o.lease_until <= now)]  # fmt: skip
+        due = [
+            o
+            for o in page
+            if o.state is not OrderState.PENDING or (now - o.created_at >= self.pending_release_seconds and o.lease_until <= now)
+        ]
         if not due:
             return
         orders = await store.take_leases(due, self.owner, service.lease_seconds)
@@ -112,8 +124,11 @@ class Reconciler:
         if stranded:
             await self._release(stranded, now, counts)
         today = service.risk.trading_day(now)
-        past = [o for o in orders if o.time_in_force == "day" and o.state in _RESTING
-                and service.risk.trading_day(o.created_at) < today]  # fmt: skip
+        past = [
+            o
+            for o in orders
+            if o.time_in_force == "day" and o.state in _RESTING and service.risk.trading_day(o.created_at) < today
+        ]
         if past:
             before = {o.key: o.filled_quantity for o in past}
             try:
@@ -127,8 +142,11 @@ class Reconciler:
                 counts["day_expired"] += len(expired)
                 if self.metrics is not None:
                     self.metrics.day_orders_expired.inc(len(expired))
-                log.info("reconciliation: %d DAY order(s) past their trading day cancelled: %s", len(expired),
-                         ", ".join(o.key for o in expired[:20]))  # fmt: skip
+                log.info(
+                    "reconciliation: %d DAY order(s) past their trading day cancelled: %s",
+                    len(expired),
+                    ", ".join(o.key for o in expired[:20]),
+                )
 
     def _books(self, order: Order, report: VenueReport) -> bool:
         """Whether ``report`` changes ``order`` (to be booked through the order path's ``_record``)."""
@@ -144,8 +162,12 @@ class Reconciler:
         if event is None or (order.state, event) not in TRANSITIONS:
             if order.key not in self._warned:
                 self._warned.add(order.key)
-                log.error("reconciliation: the venue reports %s for %s, which is %s: no such transition; left as it is",
-                          report.status.value, order.key, order.state.value)  # fmt: skip
+                log.error(
+                    "reconciliation: the venue reports %s for %s, which is %s: no such transition; left as it is",
+                    report.status.value,
+                    order.key,
+                    order.state.value,
+                )
             return False
         return True
 
@@ -165,9 +187,17 @@ class Reconciler:
             order.apply(OrderEvent.EXPIRED)
             order.reason = f"expired: pending {now - order.created_at:.0f}s and never reached the venue; reservation released"
             left = order.quantity - order.filled_quantity
-            executions.append(Execution(order, OrderState.PENDING, Decimal(0), None,
-                                        left if order.side.value == "buy" else -left,
-                                        risk.multiplier(order.symbol), day))  # fmt: skip
+            executions.append(
+                Execution(
+                    order,
+                    OrderState.PENDING,
+                    Decimal(0),
+                    None,
+                    left if order.side.value == "buy" else -left,
+                    risk.multiplier(order.symbol),
+                    day,
+                )
+            )
         await self.service.store.record(executions)
         released = [ex.order for ex in executions if ex.applied]
         if not released:
@@ -176,8 +206,16 @@ class Reconciler:
         if self.metrics is not None:
             self.metrics.pending_released.inc(len(released))
         for order in released:
-            log.warning("reconciliation: released %s: pending since %.0fs, the venue never saw it", order.key,
-                        now - order.created_at)  # fmt: skip
-            await self.service.store.append_audit("order_expired", self.owner, order.key, {
-                "reason": order.reason, "quantity": str(order.quantity), "symbol": order.symbol,
-            })  # fmt: skip
+            log.warning(
+                "reconciliation: released %s: pending since %.0fs, the venue never saw it", order.key, now - order.created_at
+            )
+            await self.service.store.append_audit(
+                "order_expired",
+                self.owner,
+                order.key,
+                {
+                    "reason": order.reason,
+                    "quantity": str(order.quantity),
+                    "symbol": order.symbol,
+                },
+            )

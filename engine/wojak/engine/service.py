@@ -90,8 +90,17 @@ def _outcome(order: Order, verdict: Verdict | None = None) -> Reply:
 
 
 class OrderService:
-    def __init__(self, store: Store, venue: Venue, risk: RiskEngine, metrics: Any = None, *,
-                 engine_id: str | None = None, lease_seconds: float = 60.0, cluster: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        venue: Venue,
+        risk: RiskEngine,
+        metrics: Any = None,
+        *,
+        engine_id: str | None = None,
+        lease_seconds: float = 60.0,
+        cluster: str | None = None,
+    ) -> None:
         # The execution lease: only the engine holding a pending order's live lease may submit
         # it, so two replicas answering resends of one order never both reach the venue. It must
         # outlast the venue's own timeout (checked at start-up).
@@ -132,8 +141,9 @@ class OrderService:
         await self._refresh_prices()
         now = time.time()
         # another replica's live lease: that engine is resolving it
-        pending = [o for o in await self.store.pending_orders()
-                   if o.lease_owner in (None, self.engine_id) or o.lease_until <= now]  # fmt: skip
+        pending = [
+            o for o in await self.store.pending_orders() if o.lease_owner in (None, self.engine_id) or o.lease_until <= now
+        ]
         if pending:
             log.info("resolving %d pending order(s) left by an earlier run", len(pending))
             try:
@@ -191,8 +201,9 @@ class OrderService:
                 if tick is None:
                     replies[i] = _invalid(errors)
                 elif self.risk.instrument(tick["symbol"]) is None:
-                    replies[i] = _invalid([FieldError("symbol", "is not an instrument of the risk configuration",
-                                                      "unknown_symbol")])  # fmt: skip
+                    replies[i] = _invalid(
+                        [FieldError("symbol", "is not an instrument of the risk configuration", "unknown_symbol")]
+                    )
                 else:
                     ticks.append((i, tick))
             elif kind is MessageType.GET_ORDER:
@@ -285,8 +296,14 @@ class OrderService:
 
     async def _audit(self, body: dict[str, Any]) -> Reply:
         event, actor, detail = body.get("event"), body.get("actor"), body.get("detail")
-        if not (isinstance(event, str) and _NAME.fullmatch(event) and isinstance(actor, str) and _NAME.fullmatch(actor)
-                and isinstance(detail, dict) and len(str(detail)) <= 4096):  # fmt: skip
+        if not (
+            isinstance(event, str)
+            and _NAME.fullmatch(event)
+            and isinstance(actor, str)
+            and _NAME.fullmatch(actor)
+            and isinstance(detail, dict)
+            and len(str(detail)) <= 4096
+        ):
             return _invalid([FieldError("audit", "needs event and actor names and a small detail map", "audit")])
         try:
             await self.store.append_audit(event, actor, "", detail)
@@ -295,8 +312,9 @@ class OrderService:
         return {"verdict": Verdict.OK.value}
 
     async def _process_orders(self, orders: list[tuple[int, Order]]) -> list[tuple[int, Reply]]:
-        admitted = await self.store.admit([o for _, o in orders], self._decide, self.risk.trading_day(),
-                                          lease=(self.engine_id, self.lease_seconds))  # fmt: skip
+        admitted = await self.store.admit(
+            [o for _, o in orders], self._decide, self.risk.trading_day(), lease=(self.engine_id, self.lease_seconds)
+        )
         crash_point("admitted")
         new_ids = {o.key for (o, existed) in admitted if not existed}
         to_execute: list[Order] = []
@@ -309,9 +327,17 @@ class OrderService:
             coid = request.client_order_id
             key = request.key
             if existed and record.fingerprint != request.fingerprint:
-                out.append((i, {"verdict": Verdict.CONFLICT.value, "client_order_id": coid,
-                                "reason": "client_order_id was used for an order with different content",
-                                "order": record.to_wire()}))  # fmt: skip
+                out.append(
+                    (
+                        i,
+                        {
+                            "verdict": Verdict.CONFLICT.value,
+                            "client_order_id": coid,
+                            "reason": "client_order_id was used for an order with different content",
+                            "order": record.to_wire(),
+                        },
+                    )
+                )
             elif existed and (key in new_ids or key in seen):
                 followers.append((i, request, record))
             elif existed and record.state in FINAL_STATES:
@@ -360,9 +386,13 @@ class OrderService:
             "key": f"esc:{order.key}",
             "order": order.to_wire(),
             "breaches": [{"rule": b.rule, "code": b.code, "detail": b.detail} for b in decision.breaches],
-            "position": {"quantity": str(position.quantity), "pending_buy": str(position.pending_buy),
-                         "pending_sell": str(position.pending_sell), "pending_loss": str(position.pending_loss)},
-        }  # fmt: skip
+            "position": {
+                "quantity": str(position.quantity),
+                "pending_buy": str(position.pending_buy),
+                "pending_sell": str(position.pending_sell),
+                "pending_loss": str(position.pending_loss),
+            },
+        }
 
     def _venue_order(self, order: Order) -> dict[str, Any]:
         wire = {
@@ -422,8 +452,9 @@ class OrderService:
                 order.apply(OrderEvent.VENUE_ANOMALY_DETECTED)
                 order.reason = f"venue_anomaly: {problem}"[:512]
                 anomalies.append((order, problem))
-                executions.append(Execution(order, expected, Decimal(0), None, Decimal(0),
-                                            self.risk.multiplier(order.symbol), day))  # fmt: skip
+                executions.append(
+                    Execution(order, expected, Decimal(0), None, Decimal(0), self.risk.multiplier(order.symbol), day)
+                )
                 continue
             event = _EVENT_FOR_STATUS.get(report.status)
             if event is None:
@@ -442,9 +473,17 @@ class OrderService:
             sign = 1 if order.side.value == "buy" else -1
             release = (max(fill, Decimal(0)) if order.state not in _CLOSED else order.quantity - previous_fill) * sign
             executions.append(
-                Execution(order, expected, max(fill, Decimal(0)), price, release, self.risk.multiplier(order.symbol), day,
-                          pnl_quantum=self.risk.pnl_quantum(order.symbol))
-            )  # fmt: skip
+                Execution(
+                    order,
+                    expected,
+                    max(fill, Decimal(0)),
+                    price,
+                    release,
+                    self.risk.multiplier(order.symbol),
+                    day,
+                    pnl_quantum=self.risk.pnl_quantum(order.symbol),
+                )
+            )
         if executions:
             await self.store.record(executions)
         for order, problem in anomalies:
@@ -470,19 +509,29 @@ class OrderService:
             self.metrics.venue_anomalies.inc()
         stored = await self.store.get_account_state(order.account)
         if stored is None or stored.get("state") not in ("HALTED", "REDUCING"):
-            await self.store.set_account_state(order.account, "REDUCING", f"venue_anomaly on {order.client_order_id}",
-                                               actor=f"engine:{self.engine_id}")  # fmt: skip
-        await self.store.raise_escalation(f"anomaly:{order.key}", order.client_order_id, {
-            "kind": "venue_anomaly", "order": order.to_wire(), "problem": problem,
-        })  # fmt: skip
+            await self.store.set_account_state(
+                order.account, "REDUCING", f"venue_anomaly on {order.client_order_id}", actor=f"engine:{self.engine_id}"
+            )
+        await self.store.raise_escalation(
+            f"anomaly:{order.key}",
+            order.client_order_id,
+            {
+                "kind": "venue_anomaly",
+                "order": order.to_wire(),
+                "problem": problem,
+            },
+        )
 
     # -- queries ----------------------------------------------------------------------
 
     async def _find(self, body: dict[str, Any], principal: Principal, scope: Scope) -> tuple[Order | None, Reply | None]:
         """The order a query names (account + client_order_id), or the reply that says why there is none."""
         coid, account = body.get("client_order_id"), body.get("account")
-        errors = [FieldError(f, "must be a string", "string_type") for f, v in (("account", account),
-                  ("client_order_id", coid)) if not isinstance(v, str)]  # fmt: skip
+        errors = [
+            FieldError(f, "must be a string", "string_type")
+            for f, v in (("account", account), ("client_order_id", coid))
+            if not isinstance(v, str)
+        ]
         if errors:
             return None, _invalid(errors)
         refusal = principal.refusal(scope, account)
@@ -520,8 +569,11 @@ class OrderService:
         except StoreUnavailable:
             return _retry("store_unavailable")
         last = found[-1] if len(found) == limit else None
-        return {"verdict": Verdict.OK.value, "orders": [o.to_wire() for o in found],
-                "next_cursor": None if last is None else _encode_cursor(last)}  # fmt: skip
+        return {
+            "verdict": Verdict.OK.value,
+            "orders": [o.to_wire() for o in found],
+            "next_cursor": None if last is None else _encode_cursor(last),
+        }
 
     async def _cancel(self, body: dict[str, Any], principal: Principal) -> Reply:
         order, reply = await self._find(body, principal, Scope.ORDERS_WRITE)
@@ -529,8 +581,12 @@ class OrderService:
             return reply  # type: ignore[return-value]
         coid = order.client_order_id
         if order.state not in (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED):
-            return {"verdict": Verdict.REJECTED.value, "client_order_id": coid,
-                    "reason": f"not_open: order is {order.state.value}", "order": order.to_wire()}  # fmt: skip
+            return {
+                "verdict": Verdict.REJECTED.value,
+                "client_order_id": coid,
+                "reason": f"not_open: order is {order.state.value}",
+                "order": order.to_wire(),
+            }
         try:
             reports = await self.venue.cancel([self._venue_order(order)])
         except VenueError:

@@ -100,8 +100,9 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
     print(
         "Add this entry under `principals:` in the keys file (WOJAK_API_KEYS_FILE; a new file starts with the"
         " line `principals:`). The HTTP sidecar reloads the file without a restart.\n",
-        file=sys.stderr, flush=True,
-    )  # fmt: skip
+        file=sys.stderr,
+        flush=True,
+    )
     print(_keys_file_entry(entry), flush=True)
     return 0
 

@@ -70,8 +70,9 @@ class Position:
         if loss:
             self.pending_loss = max(self.pending_loss - loss, ZERO)
 
-    def fill(self, signed_quantity: Decimal, price: Decimal, multiplier: Decimal = Decimal(1),
-             quantum: Decimal | None = None) -> Decimal:  # fmt: skip
+    def fill(
+        self, signed_quantity: Decimal, price: Decimal, multiplier: Decimal = Decimal(1), quantum: Decimal | None = None
+    ) -> Decimal:
         """Apply a fill; returns the P&L it realised, rounded to ``quantum`` (the instrument's
         currency unit) if given. All arithmetic runs in the ``MONEY`` context."""
         with localcontext(MONEY):

@@ -12,8 +12,15 @@ log = logging.getLogger(__name__)
 
 
 class EscalationDelivery:
-    def __init__(self, store: Any, sink: EscalationSink | None, metrics: Any = None, interval: float = 0.5,
-                 max_backoff: float = 5.0, batch: int = 100) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Any,
+        sink: EscalationSink | None,
+        metrics: Any = None,
+        interval: float = 0.5,
+        max_backoff: float = 5.0,
+        batch: int = 100,
+    ) -> None:
         self.store, self.sink, self.metrics = store, sink, metrics
         self.interval, self.max_backoff, self.batch = interval, max_backoff, batch
         self._warned = False
@@ -28,8 +35,9 @@ class EscalationDelivery:
             return 0
         if self.sink is None:
             if not self._warned:
-                log.warning("%d escalation(s) wait in the outbox and no sink is configured"
-                            " (WOJAK_ENGINE_ESCALATION_SINK)", len(pending))  # fmt: skip
+                log.warning(
+                    "%d escalation(s) wait in the outbox and no sink is configured (WOJAK_ENGINE_ESCALATION_SINK)", len(pending)
+                )
                 self._warned = True
             return 0
         delivered = 0

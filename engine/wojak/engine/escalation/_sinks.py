@@ -48,8 +48,7 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return "v1=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: bytes, headers: Mapping[str, str], body: bytes, tolerance: float = 300.0,
-           now: float | None = None) -> bool:  # fmt: skip
+def verify(secret: bytes, headers: Mapping[str, str], body: bytes, tolerance: float = 300.0, now: float | None = None) -> bool:
     """The receiver's check: a valid signature over ``timestamp.body`` and a fresh timestamp."""
     timestamp = headers.get(TIMESTAMP_HEADER) or ""
     signature = headers.get(SIGNATURE_HEADER) or ""
@@ -87,10 +86,17 @@ class WebhookSink:
     def _post(self, key: str, payload: dict[str, Any]) -> None:
         body = _body(key, payload)
         timestamp = str(int(time.time()))
-        request = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(self._secret, timestamp, body), KEY_HEADER: key,
-        })  # fmt: skip
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                TIMESTAMP_HEADER: timestamp,
+                SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+                KEY_HEADER: key,
+            },
+        )
         try:
             with _OPENER.open(request, timeout=self.timeout) as response:
                 if not 200 <= response.status < 300:

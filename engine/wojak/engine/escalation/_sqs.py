@@ -25,8 +25,9 @@ class SqsSink:
     """SQS ``SendMessage``; the idempotency key goes in a message attribute (and, on a FIFO
     queue, is the deduplication id)."""
 
-    def __init__(self, queue: str, endpoint_url: str | None = None, region: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, queue: str, endpoint_url: str | None = None, region: str | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
         # an http:// endpoint or queue URL off loopback is refused (https://, or WOJAK_ALLOW_INSECURE_TRANSPORT=1)
         if endpoint_url:
             require_secure(endpoint_url, "WOJAK_ENGINE_ESCALATION_SINK endpoint", env)
@@ -58,9 +59,11 @@ class SqsSink:
             if self._queue_url.endswith(".fifo"):
                 extra = {"MessageGroupId": "escalations", "MessageDeduplicationId": hashlib.sha256(key.encode()).hexdigest()}
             self._client.send_message(
-                QueueUrl=self._queue_url, MessageBody=body(key, payload).decode(),
-                MessageAttributes={"idempotency_key": {"DataType": "String", "StringValue": key}}, **extra,
-            )  # fmt: skip
+                QueueUrl=self._queue_url,
+                MessageBody=body(key, payload).decode(),
+                MessageAttributes={"idempotency_key": {"DataType": "String", "StringValue": key}},
+                **extra,
+            )
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise SinkError(f"sqs {self.queue}: {exc}") from None
 

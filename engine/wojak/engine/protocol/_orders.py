@@ -205,8 +205,9 @@ def validate_tick(raw: Any) -> tuple[dict[str, Any] | None, list[FieldError]]:
     exchange_time = raw.get("exchange_time")
     if exchange_time is not None:
         if not isinstance(exchange_time, str) or not _EXCHANGE_TIME.fullmatch(exchange_time):
-            errors.append(FieldError("exchange_time", "must be an RFC 3339 time such as 2026-11-30T09:15:00.125Z",
-                                     "datetime_parsing"))  # fmt: skip
+            errors.append(
+                FieldError("exchange_time", "must be an RFC 3339 time such as 2026-11-30T09:15:00.125Z", "datetime_parsing")
+            )
         else:
             tick["exchange_time"] = exchange_time
     if errors:

@@ -176,8 +176,9 @@ class EngineClient:
         body = {"account": account, "client_order_id": client_order_id, "principal": principal.to_wire()}
         return await self.request(MessageType.GET_ORDER, body)
 
-    async def list_orders(self, principal: Principal, account: str | None = None, limit: int = 100,
-                          cursor: str | None = None) -> dict[str, Any]:  # fmt: skip
+    async def list_orders(
+        self, principal: Principal, account: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> dict[str, Any]:
         """``{"verdict": "ok", "orders": [...], "next_cursor": str | None}``: the principal's orders, newest first."""
         body: dict[str, Any] = {"principal": principal.to_wire(), "limit": limit}
         if account is not None:

@@ -45,5 +45,6 @@ def run_command(func: Callable[[Any], Any], args: Any, extra: str) -> int:
         if not top or top == "wojak":
             raise
         needed = _DRIVER_EXTRA.get(top, extra)
-        return fail(f"this needs {top}, which this install lacks: pip install 'wojak[{needed}]' "
-                    f"(from a clone: pip install '.[{needed}]')")  # fmt: skip
+        return fail(
+            f"this needs {top}, which this install lacks: pip install 'wojak[{needed}]' (from a clone: pip install '.[{needed}]')"
+        )

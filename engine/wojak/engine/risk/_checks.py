@@ -345,7 +345,8 @@ class RiskEngine:
         self._account_states = {a: c.trading_state for a, c in config.accounts.items()}
         # no configured state restricts anyone: only a stored override can
         self._all_active = config.trading_state is TradingState.ACTIVE and all(
-            s is TradingState.ACTIVE for s in self._account_states.values())  # fmt: skip
+            s is TradingState.ACTIVE for s in self._account_states.values()
+        )
         self._day_sec = -1
         self._day = ""
         self._today = dt.date(1970, 1, 1)
@@ -399,8 +400,14 @@ class RiskEngine:
 
     # -- the check -----------------------------------------------------------------------
 
-    def check(self, order: Order, view: AccountView | Position, prices: Mapping[str, Decimal] | Decimal | None = None,
-              tick_at: Mapping[str, float] | None = None, now: float | None = None) -> Decision:  # fmt: skip
+    def check(
+        self,
+        order: Order,
+        view: AccountView | Position,
+        prices: Mapping[str, Decimal] | Decimal | None = None,
+        tick_at: Mapping[str, float] | None = None,
+        now: float | None = None,
+    ) -> Decision:
         """Check ``order`` against the account ``view`` (a bare ``Position`` is accepted, as a
         one-symbol account), the last prices by symbol (or the order symbol's last price) and
         the times those ticks arrived."""
@@ -423,20 +430,37 @@ class RiskEngine:
             return passed
         return self._check_rules(order, view, prices, tick_at, time.time() if now is None else now)
 
-    def _passes(self, order: Order, view: AccountView, prices: Mapping[str, Decimal],
-                tick_at: Mapping[str, float] | None, now: float | None) -> Decision | None:  # fmt: skip
+    def _passes(
+        self,
+        order: Order,
+        view: AccountView,
+        prices: Mapping[str, Decimal],
+        tick_at: Mapping[str, float] | None,
+        now: float | None,
+    ) -> Decision | None:
         """The fast path alone (``check`` calls ``_fast.passes`` itself; tests compare the two paths)."""
         return passes(self, order, view, prices, tick_at, now)
 
-    def _check_rules(self, order: Order, view: AccountView, prices: Mapping[str, Decimal],
-                     tick_at: Mapping[str, float] | None, now: float) -> Decision:  # fmt: skip
+    def _check_rules(
+        self, order: Order, view: AccountView, prices: Mapping[str, Decimal], tick_at: Mapping[str, float] | None, now: float
+    ) -> Decision:
         """Every rule, each through the ``_Context``: the full ``Decision`` with all breaches."""
         spec = self._specs.get(order.symbol) or self._unknown
         ctx = _Context(
-            order, spec, spec.limits, self._account_limits.get(order.account, self.config.limits), view,
-            view.position(order.symbol), prices.get(order.symbol), prices, (tick_at or {}).get(order.symbol), now,
-            self._today, self.trading_state(order.account, view.state), self,
-        )  # fmt: skip
+            order,
+            spec,
+            spec.limits,
+            self._account_limits.get(order.account, self.config.limits),
+            view,
+            view.position(order.symbol),
+            prices.get(order.symbol),
+            prices,
+            (tick_at or {}).get(order.symbol),
+            now,
+            self._today,
+            self.trading_state(order.account, view.state),
+            self,
+        )
         denied: list[Breach] | None = None
         escalated: list[Breach] | None = None
         shadow: list[tuple[Action, Breach]] | None = None
@@ -493,17 +517,29 @@ class RiskEngine:
         assert instrument is not None
         errors = []
         if -order.quantity.as_tuple().exponent > instrument.quantity_decimals:  # type: ignore[operator]
-            errors.append(("quantity", f"{order.symbol} allows at most {instrument.quantity_decimals} decimal places",
-                           "decimal_max_places"))  # fmt: skip
+            errors.append(
+                ("quantity", f"{order.symbol} allows at most {instrument.quantity_decimals} decimal places", "decimal_max_places")
+            )
         elif spec.lot_size != ONE and order.quantity % spec.lot_size:
-            errors.append(("quantity", f"{order.symbol} trades in lots of {spec.lot_size}: {order.quantity} is not a whole "
-                           "number of lots", "lot_size"))  # fmt: skip
+            errors.append(
+                (
+                    "quantity",
+                    f"{order.symbol} trades in lots of {spec.lot_size}: {order.quantity} is not a whole number of lots",
+                    "lot_size",
+                )
+            )
         price = order.limit_price
         if price is not None:
             if -price.as_tuple().exponent > instrument.price_decimals:  # type: ignore[operator]
-                errors.append(("limit_price", f"{order.symbol} allows at most {instrument.price_decimals} decimal places",
-                               "decimal_max_places"))  # fmt: skip
+                errors.append(
+                    (
+                        "limit_price",
+                        f"{order.symbol} allows at most {instrument.price_decimals} decimal places",
+                        "decimal_max_places",
+                    )
+                )
             elif spec.tick_size is not None and price % spec.tick_size:
-                errors.append(("limit_price", f"{order.symbol} has tick size {spec.tick_size}: {price} is off the tick grid",
-                               "tick_size"))  # fmt: skip
+                errors.append(
+                    ("limit_price", f"{order.symbol} has tick size {spec.tick_size}: {price} is off the tick grid", "tick_size")
+                )
         return errors

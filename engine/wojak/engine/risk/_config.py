@@ -80,8 +80,9 @@ _TICK_JUMP = ("max_tick_jump_percent", "tick_jump_seconds")
 def _tick_jump_pair(limits: Limits, where: str) -> None:
     percent, seconds = (getattr(limits, name) for name in _TICK_JUMP)
     if (percent is None) != (seconds is None):
-        raise ValueError(f"{where}max_tick_jump_percent and tick_jump_seconds go together: "
-                         "give both values, or make both unlimited")  # fmt: skip
+        raise ValueError(
+            f"{where}max_tick_jump_percent and tick_jump_seconds go together: give both values, or make both unlimited"
+        )
 
 
 class Instrument(_Frozen):
@@ -150,14 +151,20 @@ class RiskConfig(_Frozen):
     def _tick_jump_limits_pair_up(self) -> "RiskConfig":
         _tick_jump_pair(self.limits, "limits: ")
         for symbol, ins in self.instruments.items():  # an instrument's override merged over the defaults
-            merged = Limits(**{n: getattr(ins.limits, n) if getattr(ins.limits, n) is not None else getattr(self.limits, n)
-                               for n in _TICK_JUMP})  # fmt: skip
+            merged = Limits(
+                **{
+                    n: getattr(ins.limits, n) if getattr(ins.limits, n) is not None else getattr(self.limits, n)
+                    for n in _TICK_JUMP
+                }
+            )
             _tick_jump_pair(merged, f"instruments.{symbol}.limits: ")
         for account, acc in self.accounts.items():
             named = [n for n in _TICK_JUMP if getattr(acc.limits, n) is not None]
             if named:
-                raise ValueError(f"accounts.{account}.limits: {', '.join(named)}: ticks are per instrument, "
-                                 "not per account (set it at the top level or on the instrument)")  # fmt: skip
+                raise ValueError(
+                    f"accounts.{account}.limits: {', '.join(named)}: ticks are per instrument, "
+                    "not per account (set it at the top level or on the instrument)"
+                )
         return self
 
     @field_validator("exchange_timezone")
@@ -256,8 +263,10 @@ def _override_problems(data: dict[str, Any]) -> list[str]:
                 continue
             for name, value in limits.items():
                 if isinstance(value, dict):
-                    problems.append(f"{section}.{key}.limits.{name}: an override is a plain value (leave it out to "
-                                    "inherit the top-level limit; only the top level can be unlimited)")  # fmt: skip
+                    problems.append(
+                        f"{section}.{key}.limits.{name}: an override is a plain value (leave it out to "
+                        "inherit the top-level limit; only the top level can be unlimited)"
+                    )
     return problems
 
 
@@ -308,8 +317,10 @@ def _parse(text: str, origin: str, base: Path | None = None) -> RiskConfig:
     try:
         config = RiskConfig.model_validate(data)
     except ValidationError as exc:
-        problems += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}".removeprefix(": ").replace("Value error, ", "")
-                     for e in exc.errors(include_url=False)]  # fmt: skip
+        problems += [
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}".removeprefix(": ").replace("Value error, ", "")
+            for e in exc.errors(include_url=False)
+        ]
     if problems or config is None:
         raise RiskConfigError(f"{origin}: {'; '.join(problems)}")
     config._unlimited = unlimited

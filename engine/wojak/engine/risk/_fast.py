@@ -25,8 +25,14 @@ if TYPE_CHECKING:
 _BUY = Side.BUY
 
 
-def passes(engine: RiskEngine, order: Order, view: AccountView, prices: Mapping[str, Decimal],
-           tick_at: Mapping[str, float] | None, now: float | None) -> Decision | None:  # fmt: skip
+def passes(
+    engine: RiskEngine,
+    order: Order,
+    view: AccountView,
+    prices: Mapping[str, Decimal],
+    tick_at: Mapping[str, float] | None,
+    now: float | None,
+) -> Decision | None:
     """The fast path: the passing ``Decision`` if no rule (shadow ones included) breaches,
     else None (``_check_rules`` then builds the decision). Same tests as the rules."""
     symbol = order.symbol

@@ -27,8 +27,14 @@ def file_sha256(path: str | Path) -> str | None:
 
 
 class RiskConfigWatcher:
-    def __init__(self, path: str | Path, apply: Callable[[RiskEngine], None], metrics: Any = None,
-                 interval: float = 1.0, audit: Callable[[str, dict[str, Any]], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str | Path,
+        apply: Callable[[RiskEngine], None],
+        metrics: Any = None,
+        interval: float = 1.0,
+        audit: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
         self.path, self.apply, self.metrics, self.interval = Path(path), apply, metrics, interval
         self.audit = audit  # (kind, detail) for each load: the file's sha256, accepted or refused
         self._seen = self._stamp()
@@ -58,8 +64,10 @@ class RiskConfigWatcher:
             return False
         self.apply(engine)
         if self.audit is not None:
-            self.audit("risk_config_loaded", {"path": str(self.path), "sha256": digest,
-                                              "trading_state": engine.config.trading_state.value})  # fmt: skip
+            self.audit(
+                "risk_config_loaded",
+                {"path": str(self.path), "sha256": digest, "trading_state": engine.config.trading_state.value},
+            )
         log.warning("risk config reloaded from %s (trading_state=%s)", self.path, engine.config.trading_state.value)
         if self.metrics is not None:
             self.metrics.risk_reloads.labels("applied").inc()

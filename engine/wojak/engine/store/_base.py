@@ -91,8 +91,9 @@ Decide = Callable[[Order, AccountView], "dict[str, Any] | None"]
 
 
 class Store(Protocol):
-    async def admit(self, orders: list[Order], decide: Decide, day: str = "",
-                    lease: tuple[str, float] | None = None) -> list[tuple[Order, bool]]:  # fmt: skip
+    async def admit(
+        self, orders: list[Order], decide: Decide, day: str = "", lease: tuple[str, float] | None = None
+    ) -> list[tuple[Order, bool]]:
         """Returns ``(record, existed)`` per order, in order (``day`` "" = UTC today).
 
         ``lease`` = (owner, seconds): a new ``pending`` order is stored with an execution lease
@@ -121,14 +122,20 @@ class Store(Protocol):
         """``client_order_id`` is unique per account: the pair names one order."""
         ...
 
-    async def list_orders(self, limit: int = 100, account: str | None = None, patterns: Sequence[str] | None = None,
-                          before: tuple[float, str, str] | None = None) -> list[Order]:  # fmt: skip
+    async def list_orders(
+        self,
+        limit: int = 100,
+        account: str | None = None,
+        patterns: Sequence[str] | None = None,
+        before: tuple[float, str, str] | None = None,
+    ) -> list[Order]:
         """Newest first by (created_at, account, client_order_id); ``patterns`` (fnmatch ``*``/``?``)
         restricts the accounts; ``before`` pages (strictly older than that triple)."""
         ...
 
-    async def list_trades(self, limit: int = 100, client_order_id: str | None = None,
-                          account: str | None = None) -> list[Trade]: ...  # fmt: skip
+    async def list_trades(
+        self, limit: int = 100, client_order_id: str | None = None, account: str | None = None
+    ) -> list[Trade]: ...
 
     async def get_position(self, account: str, symbol: str) -> Position: ...
 

@@ -137,11 +137,30 @@ class CouchbaseStore(CouchbaseKV):
     """The Store protocol on Couchbase (see the module docstring for the layout), written in the
     key-value primitives of ``CouchbaseKV``."""
 
-    def __init__(self, connstr: str, username: str, password: str, bucket: str, scope: str | None = None,
-                 collection: str | None = None, prefix: str = "", connect_timeout: float = 10.0,
-                 kv_timeout: float = 2.5, orphan_after: float = 300.0) -> None:  # fmt: skip
-        super().__init__(connstr, username, password, bucket, scope=scope, collection=collection, prefix=prefix,
-                         connect_timeout=connect_timeout, kv_timeout=kv_timeout)  # fmt: skip
+    def __init__(
+        self,
+        connstr: str,
+        username: str,
+        password: str,
+        bucket: str,
+        scope: str | None = None,
+        collection: str | None = None,
+        prefix: str = "",
+        connect_timeout: float = 10.0,
+        kv_timeout: float = 2.5,
+        orphan_after: float = 300.0,
+    ) -> None:
+        super().__init__(
+            connstr,
+            username,
+            password,
+            bucket,
+            scope=scope,
+            collection=collection,
+            prefix=prefix,
+            connect_timeout=connect_timeout,
+            kv_timeout=kv_timeout,
+        )
         self.orphan_after = orphan_after
 
     def __repr__(self) -> str:
@@ -162,8 +181,9 @@ class CouchbaseStore(CouchbaseKV):
     def _acct_key(account: str) -> str:
         return f"acct::{doc_key(account)}"
 
-    async def _account_view(self, order: Order, acct: dict[str, Any] | None, day: str,
-                            now: float) -> tuple[AccountView, dict[str, Any] | None, int]:  # fmt: skip
+    async def _account_view(
+        self, order: Order, acct: dict[str, Any] | None, day: str, now: float
+    ) -> tuple[AccountView, dict[str, Any] | None, int]:
         """The account as risk sees it: every position it holds (this order's own earlier
         reservation excluded), today's realised P&L, the order-rate window, the stored state.
         Returns the view and the order symbol's position doc with its CAS."""
@@ -195,14 +215,16 @@ class CouchbaseStore(CouchbaseKV):
     async def set_account_state(self, account: str, state: str | None, reason: str = "", actor: str = "") -> None:
         async def run() -> None:
             # the audit entry first: no change without its entry (see the module docstring)
-            await self._append_audit("account_state", actor or "unknown", account,
-                                     {"state": state or "configured", "reason": reason})  # fmt: skip
+            await self._append_audit(
+                "account_state", actor or "unknown", account, {"state": state or "configured", "reason": reason}
+            )
             await self._index_add("idx::accounts", account)
 
             def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
                 new: dict[str, Any] = dict(doc) if doc is not None else {"account": account, "symbols": [], "rate": {}}
-                new["state"] = None if state is None else {"account": account, "state": state, "reason": reason,
-                                                           "at": time.time()}  # fmt: skip
+                new["state"] = (
+                    None if state is None else {"account": account, "state": state, "reason": reason, "at": time.time()}
+                )
                 return new
 
             await self._cas_loop(self._acct_key(account), change)
@@ -228,20 +250,21 @@ class CouchbaseStore(CouchbaseKV):
 
     # -- the order path -------------------------------------------------------------
 
-    async def admit(self, orders: list[Order], decide: Decide, day: str = "",
-                    lease: tuple[str, float] | None = None) -> list[tuple[Order, bool]]:  # fmt: skip
+    async def admit(
+        self, orders: list[Order], decide: Decide, day: str = "", lease: tuple[str, float] | None = None
+    ) -> list[tuple[Order, bool]]:
         return await self._guard(self._admit(orders, decide, day, lease))
 
-    async def _admit(self, orders: list[Order], decide: Decide, day: str,
-                     lease: tuple[str, float] | None) -> list[tuple[Order, bool]]:  # fmt: skip
+    async def _admit(
+        self, orders: list[Order], decide: Decide, day: str, lease: tuple[str, float] | None
+    ) -> list[tuple[Order, bool]]:
         results = []
         day = day or utc_day()
         for order in orders:  # in order: decide sees this batch's earlier reservations
             results.append(await self._admit_one(order, decide, day, lease))
         return results
 
-    async def _lease_existing(self, okey: str, doc: dict[str, Any], cas: int,
-                              lease: tuple[str, float] | None) -> Order:  # fmt: skip
+    async def _lease_existing(self, okey: str, doc: dict[str, Any], cas: int, lease: tuple[str, float] | None) -> Order:
         """An existing order as admit returns it: a ``pending`` one whose lease is free, ``lease``'s
         owner's or expired is re-leased to that owner (CAS on the order doc); another owner's
         live lease stays (and wins)."""
@@ -264,8 +287,7 @@ class CouchbaseStore(CouchbaseKV):
             doc = got
         raise StoreUnavailable(f"couchbase: order {okey!r} stayed contended")
 
-    async def _admit_one(self, order: Order, decide: Decide, day: str,
-                         lease: tuple[str, float] | None) -> tuple[Order, bool]:  # fmt: skip
+    async def _admit_one(self, order: Order, decide: Decide, day: str, lease: tuple[str, float] | None) -> tuple[Order, bool]:
         coid, key = order.client_order_id, order.key
         okey = self._order_key(key)
         existing, existing_cas = await self._get(okey)
@@ -318,14 +340,20 @@ class CouchbaseStore(CouchbaseKV):
         else:
             raise StoreUnavailable(f"couchbase: account {akey!r} stayed contended")
         if halted is not None:  # stored with the account doc above; now its audit entry
-            await self._append_audit("account_state", "engine:risk", order.account,
-                                     {"state": "HALTED", "reason": halted, "order": key})  # fmt: skip
+            await self._append_audit(
+                "account_state", "engine:risk", order.account, {"state": "HALTED", "reason": halted, "order": key}
+            )
         if order.state is OrderState.ESCALATED and escalation is not None:
             # the outbox entry first; it counts only once the order doc says escalated
             esc_key = f"esc:{key}"
             await self._map_put("idx::esc", esc_key, {"k": esc_key, "o": key})
-            esc = {"key": esc_key, "client_order_id": coid, "payload": json.loads(json.dumps(escalation, default=str)),
-                   "created_at": time.time(), "delivered_at": None}  # fmt: skip
+            esc = {
+                "key": esc_key,
+                "client_order_id": coid,
+                "payload": json.loads(json.dumps(escalation, default=str)),
+                "created_at": time.time(),
+                "delivered_at": None,
+            }
             await self._upsert_if_absent(f"esc::{esc_key}", esc)
         if lease is not None and order.state is OrderState.PENDING:
             order.lease_owner, order.lease_until = lease[0], time.time() + lease[1]
@@ -387,16 +415,32 @@ class CouchbaseStore(CouchbaseKV):
                 new[k] = doc.get(k)
             ver = doc.get("ver", 0) + 1
             fills = doc.get("fills", 0)
-            fx: dict[str, Any] = {"v": ver, "release": str(ex.release), "close": o.state not in _HOLDING, "day": ex.day,
-                                  "account": doc["account"], "symbol": doc["symbol"], "coid": o.client_order_id}  # fmt: skip
+            fx: dict[str, Any] = {
+                "v": ver,
+                "release": str(ex.release),
+                "close": o.state not in _HOLDING,
+                "day": ex.day,
+                "account": doc["account"],
+                "symbol": doc["symbol"],
+                "coid": o.client_order_id,
+            }
             if ex.fill_quantity > 0 and ex.fill_price is not None:
                 fills += 1
                 signed = ex.fill_quantity if o.side is Side.BUY else -ex.fill_quantity
                 fx["fill"] = {"q": str(signed), "p": str(ex.fill_price), "m": str(ex.multiplier)}
                 if ex.pnl_quantum is not None:
                     fx["fill"]["pq"] = str(ex.pnl_quantum)
-                fx["trade"] = Trade(f"{o.key}#{fills}", o.client_order_id, doc["account"], doc["symbol"],
-                                    doc["side"], ex.fill_quantity, ex.fill_price, o.venue_order_id, now).to_wire()  # fmt: skip
+                fx["trade"] = Trade(
+                    f"{o.key}#{fills}",
+                    o.client_order_id,
+                    doc["account"],
+                    doc["symbol"],
+                    doc["side"],
+                    ex.fill_quantity,
+                    ex.fill_price,
+                    o.venue_order_id,
+                    now,
+                ).to_wire()
             new.update(ver=ver, fills=fills, fx=fx)
             if await self._replace(okey, new, cas):  # the commit point
                 await self._roll_forward(new)
@@ -425,14 +469,20 @@ class CouchbaseStore(CouchbaseKV):
             if fill is not None:
                 day = fx.get("day") or utc_day()
                 position.roll(day)  # its first change of the day snapshots it as the day began
-                pnl = position.fill(Decimal(fill["q"]), Decimal(fill["p"]), Decimal(fill["m"]),
-                                    Decimal(fill["pq"]) if fill.get("pq") else None)  # fmt: skip
+                pnl = position.fill(
+                    Decimal(fill["q"]), Decimal(fill["p"]), Decimal(fill["m"]), Decimal(fill["pq"]) if fill.get("pq") else None
+                )
                 if pnl:
                     days = new["days"] = {d: v for d, v in (new.get("days") or {}).items() if d >= days_ago(day, 7)}
                     days[day] = str(Decimal(days.get(day, "0")) + pnl)
-            new.update(quantity=str(position.quantity), average_price=str(position.average_price),
-                       realised_pnl=str(position.realised_pnl), sod_day=position.sod_day,
-                       sod_quantity=str(position.sod_quantity), sod_average=str(position.sod_average))  # fmt: skip
+            new.update(
+                quantity=str(position.quantity),
+                average_price=str(position.average_price),
+                realised_pnl=str(position.realised_pnl),
+                sod_day=position.sod_day,
+                sod_quantity=str(position.sod_quantity),
+                sod_average=str(position.sod_average),
+            )
             q = Decimal(entry["q"]) if entry is not None else Decimal(0)
             release = Decimal(fx["release"])
             if fx["close"]:
@@ -465,8 +515,13 @@ class CouchbaseStore(CouchbaseKV):
         doc = await self._guard(self._get_doc(self._order_key(f"{account}/{client_order_id}")))
         return None if doc is None else order_from_doc(doc)
 
-    async def list_orders(self, limit: int = 100, account: str | None = None, patterns: Sequence[str] | None = None,
-                          before: tuple[float, str, str] | None = None) -> list[Order]:  # fmt: skip
+    async def list_orders(
+        self,
+        limit: int = 100,
+        account: str | None = None,
+        patterns: Sequence[str] | None = None,
+        before: tuple[float, str, str] | None = None,
+    ) -> list[Order]:
         """Newest first by (created_at, account, client_order_id), strictly before ``before`` if
         given. The account and ``patterns`` are matched on the index entries (order keys name
         their account), so only the orders they keep are read."""
@@ -490,8 +545,7 @@ class CouchbaseStore(CouchbaseKV):
         docs.sort(key=position, reverse=True)
         return [order_from_doc(d) for d in (docs[:limit] if limit >= 0 else docs)]
 
-    async def list_trades(self, limit: int = 100, client_order_id: str | None = None,
-                          account: str | None = None) -> list[Trade]:  # fmt: skip
+    async def list_trades(self, limit: int = 100, client_order_id: str | None = None, account: str | None = None) -> list[Trade]:
         return await self._guard(self._list_trades(limit, client_order_id, account))
 
     async def _list_trades(self, limit: int, client_order_id: str | None, account: str | None) -> list[Trade]:
@@ -509,9 +563,20 @@ class CouchbaseStore(CouchbaseKV):
                 ids = [i for i in ids if account_of(i) == account]
         docs = [d for d in await self._get_many([f"trade::{i}" for i in ids]) if d is not None]
         docs.sort(key=lambda d: (d["executed_at"], int(d["trade_id"].rsplit("#", 1)[1]), d["trade_id"]), reverse=True)
-        return [Trade(d["trade_id"], d["client_order_id"], d["account"], d["symbol"], d["side"],
-                      Decimal(d["quantity"]), Decimal(d["price"]), d["venue_order_id"], d["executed_at"])
-                for d in (docs[:limit] if limit >= 0 else docs)]  # fmt: skip
+        return [
+            Trade(
+                d["trade_id"],
+                d["client_order_id"],
+                d["account"],
+                d["symbol"],
+                d["side"],
+                Decimal(d["quantity"]),
+                Decimal(d["price"]),
+                d["venue_order_id"],
+                d["executed_at"],
+            )
+            for d in (docs[:limit] if limit >= 0 else docs)
+        ]
 
     async def get_position(self, account: str, symbol: str) -> Position:
         doc = await self._guard(self._get_doc(self._pos_key(account, symbol)))
@@ -521,8 +586,7 @@ class CouchbaseStore(CouchbaseKV):
         async def run() -> list[Position]:
             keys = await self._index_list("idx::positions")
             docs = [d for d in await self._get_many(keys) if d is not None]
-            return [position_from_doc(d, d["account"], d["symbol"]) for d in docs
-                    if account is None or d["account"] == account]  # fmt: skip
+            return [position_from_doc(d, d["account"], d["symbol"]) for d in docs if account is None or d["account"] == account]
 
         positions = await self._guard(run())
         return sorted(positions, key=lambda p: (p.account, p.symbol))
@@ -537,9 +601,11 @@ class CouchbaseStore(CouchbaseKV):
         entries = await self._map_values("idx::open")
         if any("k" not in e for e in entries):
             # written before orders were keyed by (account, client_order_id): fail closed
-            raise RuntimeError(f"couchbase {self.bucket_name!r} prefix {self.prefix!r}: idx::open holds entries of"
-                               " orders keyed by client_order_id alone (an earlier version); this version cannot"
-                               " recover them: resolve them with the earlier version or use a new prefix")  # fmt: skip
+            raise RuntimeError(
+                f"couchbase {self.bucket_name!r} prefix {self.prefix!r}: idx::open holds entries of"
+                " orders keyed by client_order_id alone (an earlier version); this version cannot"
+                " recover them: resolve them with the earlier version or use a new prefix"
+            )
         return entries
 
     async def _pending_orders(self) -> list[Order]:
@@ -648,8 +714,9 @@ class CouchbaseStore(CouchbaseKV):
         groups: dict[str, list[int]] = {}
         for i, tick in enumerate(ticks):
             groups.setdefault(tick["symbol"], []).append(i)
-        done = await asyncio.gather(*(self._apply_symbol(symbol, [ticks[i] for i in at], judge)
-                                      for symbol, at in groups.items()), return_exceptions=True)  # fmt: skip
+        done = await asyncio.gather(
+            *(self._apply_symbol(symbol, [ticks[i] for i in at], judge) for symbol, at in groups.items()), return_exceptions=True
+        )
         outcomes = [""] * len(ticks)
         for at, result in zip(groups.values(), done):
             if isinstance(result, BaseException):
@@ -742,8 +809,13 @@ class CouchbaseStore(CouchbaseKV):
 
     async def _append_audit(self, kind: str, actor: str, subject: str, detail: dict[str, Any]) -> None:
         n = await self._next_seq("audit::seq")
-        entry = {"at": time.time(), "kind": kind, "actor": actor, "subject": subject,
-                 "detail": json.loads(json.dumps(detail, default=str))}  # fmt: skip
+        entry = {
+            "at": time.time(),
+            "kind": kind,
+            "actor": actor,
+            "subject": subject,
+            "detail": json.loads(json.dumps(detail, default=str)),
+        }
         await self._insert(f"audit::{n}", entry)  # insert-only: an entry is never replaced
 
     async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -793,8 +865,13 @@ class CouchbaseStore(CouchbaseKV):
 
         async def run() -> None:
             await self._map_put("idx::esc", key, {"k": key})  # the index entry first
-            esc = {"key": key, "client_order_id": client_order_id, "created_at": time.time(), "delivered_at": None,
-                   "payload": json.loads(json.dumps(payload, default=str))}  # fmt: skip
+            esc = {
+                "key": key,
+                "client_order_id": client_order_id,
+                "created_at": time.time(),
+                "delivered_at": None,
+                "payload": json.loads(json.dumps(payload, default=str)),
+            }
             await self._upsert_if_absent(f"esc::{key}", esc)
 
         await self._guard(run())
@@ -831,5 +908,14 @@ def from_url(parsed: Any, options: dict[str, str], username: str, password: str)
         raise ConfigError("WOJAK_STORE: connect_timeout and kv_timeout are seconds (numbers)") from None
     rest = "&".join(f"{k}={v}" for k, v in options.items())  # anything else is the SDK's connection string option
     connstr = f"{parsed.scheme}://{parsed.netloc}" + (f"?{rest}" if rest else "")
-    return CouchbaseStore(connstr, username, password, bucket, scope=scope, collection=collection, prefix=prefix,
-                          connect_timeout=connect_timeout, kv_timeout=kv_timeout)  # fmt: skip
+    return CouchbaseStore(
+        connstr,
+        username,
+        password,
+        bucket,
+        scope=scope,
+        collection=collection,
+        prefix=prefix,
+        connect_timeout=connect_timeout,
+        kv_timeout=kv_timeout,
+    )

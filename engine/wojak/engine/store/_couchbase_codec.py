@@ -43,13 +43,27 @@ def order_doc(o: Order) -> dict[str, Any]:
 
 def order_from_doc(d: dict[str, Any]) -> Order:
     return Order(
-        client_order_id=d["client_order_id"], account=d["account"], symbol=d["symbol"], side=Side(d["side"]),
-        quantity=Decimal(d["quantity"]), order_type=d["order_type"], limit_price=text_decimal(d["limit_price"]),
-        time_in_force=d["time_in_force"], tag=d["tag"], fingerprint=d["fingerprint"], state=OrderState(d["state"]),
-        filled_quantity=Decimal(d["filled_quantity"]), average_price=text_decimal(d["average_price"]),
-        venue_order_id=d["venue_order_id"], reason=d["reason"], created_at=d["created_at"], updated_at=d["updated_at"],
-        principal=d.get("principal"), lease_owner=d.get("lease_owner"), lease_until=d.get("lease_until") or 0.0,
-    )  # fmt: skip
+        client_order_id=d["client_order_id"],
+        account=d["account"],
+        symbol=d["symbol"],
+        side=Side(d["side"]),
+        quantity=Decimal(d["quantity"]),
+        order_type=d["order_type"],
+        limit_price=text_decimal(d["limit_price"]),
+        time_in_force=d["time_in_force"],
+        tag=d["tag"],
+        fingerprint=d["fingerprint"],
+        state=OrderState(d["state"]),
+        filled_quantity=Decimal(d["filled_quantity"]),
+        average_price=text_decimal(d["average_price"]),
+        venue_order_id=d["venue_order_id"],
+        reason=d["reason"],
+        created_at=d["created_at"],
+        updated_at=d["updated_at"],
+        principal=d.get("principal"),
+        lease_owner=d.get("lease_owner"),
+        lease_until=d.get("lease_until") or 0.0,
+    )
 
 
 def account_of(key: str) -> str:
@@ -81,9 +95,16 @@ def tick_from_doc(d: dict[str, Any]) -> dict[str, Any]:
 def position_from_doc(d: dict[str, Any] | None, account: str, symbol: str, exclude: str | None = None) -> Position:
     if d is None:
         return Position(account, symbol)
-    p = Position(account, symbol, Decimal(d["quantity"]), Decimal(d["average_price"]), Decimal(d["realised_pnl"]),
-                 sod_day=d.get("sod_day") or "", sod_quantity=Decimal(d.get("sod_quantity") or "0"),
-                 sod_average=Decimal(d.get("sod_average") or "0"))  # fmt: skip
+    p = Position(
+        account,
+        symbol,
+        Decimal(d["quantity"]),
+        Decimal(d["average_price"]),
+        Decimal(d["realised_pnl"]),
+        sod_day=d.get("sod_day") or "",
+        sod_quantity=Decimal(d.get("sod_quantity") or "0"),
+        sod_average=Decimal(d.get("sod_average") or "0"),
+    )
     for entry in d.get("res", {}).values():
         q = Decimal(entry["q"])
         if entry["c"] != exclude and q:

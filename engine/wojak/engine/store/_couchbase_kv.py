@@ -46,9 +46,18 @@ async def backoff(attempt: int) -> None:
 class CouchbaseKV:
     """A connection to one collection and the key-value primitives on it (keys get ``prefix``)."""
 
-    def __init__(self, connstr: str, username: str, password: str, bucket: str, scope: str | None = None,
-                 collection: str | None = None, prefix: str = "", connect_timeout: float = 10.0,
-                 kv_timeout: float = 2.5) -> None:  # fmt: skip
+    def __init__(
+        self,
+        connstr: str,
+        username: str,
+        password: str,
+        bucket: str,
+        scope: str | None = None,
+        collection: str | None = None,
+        prefix: str = "",
+        connect_timeout: float = 10.0,
+        kv_timeout: float = 2.5,
+    ) -> None:
         self._sdk = load_sdk()  # fails at construction, naming the extra, if the SDK is missing
         self.connstr, self.bucket_name = connstr, bucket
         self.scope_name, self.collection_name = scope, collection
@@ -72,10 +81,10 @@ class CouchbaseKV:
             if self._coll is not None:
                 return self._coll
             sdk = self._sdk
-            timeouts = sdk.ClusterTimeoutOptions(connect_timeout=timedelta(seconds=self.connect_timeout),
-                                                 kv_timeout=timedelta(seconds=self.kv_timeout))  # fmt: skip
-            options = sdk.ClusterOptions(sdk.PasswordAuthenticator(self._username, self._password),
-                                         timeout_options=timeouts)  # fmt: skip
+            timeouts = sdk.ClusterTimeoutOptions(
+                connect_timeout=timedelta(seconds=self.connect_timeout), kv_timeout=timedelta(seconds=self.kv_timeout)
+            )
+            options = sdk.ClusterOptions(sdk.PasswordAuthenticator(self._username, self._password), timeout_options=timeouts)
             cluster = None
             try:
                 async with asyncio.timeout(self.connect_timeout + 1):
@@ -188,8 +197,11 @@ class CouchbaseKV:
         for _ in range(AMBIGUOUS_ATTEMPTS):
             try:
                 return (await coll.replace(self._k(key), doc, self._sdk.ReplaceOptions(cas=cas))).cas
-            except (self._sdk.exc.CasMismatchException, self._sdk.exc.DocumentNotFoundException,
-                    self._sdk.exc.DocumentExistsException):  # fmt: skip
+            except (
+                self._sdk.exc.CasMismatchException,
+                self._sdk.exc.DocumentNotFoundException,
+                self._sdk.exc.DocumentExistsException,
+            ):
                 return None
             except self._sdk.ambiguous:
                 current, current_cas = await self._get(key)
@@ -223,8 +235,9 @@ class CouchbaseKV:
         raise StoreUnavailable(f"couchbase: sub-document update of {key!r} stayed ambiguous")
 
     async def _index_add(self, key: str, value: str) -> None:
-        await self._mutate(key, [self._sdk.sd.array_addunique("k", value, create_parents=True)],
-                           ignore=(self._sdk.exc.PathExistsException,))  # fmt: skip
+        await self._mutate(
+            key, [self._sdk.sd.array_addunique("k", value, create_parents=True)], ignore=(self._sdk.exc.PathExistsException,)
+        )
 
     async def _index_list(self, key: str) -> list[str]:
         doc = await self._get_doc(key)

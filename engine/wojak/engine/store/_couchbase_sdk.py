@@ -27,8 +27,20 @@ def load_sdk() -> Sdk:
         from couchbase.subdocument import StoreSemantics
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(EXTRA_HINT) from e
-    return Sdk(exc, sd, Cluster, PasswordAuthenticator, ClusterOptions, ClusterTimeoutOptions, IncrementOptions,
-                InsertOptions, MutateInOptions, ReplaceOptions, SignedInt64, StoreSemantics)  # fmt: skip
+    return Sdk(
+        exc,
+        sd,
+        Cluster,
+        PasswordAuthenticator,
+        ClusterOptions,
+        ClusterTimeoutOptions,
+        IncrementOptions,
+        InsertOptions,
+        MutateInOptions,
+        ReplaceOptions,
+        SignedInt64,
+        StoreSemantics,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +66,15 @@ class Sdk:
     @property
     def unavailable(self) -> tuple[type[BaseException], ...]:
         e = self.exc
-        return (e.AmbiguousTimeoutException, e.UnAmbiguousTimeoutException, e.TimeoutException,
-                e.ServiceUnavailableException, e.RequestCanceledException, e.TemporaryFailException,
-                e.MissingConnectionException, e.DurabilitySyncWriteAmbiguousException,
-                e.DurabilitySyncWriteInProgressException, e.DocumentLockedException)  # fmt: skip
+        return (
+            e.AmbiguousTimeoutException,
+            e.UnAmbiguousTimeoutException,
+            e.TimeoutException,
+            e.ServiceUnavailableException,
+            e.RequestCanceledException,
+            e.TemporaryFailException,
+            e.MissingConnectionException,
+            e.DurabilitySyncWriteAmbiguousException,
+            e.DurabilitySyncWriteInProgressException,
+            e.DocumentLockedException,
+        )

@@ -151,17 +151,38 @@ _UPSERT_TICK = (
 
 
 def _tick_row(t: dict[str, Any]) -> tuple[Any, ...]:
-    return (t["symbol"], t["bid"], t["ask"], t["last"], t["received_at"], t.get("sequence"), t.get("exchange_time"),
-            t["version"], t.get("day"), t.get("sod_price"))  # fmt: skip
+    return (
+        t["symbol"],
+        t["bid"],
+        t["ask"],
+        t["last"],
+        t["received_at"],
+        t.get("sequence"),
+        t.get("exchange_time"),
+        t["version"],
+        t.get("day"),
+        t.get("sod_price"),
+    )
 
 
 def _tick_from_row(r: tuple[Any, ...]) -> dict[str, Any]:
-    return {"symbol": r[0], "bid": r[1], "ask": r[2], "last": r[3], "received_at": r[4], "sequence": r[5],
-            "exchange_time": r[6], "version": r[7], "day": r[8], "sod_price": r[9]}  # fmt: skip
+    return {
+        "symbol": r[0],
+        "bid": r[1],
+        "ask": r[2],
+        "last": r[3],
+        "received_at": r[4],
+        "sequence": r[5],
+        "exchange_time": r[6],
+        "version": r[7],
+        "day": r[8],
+        "sod_price": r[9],
+    }
 
 
-def _order_filter(account: str | None, patterns: Sequence[str] | None,
-                  before: tuple[float, str, str] | None) -> tuple[str, list[Any]]:  # fmt: skip
+def _order_filter(
+    account: str | None, patterns: Sequence[str] | None, before: tuple[float, str, str] | None
+) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
     if account is not None:
@@ -185,31 +206,81 @@ def _s(value: Decimal | None) -> str | None:
 
 def _order_row(o: Order) -> tuple[Any, ...]:
     return (
-        o.client_order_id, o.fingerprint, o.account, o.symbol, o.side.value, str(o.quantity), o.order_type,
-        _s(o.limit_price), o.time_in_force, o.tag, o.state.value, str(o.filled_quantity), _s(o.average_price),
-        o.venue_order_id, o.reason, o.created_at, o.updated_at,
-    )  # fmt: skip
+        o.client_order_id,
+        o.fingerprint,
+        o.account,
+        o.symbol,
+        o.side.value,
+        str(o.quantity),
+        o.order_type,
+        _s(o.limit_price),
+        o.time_in_force,
+        o.tag,
+        o.state.value,
+        str(o.filled_quantity),
+        _s(o.average_price),
+        o.venue_order_id,
+        o.reason,
+        o.created_at,
+        o.updated_at,
+    )
 
 
 def _order_from_row(r: tuple[Any, ...]) -> Order:
     return Order(
-        client_order_id=r[0], fingerprint=r[1], account=r[2], symbol=r[3], side=Side(r[4]),
-        quantity=Decimal(r[5]), order_type=r[6], limit_price=None if r[7] is None else Decimal(r[7]),
-        time_in_force=r[8], tag=r[9], state=OrderState(r[10]), filled_quantity=Decimal(r[11]),
-        average_price=None if r[12] is None else Decimal(r[12]), venue_order_id=r[13], reason=r[14],
-        created_at=r[15], updated_at=r[16], principal=r[17], lease_owner=r[18], lease_until=r[19] or 0.0,
-    )  # fmt: skip
+        client_order_id=r[0],
+        fingerprint=r[1],
+        account=r[2],
+        symbol=r[3],
+        side=Side(r[4]),
+        quantity=Decimal(r[5]),
+        order_type=r[6],
+        limit_price=None if r[7] is None else Decimal(r[7]),
+        time_in_force=r[8],
+        tag=r[9],
+        state=OrderState(r[10]),
+        filled_quantity=Decimal(r[11]),
+        average_price=None if r[12] is None else Decimal(r[12]),
+        venue_order_id=r[13],
+        reason=r[14],
+        created_at=r[15],
+        updated_at=r[16],
+        principal=r[17],
+        lease_owner=r[18],
+        lease_until=r[19] or 0.0,
+    )
 
 
 def _position_row(p: Position) -> tuple[Any, ...]:
-    return (p.account, p.symbol, str(p.quantity), str(p.average_price), str(p.realised_pnl),
-            str(p.pending_buy), str(p.pending_sell), str(p.pending_loss), p.sod_day, str(p.sod_quantity),
-            str(p.sod_average))  # fmt: skip
+    return (
+        p.account,
+        p.symbol,
+        str(p.quantity),
+        str(p.average_price),
+        str(p.realised_pnl),
+        str(p.pending_buy),
+        str(p.pending_sell),
+        str(p.pending_loss),
+        p.sod_day,
+        str(p.sod_quantity),
+        str(p.sod_average),
+    )
 
 
 def _position_from_row(r: tuple[Any, ...]) -> Position:
-    return Position(r[0], r[1], Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), Decimal(r[5]), Decimal(r[6]), Decimal(r[7]),
-                    sod_day=r[8], sod_quantity=Decimal(r[9]), sod_average=Decimal(r[10]))  # fmt: skip
+    return Position(
+        r[0],
+        r[1],
+        Decimal(r[2]),
+        Decimal(r[3]),
+        Decimal(r[4]),
+        Decimal(r[5]),
+        Decimal(r[6]),
+        Decimal(r[7]),
+        sod_day=r[8],
+        sod_quantity=Decimal(r[9]),
+        sod_average=Decimal(r[10]),
+    )
 
 
 class SQLiteStore:
@@ -245,8 +316,9 @@ class SQLiteStore:
             self._db.executescript(_SCHEMA)
             self._migrate()
         except (sqlite3.Error, StoreUnavailable) as exc:
-            raise ConfigError(f"cannot open the SQLite store {self.path} (setting WOJAK_STORE): {exc}; "
-                             f"{_free_space(self.path)}") from None  # fmt: skip
+            raise ConfigError(
+                f"cannot open the SQLite store {self.path} (setting WOJAK_STORE): {exc}; {_free_space(self.path)}"
+            ) from None
 
     def _migrate(self) -> None:
         """Bring a database created by an earlier version up to date: add the columns it lacks
@@ -321,8 +393,10 @@ class SQLiteStore:
         except OSError as exc:
             raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
         if free < self.min_free_bytes:
-            raise StoreUnavailable(f"sqlite {self.path}: database or disk is full: {free:,} bytes free, below"
-                                   f" {self.min_free_bytes:,} (WOJAK_STORE ?min_free_bytes=)")  # fmt: skip
+            raise StoreUnavailable(
+                f"sqlite {self.path}: database or disk is full: {free:,} bytes free, below"
+                f" {self.min_free_bytes:,} (WOJAK_STORE ?min_free_bytes=)"
+            )
         with self._write() as db:
             db.execute("INSERT INTO heartbeat VALUES (0, ?) ON CONFLICT(id) DO UPDATE SET at=excluded.at", (time.time(),))
         try:
@@ -336,8 +410,9 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             self._rollback(exc)
 
-    async def admit(self, orders: list[Order], decide: Decide, day: str = "",
-                    lease: tuple[str, float] | None = None) -> list[tuple[Order, bool]]:  # fmt: skip
+    async def admit(
+        self, orders: list[Order], decide: Decide, day: str = "", lease: tuple[str, float] | None = None
+    ) -> list[tuple[Order, bool]]:
         db = self._tx()
         try:
             now = time.time()
@@ -369,8 +444,15 @@ class SQLiteStore:
                 escalation = decide(order, view)
                 if view.halt is not None:
                     halts.append((order.account, "HALTED", view.halt, now))
-                    audits.append((now, "account_state", "engine:risk", order.account,
-                                   json.dumps({"state": "HALTED", "reason": view.halt, "order": order.key})))  # fmt: skip
+                    audits.append(
+                        (
+                            now,
+                            "account_state",
+                            "engine:risk",
+                            order.account,
+                            json.dumps({"state": "HALTED", "reason": view.halt, "order": order.key}),
+                        )
+                    )
                     view.state, view.halt = "HALTED", None
                 per_unit = None
                 if order.state is OrderState.PENDING:
@@ -388,8 +470,15 @@ class SQLiteStore:
                     outbox.append((f"esc:{order.key}", order.client_order_id, json.dumps(escalation, default=str), now))
                 if lease is not None and order.state is OrderState.PENDING:
                     order.lease_owner, order.lease_until = lease[0], now + lease[1]
-                new_rows.append((*_order_row(order), per_unit, order.principal, order.lease_owner,
-                                 order.lease_until if order.lease_owner else None))  # fmt: skip
+                new_rows.append(
+                    (
+                        *_order_row(order),
+                        per_unit,
+                        order.principal,
+                        order.lease_owner,
+                        order.lease_until if order.lease_owner else None,
+                    )
+                )
                 existing[order.key] = order
                 results.append((order, False))
             db.executemany(_INSERT_ORDER, new_rows)
@@ -467,7 +556,7 @@ class SQLiteStore:
                     "SELECT account, client_order_id, state, loss_per_unit FROM orders WHERE (account, client_order_id)"
                     f" IN (VALUES {','.join(['(?,?)'] * (len(part) // 2))})",
                     part,
-                ):  # fmt: skip
+                ):
                     states[f"{account}/{coid}"] = state
                     if per_unit is not None:
                         loss_per_unit[f"{account}/{coid}"] = Decimal(per_unit)
@@ -483,8 +572,18 @@ class SQLiteStore:
                     continue
                 states[o.key] = o.state.value
                 o.updated_at = now
-                updates.append((o.state.value, str(o.filled_quantity), _s(o.average_price), o.venue_order_id,
-                                o.reason, now, o.account, o.client_order_id))  # fmt: skip
+                updates.append(
+                    (
+                        o.state.value,
+                        str(o.filled_quantity),
+                        _s(o.average_price),
+                        o.venue_order_id,
+                        o.reason,
+                        now,
+                        o.account,
+                        o.client_order_id,
+                    )
+                )
                 position = positions[(o.account, o.symbol)]
                 if ex.fill_quantity > 0 and ex.fill_price is not None:
                     position.roll(ex.day or utc_day(now))
@@ -494,8 +593,19 @@ class SQLiteStore:
                         k = (o.account, ex.day or utc_day(now))
                         realised[k] = realised.get(k, Decimal(0)) + pnl
                     # one trade per fill, named by the cumulative quantity it brought the order to
-                    trades.append((f"{o.key}#{o.filled_quantity}", o.client_order_id, o.account, o.symbol,
-                                   o.side.value, str(ex.fill_quantity), str(ex.fill_price), o.venue_order_id, now))  # fmt: skip
+                    trades.append(
+                        (
+                            f"{o.key}#{o.filled_quantity}",
+                            o.client_order_id,
+                            o.account,
+                            o.symbol,
+                            o.side.value,
+                            str(ex.fill_quantity),
+                            str(ex.fill_price),
+                            o.venue_order_id,
+                            now,
+                        )
+                    )
                 if ex.release:
                     per_unit = loss_per_unit.get(o.key)
                     if per_unit:  # the order's loss reservation, pro rata to the quantity released
@@ -513,8 +623,10 @@ class SQLiteStore:
             for (account, day), pnl in realised.items():
                 row = db.execute("SELECT realised FROM daily WHERE account=? AND day=?", (account, day)).fetchone()
                 total = (Decimal(row[0]) if row else Decimal(0)) + pnl
-                db.execute("INSERT INTO daily VALUES (?,?,?) ON CONFLICT(account, day) DO UPDATE SET realised=excluded.realised",
-                           (account, day, str(total)))  # fmt: skip
+                db.execute(
+                    "INSERT INTO daily VALUES (?,?,?) ON CONFLICT(account, day) DO UPDATE SET realised=excluded.realised",
+                    (account, day, str(total)),
+                )
         except BaseException as exc:
             self._rollback(exc)
             raise
@@ -544,8 +656,13 @@ class SQLiteStore:
         row = self._db.execute(f"{_SELECT_ORDER} WHERE account=? AND client_order_id=?", (account, client_order_id)).fetchone()
         return _order_from_row(row) if row else None
 
-    async def list_orders(self, limit: int = 100, account: str | None = None, patterns: Sequence[str] | None = None,
-                          before: tuple[float, str, str] | None = None) -> list[Order]:  # fmt: skip
+    async def list_orders(
+        self,
+        limit: int = 100,
+        account: str | None = None,
+        patterns: Sequence[str] | None = None,
+        before: tuple[float, str, str] | None = None,
+    ) -> list[Order]:
         """Newest first: by (created_at, account, client_order_id) descending, strictly before
         ``before`` if given; only ``account``, and only accounts matching one of ``patterns``
         (fnmatch ``*``/``?``, the same in GLOB) if given."""
@@ -586,8 +703,16 @@ class SQLiteStore:
             else:
                 db.execute(_UPSERT_STATE, (account, state, reason, now))
             # the override row is the current state; the audit log keeps every change
-            db.execute(_INSERT_AUDIT, (now, "account_state", actor or "unknown", account,
-                                       json.dumps({"state": state or "configured", "reason": reason})))  # fmt: skip
+            db.execute(
+                _INSERT_AUDIT,
+                (
+                    now,
+                    "account_state",
+                    actor or "unknown",
+                    account,
+                    json.dumps({"state": state or "configured", "reason": reason}),
+                ),
+            )
 
     async def list_account_states(self) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT account, state, reason, at FROM account_state ORDER BY account")
@@ -647,8 +772,10 @@ class SQLiteStore:
 
     async def raise_escalation(self, key: str, client_order_id: str, payload: dict[str, Any]) -> None:
         with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO escalations VALUES (?,?,?,?,NULL)",
-                       (key, client_order_id, json.dumps(payload, default=str), time.time()))  # fmt: skip
+            db.execute(
+                "INSERT OR IGNORE INTO escalations VALUES (?,?,?,?,NULL)",
+                (key, client_order_id, json.dumps(payload, default=str), time.time()),
+            )
 
     async def undelivered_escalations(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -671,8 +798,9 @@ class SQLiteStore:
             self._db.execute(f"CREATE INDEX IF NOT EXISTS orders_open ON orders(state, created_at) WHERE {_OPEN}")
             self._open_index = True
         where, args = (" AND (created_at, account, client_order_id) > (?, ?, ?)", after) if after else ("", ())
-        rows = self._db.execute(f"{_SELECT_ORDER} WHERE {_OPEN}{where}"
-                                " ORDER BY created_at, account, client_order_id LIMIT ?", (*args, limit))  # fmt: skip
+        rows = self._db.execute(
+            f"{_SELECT_ORDER} WHERE {_OPEN}{where} ORDER BY created_at, account, client_order_id LIMIT ?", (*args, limit)
+        )
         return [_order_from_row(r) for r in rows]
 
     async def take_leases(self, orders: list[Order], owner: str, seconds: float) -> list[Order]:
@@ -693,8 +821,10 @@ class SQLiteStore:
                     continue
                 s.lease_owner, s.lease_until = owner, now + seconds
                 taken[o.key] = s
-            db.executemany("UPDATE orders SET lease_owner=?, lease_until=? WHERE account=? AND client_order_id=?",
-                           [(owner, s.lease_until, s.account, s.client_order_id) for s in taken.values()])  # fmt: skip
+            db.executemany(
+                "UPDATE orders SET lease_owner=?, lease_until=? WHERE account=? AND client_order_id=?",
+                [(owner, s.lease_until, s.account, s.client_order_id) for s in taken.values()],
+            )
         except BaseException as exc:
             self._rollback(exc)
             raise

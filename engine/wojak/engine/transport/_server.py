@@ -195,8 +195,11 @@ class EngineServer:
         except ProtocolError as exc:
             if self.metrics is not None:
                 self.metrics.protocol_errors.inc()
-            self._send(identity, None, {"verdict": Verdict.INVALID.value,
-                                        "errors": [{"field": "frames", "reason": str(exc), "code": "protocol"}]})  # fmt: skip
+            self._send(
+                identity,
+                None,
+                {"verdict": Verdict.INVALID.value, "errors": [{"field": "frames", "reason": str(exc), "code": "protocol"}]},
+            )
             return
         request_id = body.get("request_id")
         if kind in _IMMEDIATE:

@@ -34,8 +34,7 @@ def parse_decimal(value: Any) -> Decimal | None:
     raise ValueError(f"{str(value)[:64]!r} is not a decimal")
 
 
-def check_report(order: Any, report: VenueReport, previous_filled: Decimal,
-                 previous_average: Decimal | None) -> str | None:  # fmt: skip
+def check_report(order: Any, report: VenueReport, previous_filled: Decimal, previous_average: Decimal | None) -> str | None:
     """The reason ``report`` cannot be booked for ``order``, or None if it is consistent."""
     if report.problem:
         return report.problem

@@ -91,11 +91,11 @@ def _wojak_root() -> Path:
 
 def _isolated(script: str, *args: str, cwd: str) -> str:
     env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", script, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", script, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
     if proc.returncode != 0:
-        raise PackageError(f"{HANDLER_MODULE} does not import with only the standard library and wojak:\n"
-                           f"{proc.stderr[-2000:]}")  # fmt: skip
+        raise PackageError(f"{HANDLER_MODULE} does not import with only the standard library and wojak:\n{proc.stderr[-2000:]}")
     return proc.stdout
 
 

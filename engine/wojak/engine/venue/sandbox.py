@@ -199,8 +199,7 @@ class Sandbox:
         known = self._known(orders)
         if self._later is not None and any(r.get("status") in _RESTING for r in known.values()):
             known = self._fill_later(orders)
-        return [known.get(_key(o)) or {"client_order_id": o["client_order_id"], "status": "not_found"}
-                for o in orders]  # fmt: skip
+        return [known.get(_key(o)) or {"client_order_id": o["client_order_id"], "status": "not_found"} for o in orders]
 
     def _fill_later(self, orders: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Move each resting order that is due one step (see the module docstring), in one
@@ -245,8 +244,9 @@ class Sandbox:
         if remaining <= 0:
             return None
         account = str(order.get("account") or "")
-        digest = hashlib.blake2b(f"{account}/{order['client_order_id']}#{filled}".encode(), key=self._seed[:64],
-                                 digest_size=8).digest()  # fmt: skip
+        digest = hashlib.blake2b(
+            f"{account}/{order['client_order_id']}#{filled}".encode(), key=self._seed[:64], digest_size=8
+        ).digest()
         draw = int.from_bytes(digest, "big")
         step = remaining
         if draw % 2:  # a further partial step: half of what is left, in whole units
@@ -277,8 +277,12 @@ class Sandbox:
                     average = (step * price + (filled * previous if previous is not None else 0)) / total
             except Inexact:
                 continue
-            return {**report, "status": "filled" if total == quantity else "partially_filled",
-                    "filled_quantity": _plain(total), "average_price": _plain(average)}  # fmt: skip
+            return {
+                **report,
+                "status": "filled" if total == quantity else "partially_filled",
+                "filled_quantity": _plain(total),
+                "average_price": _plain(average),
+            }
         return None
 
     def _cancel(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -54,8 +54,9 @@ def add_health_routes(app: FastAPI, readiness: Readiness, metrics: SidecarMetric
         checks = await readiness.check()
         ready = checks["engine"] and checks["source"] and not checks["draining"]
         metrics.ready.labels(metrics.source).set(1 if ready else 0)
-        return JSONResponse({"ready": ready, **checks, "engine_detail": readiness.engine_detail},
-                            status_code=200 if ready else 503)  # fmt: skip
+        return JSONResponse(
+            {"ready": ready, **checks, "engine_detail": readiness.engine_detail}, status_code=200 if ready else 503
+        )
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

@@ -308,8 +308,9 @@ class KeysFileWatcher:
     ``use`` receives each new ``KeyRing``.
     """
 
-    def __init__(self, path: str, current: KeyRing, use: Callable[[KeyRing], None], audit: AuditTrail | None,
-                 interval: float = 1.0) -> None:  # fmt: skip
+    def __init__(
+        self, path: str, current: KeyRing, use: Callable[[KeyRing], None], audit: AuditTrail | None, interval: float = 1.0
+    ) -> None:
         self.path = path
         self.use = use
         self.audit = audit
@@ -329,8 +330,10 @@ class KeysFileWatcher:
         log.info("keys file %s loaded: %d principal(s) %s (sha256 %s)", self.path, len(ring), ", ".join(ring.names), ring.sha256)
         if self.audit is not None:
             names = ring.names  # the engine keeps audit details small (4 KiB): the first 50 names and the count
-            self.audit.record("keys_file_loaded", {"path": self.path[-256:], "sha256": ring.sha256,
-                                                   "principals": names[:50], "count": len(names)})  # fmt: skip
+            self.audit.record(
+                "keys_file_loaded",
+                {"path": self.path[-256:], "sha256": ring.sha256, "principals": names[:50], "count": len(names)},
+            )
 
     def check(self) -> bool:
         """One poll; True when new keys were taken into use."""
@@ -353,8 +356,10 @@ class KeysFileWatcher:
         except KeysFileError as exc:
             log.error("keys file %s refused, the keys in use stay: %s", self.path, exc)
             if self.audit is not None:
-                self.audit.record("keys_file_refused", {"path": self.path[-256:], "sha256": digest if raw is not None else None,
-                                                        "error": str(exc)[:1024]})  # fmt: skip
+                self.audit.record(
+                    "keys_file_refused",
+                    {"path": self.path[-256:], "sha256": digest if raw is not None else None, "error": str(exc)[:1024]},
+                )
             return False
         self.use(ring)
         self.loaded(ring)

@@ -15,10 +15,12 @@ class SidecarMetrics:
             "wojak_sidecar_settlements", "Broker settlements by kind", ["source", "settlement"], registry=r
         )
         self.engine_seconds = Histogram(
-            "wojak_sidecar_engine_seconds", "Engine round trip seen by the sidecar", ["source"],
+            "wojak_sidecar_engine_seconds",
+            "Engine round trip seen by the sidecar",
+            ["source"],
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
             registry=r,
-        )  # fmt: skip
+        )
         self.inflight = Gauge("wojak_sidecar_inflight", "Messages being handled", ["source"], registry=r)
         self.ready = Gauge("wojak_sidecar_ready", "1 when the engine and the broker are reachable", ["source"], registry=r)
 

@@ -182,12 +182,20 @@ class Runner:
             )
             self._count_settlement("failed")
             if isinstance(exc, SettleFailed) and not exc.counts:  # the broker's failure: the message waits
-                log.warning("settling message %s failed (%s); the broker will redeliver it (not counted toward "
-                            "giving it up)", message.coordinates, what[:300])  # fmt: skip
+                log.warning(
+                    "settling message %s failed (%s); the broker will redeliver it (not counted toward giving it up)",
+                    message.coordinates,
+                    what[:300],
+                )
                 return False
             n = self._settle_failures.failed(message.coordinates, what[:300])
-            log.warning("settling message %s failed (%s); the broker will redeliver it (%d of %d before it is given up)",
-                        message.coordinates, what[:300], n, self.settle_attempts)  # fmt: skip
+            log.warning(
+                "settling message %s failed (%s); the broker will redeliver it (%d of %d before it is given up)",
+                message.coordinates,
+                what[:300],
+                n,
+                self.settle_attempts,
+            )
             return False
         self._settle_failures.forget(message.coordinates)
         self._count_settlement(how.value)
@@ -217,12 +225,18 @@ class Runner:
         last = self._settle_failures.last(coordinates)
         body = message.body
         shown = body[:_MAX_LOGGED_BODY].decode("utf-8", "backslashreplace")
-        log.error("giving up message %s after %d failed settlements (last: %s); the source takes it off the queue "
-                  "without handling it again. sha256=%s bytes=%d attributes=%s body%s=%s",
-                  coordinates, failures, last, hashlib.sha256(body).hexdigest(), len(body),
-                  orjson.dumps(message.attributes, default=str).decode(),
-                  "" if len(body) <= _MAX_LOGGED_BODY else f"[:{_MAX_LOGGED_BODY}]",
-                  orjson.dumps(shown).decode())  # fmt: skip
+        log.error(
+            "giving up message %s after %d failed settlements (last: %s); the source takes it off the queue "
+            "without handling it again. sha256=%s bytes=%d attributes=%s body%s=%s",
+            coordinates,
+            failures,
+            last,
+            hashlib.sha256(body).hexdigest(),
+            len(body),
+            orjson.dumps(message.attributes, default=str).decode(),
+            "" if len(body) <= _MAX_LOGGED_BODY else f"[:{_MAX_LOGGED_BODY}]",
+            orjson.dumps(shown).decode(),
+        )
         self._count_verdict(UNSETTLEABLE)
         detail = {"settle_failures": failures, "last_failure": last}
         await self._settle(message, Settlement.GIVE_UP, message.give_up(UNSETTLEABLE, detail), self._deadline(1.0))
@@ -234,8 +248,12 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("publishing the %s result of %s failed (%s); requeueing it: its redelivery publishes it",
-                        result.get("verdict"), message.coordinates, str(exc)[:300] or type(exc).__name__)  # fmt: skip
+            log.warning(
+                "publishing the %s result of %s failed (%s); requeueing it: its redelivery publishes it",
+                result.get("verdict"),
+                message.coordinates,
+                str(exc)[:300] or type(exc).__name__,
+            )
             return False
         self._count_settlement("publish")
         return True
@@ -397,8 +415,11 @@ class Runner:
         if unsettled:
             await asyncio.gather(*(self._give_back(m, deadline - loop.time()) for m in unsettled))
         if stuck:  # still awaiting a broker call past the window: the connection's close returns them
-            log.warning("%d message(s) still waiting on the broker at the end of the drain window; closing the "
-                        "connection returns them to the queue", len(stuck))  # fmt: skip
+            log.warning(
+                "%d message(s) still waiting on the broker at the end of the drain window; closing the "
+                "connection returns them to the queue",
+                len(stuck),
+            )
 
 
 __all__ = ["INVALID_JSON", "UNSETTLEABLE", "Runner"]

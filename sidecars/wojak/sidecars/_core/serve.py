@@ -57,11 +57,18 @@ async def serve_sidecar(
         entered.result()
         try:
             runner = Runner(
-                source, client, metrics, concurrency=config.concurrency, drain_seconds=config.drain_seconds,
-                backoff_base=config.backoff_base, backoff_max=config.backoff_max, readiness=readiness,
+                source,
+                client,
+                metrics,
+                concurrency=config.concurrency,
+                drain_seconds=config.drain_seconds,
+                backoff_base=config.backoff_base,
+                backoff_max=config.backoff_max,
+                readiness=readiness,
                 principal=Principal.of(f"sidecar:{source.name}", config.accounts, [Scope.ORDERS_WRITE]),
-                settle_timeout=config.settle_timeout, settle_attempts=config.settle_attempts,
-            )  # fmt: skip
+                settle_timeout=config.settle_timeout,
+                settle_attempts=config.settle_attempts,
+            )
             log.info("%s sidecar consuming (concurrency %d)", source.name, config.concurrency)
             await runner.run(stop)
         finally:

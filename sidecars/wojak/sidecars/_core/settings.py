@@ -38,8 +38,10 @@ def parse_accounts(value: str | None) -> tuple[str, ...]:
     ``desk-1,desk-2-*``. Required: a broker sidecar trades only the accounts it names."""
     patterns = tuple(p.strip() for p in (value or "").split(",") if p.strip())
     if not patterns:
-        raise ConfigError(f"{ACCOUNTS_ENV} is not set: name the accounts this sidecar may trade, comma-separated "
-                         "patterns such as desk-1,desk-2-* (anyone who can publish to the broker trades as them)")  # fmt: skip
+        raise ConfigError(
+            f"{ACCOUNTS_ENV} is not set: name the accounts this sidecar may trade, comma-separated "
+            "patterns such as desk-1,desk-2-* (anyone who can publish to the broker trades as them)"
+        )
     try:
         Principal.of("sidecar", patterns, ())
     except PrincipalError as exc:
@@ -74,12 +76,19 @@ class BrokerSidecarSettings(BaseSettings):
     def runner_config(self, concurrency: int) -> RunnerConfig:
         """The shared part as a ``RunnerConfig``; ``concurrency`` is the broker's own bound."""
         return RunnerConfig(
-            engine_socket=self.engine_socket, engine_deadline=self.engine_deadline, engine_window=self.engine_window,
-            concurrency=concurrency, drain_seconds=self.drain_seconds, backoff_base=self.backoff_base,
+            engine_socket=self.engine_socket,
+            engine_deadline=self.engine_deadline,
+            engine_window=self.engine_window,
+            concurrency=concurrency,
+            drain_seconds=self.drain_seconds,
+            backoff_base=self.backoff_base,
             backoff_max=self.backoff_max,
-            health_host=self.health_host, health_port=self.health_port or None, accounts=parse_accounts(self.accounts),
-            settle_timeout=self.settle_timeout, settle_attempts=self.settle_attempts,
-        )  # fmt: skip
+            health_host=self.health_host,
+            health_port=self.health_port or None,
+            accounts=parse_accounts(self.accounts),
+            settle_timeout=self.settle_timeout,
+            settle_attempts=self.settle_attempts,
+        )
 
 
 __all__ = ["ACCOUNTS_ENV", "BrokerSidecarSettings", "RunnerConfig", "parse_accounts"]

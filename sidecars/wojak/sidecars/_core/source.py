@@ -56,8 +56,9 @@ class SourceMessage(abc.ABC):
 
     def _settle(self, how: Settlement) -> None:
         if self.settled is not None:
-            raise AlreadySettled(f"message {self.coordinates} was already settled ({self.settled.value}); "
-                                 f"refusing to {how.value}")  # fmt: skip
+            raise AlreadySettled(
+                f"message {self.coordinates} was already settled ({self.settled.value}); refusing to {how.value}"
+            )
         self.settled = how
 
     async def ack(self) -> None:
@@ -164,8 +165,11 @@ class BrokerSource(Source):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            why = f"no answer within {self.settle_timeout:.1f}s" if isinstance(exc, asyncio.TimeoutError) else (
-                str(exc)[:200] or type(exc).__name__)  # fmt: skip
+            why = (
+                f"no answer within {self.settle_timeout:.1f}s"
+                if isinstance(exc, asyncio.TimeoutError)
+                else (str(exc)[:200] or type(exc).__name__)
+            )
             log.warning("%s of %s failed (%s); the broker will redeliver it", what, where, why)
             raise SettleFailed(f"{what} failed ({why})") from None
 
@@ -176,9 +180,14 @@ class BrokerSource(Source):
         except SettleFailed:
             pass
 
-    async def connect_with_backoff(self, connect: Callable[[], Awaitable[T]], what: str,
-                                   retry_on: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError),
-                                   first: float = 0.5, cap: float = 10.0) -> T | None:  # fmt: skip
+    async def connect_with_backoff(
+        self,
+        connect: Callable[[], Awaitable[T]],
+        what: str,
+        retry_on: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError),
+        first: float = 0.5,
+        cap: float = 10.0,
+    ) -> T | None:
         """``await connect()`` until it succeeds, waiting ``first`` seconds after the first failure
         and twice as long after each next one (at most ``cap``); ``None`` once the sidecar stops."""
         delay = first

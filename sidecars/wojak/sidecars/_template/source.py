@@ -59,8 +59,9 @@ class TemplateMessage(SourceMessage):
 
     async def _dead_letter(self, reason: str, detail: Any) -> None:
         source = self._source
-        await source.settle_call(source._sdk_dead_letter(self.delivery, self.body, reason, detail), "dead letter",
-                                 self.coordinates)  # fmt: skip
+        await source.settle_call(
+            source._sdk_dead_letter(self.delivery, self.body, reason, detail), "dead letter", self.coordinates
+        )
         await source.settle_call(source._sdk_ack(self.delivery), "ack", self.coordinates)
 
 

@@ -58,13 +58,23 @@ class HttpSidecarSettings(BaseSettings):
 
             load_keys_file(keys_file)  # refuse to start on a bad file (KeysFileError: a ConfigError)
         return HttpSidecarConfig(
-            host=self.host, port=self.port, engine_socket=self.engine_socket, api_keys=keys, api_keys_file=keys_file,
+            host=self.host,
+            port=self.port,
+            engine_socket=self.engine_socket,
+            api_keys=keys,
+            api_keys_file=keys_file,
             api_keys_reload_seconds=self.api_keys_reload_seconds,
             dev=self.dev.strip().lower() in ("1", "true", "yes"),
-            max_body_bytes=self.max_body_bytes, engine_deadline=self.engine_deadline, engine_window=self.engine_window,
-            max_header_bytes=self.max_header_bytes, max_headers=self.max_headers, header_timeout=self.header_timeout,
-            body_timeout=self.body_timeout, keepalive_timeout=self.keepalive_timeout, max_connections=self.max_connections,
-        )  # fmt: skip
+            max_body_bytes=self.max_body_bytes,
+            engine_deadline=self.engine_deadline,
+            engine_window=self.engine_window,
+            max_header_bytes=self.max_header_bytes,
+            max_headers=self.max_headers,
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            max_connections=self.max_connections,
+        )
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,19 @@ def add_docs_routes(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> Response:
         if _asset("swagger-ui-bundle.js") is None:
-            return Response("Swagger UI is not installed: pip install swagger-ui-bundle-v2 (the API document is at"
-                            " /openapi.json)\n", status_code=503, media_type="text/plain")  # fmt: skip
+            return Response(
+                "Swagger UI is not installed: pip install swagger-ui-bundle-v2 (the API document is at /openapi.json)\n",
+                status_code=503,
+                media_type="text/plain",
+            )
         return get_swagger_ui_html(
-            openapi_url="/openapi.json", title="wojak HTTP intake", swagger_js_url="/docs/swagger-ui-bundle.js",
-            swagger_css_url="/docs/swagger-ui.css", swagger_favicon_url="/docs/favicon-32x32.png",
+            openapi_url="/openapi.json",
+            title="wojak HTTP intake",
+            swagger_js_url="/docs/swagger-ui-bundle.js",
+            swagger_css_url="/docs/swagger-ui.css",
+            swagger_favicon_url="/docs/favicon-32x32.png",
             swagger_ui_parameters={"persistAuthorization": False, "tryItOutEnabled": True},
-        )  # fmt: skip
+        )
 
     @app.get("/docs/{name}", include_in_schema=False)
     async def swagger_asset(name: str) -> Response:
@@ -62,56 +68,112 @@ def _error(description: str, example: Any) -> dict[str, Any]:
 
 
 _401 = _error("No API key, a wrong one, or one in the query string", {"detail": "missing or wrong API key: ..."})
-_403 = {"description": "The key's principal lacks the scope, or may not act for the account",
-        "content": {_JSON: {"schema": schema.FORBIDDEN_SCHEMA,
-                            "example": {"verdict": "forbidden", "reason": "account_not_permitted",
-                                        "detail": "principal desk-1-algo may not act for account desk-2"}}}}  # fmt: skip
-_422 = _error("Validation error naming each field (duplicate keys and lone surrogates included)",
-              {"detail": [{"type": "duplicate_key", "loc": ["body", "quantity"], "msg": "..."}]})  # fmt: skip
+_403 = {
+    "description": "The key's principal lacks the scope, or may not act for the account",
+    "content": {
+        _JSON: {
+            "schema": schema.FORBIDDEN_SCHEMA,
+            "example": {
+                "verdict": "forbidden",
+                "reason": "account_not_permitted",
+                "detail": "principal desk-1-algo may not act for account desk-2",
+            },
+        }
+    },
+}
+_422 = _error(
+    "Validation error naming each field (duplicate keys and lone surrogates included)",
+    {"detail": [{"type": "duplicate_key", "loc": ["body", "quantity"], "msg": "..."}]},
+)
 _503 = _error("Retry later (Retry-After): engine unreachable or overloaded", {"verdict": "retry", "reason": "engine_timeout"})
-_BODY_ERRORS: dict[int | str, Any] = {413: {"description": "Body larger than WOJAK_SIDECAR_MAX_BODY_BYTES"},
-                415: {"description": "Not application/json in UTF-8"}}  # fmt: skip
+_BODY_ERRORS: dict[int | str, Any] = {
+    413: {"description": "Body larger than WOJAK_SIDECAR_MAX_BODY_BYTES"},
+    415: {"description": "Not application/json in UTF-8"},
+}
 
 ORDER_RESPONSES: dict[int | str, Any] = {
     200: {"description": "The engine's verdict: filled, partially_filled, accepted, rejected, denied, escalated, duplicate"},
-    401: _401, 403: _403, 409: {"description": "client_order_id reused in this account with different content"},
-    **_BODY_ERRORS, 422: _422, 503: _503,
-}  # fmt: skip
+    401: _401,
+    403: _403,
+    409: {"description": "client_order_id reused in this account with different content"},
+    **_BODY_ERRORS,
+    422: _422,
+    503: _503,
+}
 TICK_RESPONSES: dict[int | str, Any] = {
-    200: _error("Recorded; status is applied, stale, duplicate or suspect when the engine says",
-                {"symbol": "NIFTY-FUT", "verdict": "ok"}),
-    401: _401, 403: _403, **_BODY_ERRORS, 422: _422, 503: _503,
-}  # fmt: skip
-GET_RESPONSES: dict[int | str, Any] = {200: {"description": "The order"}, 401: _401, 403: _403,
-                                        404: {"description": "No such order in this account"}, 422: _422, 503: _503}  # fmt: skip
-CANCEL_RESPONSES: dict[int | str, Any] = {**GET_RESPONSES, 200: {"description": "Canceled"},
-                                           409: {"description": "The order is not open"}}  # fmt: skip
+    200: _error(
+        "Recorded; status is applied, stale, duplicate or suspect when the engine says", {"symbol": "NIFTY-FUT", "verdict": "ok"}
+    ),
+    401: _401,
+    403: _403,
+    **_BODY_ERRORS,
+    422: _422,
+    503: _503,
+}
+GET_RESPONSES: dict[int | str, Any] = {
+    200: {"description": "The order"},
+    401: _401,
+    403: _403,
+    404: {"description": "No such order in this account"},
+    422: _422,
+    503: _503,
+}
+CANCEL_RESPONSES: dict[int | str, Any] = {
+    **GET_RESPONSES,
+    200: {"description": "Canceled"},
+    409: {"description": "The order is not open"},
+}
 LIST_RESPONSES: dict[int | str, Any] = {
     200: _error("The caller's orders, newest first", {"orders": [], "next_cursor": None}),
-    401: _401, 403: _403, 422: _422, 503: _503,
-}  # fmt: skip
+    401: _401,
+    403: _403,
+    422: _422,
+    503: _503,
+}
 
 _ACCOUNT = {"name": "account", "in": "query", "schema": {"type": "string", "pattern": ID_PATTERN}}
-ORDER_QUERY_EXTRA = {"parameters": [{
-    **_ACCOUNT, "required": False,
-    "description": "The order's account; may be left out when the key permits exactly one account",
-}]}  # fmt: skip
-LIST_EXTRA = {"parameters": [
-    {**_ACCOUNT, "required": False, "description": "Only this account (default: every account the key permits)"},
-    {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
-     "description": "next_cursor from the previous page"},
-]}  # fmt: skip
+ORDER_QUERY_EXTRA = {
+    "parameters": [
+        {
+            **_ACCOUNT,
+            "required": False,
+            "description": "The order's account; may be left out when the key permits exactly one account",
+        }
+    ]
+}
+LIST_EXTRA = {
+    "parameters": [
+        {**_ACCOUNT, "required": False, "description": "Only this account (default: every account the key permits)"},
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "next_cursor from the previous page",
+        },
+    ]
+}
 
 
 def order_post_extra() -> dict[str, Any]:
     return {
-        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                        "schema": {"type": "string", "pattern": ID_PATTERN},
-                        "description": "The client_order_id, when the body does not carry one (they must agree if both do)"}],
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": ID_PATTERN},
+                "description": "The client_order_id, when the body does not carry one (they must agree if both do)",
+            }
+        ],
         "requestBody": {"required": True, "content": {_JSON: {"schema": schema.order_schema()}}},
-    }  # fmt: skip
+    }
 
 
 def tick_post_extra() -> dict[str, Any]:

@@ -77,10 +77,12 @@ def decimal_schema(description: str, *, nullable: bool = False) -> dict[str, Any
     }
 
 
-def _enum(values: tuple[str, ...], description: str, *, nullable: bool = False,
-          default: str | None = None) -> dict[str, Any]:  # fmt: skip
-    schema: dict[str, Any] = {"type": ["string", "null"] if nullable else "string",
-                              "enum": [*values, *([None] if nullable else [])], "description": description}  # fmt: skip
+def _enum(values: tuple[str, ...], description: str, *, nullable: bool = False, default: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": ["string", "null"] if nullable else "string",
+        "enum": [*values, *([None] if nullable else [])],
+        "description": description,
+    }
     if default is not None:
         schema["default"] = default
     return schema
@@ -108,7 +110,7 @@ def order_schema() -> dict[str, Any]:
             "maxLength": rules.MAX_TAG_LENGTH,
             "pattern": _tag_pattern(),
             "description": f"Free text, at most {rules.MAX_TAG_LENGTH} printable characters.",
-        },  # fmt: skip
+        },
     }
     assert list(properties) == list(rules.ORDER_FIELDS), "a field of the validator is missing from the schema"
     required = [f for f in rules.REQUIRED_ORDER_FIELDS if f != "client_order_id"]
@@ -129,7 +131,7 @@ def order_schema() -> dict[str, Any]:
             "quantity": "50",
             "order_type": "limit",
             "limit_price": "24001",
-        },  # fmt: skip
+        },
     }
 
 
@@ -139,10 +141,17 @@ def tick_schema() -> dict[str, Any]:
     properties: dict[str, Any] = {"symbol": {"type": "string", "pattern": SYMBOL_PATTERN}}
     for name in rules.TICK_FIELDS[1:]:
         properties[name] = decimal_schema(name + ".")
-    properties["sequence"] = {"type": ["integer", "null"], "minimum": 0, "maximum": rules.MAX_SEQUENCE,
-                              "description": "The feed's sequence number: an older one is answered status stale."}  # fmt: skip
-    properties["exchange_time"] = {"type": ["string", "null"], "pattern": f"^{rules.EXCHANGE_TIME_PATTERN}$",
-                                   "description": "RFC 3339, e.g. 2026-11-30T09:15:00.125Z"}  # fmt: skip
+    properties["sequence"] = {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "maximum": rules.MAX_SEQUENCE,
+        "description": "The feed's sequence number: an older one is answered status stale.",
+    }
+    properties["exchange_time"] = {
+        "type": ["string", "null"],
+        "pattern": f"^{rules.EXCHANGE_TIME_PATTERN}$",
+        "description": "RFC 3339, e.g. 2026-11-30T09:15:00.125Z",
+    }
     assert set(properties) == set(rules.TICK_FIELDS + rules.TICK_OPTIONAL_FIELDS)
     return {
         "type": "object",

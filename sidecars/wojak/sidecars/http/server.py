@@ -71,8 +71,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = False
         self._discarded = 0
         if len(self.connections) > self.limits.max_connections:
-            self._refuse(_Refused(503, "503_connections", f"more than {self.limits.max_connections} connections"
-                                  " (setting WOJAK_SIDECAR_MAX_CONNECTIONS): retry later"))  # fmt: skip
+            self._refuse(
+                _Refused(
+                    503,
+                    "503_connections",
+                    f"more than {self.limits.max_connections} connections (setting WOJAK_SIDECAR_MAX_CONNECTIONS): retry later",
+                )
+            )
             return
         self._timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
 
@@ -121,9 +126,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
 
     def _too_large(self) -> _Refused:
-        return _Refused(431, "431", f"request line and headers exceed {self.limits.max_header_bytes} bytes or"
-                        f" {self.limits.max_headers} headers (settings WOJAK_SIDECAR_MAX_HEADER_BYTES,"
-                        " _MAX_HEADERS)")  # fmt: skip
+        return _Refused(
+            431,
+            "431",
+            f"request line and headers exceed {self.limits.max_header_bytes} bytes or"
+            f" {self.limits.max_headers} headers (settings WOJAK_SIDECAR_MAX_HEADER_BYTES,"
+            " _MAX_HEADERS)",
+        )
 
     # -- parser callbacks ---------------------------------------------------------------
 
@@ -154,8 +163,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # a pipelined request's headers are late while the previous one is answered
             self.cycle.keep_alive = False
             return
-        self._refuse(_Refused(408, "408_header", f"the request headers did not arrive within {self.limits.header_timeout:g} s"
-                              " (setting WOJAK_SIDECAR_HEADER_TIMEOUT)"))  # fmt: skip
+        self._refuse(
+            _Refused(
+                408,
+                "408_header",
+                f"the request headers did not arrive within {self.limits.header_timeout:g} s"
+                " (setting WOJAK_SIDECAR_HEADER_TIMEOUT)",
+            )
+        )
 
     def _body_timeout(self) -> None:
         self._timer = None
@@ -184,8 +199,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             cycle.disconnected = True  # the application's own answer (if any) goes nowhere now
             cycle.message_event.set()
         body = orjson.dumps({"detail": refusal.message})
-        head = [STATUS_LINE[refusal.status], b"content-type: application/json\r\n",
-                b"content-length: ", str(len(body)).encode(), b"\r\n", b"connection: close\r\n"]  # fmt: skip
+        head = [
+            STATUS_LINE[refusal.status],
+            b"content-type: application/json\r\n",
+            b"content-length: ",
+            str(len(body)).encode(),
+            b"\r\n",
+            b"connection: close\r\n",
+        ]
         if refusal.status == 503:
             head.append(b"retry-after: 1\r\n")
         self.transport.write(b"".join(head) + b"\r\n" + body)
@@ -225,9 +246,19 @@ def uvicorn_server(app: Any, *, host: str, port: int, limits: Limits, keepalive_
 
     raise_open_files_limit(limits.max_connections)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, http=protocol_class(limits),
-        loop="none", lifespan="on", ws="none", timeout_graceful_shutdown=25, timeout_keep_alive=keepalive_timeout,  # type: ignore[arg-type]  # seconds; a float works
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=protocol_class(limits),
+        loop="none",
+        lifespan="on",
+        ws="none",
+        timeout_graceful_shutdown=25,
+        timeout_keep_alive=keepalive_timeout,  # type: ignore[arg-type]  # seconds; a float works
         # ASGI handlers (tasks) are bounded by the connections and the engine client's window.
-        limit_concurrency=None, backlog=2048,
-    )  # fmt: skip
+        limit_concurrency=None,
+        backlog=2048,
+    )
     return uvicorn.Server(config)

@@ -47,16 +47,32 @@ AUDIT_ACTOR = "sidecar:http"
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 _OPEN_PREFIX = "/docs/"
 # Query parameter names that carry a credential; any value that is a valid key is refused too.
-_QUERY_CREDENTIALS = frozenset({"api_key", "apikey", "api-key", "x-api-key", "key", "token", "access_token",
-                                "auth", "authorization", "bearer", "password", "secret"})  # fmt: skip
+_QUERY_CREDENTIALS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "api-key",
+        "x-api-key",
+        "key",
+        "token",
+        "access_token",
+        "auth",
+        "authorization",
+        "bearer",
+        "password",
+        "secret",
+    }
+)
 _JSON = "application/json"
 _ID = re.compile(ID_PATTERN)
 _CURSOR = re.compile(r"[\x21-\x7e]{1,512}")  # the engine's opaque cursor: printable ASCII, no spaces
 _DIGITS = re.compile(r"[0-9]{1,4}")  # ASCII digits only (int() would also take "+5", " 5" or Arabic-Indic digits)
 MAX_LIST_LIMIT = 500
 DEFAULT_LIST_LIMIT = 100
-_UNAUTHORISED = ("missing or wrong API key: send Authorization: Bearer <key> or X-API-Key"
-                 " (keys come from WOJAK_API_KEYS_FILE, or WOJAK_API_KEYS in development)")  # fmt: skip
+_UNAUTHORISED = (
+    "missing or wrong API key: send Authorization: Bearer <key> or X-API-Key"
+    " (keys come from WOJAK_API_KEYS_FILE, or WOJAK_API_KEYS in development)"
+)
 _BEARER = [(b"www-authenticate", b"Bearer")]
 
 
@@ -130,14 +146,24 @@ class _Guard:
         self.max_body = max_body
         self.refused = refused  # Counter child by reason
 
-    async def _reject(self, send: Any, status: int, payload: Any, headers: Sequence[tuple[bytes, bytes]] = (),
-                      close: bool = False) -> None:  # fmt: skip
+    async def _reject(
+        self, send: Any, status: int, payload: Any, headers: Sequence[tuple[bytes, bytes]] = (), close: bool = False
+    ) -> None:
         self.refused(str(status))
         body = dumps(payload if not isinstance(payload, str) else {"detail": payload})
         extra = [(b"connection", b"close")] if close else []
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                *headers, *extra]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *headers,
+                    *extra,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def _query_credentials(self, query: bytes) -> str | None:
@@ -244,8 +270,11 @@ def _account_for(principal: Principal, params: dict[str, str], required: bool) -
             return None, None
         single = principal.single_account
         if single is None:
-            return None, _detail("missing", ["query", "account"], "is required: this API key may act for more than "
-                                 "one account, so name one (?account=...)")  # fmt: skip
+            return None, _detail(
+                "missing",
+                ["query", "account"],
+                "is required: this API key may act for more than one account, so name one (?account=...)",
+            )
         return single, None
     if not _ID.fullmatch(account):
         return None, _detail("string_pattern_mismatch", ["query", "account"], f"must match {ID_PATTERN}")
@@ -260,9 +289,13 @@ def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) ->
     readiness = Readiness(client)
     observe_engine = metrics.engine_seconds.labels("http").observe
     by_verdict: dict[str, Any] = {}  # labelled children, looked up once per verdict
-    refused_counter = Counter("wojak_sidecar_http_refused", "HTTP requests and connections refused before any route,"
-                              " by status (401, 403, 408_header, 408_body, 413, 415, 431, 503_connections)",
-                              ["reason"], registry=metrics.registry)  # fmt: skip
+    refused_counter = Counter(
+        "wojak_sidecar_http_refused",
+        "HTTP requests and connections refused before any route,"
+        " by status (401, 403, 408_header, 408_body, 413, 415, 431, 503_connections)",
+        ["reason"],
+        registry=metrics.registry,
+    )
     refused_children: dict[str, Any] = {}
 
     def count_refusal(reason: str) -> None:
@@ -284,8 +317,10 @@ def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) ->
     else:
         keys = _Keys(dev_keyring(config.api_keys))
         if not config.dev:
-            log.warning("WOJAK_API_KEYS is the development form: every key is principal 'dev' with every account and"
-                        " every scope. Use WOJAK_API_KEYS_FILE (wojak keys new) for scoped keys.")  # fmt: skip
+            log.warning(
+                "WOJAK_API_KEYS is the development form: every key is principal 'dev' with every account and"
+                " every scope. Use WOJAK_API_KEYS_FILE (wojak keys new) for scoped keys."
+            )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -305,11 +340,15 @@ def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) ->
             await client.close()
 
     app = FastAPI(
-        title="wojak HTTP intake", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+        title="wojak HTTP intake",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         description="Submit orders and ticks to the wojak engine, read and cancel orders. Decimals are strings. "
-                    "Every /v1 route needs an API key (Authorization: Bearer, or X-API-Key) whose principal has the "
-                    "route's scope and may act for the order's account.",
-    )  # fmt: skip
+        "Every /v1 route needs an API key (Authorization: Bearer, or X-API-Key) whose principal has the "
+        "route's scope and may act for the order's account.",
+    )
 
     async def engine(call: Any) -> dict[str, Any]:
         started = time.perf_counter()
@@ -346,8 +385,11 @@ def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) ->
         if order is None:
             return _unprocessable(errors, data)
         if not principal.permits(order["account"]):
-            return _forbidden(ACCOUNT_NOT_PERMITTED, f"principal {principal.name} may not act for account {order['account']}",
-                              order["client_order_id"])  # fmt: skip
+            return _forbidden(
+                ACCOUNT_NOT_PERMITTED,
+                f"principal {principal.name} may not act for account {order['account']}",
+                order["client_order_id"],
+            )
         return _from_engine(await engine(client.submit_order(order, principal)))
 
     @app.get("/v1/orders", openapi_extra=docs.LIST_EXTRA, responses=docs.LIST_RESPONSES)
@@ -447,8 +489,12 @@ async def serve(config: HttpSidecarConfig) -> None:
 
     app = create_app(config)
     limits = Limits(
-        max_header_bytes=config.max_header_bytes, max_headers=config.max_headers, header_timeout=config.header_timeout,
-        body_timeout=config.body_timeout, max_connections=config.max_connections, on_refusal=app.state.count_refusal,
-    )  # fmt: skip
+        max_header_bytes=config.max_header_bytes,
+        max_headers=config.max_headers,
+        header_timeout=config.header_timeout,
+        body_timeout=config.body_timeout,
+        max_connections=config.max_connections,
+        on_refusal=app.state.count_refusal,
+    )
     server = uvicorn_server(app, host=config.host, port=config.port, limits=limits, keepalive_timeout=config.keepalive_timeout)
     await server.serve()

@@ -93,26 +93,40 @@ class KafkaSidecarSettings(BrokerSidecarSettings):
     def to_config(self) -> "KafkaSidecarConfig":
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and (not self.sasl_username or self.sasl_password is None):
-            raise ConfigError(f"WOJAK_SIDECAR_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
-                             "WOJAK_SIDECAR_KAFKA_SASL_USERNAME and WOJAK_SIDECAR_KAFKA_SASL_PASSWORD")  # fmt: skip
+            raise ConfigError(
+                f"WOJAK_SIDECAR_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+                "WOJAK_SIDECAR_KAFKA_SASL_USERNAME and WOJAK_SIDECAR_KAFKA_SASL_PASSWORD"
+            )
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ConfigError("WOJAK_SIDECAR_KAFKA_HEARTBEAT_INTERVAL_MS must be at most a third of _SESSION_TIMEOUT_MS")
         if self.dead_letter_topic == self.topic or self.results_topic == self.topic:
             raise ConfigError("the dead-letter and results topics must differ from WOJAK_SIDECAR_KAFKA_TOPIC")
         return KafkaSidecarConfig(
-            bootstrap_servers=parse_bootstrap(self.bootstrap_servers), topic=self.topic, group_id=self.group_id,
-            dead_letter_topic=self.dead_letter_topic, results_topic=self.results_topic or None,
-            client_id=self.client_id, prefetch=self.prefetch, commit_interval=self.commit_interval,
-            session_timeout_ms=self.session_timeout_ms, heartbeat_interval_ms=self.heartbeat_interval_ms,
-            auto_offset_reset=self.auto_offset_reset, security_protocol=self.security_protocol,
-            sasl_mechanism=self.sasl_mechanism, sasl_username=self.sasl_username if sasl else None,
+            bootstrap_servers=parse_bootstrap(self.bootstrap_servers),
+            topic=self.topic,
+            group_id=self.group_id,
+            dead_letter_topic=self.dead_letter_topic,
+            results_topic=self.results_topic or None,
+            client_id=self.client_id,
+            prefetch=self.prefetch,
+            commit_interval=self.commit_interval,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            auto_offset_reset=self.auto_offset_reset,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username if sasl else None,
             sasl_password=self.sasl_password.get_secret_value() if sasl and self.sasl_password else None,
-            ssl_cafile=self.ssl_cafile, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
+            ssl_cafile=self.ssl_cafile,
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
             ssl_key_password=self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
-            max_body_bytes=self.max_body_bytes, settle_timeout=self.settle_timeout, drain_seconds=self.drain_seconds,
+            max_body_bytes=self.max_body_bytes,
+            settle_timeout=self.settle_timeout,
+            drain_seconds=self.drain_seconds,
             # never more in flight than fetched: every message in flight is one the commit waits for
             runner=self.runner_config(min(self.concurrency or self.prefetch, self.prefetch)),
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)
@@ -148,10 +162,12 @@ class KafkaSidecarConfig:
         check_transport(self.bootstrap_servers, self.security_protocol)
 
     def __repr__(self) -> str:  # never the password
-        return (f"KafkaSidecarConfig(bootstrap_servers={','.join(self.bootstrap_servers)!r}, "
-                f"security_protocol={self.security_protocol!r}, topic={self.topic!r}, group_id={self.group_id!r}, "
-                f"dead_letter_topic={self.dead_letter_topic!r}, results_topic={self.results_topic!r}, "
-                f"prefetch={self.prefetch})")  # fmt: skip
+        return (
+            f"KafkaSidecarConfig(bootstrap_servers={','.join(self.bootstrap_servers)!r}, "
+            f"security_protocol={self.security_protocol!r}, topic={self.topic!r}, group_id={self.group_id!r}, "
+            f"dead_letter_topic={self.dead_letter_topic!r}, results_topic={self.results_topic!r}, "
+            f"prefetch={self.prefetch})"
+        )
 
     def ssl_context(self) -> object | None:
         """The TLS context for ``SSL`` / ``SASL_SSL`` (system CAs unless ``ssl_cafile``)."""

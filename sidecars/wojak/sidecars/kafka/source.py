@@ -96,8 +96,18 @@ BODY_OMITTED_HEADER = "x-wojak-body-omitted"
 DROPPED_HEADER = "x-wojak-headers-dropped"
 VERDICT_HEADER = "x-wojak-verdict"
 DUPLICATE_HEADER = "x-wojak-duplicate"
-_OWN_HEADERS = frozenset({REASON_HEADER, DETAIL_HEADER, TOPIC_HEADER, PARTITION_HEADER, OFFSET_HEADER,
-                          ORIGINAL_REASON_HEADER, BODY_OMITTED_HEADER, DROPPED_HEADER})  # fmt: skip
+_OWN_HEADERS = frozenset(
+    {
+        REASON_HEADER,
+        DETAIL_HEADER,
+        TOPIC_HEADER,
+        PARTITION_HEADER,
+        OFFSET_HEADER,
+        ORIGINAL_REASON_HEADER,
+        BODY_OMITTED_HEADER,
+        DROPPED_HEADER,
+    }
+)
 BODY_TOO_LARGE = "body_too_large"
 MAX_DETAIL_BYTES = 4096
 # a dead letter stays below the producer's max_request_size and the broker's default
@@ -137,14 +147,18 @@ def _detail(detail: Any, limit: int = MAX_DETAIL_BYTES) -> bytes:
 
 
 def _size(value: bytes | None, key: bytes | None, headers: Iterable[tuple[str, bytes]]) -> int:
-    return (_RECORD_OVERHEAD + len(value or b"") + len(key or b"")
-            + sum(len(k.encode()) + len(v) + 8 for k, v in headers))  # fmt: skip
+    return _RECORD_OVERHEAD + len(value or b"") + len(key or b"") + sum(len(k.encode()) + len(v) + 8 for k, v in headers)
 
 
 def dead_letter_record(
-    record: Any, reason: str, detail: Any, *, limit: int = DEAD_LETTER_MAX_BYTES, minimal: bool = False,
+    record: Any,
+    reason: str,
+    detail: Any,
+    *,
+    limit: int = DEAD_LETTER_MAX_BYTES,
+    minimal: bool = False,
     original_reason: str | None = None,
-) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:  # fmt: skip
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
     """(value, key, headers) of the dead letter of ``record`` (an aiokafka ``ConsumerRecord``).
 
     Kept always: the key, the reason, the source coordinates. Then the detail, the publisher's
@@ -153,8 +167,12 @@ def dead_letter_record(
     (a give-up) leaves out the publisher's headers and the body."""
     value: bytes | None = record.value
     key: bytes | None = record.key
-    own = [(REASON_HEADER, str(reason)[:255].encode()), (TOPIC_HEADER, str(record.topic).encode()),
-           (PARTITION_HEADER, str(record.partition).encode()), (OFFSET_HEADER, str(record.offset).encode())]  # fmt: skip
+    own = [
+        (REASON_HEADER, str(reason)[:255].encode()),
+        (TOPIC_HEADER, str(record.topic).encode()),
+        (PARTITION_HEADER, str(record.partition).encode()),
+        (OFFSET_HEADER, str(record.offset).encode()),
+    ]
     if original_reason:
         own.append((ORIGINAL_REASON_HEADER, original_reason[:255].encode()))
     own.append((DETAIL_HEADER, _detail(detail)))
@@ -190,20 +208,35 @@ def _counts(exc: BaseException) -> bool:
 
 
 _RECORD_AT_FAULT: tuple[type[BaseException], ...] = (
-    kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordTooLargeError, kafka_errors.RecordListTooLargeError,
-    *(e for e in (getattr(kafka_errors, "InvalidRecordError", None), getattr(kafka_errors, "CorruptRecordException", None))
-      if isinstance(e, type)),
-)  # fmt: skip
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    *(
+        e
+        for e in (getattr(kafka_errors, "InvalidRecordError", None), getattr(kafka_errors, "CorruptRecordException", None))
+        if isinstance(e, type)
+    ),
+)
 
 
 # Errors after which an idempotent producer cannot go on (aiokafka does not reset its producer id
 # when a batch it had numbered expires, e.g. during a broker outage: every later batch to that
 # partition is then OUT_OF_ORDER_SEQUENCE_NUMBER): the producer is replaced by a new one.
 _PRODUCER_FATAL: tuple[type[BaseException], ...] = tuple(
-    e for e in (getattr(kafka_errors, n, None) for n in ("OutOfOrderSequenceNumber", "InvalidProducerEpoch", "ProducerFenced",
-                                                         "UnknownProducerId", "InvalidProducerIdMapping", "ProducerClosed"))
+    e
+    for e in (
+        getattr(kafka_errors, n, None)
+        for n in (
+            "OutOfOrderSequenceNumber",
+            "InvalidProducerEpoch",
+            "ProducerFenced",
+            "UnknownProducerId",
+            "InvalidProducerIdMapping",
+            "ProducerClosed",
+        )
+    )
     if isinstance(e, type)
-)  # fmt: skip
+)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -359,8 +392,14 @@ class _RateLimited(logging.Filter):
 
 def quiet_aiokafka_logs(every: float = 10.0) -> None:
     """aiokafka logs every failed connection attempt; while the broker is down that is many a second."""
-    for name in ("aiokafka", "aiokafka.conn", "aiokafka.client", "aiokafka.producer.sender",
-                 "aiokafka.consumer.group_coordinator", "aiokafka.consumer.fetcher"):  # fmt: skip
+    for name in (
+        "aiokafka",
+        "aiokafka.conn",
+        "aiokafka.client",
+        "aiokafka.producer.sender",
+        "aiokafka.consumer.group_coordinator",
+        "aiokafka.consumer.fetcher",
+    ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RateLimited) for f in logger.filters):
             logger.addFilter(_RateLimited(every))
@@ -375,15 +414,19 @@ class AIOKafkaClients:
 
     def _common(self) -> dict[str, Any]:
         c = self.config
-        common: dict[str, Any] = {"bootstrap_servers": list(c.bootstrap_servers), "client_id": c.client_id,
-                                  "security_protocol": c.security_protocol,
-                                  "request_timeout_ms": max(1000, int(c.settle_timeout * 1000))}  # fmt: skip
+        common: dict[str, Any] = {
+            "bootstrap_servers": list(c.bootstrap_servers),
+            "client_id": c.client_id,
+            "security_protocol": c.security_protocol,
+            "request_timeout_ms": max(1000, int(c.settle_timeout * 1000)),
+        }
         context = c.ssl_context()
         if context is not None:
             common["ssl_context"] = context
         if c.security_protocol.startswith("SASL_"):
-            common.update(sasl_mechanism=c.sasl_mechanism, sasl_plain_username=c.sasl_username,
-                          sasl_plain_password=c.sasl_password)  # fmt: skip
+            common.update(
+                sasl_mechanism=c.sasl_mechanism, sasl_plain_username=c.sasl_username, sasl_plain_password=c.sasl_password
+            )
         return common
 
     def consumer(self) -> Any:
@@ -396,11 +439,16 @@ class AIOKafkaClients:
         # consumer's requests may take that long (the sidecar's own waits on it stay settle_timeout)
         common = {**self._common(), "request_timeout_ms": max(40_000, rebalance_ms + 5000)}
         consumer = AIOKafkaConsumer(
-            group_id=c.group_id, enable_auto_commit=False, auto_offset_reset=c.auto_offset_reset,
-            session_timeout_ms=c.session_timeout_ms, heartbeat_interval_ms=c.heartbeat_interval_ms,
-            rebalance_timeout_ms=rebalance_ms, max_partition_fetch_bytes=max(1024 * 1024, c.max_body_bytes * 2),
-            isolation_level="read_committed", **common,
-        )  # fmt: skip
+            group_id=c.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=c.auto_offset_reset,
+            session_timeout_ms=c.session_timeout_ms,
+            heartbeat_interval_ms=c.heartbeat_interval_ms,
+            rebalance_timeout_ms=rebalance_ms,
+            max_partition_fetch_bytes=max(1024 * 1024, c.max_body_bytes * 2),
+            isolation_level="read_committed",
+            **common,
+        )
         _MetadataBackoff(consumer._client, METADATA_BACKOFF)
         return consumer
 
@@ -411,8 +459,9 @@ class AIOKafkaClients:
         # the batch expires, and with it the idempotent producer's sequence (see _PRODUCER_FATAL). Ours
         # waits out an outage of PRODUCE_PATIENCE; the sidecar's own waits stay settle_timeout.
         common = {**self._common(), "request_timeout_ms": int(PRODUCE_PATIENCE * 1000)}
-        producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=2,
-                                    max_request_size=DEAD_LETTER_MAX_BYTES + 48 * 1024, **common)  # fmt: skip
+        producer = AIOKafkaProducer(
+            acks="all", enable_idempotence=True, linger_ms=2, max_request_size=DEAD_LETTER_MAX_BYTES + 48 * 1024, **common
+        )
         _MetadataBackoff(producer.client, METADATA_BACKOFF)
         return producer
 
@@ -430,8 +479,7 @@ class AIOKafkaClients:
 class KafkaSource(BrokerSource):
     name = "kafka"
 
-    def __init__(self, config: KafkaSidecarConfig, metrics: SidecarMetrics | None = None,
-                 clients: Any = None) -> None:  # fmt: skip
+    def __init__(self, config: KafkaSidecarConfig, metrics: SidecarMetrics | None = None, clients: Any = None) -> None:
         super().__init__(config.settle_timeout)
         self.config = config
         self.clients = clients or AIOKafkaClients(config)
@@ -456,10 +504,12 @@ class KafkaSource(BrokerSource):
         if metrics is not None:
             from prometheus_client import Counter
 
-            self._commit_counter = Counter("wojak_sidecar_kafka_commits", "Offset commits by result", ["source", "result"],
-                                           registry=metrics.registry)  # fmt: skip
-            self._rebalance_counter = Counter("wojak_sidecar_kafka_rebalances", "Partitions revoked/assigned",
-                                              ["source", "kind"], registry=metrics.registry)  # fmt: skip
+            self._commit_counter = Counter(
+                "wojak_sidecar_kafka_commits", "Offset commits by result", ["source", "result"], registry=metrics.registry
+            )
+            self._rebalance_counter = Counter(
+                "wojak_sidecar_kafka_rebalances", "Partitions revoked/assigned", ["source", "kind"], registry=metrics.registry
+            )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -472,12 +522,20 @@ class KafkaSource(BrokerSource):
         if self._consumer is None:
             return self
         self._broker_ok = True
-        self._tasks = [asyncio.create_task(self._fetch_loop(), name="wojak-kafka-fetch"),
-                       asyncio.create_task(self._commit_loop(), name="wojak-kafka-commit"),
-                       asyncio.create_task(self._probe_loop(), name="wojak-kafka-probe")]  # fmt: skip
+        self._tasks = [
+            asyncio.create_task(self._fetch_loop(), name="wojak-kafka-fetch"),
+            asyncio.create_task(self._commit_loop(), name="wojak-kafka-commit"),
+            asyncio.create_task(self._probe_loop(), name="wojak-kafka-probe"),
+        ]
         c = self.config
-        log.info("consuming %s as group %s (prefetch %d, dead letters to %s, results to %s)", c.topic, c.group_id,
-                 c.prefetch, c.dead_letter_topic, c.results_topic or "nowhere")  # fmt: skip
+        log.info(
+            "consuming %s as group %s (prefetch %d, dead letters to %s, results to %s)",
+            c.topic,
+            c.group_id,
+            c.prefetch,
+            c.dead_letter_topic,
+            c.results_topic or "nowhere",
+        )
         return self
 
     async def _start_producer(self) -> Any:
@@ -521,8 +579,10 @@ class KafkaSource(BrokerSource):
             try:  # leaves the group: the partitions go to the other members at once
                 await asyncio.wait_for(self._consumer.stop(), self.config.close_timeout)
             except Exception as exc:
-                log.warning("stopping the Kafka consumer failed (%s); the group drops it after its session timeout",
-                            _why(exc, self.config.close_timeout))  # fmt: skip
+                log.warning(
+                    "stopping the Kafka consumer failed (%s); the group drops it after its session timeout",
+                    _why(exc, self.config.close_timeout),
+                )
             self._consumer = None
         if self._producer is not None:
             try:
@@ -689,25 +749,30 @@ class KafkaSource(BrokerSource):
         value, key, headers = dead_letter_record(record, reason, detail, minimal=minimal, original_reason=original)
         message._busy = True
         try:
-            await self._produce(self.config.dead_letter_topic, value, key, headers, message._rec,
-                                "give_up" if minimal else "dead_letter")  # fmt: skip
+            await self._produce(
+                self.config.dead_letter_topic, value, key, headers, message._rec, "give_up" if minimal else "dead_letter"
+            )
         except asyncio.CancelledError:
             message._busy = False
             raise
         except Exception as exc:
             message._busy = False
             counts = _counts(exc)
-            log.warning("dead-lettering %s (%s) failed (%s); it is retried in place%s", message.coordinates, reason,
-                        _why(exc, self.settle_timeout),
-                        "" if counts else " (the broker's failure: not counted toward giving it up)")  # fmt: skip
+            log.warning(
+                "dead-lettering %s (%s) failed (%s); it is retried in place%s",
+                message.coordinates,
+                reason,
+                _why(exc, self.settle_timeout),
+                "" if counts else " (the broker's failure: not counted toward giving it up)",
+            )
             self._redeliver_later(message)
-            raise SettleFailed(f"the dead letter was not confirmed ({_why(exc, self.settle_timeout)})",
-                               counts=counts) from None  # fmt: skip
+            raise SettleFailed(f"the dead letter was not confirmed ({_why(exc, self.settle_timeout)})", counts=counts) from None
         message._busy = False
         self._finish(message)
 
-    async def _produce(self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]],
-                       rec: _Record, what: str) -> None:  # fmt: skip
+    async def _produce(
+        self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]], rec: _Record, what: str
+    ) -> None:
         """One record, confirmed by the broker (acks=all) within ``settle_timeout``. A produce that
         did not answer in time stays in the producer's queue (it may still be delivered): the
         record's next attempt waits for it rather than producing a second copy."""
@@ -752,13 +817,18 @@ class KafkaSource(BrokerSource):
             return
         record = message.record
         fields = {k: reply.get(k) for k in ("client_order_id", "verdict", "reason", "order")}
-        headers = [(VERDICT_HEADER, str(reply.get("verdict")).encode()), (TOPIC_HEADER, str(record.topic).encode()),
-                   (PARTITION_HEADER, str(record.partition).encode()), (OFFSET_HEADER, str(record.offset).encode())]  # fmt: skip
+        headers = [
+            (VERDICT_HEADER, str(reply.get("verdict")).encode()),
+            (TOPIC_HEADER, str(record.topic).encode()),
+            (PARTITION_HEADER, str(record.partition).encode()),
+            (OFFSET_HEADER, str(record.offset).encode()),
+        ]
         if reply.get("duplicate"):  # published again for a redelivery: the same outcome as the first
             fields["duplicate"] = True
             headers.append((DUPLICATE_HEADER, b"true"))
-        await self._produce(self.config.results_topic, orjson.dumps(fields, default=str), record.key, headers,
-                            message._rec, "result")  # fmt: skip
+        await self._produce(
+            self.config.results_topic, orjson.dumps(fields, default=str), record.key, headers, message._rec, "result"
+        )
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -795,8 +865,11 @@ class KafkaSource(BrokerSource):
         self.rebalances["revoked"] += len(parts)
         if self._rebalance_counter is not None:
             self._rebalance_counter.labels(self.name, "revoked").inc(len(parts))
-        log.info("revoked %s%s", sorted(f"{p.tp.topic}[{p.tp.partition}]@{p.committed}" for p in parts),
-                 f"; {late} record(s) still in flight are left to the new owner" if late else "")  # fmt: skip
+        log.info(
+            "revoked %s%s",
+            sorted(f"{p.tp.topic}[{p.tp.partition}]@{p.committed}" for p in parts),
+            f"; {late} record(s) still in flight are left to the new owner" if late else "",
+        )
         self._apply_fetch_pause()
 
     def _apply_pause(self, p: _Partition) -> None:
@@ -883,11 +956,15 @@ class KafkaSource(BrokerSource):
                 now = time.monotonic()
                 if final or now - self._last_commit_error > 5:
                     self._last_commit_error = now
-                    log.warning("committing %s failed (%s); %s",
-                                {f"{tp.topic}[{tp.partition}]": o for tp, (_, o) in targets.items()},
-                                _why(exc, self.settle_timeout),
-                                "whoever consumes these partitions next replays from the last commit (the engine "
-                                "answers the replays duplicate)" if final else "retrying")  # fmt: skip
+                    log.warning(
+                        "committing %s failed (%s); %s",
+                        {f"{tp.topic}[{tp.partition}]": o for tp, (_, o) in targets.items()},
+                        _why(exc, self.settle_timeout),
+                        "whoever consumes these partitions next replays from the last commit (the engine "
+                        "answers the replays duplicate)"
+                        if final
+                        else "retrying",
+                    )
                 return False
             for p, offset in targets.values():
                 p.committed = offset

@@ -17,5 +17,4 @@ from wojak.sidecars.rabbitmq.source import RabbitMQMessage, RabbitMQSource, serv
 TITLE = "RabbitMQ"
 Settings = RabbitMQSidecarSettings
 
-__all__ = ["TITLE", "RabbitMQMessage", "RabbitMQSidecarConfig", "RabbitMQSidecarSettings", "RabbitMQSource", "Settings",
-           "serve"]  # fmt: skip
+__all__ = ["TITLE", "RabbitMQMessage", "RabbitMQSidecarConfig", "RabbitMQSidecarSettings", "RabbitMQSource", "Settings", "serve"]

@@ -54,14 +54,19 @@ class RabbitMQSidecarSettings(BrokerSidecarSettings):
 
     def to_config(self) -> "RabbitMQSidecarConfig":
         return RabbitMQSidecarConfig(
-            url=self.url.get_secret_value(), queue=self.queue, prefetch=self.prefetch,
-            dead_letter_exchange=self.dead_letter_exchange, dead_letter_queue=self.dead_letter_queue,
-            reply_exchange=self.reply_exchange, declare_topology=self.declare_topology,
+            url=self.url.get_secret_value(),
+            queue=self.queue,
+            prefetch=self.prefetch,
+            dead_letter_exchange=self.dead_letter_exchange,
+            dead_letter_queue=self.dead_letter_queue,
+            reply_exchange=self.reply_exchange,
+            declare_topology=self.declare_topology,
             reply_to_allowed=tuple(n.strip() for n in self.reply_to_allowed.split(",") if n.strip()),
-            max_body_bytes=self.max_body_bytes, settle_timeout=self.settle_timeout,
+            max_body_bytes=self.max_body_bytes,
+            settle_timeout=self.settle_timeout,
             # never more in flight than the broker hands out: every message in flight is unacked
             runner=self.runner_config(min(self.concurrency or self.prefetch, self.prefetch)),
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)

@@ -141,8 +141,9 @@ def _properties_size(message: aio_pika.Message) -> int:
     return len(ContentHeader(0, len(message.body), message.properties).marshal())
 
 
-def dead_letter_message(incoming: Any, reason: str, detail: Any, queue: str, frame_max: int | None = None,
-                        *, publisher_headers: bool = True) -> aio_pika.Message:  # fmt: skip
+def dead_letter_message(
+    incoming: Any, reason: str, detail: Any, queue: str, frame_max: int | None = None, *, publisher_headers: bool = True
+) -> aio_pika.Message:
     """The dead-letter copy of ``incoming``, its properties within one frame of ``frame_max``.
 
     Kept always: the body, the other properties, ``x-wojak-reason`` and ``x-wojak-queue``. Then
@@ -153,11 +154,18 @@ def dead_letter_message(incoming: Any, reason: str, detail: Any, queue: str, fra
 
     def build(headers: dict[str, Any] | None) -> aio_pika.Message:
         return aio_pika.Message(
-            incoming.body, headers=headers, content_type=incoming.content_type,
-            content_encoding=incoming.content_encoding, correlation_id=incoming.correlation_id,
-            message_id=incoming.message_id, reply_to=incoming.reply_to, timestamp=incoming.timestamp,
-            type=incoming.type, app_id=incoming.app_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )  # fmt: skip
+            incoming.body,
+            headers=headers,
+            content_type=incoming.content_type,
+            content_encoding=incoming.content_encoding,
+            correlation_id=incoming.correlation_id,
+            message_id=incoming.message_id,
+            reply_to=incoming.reply_to,
+            timestamp=incoming.timestamp,
+            type=incoming.type,
+            app_id=incoming.app_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
 
     own = {REASON_HEADER: str(reason)[:255], QUEUE_HEADER: queue}
     kept: dict[str, tuple[Any, int]] = {}
@@ -216,9 +224,10 @@ async def declare_topology(channel: Any, cfg: RabbitMQSidecarConfig) -> tuple[An
     dlq = await channel.declare_queue(cfg.dead_letter_queue, durable=True)
     await dlq.bind(dlx, routing_key=cfg.dead_letter_queue)
     queue = await channel.declare_queue(
-        cfg.queue, durable=True,
+        cfg.queue,
+        durable=True,
         arguments={"x-dead-letter-exchange": cfg.dead_letter_exchange, "x-dead-letter-routing-key": cfg.dead_letter_queue},
-    )  # fmt: skip
+    )
     reply = None
     if cfg.reply_exchange:
         reply = await channel.declare_exchange(cfg.reply_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
@@ -226,8 +235,9 @@ async def declare_topology(channel: Any, cfg: RabbitMQSidecarConfig) -> tuple[An
 
 
 class RabbitMQMessage(SourceMessage):
-    def __init__(self, source: "RabbitMQSource", incoming: AbstractIncomingMessage,
-                 coordinates: tuple[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, source: "RabbitMQSource", incoming: AbstractIncomingMessage, coordinates: tuple[str, str] | None = None
+    ) -> None:
         self._source = source
         self.incoming = incoming
         super().__init__(
@@ -260,8 +270,12 @@ class RabbitMQMessage(SourceMessage):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("dead-lettering %s (%s) failed (%s); returning it to the queue", self.coordinates, reason,
-                        str(exc)[:300] or type(exc).__name__)  # fmt: skip
+            log.warning(
+                "dead-lettering %s (%s) failed (%s); returning it to the queue",
+                self.coordinates,
+                reason,
+                str(exc)[:300] or type(exc).__name__,
+            )
             try:
                 await source.pause(1.0)
             finally:
@@ -271,16 +285,18 @@ class RabbitMQMessage(SourceMessage):
 
     async def _give_up(self, reason: str, detail: Any) -> None:
         source, incoming = self._source, self.incoming
-        copy = dead_letter_message(incoming, reason, detail, source.config.queue, source.frame_max(),
-                                   publisher_headers=False)  # fmt: skip
+        copy = dead_letter_message(incoming, reason, detail, source.config.queue, source.frame_max(), publisher_headers=False)
         try:
             await source._publish_dead_letter(copy)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error("the minimal dead letter of %s was not published either (%s); rejecting it without requeue: "
-                      "the queue's own dead-letter exchange takes it (a queue without one drops it; the log has it)",
-                      self.coordinates, str(exc)[:300] or type(exc).__name__)  # fmt: skip
+            log.error(
+                "the minimal dead letter of %s was not published either (%s); rejecting it without requeue: "
+                "the queue's own dead-letter exchange takes it (a queue without one drops it; the log has it)",
+                self.coordinates,
+                str(exc)[:300] or type(exc).__name__,
+            )
             await source.settle_call(incoming.reject(requeue=False), "reject", self.coordinates)
             return
         await source.settle_call(incoming.ack(), "ack", self.coordinates)
@@ -294,10 +310,16 @@ class RabbitMQSource(BrokerSource):
         self.config = config
         self.metrics = metrics
         self.reply_to_refused = 0  # results not published to a reply_to outside reply_to_allowed
-        self._reply_to_refused = Counter(
-            "wojak_sidecar_reply_to_refused", "Results not published to a reply_to outside "
-            "WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED", ["source"], registry=metrics.registry,
-        ) if metrics is not None else None  # fmt: skip
+        self._reply_to_refused = (
+            Counter(
+                "wojak_sidecar_reply_to_refused",
+                "Results not published to a reply_to outside WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED",
+                ["source"],
+                registry=metrics.registry,
+            )
+            if metrics is not None
+            else None
+        )
         self._connection: Any = None
         self._channel: Any = None  # consumes and settles
         self._publish_channel: Any = None  # dead letters and results (confirms; unroutable raises)
@@ -336,9 +358,10 @@ class RabbitMQSource(BrokerSource):
 
     async def _connect(self) -> Any:
         return await aio_pika.connect_robust(
-            self.config.url, reconnect_interval=self.config.reconnect_interval,
+            self.config.url,
+            reconnect_interval=self.config.reconnect_interval,
             client_properties={"connection_name": f"wojak-sidecar:{self.config.queue}"},
-        )  # fmt: skip
+        )
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop_consuming()
@@ -346,8 +369,11 @@ class RabbitMQSource(BrokerSource):
             try:  # anything still unacked returns to the queue; bounded: a broker that does not answer
                 await asyncio.wait_for(self._connection.close(), self.config.close_timeout)
             except asyncio.TimeoutError:
-                log.warning("closing the RabbitMQ connection took longer than %.1fs; leaving it (the broker "
-                            "returns its unacked messages when the socket goes)", self.config.close_timeout)  # fmt: skip
+                log.warning(
+                    "closing the RabbitMQ connection took longer than %.1fs; leaving it (the broker "
+                    "returns its unacked messages when the socket goes)",
+                    self.config.close_timeout,
+                )
             except Exception:
                 log.exception("closing the RabbitMQ connection failed")
             self._connection = None
@@ -388,8 +414,13 @@ class RabbitMQSource(BrokerSource):
         self._buffer.put_nowait(None)  # the iterator ends
         calls = [self.quietly(m.nack(requeue=True), "nack", m.delivery_tag) for m in held]
         if self._queue is not None and self._consumer_tag is not None:
-            calls.append(self.quietly(self._queue.cancel(self._consumer_tag, timeout=self.settle_timeout),
-                                       "cancelling the consumer", self.config.queue))  # fmt: skip
+            calls.append(
+                self.quietly(
+                    self._queue.cancel(self._consumer_tag, timeout=self.settle_timeout),
+                    "cancelling the consumer",
+                    self.config.queue,
+                )
+            )
         await asyncio.gather(*calls)
 
     def is_ready(self) -> bool:
@@ -417,8 +448,9 @@ class RabbitMQSource(BrokerSource):
     async def _publish_dead_letter(self, copy: aio_pika.Message) -> None:
         """Publish ``copy`` to the DLX: confirmed, routable (mandatory), within settle_timeout
         (which includes waiting for the publishing channel to be back after a reconnect)."""
-        await asyncio.wait_for(self._publish(self._dead_letter_exchange(), copy, self.config.dead_letter_queue, True),
-                               self.settle_timeout)  # fmt: skip
+        await asyncio.wait_for(
+            self._publish(self._dead_letter_exchange(), copy, self.config.dead_letter_queue, True), self.settle_timeout
+        )
 
     async def _publish(self, exchange: Any, message: aio_pika.Message, routing_key: str, mandatory: bool) -> None:
         ready = getattr(self._publish_channel, "ready", None)
@@ -437,20 +469,26 @@ class RabbitMQSource(BrokerSource):
             headers[DUPLICATE_HEADER] = "true"
         body = orjson.dumps(fields, default=str)
         result = aio_pika.Message(
-            body, content_type=_JSON,
+            body,
+            content_type=_JSON,
             correlation_id=incoming.correlation_id or incoming.message_id or reply.get("client_order_id"),
-            headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )  # fmt: skip
+            headers=headers,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
         if incoming.reply_to:
             if incoming.reply_to in self.config.reply_to_allowed:
-                await asyncio.wait_for(self._publish(self._publish_channel.default_exchange, result, incoming.reply_to,
-                                                     False), self.settle_timeout)  # fmt: skip
+                await asyncio.wait_for(
+                    self._publish(self._publish_channel.default_exchange, result, incoming.reply_to, False), self.settle_timeout
+                )
                 return
             self.reply_to_refused += 1
             if self._reply_to_refused is not None:
                 self._reply_to_refused.labels(self.name).inc()
-            log.warning("result of %s NOT published to reply_to %r: not in WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED",
-                        message.coordinates, str(incoming.reply_to)[:200])  # fmt: skip
+            log.warning(
+                "result of %s NOT published to reply_to %r: not in WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED",
+                message.coordinates,
+                str(incoming.reply_to)[:200],
+            )
         if self._reply_exchange is not None:
             await asyncio.wait_for(self._publish(self._reply_exchange, result, verdict, False), self.settle_timeout)
 

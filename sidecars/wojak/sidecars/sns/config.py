@@ -56,11 +56,19 @@ class SnsSidecarSettings(SqsSidecarSettings):
             raise ConfigError("WOJAK_SIDECAR_SNS_DEAD_LETTER_QUEUE_URL is not set (push mode: dead letters go to an SQS queue)")
         concurrency = self.concurrency or 64
         return SnsPushConfig(
-            topic_arn=self.topic_arn or "", dead_letter_queue_url=self.dead_letter_queue_url, region=self.region,
-            endpoint=self.endpoint, host=self.push_host, port=self.push_port, path=self.push_path,
-            tls_cert_file=self.tls_cert_file, tls_key_file=self.tls_key_file, max_body_bytes=self.max_body_bytes,
-            settle_timeout=self.settle_timeout, runner=self.runner_config(concurrency),
-        )  # fmt: skip
+            topic_arn=self.topic_arn or "",
+            dead_letter_queue_url=self.dead_letter_queue_url,
+            region=self.region,
+            endpoint=self.endpoint,
+            host=self.push_host,
+            port=self.push_port,
+            path=self.push_path,
+            tls_cert_file=self.tls_cert_file,
+            tls_key_file=self.tls_key_file,
+            max_body_bytes=self.max_body_bytes,
+            settle_timeout=self.settle_timeout,
+            runner=self.runner_config(concurrency),
+        )
 
 
 @dataclass(frozen=True)
@@ -71,8 +79,10 @@ class SnsSidecarConfig(SqsSidecarConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.raw_delivery and not self.topic_arn:
-            raise ConfigError(f"{self.settings_prefix}TOPIC_ARN is required with raw message delivery (the SQS messages "
-                              "do not name their topic)")  # fmt: skip
+            raise ConfigError(
+                f"{self.settings_prefix}TOPIC_ARN is required with raw message delivery (the SQS messages "
+                "do not name their topic)"
+            )
 
     def __repr__(self) -> str:
         return f"SnsSidecarConfig(topic={self.topic_arn!r}, raw={self.raw_delivery}, via {SqsSidecarConfig.__repr__(self)})"
@@ -111,8 +121,10 @@ class SnsPushConfig:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("WOJAK_SIDECAR_SNS_TLS_CERT_FILE and _TLS_KEY_FILE go together")
         if not self.tls_cert_file and not is_loopback(self.host):
-            raise ConfigError("the SNS push endpoint off loopback needs TLS: set WOJAK_SIDECAR_SNS_TLS_CERT_FILE and "
-                              "_TLS_KEY_FILE (SNS delivers to an https:// endpoint)")  # fmt: skip
+            raise ConfigError(
+                "the SNS push endpoint off loopback needs TLS: set WOJAK_SIDECAR_SNS_TLS_CERT_FILE and "
+                "_TLS_KEY_FILE (SNS delivers to an https:// endpoint)"
+            )
 
     @property
     def queue(self) -> str:  # where dead letters say they came from

@@ -88,11 +88,17 @@ class SnsMessage(sqs.SqsMessage):
             envelope = orjson.loads(self.text)
         except orjson.JSONDecodeError:
             envelope = None
-        if (not isinstance(envelope, dict) or envelope.get("Type") != "Notification"
-                or not isinstance(envelope.get("Message"), str) or not envelope.get("MessageId")
-                or not isinstance(envelope.get("TopicArn"), str)):  # fmt: skip
-            refusal = (INVALID_ENVELOPE, {"error": "not an SNS Notification envelope (raw message delivery? set "
-                                                   "WOJAK_SIDECAR_SNS_RAW_DELIVERY=true)"})  # fmt: skip
+        if (
+            not isinstance(envelope, dict)
+            or envelope.get("Type") != "Notification"
+            or not isinstance(envelope.get("Message"), str)
+            or not envelope.get("MessageId")
+            or not isinstance(envelope.get("TopicArn"), str)
+        ):
+            refusal = (
+                INVALID_ENVELOPE,
+                {"error": "not an SNS Notification envelope (raw message delivery? set WOJAK_SIDECAR_SNS_RAW_DELIVERY=true)"},
+            )
             return self.text, None, fallback, refusal
         topic, message_id = envelope["TopicArn"], str(envelope["MessageId"])
         coordinates = coordinates_for(topic, message_id)
@@ -212,14 +218,23 @@ class SignatureChecker:
 class SnsPushMessage(SourceMessage):
     """One notification, its HTTP answer waiting for the verdict."""
 
-    def __init__(self, source: SnsPushSource, notification: dict[str, Any], raw: bytes, body: bytes,
-                 refusal: tuple[str, dict[str, Any]] | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        source: SnsPushSource,
+        notification: dict[str, Any],
+        raw: bytes,
+        body: bytes,
+        refusal: tuple[str, dict[str, Any]] | None,
+    ) -> None:
         self._source = source
         self.raw = raw
         self.notification = notification
         self.answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        super().__init__(body, coordinates_for(str(notification["TopicArn"]), str(notification["MessageId"])),
-                         {"message_id": notification["MessageId"]})  # fmt: skip
+        super().__init__(
+            body,
+            coordinates_for(str(notification["TopicArn"]), str(notification["MessageId"])),
+            {"message_id": notification["MessageId"]},
+        )
         self.refusal = refusal
 
     def _answer(self, status: int) -> None:
@@ -246,9 +261,14 @@ class SnsPushSource(Source):
 
     name = "sns"  # as on the SQS path: both derive the same client_order_id for one notification
 
-    def __init__(self, config: SnsPushConfig, metrics: SidecarMetrics | None = None, *,
-                 client_factory: Callable[[], Any] | None = None,
-                 fetch: Callable[[str], Awaitable[bytes]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: SnsPushConfig,
+        metrics: SidecarMetrics | None = None,
+        *,
+        client_factory: Callable[[], Any] | None = None,
+        fetch: Callable[[str], Awaitable[bytes]] | None = None,
+    ) -> None:
         self.config = config
         self.metrics = metrics
         self._client_factory = client_factory or self._boto3_client
@@ -283,9 +303,21 @@ class SnsPushSource(Source):
             def install_signal_handlers(self) -> None:  # the sidecar owns the signals
                 return None
 
-        self._server = _Server(uvicorn.Config(self.app, host=cfg.host, port=cfg.port, ssl_certfile=cfg.tls_cert_file,
-                                              ssl_keyfile=cfg.tls_key_file, log_level="warning", access_log=False,
-                                              lifespan="off", loop="none", interface="asgi3", proxy_headers=False))  # fmt: skip
+        self._server = _Server(
+            uvicorn.Config(
+                self.app,
+                host=cfg.host,
+                port=cfg.port,
+                ssl_certfile=cfg.tls_cert_file,
+                ssl_keyfile=cfg.tls_key_file,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                loop="none",
+                interface="asgi3",
+                proxy_headers=False,
+            )
+        )
         self._server_task = asyncio.create_task(self._server.serve(), name="wojak-sns-push")
         while not self._server.started:
             if self._server_task.done():
@@ -392,8 +424,9 @@ class SnsPushSource(Source):
     async def settle_dead_letter(self, message: SnsPushMessage, reason: str, detail: Any) -> None:
         """The notification as received, with the reason, to the SQS dead-letter queue; confirmed."""
         text = message.raw.decode("utf-8", "replace")
-        attributes = sqs.dead_letter_attributes({}, reason, detail, self.config.queue, str(message.notification["MessageId"]),
-                                                len(text.encode()))  # fmt: skip
+        attributes = sqs.dead_letter_attributes(
+            {}, reason, detail, self.config.queue, str(message.notification["MessageId"]), len(text.encode())
+        )
         kwargs: dict[str, Any] = {
             "QueueUrl": self.config.dead_letter_queue_url,
             "MessageBody": text,
@@ -411,8 +444,12 @@ class SnsPushSource(Source):
 
     # -- ASGI ------------------------------------------------------------------------
 
-    async def app(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-                  send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:  # fmt: skip
+    async def app(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] != self.config.path:

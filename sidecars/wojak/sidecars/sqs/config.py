@@ -63,12 +63,20 @@ class SqsSidecarSettings(BrokerSidecarSettings):
                 raise ConfigError(f"{prefix}{name} is not set")
         concurrency = self.concurrency or 64
         return dict(
-            queue_url=self.queue_url, dead_letter_queue_url=self.dead_letter_queue_url, region=self.region,
-            endpoint=self.endpoint, batch_size=self.batch_size, wait_time=self.wait_time,
-            visibility=self.visibility, receivers=self.receivers, max_body_bytes=self.max_body_bytes,
-            settle_timeout=self.settle_timeout, max_held=concurrency + self.batch_size,
-            runner=self.runner_config(concurrency), settings_prefix=prefix,
-        )  # fmt: skip
+            queue_url=self.queue_url,
+            dead_letter_queue_url=self.dead_letter_queue_url,
+            region=self.region,
+            endpoint=self.endpoint,
+            batch_size=self.batch_size,
+            wait_time=self.wait_time,
+            visibility=self.visibility,
+            receivers=self.receivers,
+            max_body_bytes=self.max_body_bytes,
+            settle_timeout=self.settle_timeout,
+            max_held=concurrency + self.batch_size,
+            runner=self.runner_config(concurrency),
+            settings_prefix=prefix,
+        )
 
     def to_config(self) -> SqsSidecarConfig:
         return SqsSidecarConfig(**self.config_fields())
@@ -95,14 +103,19 @@ class SqsSidecarConfig:
         queue_name(self.queue_url)
         queue_name(self.dead_letter_queue_url)
         if self.fifo != self.dead_letter_queue_url.endswith(".fifo"):
-            raise ConfigError(f"{self.settings_prefix}DEAD_LETTER_QUEUE_URL: a FIFO queue needs a FIFO dead-letter queue, "
-                              "a standard queue a standard one")  # fmt: skip
+            raise ConfigError(
+                f"{self.settings_prefix}DEAD_LETTER_QUEUE_URL: a FIFO queue needs a FIFO dead-letter queue, "
+                "a standard queue a standard one"
+            )
         if not 1 <= self.batch_size <= MAX_BATCH or not 0 <= self.wait_time <= MAX_WAIT:
             raise ConfigError(f"batch size 1..{MAX_BATCH}, wait time 0..{MAX_WAIT}s")
         if not 2 <= self.visibility <= MAX_VISIBILITY:
             raise ConfigError(f"visibility 2..{MAX_VISIBILITY}s")
-        for setting, url in (("ENDPOINT", self.endpoint), ("QUEUE_URL", self.queue_url),
-                             ("DEAD_LETTER_QUEUE_URL", self.dead_letter_queue_url)):  # fmt: skip
+        for setting, url in (
+            ("ENDPOINT", self.endpoint),
+            ("QUEUE_URL", self.queue_url),
+            ("DEAD_LETTER_QUEUE_URL", self.dead_letter_queue_url),
+        ):
             if url:
                 require_secure(url, self.settings_prefix + setting)  # http:// only on loopback
 
@@ -115,5 +128,7 @@ class SqsSidecarConfig:
         return self.queue.endswith(".fifo")
 
     def __repr__(self) -> str:
-        return (f"SqsSidecarConfig(queue={self.queue!r}, dead_letters={queue_name(self.dead_letter_queue_url)!r}, "
-                f"batch={self.batch_size}, wait={self.wait_time}s, visibility={self.visibility}s)")  # fmt: skip
+        return (
+            f"SqsSidecarConfig(queue={self.queue!r}, dead_letters={queue_name(self.dead_letter_queue_url)!r}, "
+            f"batch={self.batch_size}, wait={self.wait_time}s, visibility={self.visibility}s)"
+        )

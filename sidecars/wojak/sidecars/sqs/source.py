@@ -111,14 +111,24 @@ def _string(value: str) -> dict[str, str]:
     return {"DataType": "String", "StringValue": value}
 
 
-def dead_letter_attributes(original: dict[str, dict[str, Any]], reason: str, detail: Any, queue: str, message_id: str,
-                           body_bytes: int, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                           publisher_attributes: bool = True) -> dict[str, dict[str, Any]]:  # fmt: skip
+def dead_letter_attributes(
+    original: dict[str, dict[str, Any]],
+    reason: str,
+    detail: Any,
+    queue: str,
+    message_id: str,
+    body_bytes: int,
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    publisher_attributes: bool = True,
+) -> dict[str, dict[str, Any]]:
     """The dead letter's message attributes: ours (the reason always), then as many of the
     publisher's as fit in SQS's ten and in ``max_bytes`` with the body (the body encoding
     first: without it the body cannot be read); the rest are named in ``wojak-attributes-dropped``."""
-    own = {REASON_ATTRIBUTE: _string(str(reason)[:256]), QUEUE_ATTRIBUTE: _string(queue),
-           MESSAGE_ID_ATTRIBUTE: _string(str(message_id))}  # fmt: skip
+    own = {
+        REASON_ATTRIBUTE: _string(str(reason)[:256]),
+        QUEUE_ATTRIBUTE: _string(queue),
+        MESSAGE_ID_ATTRIBUTE: _string(str(message_id)),
+    }
     theirs = [(k, v) for k, v in (original or {}).items() if k not in _OWN and publisher_attributes]
     theirs.sort(key=lambda kv: (kv[0] != ENCODING_ATTRIBUTE, _attribute_size(*kv)))
     dropped = [k for k in (original or {}) if k not in _OWN and not publisher_attributes]
@@ -180,10 +190,15 @@ class SqsMessage(SourceMessage):
         else:
             body = payload.encode("utf-8", "surrogateescape")
             refusal = (INVALID_BODY_ENCODING, {"error": f"unknown {ENCODING_ATTRIBUTE} {encoding[:32]!r} (base64 or none)"})
-        super().__init__(body, coordinates, {
-            "message_id": self.message_id, "group": self.group,
-            "receive_count": int(system.get("ApproximateReceiveCount", 0) or 0),
-        })  # fmt: skip
+        super().__init__(
+            body,
+            coordinates,
+            {
+                "message_id": self.message_id,
+                "group": self.group,
+                "receive_count": int(system.get("ApproximateReceiveCount", 0) or 0),
+            },
+        )
         if refusal is None and len(body) > source.config.max_body_bytes:
             refusal = (BODY_TOO_LARGE, {"bytes": len(body), "limit": source.config.max_body_bytes})
         self.refusal = refusal
@@ -203,8 +218,9 @@ class SqsMessage(SourceMessage):
         receipt = source._settling(self)
         seconds = min(max(0, math.ceil(delay)), source.config.visibility)
         try:
-            await source.settle_call(source._change_visibility(receipt, seconds), "requeue (ChangeMessageVisibility)",
-                                     self.coordinates)  # fmt: skip
+            await source.settle_call(
+                source._change_visibility(receipt, seconds), "requeue (ChangeMessageVisibility)", self.coordinates
+            )
         finally:
             await source._release_group(self)
 
@@ -219,8 +235,11 @@ class SqsMessage(SourceMessage):
         source = self._source
         receipt = source._settling(self)
         try:
-            await source.settle_call(source._send_dead_letter(self, reason, detail, publisher_attributes),
-                                     "dead letter (SendMessage)", self.coordinates)  # fmt: skip
+            await source.settle_call(
+                source._send_dead_letter(self, reason, detail, publisher_attributes),
+                "dead letter (SendMessage)",
+                self.coordinates,
+            )
         except SettleFailed:
             # not taken: visible again in a second (the runner counts the failure; redelivered, it is tried again)
             await source.quietly(source._change_visibility(receipt, 1), "making it visible again", self.coordinates)
@@ -234,8 +253,9 @@ class _Batcher:
     """Entries that arrive within ``linger`` seconds go to SQS in one batch call (at most ten);
     each caller gets its own entry's outcome."""
 
-    def __init__(self, call: Callable[[list[dict[str, Any]]], dict[str, Any]], run: Callable[..., Any],
-                 linger: float = _ACK_LINGER) -> None:  # fmt: skip
+    def __init__(
+        self, call: Callable[[list[dict[str, Any]]], dict[str, Any]], run: Callable[..., Any], linger: float = _ACK_LINGER
+    ) -> None:
         self.call = call
         self.run = run
         self.linger = linger
@@ -291,15 +311,15 @@ class SqsSource(BrokerSource):
     name = "sqs"  # the CLI name: part of every derived client_order_id, so never renamed later
     message_class: type[SqsMessage] = SqsMessage
 
-    def __init__(self, config: SqsSidecarConfig, metrics: SidecarMetrics | None = None,
-                 client_factory: Callable[[], Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, config: SqsSidecarConfig, metrics: SidecarMetrics | None = None, client_factory: Callable[[], Any] | None = None
+    ) -> None:
         super().__init__(config.settle_timeout)
         self.config = config
         self.metrics = metrics
         self._client_factory = client_factory or functools.partial(make_client, config)
         self._client: Any = None
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=config.receivers + 8,
-                                                           thread_name_prefix="wojak-sqs")  # fmt: skip
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=config.receivers + 8, thread_name_prefix="wojak-sqs")
         self._buffer: asyncio.Queue[SqsMessage | None] = asyncio.Queue()
         self._leases: dict[str, _Lease] = {}  # MessageId -> lease, while unsettled
         self._reserved = 0  # room asked for by receives in progress
@@ -317,10 +337,18 @@ class SqsSource(BrokerSource):
         self.redeliveries_held = 0
         self._extensions_metric = self._lost_metric = None
         if metrics is not None:
-            self._extensions_metric = Counter("wojak_sidecar_sqs_lease_extensions", "Visibility extensions of held messages",
-                                              ["source"], registry=metrics.registry).labels(self.name)  # fmt: skip
-            self._lost_metric = Counter("wojak_sidecar_sqs_leases_lost", "Leases that lapsed before the message was settled",
-                                        ["source"], registry=metrics.registry).labels(self.name)  # fmt: skip
+            self._extensions_metric = Counter(
+                "wojak_sidecar_sqs_lease_extensions",
+                "Visibility extensions of held messages",
+                ["source"],
+                registry=metrics.registry,
+            ).labels(self.name)
+            self._lost_metric = Counter(
+                "wojak_sidecar_sqs_leases_lost",
+                "Leases that lapsed before the message was settled",
+                ["source"],
+                registry=metrics.registry,
+            ).labels(self.name)
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -339,25 +367,34 @@ class SqsSource(BrokerSource):
             return self
         client, url = self._client, self.config.queue_url
         self._deletes = _Batcher(lambda entries: client.delete_message_batch(QueueUrl=url, Entries=entries), self._run)
-        self._visibility = _Batcher(lambda entries: client.change_message_visibility_batch(QueueUrl=url, Entries=entries),
-                                    self._run, linger=0.0)  # fmt: skip
+        self._visibility = _Batcher(
+            lambda entries: client.change_message_visibility_batch(QueueUrl=url, Entries=entries), self._run, linger=0.0
+        )
         self._room.set()
-        self._receivers = [asyncio.create_task(self._receive_loop(), name=f"wojak-sqs-receive-{i}")
-                           for i in range(self.config.receivers)]  # fmt: skip
+        self._receivers = [
+            asyncio.create_task(self._receive_loop(), name=f"wojak-sqs-receive-{i}") for i in range(self.config.receivers)
+        ]
         self._tasks = [asyncio.create_task(self._heartbeat(), name="wojak-sqs-heartbeat")]
         log.info("consuming %r", self.config)
         return self
 
     async def _connect(self) -> Any:
         client = await self._run(self._client_factory)
-        attributes = (await self._run(client.get_queue_attributes, QueueUrl=self.config.queue_url,
-                                      AttributeNames=["All"]))["Attributes"]  # fmt: skip
-        dlq = (await self._run(client.get_queue_attributes, QueueUrl=self.config.dead_letter_queue_url,
-                               AttributeNames=["MaximumMessageSize"]))["Attributes"]  # fmt: skip
+        attributes = (await self._run(client.get_queue_attributes, QueueUrl=self.config.queue_url, AttributeNames=["All"]))[
+            "Attributes"
+        ]
+        dlq = (
+            await self._run(
+                client.get_queue_attributes, QueueUrl=self.config.dead_letter_queue_url, AttributeNames=["MaximumMessageSize"]
+            )
+        )["Attributes"]
         self._max_message_bytes = int(dlq.get("MaximumMessageSize", DEFAULT_MAX_MESSAGE_BYTES))
         if not attributes.get("RedrivePolicy"):
-            log.warning("queue %s has no redrive policy: a message whose dead letter SQS keeps refusing stays in the "
-                        "queue (set one with maxReceiveCount as the safety net)", self.config.queue)  # fmt: skip
+            log.warning(
+                "queue %s has no redrive policy: a message whose dead letter SQS keeps refusing stays in the "
+                "queue (set one with maxReceiveCount as the safety net)",
+                self.config.queue,
+            )
         return client
 
     async def __aexit__(self, *exc: object) -> None:
@@ -367,8 +404,10 @@ class SqsSource(BrokerSource):
             for task in late:
                 task.cancel()
             if late:
-                log.warning("a long poll outlasted %.1fs at shutdown; what it receives comes back after its visibility "
-                            "timeout", self.config.close_timeout)  # fmt: skip
+                log.warning(
+                    "a long poll outlasted %.1fs at shutdown; what it receives comes back after its visibility timeout",
+                    self.config.close_timeout,
+                )
             self._receivers = []
         for task in self._tasks:
             task.cancel()
@@ -415,9 +454,15 @@ class SqsSource(BrokerSource):
             want = min(cfg.batch_size, room)
             self._reserved += want
             try:
-                response = await self._run(self._client.receive_message, QueueUrl=cfg.queue_url, MaxNumberOfMessages=want,
-                                           WaitTimeSeconds=cfg.wait_time, VisibilityTimeout=cfg.visibility,
-                                           MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"])  # fmt: skip
+                response = await self._run(
+                    self._client.receive_message,
+                    QueueUrl=cfg.queue_url,
+                    MaxNumberOfMessages=want,
+                    WaitTimeSeconds=cfg.wait_time,
+                    VisibilityTimeout=cfg.visibility,
+                    MessageSystemAttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
             except Exception as exc:
                 self._receiving_ok = False
                 failures += 1
@@ -466,8 +511,11 @@ class SqsSource(BrokerSource):
         while True:
             await asyncio.sleep(tick)
             now = self._now()
-            due = [(mid, lease) for mid, lease in self._leases.items()
-                   if not lease.extending and lease.expires - now < visibility / 2]  # fmt: skip
+            due = [
+                (mid, lease)
+                for mid, lease in self._leases.items()
+                if not lease.extending and lease.expires - now < visibility / 2
+            ]
             for start in range(0, len(due), MAX_BATCH):
                 asyncio.create_task(self._extend(due[start : start + MAX_BATCH]))
 
@@ -476,11 +524,13 @@ class SqsSource(BrokerSource):
         for _, lease in leases:
             lease.extending = True
         sent = self._now()
-        entries = [{"Id": str(i), "ReceiptHandle": lease.receipt, "VisibilityTimeout": visibility}
-                   for i, (_, lease) in enumerate(leases)]  # fmt: skip
+        entries = [
+            {"Id": str(i), "ReceiptHandle": lease.receipt, "VisibilityTimeout": visibility} for i, (_, lease) in enumerate(leases)
+        ]
         try:
-            response = await self._run(self._client.change_message_visibility_batch, QueueUrl=self.config.queue_url,
-                                        Entries=entries)  # fmt: skip
+            response = await self._run(
+                self._client.change_message_visibility_batch, QueueUrl=self.config.queue_url, Entries=entries
+            )
         except Exception as exc:
             log.warning("extending %d lease(s) failed (%s); trying again", len(leases), str(exc)[:200] or type(exc).__name__)
             response = None
@@ -495,8 +545,12 @@ class SqsSource(BrokerSource):
                 self.leases_lost += 1
                 if self._lost_metric is not None:
                     self._lost_metric.inc()
-                log.warning("the lease of message %s could not be extended (%s): SQS may hand it out again (the engine "
-                            "answers that duplicate)", mid, failed[str(i)].get("Code"))  # fmt: skip
+                log.warning(
+                    "the lease of message %s could not be extended (%s): SQS may hand it out again (the engine "
+                    "answers that duplicate)",
+                    mid,
+                    failed[str(i)].get("Code"),
+                )
                 lease.expires = sent + visibility  # do not hammer it
                 continue
             lease.expires = sent + visibility
@@ -530,8 +584,7 @@ class SqsSource(BrokerSource):
             if lease is not None:
                 receipts.append(lease.receipt)
         self._room.set()
-        await asyncio.gather(*(self.quietly(self._change_visibility(r, 0), "giving back", self.config.queue)
-                               for r in receipts))  # fmt: skip
+        await asyncio.gather(*(self.quietly(self._change_visibility(r, 0), "giving back", self.config.queue) for r in receipts))
 
     def _next_in_group(self, message: SqsMessage) -> None:
         """Acked or dead-lettered: the next message of its FIFO group may go to the engine."""
@@ -555,11 +608,21 @@ class SqsSource(BrokerSource):
 
     async def _send_dead_letter(self, message: SqsMessage, reason: str, detail: Any, publisher_attributes: bool) -> None:
         cfg = self.config
-        attributes = dead_letter_attributes(message.message_attributes, reason, detail, cfg.queue, message.message_id,
-                                            len(message.text.encode("utf-8", "surrogateescape")), self._max_message_bytes,
-                                            publisher_attributes)  # fmt: skip
-        kwargs: dict[str, Any] = {"QueueUrl": cfg.dead_letter_queue_url, "MessageBody": message.text or " ",
-                                  "MessageAttributes": attributes}  # fmt: skip
+        attributes = dead_letter_attributes(
+            message.message_attributes,
+            reason,
+            detail,
+            cfg.queue,
+            message.message_id,
+            len(message.text.encode("utf-8", "surrogateescape")),
+            self._max_message_bytes,
+            publisher_attributes,
+        )
+        kwargs: dict[str, Any] = {
+            "QueueUrl": cfg.dead_letter_queue_url,
+            "MessageBody": message.text or " ",
+            "MessageAttributes": attributes,
+        }
         if cfg.fifo:
             kwargs["MessageGroupId"] = message.group or "wojak-dead-letters"
             kwargs["MessageDeduplicationId"] = message.message_id
@@ -575,10 +638,12 @@ def make_client(config: SqsSidecarConfig) -> Any:
     from botocore.config import Config
 
     settings = Config(
-        region_name=config.region, max_pool_connections=config.receivers + 8,
-        connect_timeout=5, read_timeout=config.wait_time + 10,
+        region_name=config.region,
+        max_pool_connections=config.receivers + 8,
+        connect_timeout=5,
+        read_timeout=config.wait_time + 10,
         retries={"mode": "standard", "max_attempts": 3},
-    )  # fmt: skip
+    )
     return boto3.session.Session().client("sqs", endpoint_url=config.endpoint or None, config=settings)
 
 

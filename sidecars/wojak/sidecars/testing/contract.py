@@ -85,8 +85,15 @@ ACCOUNTS = "acct-*"
 
 
 def order(client_order_id: str | None = None, *, account: str = "acct-1", quantity: str = "1", **extra: Any) -> dict:
-    body = {"account": account, "symbol": "NIFTY-FUT", "side": "buy", "quantity": quantity,
-            "order_type": "limit", "limit_price": "24000", **extra}  # fmt: skip
+    body = {
+        "account": account,
+        "symbol": "NIFTY-FUT",
+        "side": "buy",
+        "quantity": quantity,
+        "order_type": "limit",
+        "limit_price": "24000",
+        **extra,
+    }
     if client_order_id is not None:
         body["client_order_id"] = client_order_id
     return body
@@ -169,8 +176,7 @@ class SlowClient:
         self.started = 0
         self.finished = 0
 
-    async def submit_order(self, order: dict[str, Any], principal: Principal,
-                           deadline: float | None = None) -> dict[str, Any]:  # fmt: skip
+    async def submit_order(self, order: dict[str, Any], principal: Principal, deadline: float | None = None) -> dict[str, Any]:
         self.started += 1
         await asyncio.sleep(self.delay)
         reply = await self.client.submit_order(order, principal, deadline)
@@ -181,22 +187,38 @@ class SlowClient:
 class Sidecar:
     """A Runner over a recorded source and a real engine client, in this event loop."""
 
-    def __init__(self, source: Source, engine: EngineUnderTest, *, lose_acks: bool = False, delay: float = 0.0,
-                 concurrency: int = 16, drain_seconds: float = 10.0, engine_deadline: float = 1.0,
-                 accounts: tuple[str, ...] = (ACCOUNTS,), settle_timeout: float = 10.0, settle_attempts: int = 5,
-                 backoff_base: float = 0.05) -> None:  # fmt: skip
+    def __init__(
+        self,
+        source: Source,
+        engine: EngineUnderTest,
+        *,
+        lose_acks: bool = False,
+        delay: float = 0.0,
+        concurrency: int = 16,
+        drain_seconds: float = 10.0,
+        engine_deadline: float = 1.0,
+        accounts: tuple[str, ...] = (ACCOUNTS,),
+        settle_timeout: float = 10.0,
+        settle_attempts: int = 5,
+        backoff_base: float = 0.05,
+    ) -> None:
         self.source = Recorder(source, lose_acks=lose_acks)
         self.client = EngineClient(str(engine.socket), deadline=engine_deadline)
         self.slow = SlowClient(self.client, delay) if delay else None
         self.metrics = SidecarMetrics(source.name)
         self.runner = Runner(
-            self.source, self.slow or self.client, self.metrics,  # type: ignore[arg-type]
-            concurrency=concurrency, drain_seconds=drain_seconds, backoff_base=backoff_base,
+            self.source,
+            self.slow or self.client,  # type: ignore[arg-type]
+            self.metrics,
+            concurrency=concurrency,
+            drain_seconds=drain_seconds,
+            backoff_base=backoff_base,
             backoff_max=max(0.5, backoff_base),
             # what serve_sidecar builds from WOJAK_SIDECAR_ACCOUNTS
             principal=Principal.of(f"sidecar:{source.name}", accounts, [Scope.ORDERS_WRITE]),
-            settle_timeout=settle_timeout, settle_attempts=settle_attempts,
-        )  # fmt: skip
+            settle_timeout=settle_timeout,
+            settle_attempts=settle_attempts,
+        )
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -272,8 +294,12 @@ class ProcessSidecar(SidecarHandle):
     def __init__(self, cli_name: str, env: dict[str, str], log: Path) -> None:
         self.log = log
         with open(log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "wojak", "sidecar", cli_name], env={**os.environ, **env},
-                                         stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "wojak", "sidecar", cli_name],
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -308,8 +334,9 @@ class InProcessSidecar(SidecarHandle):
         config = settings.runner_config(settings.concurrency or 64)
         self.crash = crash
         self.stop = asyncio.Event()
-        self.task = asyncio.create_task(serve_sidecar(source, config, stop=self.stop, install_signal_handlers=False),
-                                        name=f"wojak-{source.name}-sidecar")  # fmt: skip
+        self.task = asyncio.create_task(
+            serve_sidecar(source, config, stop=self.stop, install_signal_handlers=False), name=f"wojak-{source.name}-sidecar"
+        )
 
     def alive(self) -> bool:
         return not self.task.done()
@@ -556,9 +583,13 @@ class SidecarContract(abc.ABC):
         total = self.sigterm_orders
         await self.publish_many([(dumps(order(f"term-{i}", account=f"acct-{i % 8}")), None) for i in range(total)])
         port = free_port()
-        env = {"WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS, "WOJAK_ENGINE_SOCKET": str(engine.socket),
-               "WOJAK_SIDECAR_HEALTH_PORT": str(port), "WOJAK_SIDECAR_DRAIN_SECONDS": "10",
-               "WOJAK_LOG_LEVEL": "WARNING"}  # fmt: skip
+        env = {
+            "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
+            "WOJAK_ENGINE_SOCKET": str(engine.socket),
+            "WOJAK_SIDECAR_HEALTH_PORT": str(port),
+            "WOJAK_SIDECAR_DRAIN_SECONDS": "10",
+            "WOJAK_LOG_LEVEL": "WARNING",
+        }
         sidecar = await self.launch(engine, env, "sigterm")
         try:
             await eventually(lambda: not sidecar.alive() or len(ledger(engine)) >= 20, 30, "20 executions")

@@ -106,9 +106,16 @@ class MemoryMessage(SourceMessage):
         self.envelope = envelope
         body = envelope.body
         mid = envelope.message_id or "sha256:" + hashlib.sha256(body).hexdigest()
-        super().__init__(body, (source.broker.queue, mid),
-                         {"message_id": envelope.message_id, "redelivered": envelope.redelivered,
-                          "deliveries": envelope.deliveries, **envelope.attributes})  # fmt: skip
+        super().__init__(
+            body,
+            (source.broker.queue, mid),
+            {
+                "message_id": envelope.message_id,
+                "redelivered": envelope.redelivered,
+                "deliveries": envelope.deliveries,
+                **envelope.attributes,
+            },
+        )
 
     async def _ack(self) -> None:
         await self._source.settle_call(self._source._remove(self.envelope), "ack", self.coordinates)
@@ -122,8 +129,9 @@ class MemoryMessage(SourceMessage):
 
     async def _dead_letter(self, reason: str, detail: Any) -> None:
         source = self._source
-        await source.settle_call(source._remove(self.envelope, DeadLetter(reason, detail, self.body)), "dead letter",
-                                 self.coordinates)  # fmt: skip
+        await source.settle_call(
+            source._remove(self.envelope, DeadLetter(reason, detail, self.body)), "dead letter", self.coordinates
+        )
 
 
 class MemorySource(BrokerSource):

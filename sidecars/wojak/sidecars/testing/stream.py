@@ -73,8 +73,13 @@ async def run_stream(broker: SidecarContract, engine: EngineUnderTest) -> None:
     expected |= {derive_client_order_id(broker.source_name, *broker.coordinates_for(mid, body)) for mid, body in derived}
 
     def env() -> dict[str, str]:
-        return {"WOJAK_ENGINE_SOCKET": str(engine.socket), "WOJAK_LOG_LEVEL": "WARNING", "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
-                "WOJAK_SIDECAR_HEALTH_PORT": str(free_port()), **broker.stream_env()}  # fmt: skip
+        return {
+            "WOJAK_ENGINE_SOCKET": str(engine.socket),
+            "WOJAK_LOG_LEVEL": "WARNING",
+            "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
+            "WOJAK_SIDECAR_HEALTH_PORT": str(free_port()),
+            **broker.stream_env(),
+        }
 
     first = await broker.launch(engine, env(), "stream-1")
     try:
@@ -90,8 +95,9 @@ async def run_stream(broker: SidecarContract, engine: EngineUnderTest) -> None:
     started = time.monotonic()
     second = await broker.launch(engine, env(), "stream-2")
     try:
-        await eventually(lambda: engine.execution_count() >= len(expected), 60 + len(messages) / 50,
-                         f"{len(expected)} executions")  # fmt: skip
+        await eventually(
+            lambda: engine.execution_count() >= len(expected), 60 + len(messages) / 50, f"{len(expected)} executions"
+        )
         await eventually(lambda: _pending_is_zero(broker), 30, "an empty queue")
         finish = time.monotonic() - started
         assert await second.terminate(30) == 0, second.log_tail()
@@ -111,9 +117,11 @@ async def run_stream(broker: SidecarContract, engine: EngineUnderTest) -> None:
     assert conflicted == conflict_ids
     # at-least-once in the DLQ: a kill between the dead letter's publish and the ack dead-letters it twice
     assert len(poison) + conflicts <= len(letters) <= len(poison) + conflicts + broker.stream_in_flight
-    print(f"\n{len(messages)} messages published in {published:.2f}s; {at_kill} executed before kill -9; "
-          f"the rest ({len(expected) - at_kill}) in {finish:.2f}s after restart "
-          f"({(len(messages) - at_kill) / finish:.0f} msg/s incl. startup)")  # fmt: skip
+    print(
+        f"\n{len(messages)} messages published in {published:.2f}s; {at_kill} executed before kill -9; "
+        f"the rest ({len(expected) - at_kill}) in {finish:.2f}s after restart "
+        f"({(len(messages) - at_kill) / finish:.0f} msg/s incl. startup)"
+    )
 
 
 async def _pending_is_zero(broker: SidecarContract) -> bool:
