@@ -30,6 +30,9 @@ class PubSubSidecarSettings(BrokerSidecarSettings):
     dead_letter_topic: str = Field(default="", pattern=r"^$|" + _ID)  # required: the topic's id
     max_messages: int = Field(default=64, ge=1, le=10_000)  # flow control: messages leased and unsettled
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # flow control: their bytes
+    # each lease extension, seconds; also the streaming pull's ack deadline: a message Pub/Sub sent on a
+    # stream that closed before the client read it (a stop, a crash) comes back after this long
+    lease_extension: int = Field(default=10, ge=10, le=600)
 
     def to_config(self) -> PubSubSidecarConfig:
         for name in ("project", "subscription", "dead_letter_topic"):
@@ -37,10 +40,16 @@ class PubSubSidecarSettings(BrokerSidecarSettings):
                 raise ConfigError(f"WOJAK_SIDECAR_PUBSUB_{name.upper()} is not set")
         concurrency = min(self.concurrency or self.max_messages, self.max_messages)
         return PubSubSidecarConfig(
-            project=self.project, subscription=self.subscription, dead_letter_topic=self.dead_letter_topic,
-            max_messages=self.max_messages, max_bytes=self.max_bytes, max_body_bytes=self.max_body_bytes,
-            settle_timeout=self.settle_timeout, runner=self.runner_config(concurrency),
-        )  # fmt: skip
+            project=self.project,
+            subscription=self.subscription,
+            dead_letter_topic=self.dead_letter_topic,
+            max_messages=self.max_messages,
+            max_bytes=self.max_bytes,
+            lease_extension=self.lease_extension,
+            max_body_bytes=self.max_body_bytes,
+            settle_timeout=self.settle_timeout,
+            runner=self.runner_config(concurrency),
+        )
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class PubSubSidecarConfig:
     dead_letter_topic: str
     max_messages: int = 64
     max_bytes: int = 64 * 1024 * 1024
+    lease_extension: int = 10
     max_body_bytes: int = 65536
     settle_timeout: float = 10.0
     runner: RunnerConfig | None = None
@@ -68,5 +78,7 @@ class PubSubSidecarConfig:
         return f"projects/{self.project}/topics/{self.dead_letter_topic}"
 
     def __repr__(self) -> str:
-        return (f"PubSubSidecarConfig(subscription={self.subscription_path!r}, dead_letters={self.dead_letter_topic_path!r}, "
-                f"max_messages={self.max_messages})")  # fmt: skip
+        return (
+            f"PubSubSidecarConfig(subscription={self.subscription_path!r}, dead_letters={self.dead_letter_topic_path!r}, "
+            f"max_messages={self.max_messages})"
+        )

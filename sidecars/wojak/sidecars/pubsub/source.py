@@ -76,8 +76,12 @@ def dead_letter_attributes(
     original: dict[str, str], reason: str, detail: Any, subscription: str, message_id: str
 ) -> dict[str, str]:
     """The publisher's attributes, ours over theirs (the reason always)."""
-    ours = {REASON_ATTRIBUTE: str(reason)[:256], SUBSCRIPTION_ATTRIBUTE: subscription, MESSAGE_ID_ATTRIBUTE: str(message_id),
-            DETAIL_ATTRIBUTE: _detail(detail)}  # fmt: skip
+    ours = {
+        REASON_ATTRIBUTE: str(reason)[:256],
+        SUBSCRIPTION_ATTRIBUTE: subscription,
+        MESSAGE_ID_ATTRIBUTE: str(message_id),
+        DETAIL_ATTRIBUTE: _detail(detail),
+    }
     return {**{k: v for k, v in original.items() if k not in ours}, **ours}
 
 
@@ -89,10 +93,16 @@ class PubSubMessage(SourceMessage):
         self.ordering_key: str = received.ordering_key or ""
         self.message_attributes: dict[str, str] = dict(received.attributes)
         body = bytes(received.data)
-        super().__init__(body, coordinates_for(source.config.subscription, self.message_id), {
-            "message_id": self.message_id, "ordering_key": self.ordering_key,
-            "delivery_attempt": received.delivery_attempt, "attributes": self.message_attributes,
-        })  # fmt: skip
+        super().__init__(
+            body,
+            coordinates_for(source.config.subscription, self.message_id),
+            {
+                "message_id": self.message_id,
+                "ordering_key": self.ordering_key,
+                "delivery_attempt": received.delivery_attempt,
+                "attributes": self.message_attributes,
+            },
+        )
         if len(body) > source.config.max_body_bytes:
             self.refusal = (BODY_TOO_LARGE, {"bytes": len(body), "limit": source.config.max_body_bytes})
 
@@ -105,11 +115,12 @@ class PubSubMessage(SourceMessage):
         source = self._source
         source._settling(self)
         seconds = min(max(0, math.ceil(delay)), MAX_DEADLINE)
-        try:
-            await source.settle_call(source._run(_deadline_and_drop, self.received, seconds, source.settle_timeout),
-                                     "requeue (modify ack deadline)", self.coordinates)  # fmt: skip
-        finally:
-            source._hold_key(self, seconds)
+        source._hold_key(self, seconds)  # before the drop: the drop hands out the key's next message at once
+        await source.settle_call(
+            source._run(_deadline_and_drop, self.received, seconds, source.settle_timeout),
+            "requeue (modify ack deadline)",
+            self.coordinates,
+        )
 
     async def _dead_letter(self, reason: str, detail: Any) -> None:
         source = self._source
@@ -117,9 +128,10 @@ class PubSubMessage(SourceMessage):
         try:
             await source.settle_call(source._publish_dead_letter(self, reason, detail), "dead letter (publish)", self.coordinates)
         except SettleFailed:
-            await source.quietly(source._run(_deadline_and_drop, self.received, 1, source.settle_timeout), "giving back",
-                                 self.coordinates)  # fmt: skip
             source._hold_key(self, 1)
+            await source.quietly(
+                source._run(_deadline_and_drop, self.received, 1, source.settle_timeout), "giving back", self.coordinates
+            )
             raise
         await source.settle_call(source._run(_ack, self.received, source.settle_timeout), "ack", self.coordinates)
 
@@ -137,15 +149,21 @@ def _deadline_and_drop(received: Any, seconds: int, timeout: float) -> None:
 
 def _set_deadline(subscriber: Any, subscription: str, ack_ids: list[str], seconds: int, timeout: float) -> None:
     for start in range(0, len(ack_ids), 1000):
-        subscriber.modify_ack_deadline(request={"subscription": subscription, "ack_ids": ack_ids[start : start + 1000],
-                                                "ack_deadline_seconds": seconds}, timeout=timeout)  # fmt: skip
+        subscriber.modify_ack_deadline(
+            request={"subscription": subscription, "ack_ids": ack_ids[start : start + 1000], "ack_deadline_seconds": seconds},
+            timeout=timeout,
+        )
 
 
 class PubSubSource(BrokerSource):
     name = "pubsub"  # the CLI name: part of every derived client_order_id, so never renamed later
 
-    def __init__(self, config: PubSubSidecarConfig, metrics: SidecarMetrics | None = None,
-                 clients: Callable[[], tuple[Any, Any]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: PubSubSidecarConfig,
+        metrics: SidecarMetrics | None = None,
+        clients: Callable[[], tuple[Any, Any]] | None = None,
+    ) -> None:
         super().__init__(config.settle_timeout)
         self.config = config
         self.metrics = metrics
@@ -173,7 +191,11 @@ class PubSubSource(BrokerSource):
         self._subscriber, self._publisher = clients
         from google.cloud.pubsub_v1.types import FlowControl
 
-        flow = FlowControl(max_messages=self.config.max_messages, max_bytes=self.config.max_bytes)
+        flow = FlowControl(
+            max_messages=self.config.max_messages,
+            max_bytes=self.config.max_bytes,
+            max_duration_per_lease_extension=self.config.lease_extension,
+        )
         self._pull = self._subscriber.subscribe(self.config.subscription_path, callback=self._on_message, flow_control=flow)
         log.info("consuming %r", self.config)
         return self
@@ -211,8 +233,11 @@ class PubSubSource(BrokerSource):
                 give_back.append(item)
         if give_back and self._subscriber is not None:  # then what was not settled: redelivered now
             ack_ids = [m.ack_id for m in give_back]
-            await self.quietly(self._run(_set_deadline, self._subscriber, self.config.subscription_path, ack_ids, 0,
-                                         self.settle_timeout), "giving back", self.config.subscription)  # fmt: skip
+            await self.quietly(
+                self._run(_set_deadline, self._subscriber, self.config.subscription_path, ack_ids, 0, self.settle_timeout),
+                "giving back",
+                self.config.subscription,
+            )
         for client, close in ((self._subscriber, "close"), (self._publisher, "stop")):
             if client is not None:
                 try:
@@ -243,8 +268,13 @@ class PubSubSource(BrokerSource):
                 if received.message_id == head or time.monotonic() > until:
                     del self._blocked[key]
                 else:  # behind a requeued message of its key: back with it, in order
-                    asyncio.create_task(self.quietly(self._run(_deadline_and_drop, received, delay, self.settle_timeout),
-                                                     "giving back (ordering key held)", received.message_id))  # fmt: skip
+                    asyncio.create_task(
+                        self.quietly(
+                            self._run(_deadline_and_drop, received, delay, self.settle_timeout),
+                            "giving back (ordering key held)",
+                            received.message_id,
+                        )
+                    )
                     continue
             message = PubSubMessage(self, received)
             self._held[message.message_id] = received
@@ -261,8 +291,9 @@ class PubSubSource(BrokerSource):
             self._blocked[message.ordering_key] = (message.message_id, time.monotonic() + delay + 60, delay)
 
     async def _publish_dead_letter(self, message: PubSubMessage, reason: str, detail: Any) -> None:
-        attributes = dead_letter_attributes(message.message_attributes, reason, detail, self.config.subscription,
-                                            message.message_id)  # fmt: skip
+        attributes = dead_letter_attributes(
+            message.message_attributes, reason, detail, self.config.subscription, message.message_id
+        )
         publisher, topic, timeout = self._publisher, self.config.dead_letter_topic_path, self.settle_timeout
 
         def publish() -> str:
