@@ -25,7 +25,7 @@ pytestmark = pytest.mark.pubsub
 class PubSubTopic:
     """A topic, its subscription, a dead-letter topic and a subscription to read it, on the emulator."""
 
-    def __init__(self, project: str, *, ordering: bool = False) -> None:
+    def __init__(self, project: str, *, ordering: bool = False, exactly_once: bool = False) -> None:
         self.project = project
         prefix = f"wojak-test-{uuid.uuid4().hex[:12]}"
         self.publisher = pubsub_v1.PublisherClient(publisher_options=pubsub_v1.types.PublisherOptions(
