@@ -84,7 +84,7 @@ class MemoryPubSub:
         sub = self.subscriptions[subscription]
         self._lapse(sub, now)
         busy = {m.ordering_key for m in sub.messages.values() if m.ack_id is not None and m.ordering_key}
-        out = []
+        out: list[_Message] = []
         for m in sub.messages.values():
             if len(out) >= limit:
                 break

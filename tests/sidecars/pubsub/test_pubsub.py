@@ -105,7 +105,7 @@ class PubSubTopic:
             for m in got:
                 attributes = dict(m.message.attributes)
                 detail = attributes.get(DETAIL_ATTRIBUTE)
-                letters.append(DeadLetter(attributes.get(REASON_ATTRIBUTE), json.loads(detail) if detail else None,
+                letters.append(DeadLetter(attributes.get(REASON_ATTRIBUTE, ""), json.loads(detail) if detail else None,
                                           bytes(m.message.data)))
             return letters
 

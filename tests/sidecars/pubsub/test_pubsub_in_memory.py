@@ -67,7 +67,7 @@ class TestPubSubInMemory(SidecarContract):
         letters = []
         for m in self.memory.drain(self.dlq_subscription):
             detail = m.attributes.get(DETAIL_ATTRIBUTE)
-            letters.append(DeadLetter(m.attributes.get(REASON_ATTRIBUTE), json.loads(detail) if detail else None, m.data))
+            letters.append(DeadLetter(m.attributes.get(REASON_ATTRIBUTE, ""), json.loads(detail) if detail else None, m.data))
         return letters
 
     async def pending_count(self) -> int:
