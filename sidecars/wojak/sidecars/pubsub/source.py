@@ -58,6 +58,16 @@ SUBSCRIPTION_ATTRIBUTE = "wojak-subscription"
 MESSAGE_ID_ATTRIBUTE = "wojak-message-id"
 MAX_ATTRIBUTE_VALUE = 1024  # bytes: Pub/Sub's limit for an attribute's value
 MAX_DEADLINE = 600
+PROBE_INTERVAL = 2.0  # seconds between reachability checks (readiness)
+PROBE_TIMEOUT = 5.0
+
+
+def _outcome(pull: Any) -> str:
+    try:
+        error = pull.exception(timeout=0)
+    except BaseException as e:  # cancelled
+        return type(e).__name__
+    return repr(error)[:200] if error else "closed"
 
 
 def coordinates_for(subscription: str, message_id: str) -> tuple[str, str]:
@@ -177,6 +187,8 @@ class PubSubSource(BrokerSource):
         self._held: dict[str, Any] = {}  # handed out, not settled
         self._blocked: dict[str, tuple[str, float, int]] = {}  # ordering key -> (requeued message id, until, delay)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reachable = False
+        self._watch: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
@@ -189,6 +201,13 @@ class PubSubSource(BrokerSource):
         if clients is None:
             return self
         self._subscriber, self._publisher = clients
+        self._subscribe()
+        self._reachable = True
+        self._watch = asyncio.create_task(self._watch_broker(), name="wojak-pubsub-watch")
+        log.info("consuming %r", self.config)
+        return self
+
+    def _subscribe(self) -> None:
         from google.cloud.pubsub_v1.types import FlowControl
 
         flow = FlowControl(
@@ -197,8 +216,28 @@ class PubSubSource(BrokerSource):
             max_duration_per_lease_extension=self.config.lease_extension,
         )
         self._pull = self._subscriber.subscribe(self.config.subscription_path, callback=self._on_message, flow_control=flow)
-        log.info("consuming %r", self.config)
-        return self
+
+    async def _watch_broker(self) -> None:
+        """Readiness and recovery. The library retries a broken stream by itself and its future stays
+        pending meanwhile, so reachability is asked of Pub/Sub (a unary call with a short deadline)
+        every ``PROBE_INTERVAL``; a stream the library gave up (its future done) is opened again."""
+        path = self.config.subscription_path
+        while not self.stopping:
+            try:
+                call = functools.partial(self._subscriber.get_subscription, subscription=path, timeout=PROBE_TIMEOUT)
+                await asyncio.wait_for(self._run(call), PROBE_TIMEOUT + 1)
+            except Exception as exc:
+                if self._reachable:
+                    log.warning("Pub/Sub is not answering (%s): not ready", str(exc)[:200] or type(exc).__name__)
+                self._reachable = False
+            else:
+                if not self._reachable:
+                    log.warning("Pub/Sub answers again: ready")
+                self._reachable = True
+                if self._pull is not None and self._pull.done() and not self.stopping:
+                    log.warning("the streaming pull ended (%s); opening it again", _outcome(self._pull))
+                    self._subscribe()
+            await self.pause(PROBE_INTERVAL)
 
     async def _connect(self) -> tuple[Any, Any]:
         subscriber, publisher = await self._run(self._clients)
@@ -217,6 +256,10 @@ class PubSubSource(BrokerSource):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop_consuming()
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
         if self._pull is not None:  # first the stream (and the library's lease extensions) stop
             self._pull.cancel()
             try:
@@ -252,7 +295,7 @@ class PubSubSource(BrokerSource):
             self._deliveries.put_nowait(None)  # the iterator ends; what arrives from now on waits for the close
 
     def is_ready(self) -> bool:
-        return self._pull is not None and not self._pull.done() and not self.stopping
+        return self._pull is not None and not self._pull.done() and self._reachable and not self.stopping
 
     async def messages(self) -> AsyncIterator[SourceMessage]:
         while True:
