@@ -119,8 +119,8 @@ class TestPubSub(SidecarContract):
     stream_in_flight = 256  # a killed sidecar's leased messages (flow control 128), twice for safety
 
     @pytest.fixture(autouse=True)
-    def broker(self, pubsub_service):
-        self.topic = PubSubTopic(pubsub_service.project)
+    def broker(self, pubsub_emulator):
+        self.topic = PubSubTopic(pubsub_emulator.project)
         yield self.topic
         self.topic.close()
 
@@ -180,8 +180,8 @@ class _Tracking:
             self.now[account] -= 1
 
 
-async def test_ordering_keys_are_kept_one_at_a_time_in_order_across_a_requeue(engine, pubsub_service):
-    topic = PubSubTopic(pubsub_service.project, ordering=True)
+async def test_ordering_keys_are_kept_one_at_a_time_in_order_across_a_requeue(engine, pubsub_emulator):
+    topic = PubSubTopic(pubsub_emulator.project, ordering=True)
     try:
         n = 6
         for key, account in (("k1", "acct-1"), ("k2", "acct-2")):

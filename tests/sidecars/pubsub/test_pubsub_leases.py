@@ -46,8 +46,8 @@ def slow_engine(engine_factory):
 
 
 @pytest.fixture
-def topic(pubsub_service):
-    t = PubSubTopic(pubsub_service.project)
+def topic(pubsub_emulator):
+    t = PubSubTopic(pubsub_emulator.project)
     yield t
     t.close()
 
@@ -95,8 +95,8 @@ async def test_a_venue_slower_than_the_ack_deadline_never_lets_a_lease_lapse(slo
 
 
 @pytest.fixture
-def exactly_once(pubsub_service):
-    t = PubSubTopic(pubsub_service.project, exactly_once=True)
+def exactly_once(pubsub_emulator):
+    t = PubSubTopic(pubsub_emulator.project, exactly_once=True)
     yield t
     t.close()
 
