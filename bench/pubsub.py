@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import free_port, process, progress, wait_until, workdir  # noqa: E402
-from bench.rabbitmq import _counter, bodies, cpu_seconds, engine_ping, tick  # noqa: E402
+from bench.rabbitmq import _counter, _profile, bodies, cpu_seconds, engine_ping, own_time, tick  # noqa: E402
 
 PY = sys.executable
 PROJECT = os.environ.get("PUBSUB_PROJECT_ID", "test")
@@ -128,7 +128,7 @@ def _metrics(port: int) -> str:
         return r.read().decode()
 
 
-async def run_wojak(n: int, max_messages: int, synchronous: str) -> dict:
+async def run_wojak(n: int, max_messages: int, synchronous: str, profile: Path | None = None) -> dict:
     topic = Topic(f"wojak-bench-{uuid.uuid4().hex[:10]}")
     try:
         preload = topic.preload(bodies(n, f"w{uuid.uuid4().hex[:6]}"))
@@ -156,6 +156,7 @@ async def run_wojak(n: int, max_messages: int, synchronous: str) -> dict:
                 await tick(sock)
                 with process([PY, "-m", "wojak", "sidecar", "pubsub"], sidecar_env, tmp / "sidecar.log") as sidecar:
                     t0 = cpu0 = None
+                    profilers: list = []
                     acked, text = 0.0, ""
                     deadline = time.monotonic() + 900
                     while acked < n:
@@ -169,9 +170,12 @@ async def run_wojak(n: int, max_messages: int, synchronous: str) -> dict:
                         if acked > 0 and t0 is None:
                             t0 = time.perf_counter()
                             cpu0 = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid)}
+                            profilers = _profile(profile, engine.pid, sidecar.pid) if profile else []
                         await asyncio.sleep(0.02)
                     t1 = time.perf_counter()
                     cpu = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid)}
+                    for p in profilers:
+                        p.wait()
                     sidecar.send_signal(signal.SIGTERM)
                     code = await asyncio.to_thread(sidecar.wait, 30)
         left = topic.left()
@@ -197,9 +201,13 @@ def bench(args, results: dict) -> None:
     synchronous = getattr(args, "synchronous", None) or ["normal"]
     progress(f"bare streaming pull + ack, flow control {max_messages}, {n:,} messages")
     out: dict = {"bare": run_bare(n, max_messages), "wojak": []}
+    profile = getattr(args, "profile", None)
     for sync in synchronous:
         progress(f"wojak sidecar pubsub + engine (SQLite synchronous={sync}), flow control {max_messages}, {n:,} orders")
-        out["wojak"].append(asyncio.run(run_wojak(n, max_messages, sync)))
+        where = Path(profile) / f"pubsub-{sync}" if profile else None
+        out["wojak"].append(asyncio.run(run_wojak(n, max_messages, sync, where)))
+        if where:
+            out["wojak"][-1]["profile"] = {name: own_time(where / f"{name}.raw") for name in ("sidecar", "engine")}
     results["pubsub"] = out
     report(out, max_messages)
 
@@ -222,6 +230,10 @@ def report(out: dict, max_messages: int) -> None:
             f"{'' if ok else '  <-- NOT CLEAN'}); target >= {TARGET_SHARE:.0%} of bare "
             f"{'met' if share >= TARGET_SHARE else 'MISSED'}"
         )
+        for name, rows in (w.get("profile") or {}).items():
+            print(f"      py-spy own time, {name}:")
+            for share_, fn in rows[:10]:
+                print(f"        {share_:6.1%}  {fn}")
 
 
 def maybe_run(sections, args, results: dict) -> None:
@@ -234,6 +246,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=5000)
     parser.add_argument("--max-messages", type=int, default=128, help="flow control, both loops")
     parser.add_argument("--synchronous", action="append", help="SQLite synchronous mode(s) (default: normal)")
+    parser.add_argument("--profile", help="py-spy both processes for 3 s mid-run; raw files under this directory")
     parser.add_argument("--json")
     args = parser.parse_args()
     results: dict = {}
