@@ -128,7 +128,9 @@ def _metrics(port: int) -> str:
         return r.read().decode()
 
 
-async def run_wojak(n: int, max_messages: int, synchronous: str, profile: Path | None = None) -> dict:
+async def run_wojak(
+    n: int, max_messages: int, synchronous: str, profile: Path | None = None, lease_extension: int | None = None
+) -> dict:
     topic = Topic(f"wojak-bench-{uuid.uuid4().hex[:10]}")
     try:
         preload = topic.preload(bodies(n, f"w{uuid.uuid4().hex[:6]}"))
@@ -151,13 +153,16 @@ async def run_wojak(n: int, max_messages: int, synchronous: str, profile: Path |
                 "WOJAK_SIDECAR_PUBSUB_MAX_MESSAGES": str(max_messages),
                 "WOJAK_SIDECAR_HEALTH_PORT": str(port),
             }
+            if lease_extension:
+                sidecar_env["WOJAK_SIDECAR_PUBSUB_LEASE_EXTENSION"] = str(lease_extension)
             with process([PY, "-m", "wojak", "engine"], engine_env, tmp / "engine.log") as engine:
                 await asyncio.to_thread(wait_until, lambda: engine_ping(sock), 30.0, "engine")
                 await tick(sock)
                 with process([PY, "-m", "wojak", "sidecar", "pubsub"], sidecar_env, tmp / "sidecar.log") as sidecar:
                     t0 = cpu0 = None
                     profilers: list = []
-                    acked, text = 0.0, ""
+                    acked = duplicates = 0.0
+                    text = ""
                     deadline = time.monotonic() + 900
                     while acked < n:
                         if sidecar.poll() is not None or time.monotonic() > deadline:
@@ -166,7 +171,9 @@ async def run_wojak(n: int, max_messages: int, synchronous: str, profile: Path |
                             text = await asyncio.to_thread(_metrics, port)
                         except OSError:
                             text = ""
-                        acked = _counter(text, "wojak_sidecar_settlements", settlement="ack")
+                        # orders settled: acks less the duplicates (a redelivery is acked again)
+                        duplicates = _counter(text, "wojak_sidecar_messages", verdict="duplicate")
+                        acked = _counter(text, "wojak_sidecar_settlements", settlement="ack") - duplicates
                         if acked > 0 and t0 is None:
                             t0 = time.perf_counter()
                             cpu0 = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid)}
@@ -190,6 +197,7 @@ async def run_wojak(n: int, max_messages: int, synchronous: str, profile: Path |
         "per_s": n / secs,
         "left": left,
         "sidecar_exit": code,
+        "duplicates": int(duplicates),
         "preload_s": preload,
         "cpu_us_per_order": {k: (cpu[k] - cpu0[k]) / n * 1e6 for k in cpu},
     }
@@ -205,7 +213,8 @@ def bench(args, results: dict) -> None:
     for sync in synchronous:
         progress(f"wojak sidecar pubsub + engine (SQLite synchronous={sync}), flow control {max_messages}, {n:,} orders")
         where = Path(profile) / f"pubsub-{sync}" if profile else None
-        out["wojak"].append(asyncio.run(run_wojak(n, max_messages, sync, where)))
+        lease = getattr(args, "lease_extension", None)
+        out["wojak"].append(asyncio.run(run_wojak(n, max_messages, sync, where, lease)))
         if where:
             out["wojak"][-1]["profile"] = {name: own_time(where / f"{name}.raw") for name in ("sidecar", "engine")}
     results["pubsub"] = out
@@ -226,7 +235,8 @@ def report(out: dict, max_messages: int) -> None:
         cpu = ", ".join(f"{k} {v:.0f}" for k, v in w["cpu_us_per_order"].items())
         print(
             f"    wojak sync={w['synchronous']:<6}            {w['per_s']:9,.0f} orders/s = {share:4.0%} of bare "
-            f"({w['orders']:,} in {w['seconds']:.2f} s; CPU us/order {cpu}; left {w['left']}, exit {w['sidecar_exit']}"
+            f"({w['orders']:,} in {w['seconds']:.2f} s; CPU us/order {cpu}; duplicates {w['duplicates']}; "
+            f"left {w['left']}, exit {w['sidecar_exit']}"
             f"{'' if ok else '  <-- NOT CLEAN'}); target >= {TARGET_SHARE:.0%} of bare "
             f"{'met' if share >= TARGET_SHARE else 'MISSED'}"
         )
@@ -246,6 +256,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=5000)
     parser.add_argument("--max-messages", type=int, default=128, help="flow control, both loops")
     parser.add_argument("--synchronous", action="append", help="SQLite synchronous mode(s) (default: normal)")
+    parser.add_argument("--lease-extension", type=int, help="WOJAK_SIDECAR_PUBSUB_LEASE_EXTENSION (default: the sidecar's)")
     parser.add_argument("--profile", help="py-spy both processes for 3 s mid-run; raw files under this directory")
     parser.add_argument("--json")
     args = parser.parse_args()
