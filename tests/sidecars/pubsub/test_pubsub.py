@@ -14,7 +14,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from wojak.engine.protocol import MessageType
-from wojak.sidecars.pubsub import PubSubSidecarConfig, PubSubSource
+from wojak.sidecars.pubsub import PubSubSidecarSettings, PubSubSource
 from wojak.sidecars.pubsub.source import DETAIL_ATTRIBUTE, REASON_ATTRIBUTE
 from wojak.sidecars.testing.contract import ACCOUNTS, TICK, Sidecar, SidecarContract, dumps, eventually, ledger, order
 from wojak.sidecars.testing.memory import DeadLetter
@@ -43,11 +43,11 @@ class PubSubTopic:
                                                      "ack_deadline_seconds": 10})
         self.ids: dict[str, str] = {}
 
-    def config(self, **kw: Any) -> PubSubSidecarConfig:
+    def config(self, **kw: Any) -> PubSubSidecarSettings:
         settings: dict[str, Any] = dict(project=self.project, subscription=self.subscription.rsplit("/", 1)[-1],
                                         dead_letter_topic=self.dlq_topic.rsplit("/", 1)[-1], max_messages=32)
         settings.update(kw)
-        return PubSubSidecarConfig(**settings)
+        return PubSubSidecarSettings(**settings)
 
     def env(self) -> dict[str, str]:
         c = self.config()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.sidecars.pubsub._memory import MemoryPublisherClient, MemoryPubSub, MemorySubscriberClient
-from wojak.sidecars.pubsub import PubSubSidecarConfig, PubSubSource
+from wojak.sidecars.pubsub import PubSubSidecarSettings, PubSubSource
 from wojak.sidecars.pubsub.source import DETAIL_ATTRIBUTE, REASON_ATTRIBUTE
 from wojak.sidecars.testing.contract import EngineUnderTest, InProcessSidecar, SidecarContract
 from wojak.sidecars.testing.memory import DeadLetter
@@ -41,12 +41,12 @@ class TestPubSubInMemory(SidecarContract):
         self.ids: dict[str, str] = {}
         return self.memory
 
-    def config(self, **kw: Any) -> PubSubSidecarConfig:
+    def config(self, **kw: Any) -> PubSubSidecarSettings:
         settings: dict[str, Any] = dict(
             project=PROJECT, subscription=self.name, dead_letter_topic=f"{self.name}-dlq", max_messages=32
         )
         settings.update(kw)
-        return PubSubSidecarConfig(**settings)
+        return PubSubSidecarSettings(**settings)
 
     def make_source(self, **kw: Any) -> PubSubSource:
         subscriber = MemorySubscriberClient(self.memory)

@@ -11,11 +11,11 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise ImportError("the Pub/Sub sidecar needs google-cloud-pubsub: pip install 'wojak[pubsub]'") from exc
 
-from wojak.sidecars.pubsub.config import PubSubSidecarConfig, PubSubSidecarSettings
+from wojak.sidecars.pubsub.config import PubSubSidecarSettings
 from wojak.sidecars.pubsub.source import PubSubMessage, PubSubSource, serve
 
 # What `wojak sidecar pubsub` runs (every broker package names the same three: docs/sidecar-kit.md)
 TITLE = "Pub/Sub"
 Settings = PubSubSidecarSettings
 
-__all__ = ["TITLE", "PubSubMessage", "PubSubSidecarConfig", "PubSubSidecarSettings", "PubSubSource", "Settings", "serve"]
+__all__ = ["TITLE", "PubSubMessage", "PubSubSidecarSettings", "PubSubSource", "Settings", "serve"]

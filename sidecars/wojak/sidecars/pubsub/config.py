@@ -1,6 +1,7 @@
 """Settings of the Pub/Sub sidecar: ``WOJAK_SIDECAR_PUBSUB_*`` for the subscription; the settings
 every broker sidecar shares come from the kit's ``BrokerSidecarSettings``.
 
+Declared once: the settings object (frozen) is the configuration the source and ``serve`` read.
 Credentials come only from the environment or the workload's identity (Application Default
 Credentials: GKE workload identity, ``GOOGLE_APPLICATION_CREDENTIALS``); ``PUBSUB_EMULATOR_HOST``
 points the client at an emulator (plain text: loopback only).
@@ -9,9 +10,9 @@ points the client at an emulator (plain text: loopback only).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from wojak.engine.protocol import require_secure
@@ -34,40 +35,26 @@ class PubSubSidecarSettings(BrokerSidecarSettings):
     # stream that closed before the client read it (a stop, a crash) comes back after this long
     lease_extension: int = Field(default=10, ge=10, le=600)
 
-    def to_config(self) -> PubSubSidecarConfig:
-        for name in ("project", "subscription", "dead_letter_topic"):
-            if not getattr(self, name):
-                raise ConfigError(f"WOJAK_SIDECAR_PUBSUB_{name.upper()} is not set")
-        concurrency = min(self.concurrency or self.max_messages, self.max_messages)
-        return PubSubSidecarConfig(
-            project=self.project,
-            subscription=self.subscription,
-            dead_letter_topic=self.dead_letter_topic,
-            max_messages=self.max_messages,
-            max_bytes=self.max_bytes,
-            lease_extension=self.lease_extension,
-            max_body_bytes=self.max_body_bytes,
-            settle_timeout=self.settle_timeout,
-            runner=self.runner_config(concurrency),
-        )
-
-
-@dataclass(frozen=True)
-class PubSubSidecarConfig:
-    project: str
-    subscription: str
-    dead_letter_topic: str
-    max_messages: int = 64
-    max_bytes: int = 64 * 1024 * 1024
-    lease_extension: int = 10
-    max_body_bytes: int = 65536
-    settle_timeout: float = 10.0
-    runner: RunnerConfig | None = None
-
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _emulator_on_loopback(self) -> Self:
         emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
         if emulator:
             require_secure(f"http://{emulator}", "PUBSUB_EMULATOR_HOST")  # the emulator speaks plain text
+        return self
+
+    @property
+    def runner(self) -> RunnerConfig:
+        # never more in flight than the flow control leases: every message in flight is unsettled
+        return self.runner_config(min(self.concurrency or self.max_messages, self.max_messages))
+
+    def to_config(self) -> Self:
+        """What `wojak sidecar pubsub` hands ``serve``: these settings, once the required ones are
+        set (each refusal one line naming the setting; ``WOJAK_SIDECAR_ACCOUNTS`` is required)."""
+        for name in ("project", "subscription", "dead_letter_topic"):
+            if not getattr(self, name):
+                raise ConfigError(f"WOJAK_SIDECAR_PUBSUB_{name.upper()} is not set")
+        _ = self.runner
+        return self
 
     @property
     def subscription_path(self) -> str:
@@ -79,6 +66,6 @@ class PubSubSidecarConfig:
 
     def __repr__(self) -> str:
         return (
-            f"PubSubSidecarConfig(subscription={self.subscription_path!r}, dead_letters={self.dead_letter_topic_path!r}, "
-            f"max_messages={self.max_messages})"
+            f"PubSubSidecarSettings(subscription={self.subscription_path!r}, "
+            f"dead_letters={self.dead_letter_topic_path!r}, max_messages={self.max_messages})"
         )

@@ -42,12 +42,10 @@ from typing import Any, AsyncIterator, Callable
 
 import orjson
 
-from wojak.engine.protocol import default_socket_path
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.settings import RunnerConfig
 from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage
-from wojak.sidecars.pubsub.config import PubSubSidecarConfig
+from wojak.sidecars.pubsub.config import PubSubSidecarSettings
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +117,7 @@ class PubSubMessage(SourceMessage):
     async def _ack(self) -> None:
         source = self._source
         source._settling(self)
-        await source.settle_call(source._run(_ack, self.received, source.settle_timeout), "ack", self.coordinates)
+        await source.settle_call(_ack(self.received), "ack", self.coordinates)
 
     async def _requeue(self, delay: float) -> None:
         source = self._source
@@ -143,11 +141,18 @@ class PubSubMessage(SourceMessage):
                 source._run(_deadline_and_drop, self.received, 1, source.settle_timeout), "giving back", self.coordinates
             )
             raise
-        await source.settle_call(source._run(_ack, self.received, source.settle_timeout), "ack", self.coordinates)
+        await source.settle_call(_ack(self.received), "ack", self.coordinates)
 
 
-def _ack(received: Any, timeout: float) -> None:
-    received.ack_with_response().result(timeout=timeout)
+async def _ack(received: Any) -> None:
+    """``ack_with_response`` only queues the ack for the library's dispatcher (no blocking call, so
+    no thread hop); its future is done at once unless the subscription has exactly-once delivery,
+    where it is Pub/Sub's answer, awaited (a refusal raises: not acked)."""
+    future = received.ack_with_response()
+    if not future.done():
+        await asyncio.wrap_future(future)
+    else:
+        future.result()
 
 
 def _deadline_and_drop(received: Any, seconds: int, timeout: float) -> None:
@@ -170,7 +175,7 @@ class PubSubSource(BrokerSource):
 
     def __init__(
         self,
-        config: PubSubSidecarConfig,
+        config: PubSubSidecarSettings,
         metrics: SidecarMetrics | None = None,
         clients: Callable[[], tuple[Any, Any]] | None = None,
     ) -> None:
@@ -356,8 +361,8 @@ def make_clients() -> tuple[Any, Any]:
     return pubsub_v1.SubscriberClient(), publisher
 
 
-async def serve(config: PubSubSidecarConfig, *, stop: asyncio.Event | None = None) -> None:
+async def serve(config: PubSubSidecarSettings, *, stop: asyncio.Event | None = None) -> None:
     """The Pub/Sub sidecar until SIGTERM/SIGINT (or ``stop``): consume, drain, exit."""
+    runner = config.runner
     metrics = SidecarMetrics(PubSubSource.name)
-    runner = config.runner or RunnerConfig(engine_socket=default_socket_path())
     await serve_sidecar(PubSubSource(config, metrics), runner, stop=stop, metrics=metrics)
