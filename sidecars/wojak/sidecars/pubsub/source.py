@@ -25,9 +25,14 @@ same delay) without reaching the engine, so the order survives a ``retry``.
 Coordinates are ``(subscription id, message_id)``: a message without ``client_order_id`` gets one
 derived from them, the same on every redelivery.
 
-Stopping: no new message is handed out; the ones that arrive meanwhile wait (leased) and are
-given back (nacked) when the source closes, after the drain has settled what was in flight,
-together with anything still unsettled; then the streaming pull is cancelled.
+Stopping: no new message is handed out; the ones that arrive meanwhile wait (leased). When the
+source closes, after the drain has settled what was in flight, the streaming pull is cancelled
+(the library's lease extensions stop), then those and anything still unsettled are given back
+(ack deadline 0). Messages Pub/Sub had sent on the stream but the library never read come back
+when the stream's ack deadline (``lease_extension``) lapses.
+
+Readiness: the library retries a broken stream by itself, its future pending meanwhile, so
+``is_ready`` also needs Pub/Sub to answer a unary call (every ``PROBE_INTERVAL``).
 """
 
 from __future__ import annotations
