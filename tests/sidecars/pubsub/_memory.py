@@ -205,7 +205,7 @@ class _Stream:
         while not self.stopped.is_set() and not self.client.crashed:
             with self.broker.lock:
                 now = time.monotonic()
-                if now - extended > self.lease / 3:  # lease management: extend what is held
+                if now - extended > self.lease / 3 and self.client.extend_leases:  # lease management
                     extended = now
                     for m in self.broker.subscriptions[self.subscription].messages.values():
                         if m.ack_id in self.held and m.stream is self:
@@ -238,6 +238,7 @@ class MemorySubscriberClient:
     def __init__(self, broker: MemoryPubSub) -> None:
         self.broker = broker
         self.crashed = False
+        self.extend_leases = True  # False: a stalled client (its leases lapse)
 
     def check(self) -> None:
         if self.crashed:

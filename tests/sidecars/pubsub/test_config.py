@@ -3,13 +3,15 @@ loopback, the concurrency bounded by the flow control."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pydantic
 import pytest
 
 from wojak.errors import ConfigError
 from wojak.sidecars.pubsub import PubSubSidecarSettings
 
-REQUIRED = {"project": "test", "subscription": "orders", "dead_letter_topic": "orders-dlq", "accounts": "acct-*"}
+REQUIRED: dict[str, Any] = {"project": "test", "subscription": "orders", "dead_letter_topic": "orders-dlq", "accounts": "acct-*"}
 
 
 @pytest.mark.parametrize("missing", ["project", "subscription", "dead_letter_topic"])
@@ -41,7 +43,7 @@ def test_read_from_the_environment_and_frozen(monkeypatch):
     assert config.lease_extension == 30
     assert config.runner.concurrency == 16, "never more in flight than the flow control leases"
     with pytest.raises(pydantic.ValidationError):
-        config.max_messages = 1  # type: ignore[misc]
+        config.max_messages = 1
 
 
 @pytest.mark.parametrize("name, value", [("lease_extension", 5), ("max_messages", 0), ("subscription", "1bad")])

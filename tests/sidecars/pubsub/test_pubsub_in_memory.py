@@ -14,7 +14,16 @@ import pytest
 from tests.sidecars.pubsub._memory import MemoryPublisherClient, MemoryPubSub, MemorySubscriberClient
 from wojak.sidecars.pubsub import PubSubSidecarSettings, PubSubSource
 from wojak.sidecars.pubsub.source import DETAIL_ATTRIBUTE, REASON_ATTRIBUTE
-from wojak.sidecars.testing.contract import EngineUnderTest, InProcessSidecar, SidecarContract
+from wojak.sidecars.testing.contract import (
+    EngineUnderTest,
+    InProcessSidecar,
+    Sidecar,
+    SidecarContract,
+    dumps,
+    eventually,
+    ledger,
+    order,
+)
 from wojak.sidecars.testing.memory import DeadLetter
 
 PROJECT = "memory"
@@ -76,3 +85,20 @@ class TestPubSubInMemory(SidecarContract):
     async def launch(self, engine: EngineUnderTest, env: dict[str, str], name: str) -> InProcessSidecar:
         source = self.make_source(max_messages=128)
         return InProcessSidecar(source, {**env, "WOJAK_SIDECAR_CONCURRENCY": "64"}, source.crash)  # type: ignore[attr-defined]
+
+    async def test_a_message_whose_lease_lapsed_while_held_is_not_handed_out_twice(self, engine):
+        """The lease management stalls (leases of 4 s lapse) while the engine takes 6 s: Pub/Sub
+        delivers the message again to the same sidecar, which keeps the held one (now settled with
+        the new ack id) instead of sending the copy to the engine; the ack takes."""
+        await self.publish(dumps(order("lapsed-1")))
+        subscriber = MemorySubscriberClient(self.memory)
+        subscriber.extend_leases = False
+        publisher = MemoryPublisherClient(self.memory, subscriber)
+        source = PubSubSource(self.config(), clients=lambda: (subscriber, publisher))
+        async with Sidecar(source, engine, delay=6, engine_deadline=10) as sc:
+            await eventually(lambda: sc.source.settled("ack"), 30, "the ack")
+        assert source.redeliveries_held >= 1, "the lease lapsed and the message came back while held"
+        assert sc.slow_client.started == 1 and sc.verdicts("duplicate") == 0, "the copy never reached the engine"
+        assert len(sc.source.seen) == 1
+        assert ledger(engine) == {"lapsed-1": 1}
+        assert await self.pending_count() == 0, "the ack with the new ack id took"

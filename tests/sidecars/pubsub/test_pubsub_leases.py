@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -120,15 +121,18 @@ async def test_exactly_once_acks_are_confirmed_and_a_failed_one_is_not_acked(eng
         async def messages(self):
             async for message in super().messages():
                 if json.loads(message.body)["client_order_id"] == "eo-1" and not lapsed:
-                    acking = message._ack
+                    received = message.received  # type: ignore[attr-defined]
+                    acking = received.ack_with_response
 
-                    async def lapse_then_ack(message: Any = message, acking: Any = acking) -> None:
+                    def lapse_then_ack(message: Any = message, acking: Any = acking) -> Any:
+                        # inside the ack: the sidecar has let go of the message (a copy Pub/Sub sends
+                        # now is a new delivery), then its lease lapses, then the ack goes out
                         lapsed.append(message.message_id)
-                        await asyncio.to_thread(lapse, message)
-                        await asyncio.sleep(0.5)
-                        await acking()
+                        lapse(message)
+                        time.sleep(0.5)
+                        return acking()
 
-                    message._ack = lapse_then_ack  # type: ignore[method-assign]
+                    received.ack_with_response = lapse_then_ack
                 yield message
 
     source = LapsingSource(topic.config())

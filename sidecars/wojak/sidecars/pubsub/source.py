@@ -194,7 +194,8 @@ class PubSubSource(BrokerSource):
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="wojak-pubsub")
         self._deliveries: asyncio.Queue[Any] = asyncio.Queue()
         self._waiting: list[Any] = []  # arrived while stopping: given back at close
-        self._held: dict[str, Any] = {}  # handed out, not settled
+        self._held: dict[str, PubSubMessage] = {}  # handed out, not settled
+        self.redeliveries_held = 0  # deliveries of a message already held (its lease had lapsed): not handed out
         self._blocked: dict[str, tuple[str, float, int]] = {}  # ordering key -> (requeued message id, until, delay)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reachable = False
@@ -278,7 +279,7 @@ class PubSubSource(BrokerSource):
                 if isinstance(e, KeyboardInterrupt):
                     raise
             self._pull = None
-        give_back = list(self._waiting) + list(self._held.values())
+        give_back = list(self._waiting) + [m.received for m in self._held.values()]
         self._waiting, self._held = [], {}
         while not self._deliveries.empty():
             item = self._deliveries.get_nowait()
@@ -315,6 +316,15 @@ class PubSubSource(BrokerSource):
                     self._waiting.append(received)
                 return
             key = received.ordering_key or ""
+            held = self._held.get(str(received.message_id))
+            if held is not None and not key:
+                # its lease lapsed while the engine has it (a stall, an outage) and Pub/Sub delivered it
+                # again: not handed out twice; the held one settles with the new ack id (the old is stale)
+                held.received.drop()
+                held.received = received
+                self.redeliveries_held += 1
+                log.warning("message %s came back while still held (its lease had lapsed); not handed out again", held.message_id)
+                continue
             blocked = self._blocked.get(key) if key else None
             if blocked is not None:
                 head, until, delay = blocked
@@ -330,7 +340,7 @@ class PubSubSource(BrokerSource):
                     )
                     continue
             message = PubSubMessage(self, received)
-            self._held[message.message_id] = received
+            self._held[message.message_id] = message
             yield message
         # after the iterator: arrivals are kept for the close (see stop_consuming)
 
