@@ -82,7 +82,7 @@ DROPPED_ATTRIBUTE = "wojak-attributes-dropped"
 ENCODING_ATTRIBUTE = "wojak-body-encoding"
 _OWN = frozenset({REASON_ATTRIBUTE, DETAIL_ATTRIBUTE, QUEUE_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE, DROPPED_ATTRIBUTE})
 MAX_ATTRIBUTES = 10  # SQS's limit per message
-RECEIVE_GRACE = 5.0  # seconds a long poll may run past its wait time before SQS counts as not answering
+READ_MARGIN = 10  # seconds a long poll may run past its wait time: the read timeout, and then SQS counts as not answering
 MAX_DETAIL_BYTES = 4096
 DEFAULT_MAX_MESSAGE_BYTES = 262144
 _ACK_LINGER = 0.005  # seconds an ack waits for others to share its DeleteMessageBatch
@@ -442,7 +442,7 @@ class SqsSource(BrokerSource):
         fails a receive only after the read timeout and the client's retries, ~30 s)."""
         if not self._receives:
             return False
-        return self._now() - min(self._receives.values()) > self.config.wait_time + RECEIVE_GRACE
+        return self._now() - min(self._receives.values()) > self.config.wait_time + READ_MARGIN
 
     async def messages(self) -> AsyncIterator[SourceMessage]:
         while (message := await self._buffer.get()) is not None:
@@ -651,7 +651,7 @@ def make_client(config: SqsSidecarSettings) -> Any:
         region_name=config.region,
         max_pool_connections=config.receivers + 8,
         connect_timeout=5,
-        read_timeout=config.wait_time + 10,
+        read_timeout=config.wait_time + READ_MARGIN,
         retries={"mode": "standard", "max_attempts": 3},
     )
     return boto3.session.Session().client("sqs", endpoint_url=config.endpoint or None, config=settings)
