@@ -71,6 +71,7 @@ from typing import Any, AsyncIterator, Callable
 import orjson
 
 from wojak.engine.protocol import SocketDirError
+from wojak.errors import WojakError
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
 from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage
@@ -223,7 +224,7 @@ class Lease:
         )
 
 
-class LeaseLost(Exception):
+class LeaseLost(WojakError):
     """The table refused a conditional write: another replica holds the lease now."""
 
 
