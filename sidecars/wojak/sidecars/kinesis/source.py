@@ -130,6 +130,12 @@ def _error_code(exc: BaseException) -> str:
     return ""
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Marks a send's failure as seen (whoever awaits it next reports it)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _string(value: str) -> dict[str, str]:
     return {"DataType": "String", "StringValue": value}
 
@@ -336,7 +342,7 @@ class LeaseTable:
 
 
 class _Record:
-    __slots__ = ("shard", "raw", "sequence", "lane", "state", "retrying", "failures", "last_reason")
+    __slots__ = ("shard", "raw", "sequence", "lane", "state", "retrying", "failures", "last_reason", "sending")
 
     def __init__(self, shard: "_Shard", raw: dict[str, Any]) -> None:
         self.shard = shard
@@ -347,6 +353,9 @@ class _Record:
         self.retrying = False  # held after a requeue or a failed settlement: its shard hands out nothing else
         self.failures = 0
         self.last_reason: str | None = None
+        # its dead letter still on its way (a send that outlasted the settle timeout may yet arrive):
+        # the next attempt waits for that one instead of sending another copy
+        self.sending: dict[bool, asyncio.Future[Any]] = {}
 
 
 class _Shard:
@@ -650,22 +659,28 @@ class KinesisSource(BrokerSource):
         original = rec.last_reason if minimal else None
         coordinates: tuple[str, str, str] = message.coordinates
         message._busy = True
-        try:
+
+        def send() -> Any:
             if c.dead_letter_queue_url:
                 body, attributes = sqs_dead_letter(
                     message.body, reason, detail, coordinates, rec.lane, minimal=minimal, original_reason=original
                 )
-                call = self._run(
+                return self._run(
                     self._sqs.send_message, QueueUrl=c.dead_letter_queue_url, MessageBody=body, MessageAttributes=attributes
                 )
-            else:
-                data = stream_dead_letter(
-                    message.body, reason, detail, coordinates, rec.lane, minimal=minimal, original_reason=original
-                )
-                call = self._run(
-                    self._kinesis.put_record, StreamName=c.dead_letter_stream, Data=data, PartitionKey=rec.lane or "-"
-                )
-            response = await asyncio.wait_for(call, self.settle_timeout)
+            data = stream_dead_letter(
+                message.body, reason, detail, coordinates, rec.lane, minimal=minimal, original_reason=original
+            )
+            return self._run(self._kinesis.put_record, StreamName=c.dead_letter_stream, Data=data, PartitionKey=rec.lane or "-")
+
+        try:
+            pending = rec.sending.get(minimal)
+            if pending is None or (pending.done() and (pending.cancelled() or pending.exception() is not None)):
+                pending = asyncio.ensure_future(send())
+                pending.add_done_callback(_retrieve)
+                rec.sending[minimal] = pending
+            response = await asyncio.wait_for(asyncio.shield(pending), self.settle_timeout)
+            rec.sending.pop(minimal, None)
             if not (response.get("MessageId") or response.get("SequenceNumber")):
                 raise RuntimeError("the dead letter was not confirmed")
         except asyncio.CancelledError:
@@ -1010,15 +1025,18 @@ def make_clients(config: KinesisSidecarSettings) -> tuple[Any, Any, Any]:
         region_name=config.region,
         max_pool_connections=40,
         connect_timeout=2,
-        read_timeout=10,
+        read_timeout=5,
         retries={"mode": "standard", "max_attempts": 2},
     )
+    # dead letters: one request at a time per record, waited for (a resend while the first may still
+    # arrive would be a second copy); the source retries in place
+    patient = settings.merge(Config(read_timeout=60, retries={"mode": "standard", "max_attempts": 1}))
     session = boto3.session.Session()
     endpoint = config.endpoint or None
     return (
         session.client("kinesis", endpoint_url=endpoint, config=settings),
         session.client("dynamodb", endpoint_url=endpoint, config=settings),
-        session.client("sqs", endpoint_url=endpoint, config=settings),
+        session.client("sqs", endpoint_url=endpoint, config=patient),
     )
 
 
