@@ -18,13 +18,16 @@ from wojak.sidecars.testing.memory import DeadLetter
 
 
 def account_key(body: bytes) -> str:
-    """The producer contract: partition key = the order's account (else a fixed key)."""
+    """The producer contract: partition key = the order's account (a tick's: its symbol; else a fixed key)."""
     try:
         data = json.loads(body)
     except ValueError:
         return "no-account"
-    account = data.get("account") if isinstance(data, dict) else None
-    return account if isinstance(account, str) and account else "no-account"
+    for field in ("account", "symbol"):
+        value = data.get(field) if isinstance(data, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return "no-account"
 
 
 class KinesisStream:

@@ -20,6 +20,7 @@ class TestKinesis(SidecarContract):
     source_name = "kinesis"
     cli_name = "kinesis"
     stream_orders = 10_000
+    ordered_ticks = True  # one key (a tick's symbol) in one partition/shard, in order
     # a killed sidecar dead-letters again what it dead-lettered past its last checkpoint: at most
     # what it had read and not checkpointed (the prefetch, 1,000)
     stream_in_flight = 1000

@@ -143,3 +143,16 @@ async def test_on_the_emulator_a_closed_parent_is_read_to_its_end_before_its_chi
         assert source.counts["ended"] == 1
     finally:
         stream.close()
+
+
+async def test_a_ticks_sidecar_process_uses_each_tick_of_two_collectors_once(engine, aws_service):
+    from tests.sidecars._ticks import run_ticks_process
+
+    stream = KinesisStream(aws_service, shards=2)
+    try:
+        async def publish(bodies: list[bytes]) -> None:
+            await stream.publish_many([(b, None) for b in bodies])
+
+        await run_ticks_process("kinesis", engine, stream.env(), publish, stream.pending)
+    finally:
+        stream.close()
