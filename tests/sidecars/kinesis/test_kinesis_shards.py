@@ -156,3 +156,30 @@ async def test_a_ticks_sidecar_process_uses_each_tick_of_two_collectors_once(eng
         await run_ticks_process("kinesis", engine, stream.env(), publish, stream.pending)
     finally:
         stream.close()
+
+
+async def test_dead_letters_to_a_stream_carry_the_reason_and_the_body(engine, aws_service):
+    import base64
+
+    stream = KinesisStream(aws_service, shards=1)
+    dead = f"{stream.stream}-dlq"
+    try:
+        await asyncio.to_thread(stream.kinesis.create_stream, StreamName=dead, ShardCount=1)
+        bad = dumps(order("bad-1", quantity="0"))
+        where = await stream.publish(bad)
+        await stream.publish(dumps(order("ok-1")))
+        settings = stream.settings(dead_letter_queue_url="", dead_letter_stream=dead)
+        async with Sidecar(KinesisSource(settings.to_config()), engine) as sc:
+            await eventually(lambda: len(sc.source.settled()) == 2, 30, "both settled")
+            await eventually(lambda: _pending_is(stream, 0), 30, "the checkpoint past both")
+        shard = stream.kinesis.list_shards(StreamName=dead)["Shards"][0]["ShardId"]
+        it = stream.kinesis.get_shard_iterator(StreamName=dead, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        records = stream.kinesis.get_records(ShardIterator=it)["Records"]
+        assert len(records) == 1 and records[0]["PartitionKey"] == "acct-1"
+        letter = json.loads(records[0]["Data"])
+        assert letter["reason"] == "invalid" and [e["field"] for e in letter["detail"]["errors"]] == ["quantity"]
+        assert (letter["stream"], letter["shard"], letter["sequence_number"]) == where
+        assert base64.b64decode(letter["body_base64"]) == bad and ledger(engine) == {"ok-1": 1}
+    finally:
+        stream.kinesis.delete_stream(StreamName=dead)
+        stream.close()

@@ -863,7 +863,11 @@ class KinesisSource(BrokerSource):
         active = [lease for lease in leases if lease.checkpoint != SHARD_END]
 
         def parents_done(lease: Lease) -> bool:
-            return all(p not in by_key or by_key[p].checkpoint == SHARD_END for p in lease.parents)
+            # finished, or gone: no lease, or no longer listed (trimmed after the retention period)
+            listed = self._shard_info
+            return all(
+                p not in by_key or by_key[p].checkpoint == SHARD_END or (listed and p not in listed) for p in lease.parents
+            )
 
         live_owners = collections.Counter(
             lease.owner for lease in active if lease.owner and lease.key not in expired and lease.key not in self._shards
