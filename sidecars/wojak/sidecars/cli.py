@@ -49,6 +49,7 @@ BROKERS = {
     "sqs": "SQS consumer (settings from WOJAK_SIDECAR_SQS_*)",
     "sns": "SNS through an SQS queue subscribed to the topic (settings from WOJAK_SIDECAR_SNS_*)",
     "pubsub": "Google Pub/Sub subscriber (settings from WOJAK_SIDECAR_PUBSUB_*)",
+    "kinesis": "Kinesis stream, shards leased in DynamoDB (settings from WOJAK_SIDECAR_KINESIS_*)",
 }
 
 
