@@ -6,12 +6,13 @@ reason, its coordinates and the publisher's attributes."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
-import time
 from typing import Any
 
 import pytest
 from google.api_core import exceptions
+from google.cloud.pubsub_v1.subscriber.exceptions import AcknowledgeError, AcknowledgeStatus
 
 from tests.sidecars.pubsub.test_pubsub import PubSubTopic
 from wojak.engine.protocol import MessageType
@@ -103,13 +104,16 @@ def exactly_once(pubsub_emulator):
 
 
 async def test_exactly_once_acks_are_confirmed_and_a_failed_one_is_not_acked(engine, exactly_once):
-    """On an exactly-once subscription the ack is ``ack_with_response``: the first order's lease is
-    made to lapse just before its ack (as a long pause would), so Pub/Sub refuses the ack
-    (INVALID_ACK_ID); the sidecar counts it as not acked, the message comes back, the engine
-    answers ``duplicate`` and that ack is confirmed. The second order's ack is confirmed at once."""
+    """On an exactly-once subscription the ack is ``ack_with_response`` and its answer is awaited. The
+    first order's lease is made to lapse after the engine's verdict (Pub/Sub delivers it again), and
+    its ack is answered INVALID_ACK_ID, as Pub/Sub answers an ack whose lease lapsed. (That answer is
+    injected at the SDK's future: this emulator accepted such stale acks in these sequences.) The
+    sidecar counts that ack as not acked; the copy reaches the engine, which answers ``duplicate``,
+    and the copy's ack is confirmed by the emulator. The second order's ack is confirmed at once."""
     topic = exactly_once
     await topic.publish_many([(dumps(order("eo-1")), None), (dumps(order("eo-2", account="acct-2")), None)])
     lapsed: list[str] = []
+    deliveries: list[str] = []
 
     def lapse(message: PubSubMessage) -> None:
         message.received.drop()
@@ -117,33 +121,38 @@ async def test_exactly_once_acks_are_confirmed_and_a_failed_one_is_not_acked(eng
             request={"subscription": topic.subscription, "ack_ids": [message.received.ack_id], "ack_deadline_seconds": 0}
         )
 
+    def refused() -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_exception(AcknowledgeError(AcknowledgeStatus.INVALID_ACK_ID, None))
+        return future
+
     class LapsingSource(PubSubSource):
         async def messages(self):
             async for message in super().messages():
-                if json.loads(message.body)["client_order_id"] == "eo-1" and not lapsed:
-                    received = message.received  # type: ignore[attr-defined]
-                    acking = received.ack_with_response
+                coid = json.loads(message.body)["client_order_id"]
+                deliveries.append(coid)
+                if coid == "eo-1" and not lapsed:
+                    acking = message._ack
 
-                    def lapse_then_ack(message: Any = message, acking: Any = acking) -> Any:
-                        # inside the ack: the sidecar has let go of the message (a copy Pub/Sub sends
-                        # now is a new delivery), then its lease lapses, then the ack goes out
+                    async def lapse_then_ack(message: Any = message, acking: Any = acking) -> None:
                         lapsed.append(message.message_id)
-                        lapse(message)
-                        time.sleep(0.5)
-                        return acking()
+                        self._settling(message)  # let go of it first: what Pub/Sub sends now is a new delivery
+                        await asyncio.to_thread(lapse, message)
+                        await eventually(lambda: deliveries.count("eo-1") == 2, 30, "Pub/Sub to deliver it again")
+                        message.received.ack_with_response = refused
+                        await acking()
 
-                    received.ack_with_response = lapse_then_ack
+                    message._ack = lapse_then_ack  # type: ignore[method-assign]
                 yield message
 
     source = LapsingSource(topic.config())
-    async with Sidecar(source, engine, settle_attempts=1) as sc:
-        await eventually(lambda: len(sc.source.settled("ack")) == 2, 30, "both acked")
-        await eventually(lambda: sc.verdicts("duplicate") == 1, 30, "the redelivery answered duplicate")
+    async with Sidecar(source, engine) as sc:  # a failed ack counts toward giving up only after 5
+        await eventually(lambda: sc.settlements("ack") == 2 and sc.settlements("failed") == 1, 60, "two acks, one refused")
+        await eventually(lambda: sc.verdicts("duplicate") == 1, 30, "the copy answered duplicate")
     assert lapsed, "the lease was made to lapse"
     assert ledger(engine) == {"eo-1": 1, "eo-2": 1}
-    redelivered = [m for m in sc.source.seen if m.coordinates[1] == lapsed[0]]
-    assert len(redelivered) == 2, "the refused ack left it unacked: Pub/Sub delivered it again"
-    assert await topic.pending() == 0
+    assert deliveries.count("eo-1") == 2 and deliveries.count("eo-2") == 1
+    assert await topic.pending() == 0, "the copy's ack took: nothing left"
     assert await topic.dead_letters() == []
 
 
