@@ -44,6 +44,7 @@ class EngineSettings(BaseSettings):
     risk_config: str | None = Field(default=None, description="risk YAML/JSON file: required (`wojak dev` passes the demo one)")
     max_inflight: int = Field(default=8192, ge=1)
     max_batch: int = Field(default=512, ge=1)
+    lanes: int = Field(default=8, ge=1, le=256, description="batches running at once (an account is in one at a time)")
     max_frame_bytes: int = Field(
         default=DEFAULT_MAX_FRAME_BYTES,
         ge=4096,
@@ -68,6 +69,7 @@ class EngineSettings(BaseSettings):
             risk_config=self.risk_config,
             max_inflight=self.max_inflight,
             max_batch=self.max_batch,
+            lanes=self.lanes,
             max_frame_bytes=self.max_frame_bytes,
             lease_seconds=self.lease_seconds,
             risk_reload_seconds=self.risk_reload_seconds,
@@ -91,6 +93,7 @@ class EngineConfig:
     risk_config: str | None = None  # required by run_engine: no file, no engine
     max_inflight: int = 8192
     max_batch: int = 512
+    lanes: int = 8
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     lease_seconds: float = 60.0
     risk_reload_seconds: float = 1.0
@@ -195,6 +198,8 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
         handle_now,
         max_inflight=config.max_inflight,
         max_batch=config.max_batch,
+        lanes=config.lanes,
+        alone=service.slow_accounts,
         metrics=metrics,
         max_frame_bytes=config.max_frame_bytes,
     )

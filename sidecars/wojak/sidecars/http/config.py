@@ -24,6 +24,8 @@ class HttpSidecarSettings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=256)
     engine_deadline: float = Field(default=5.0, gt=0)
     engine_window: int = Field(default=1024, ge=1)
+    engine_batch: int = Field(default=64, ge=1, le=256)  # orders sent to the engine in one request, at most
+    engine_linger_ms: float = Field(default=0.0, ge=0, le=50)
     # Connection limits (the HTTP server itself; see server.py).
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     max_headers: int = Field(default=100, ge=8, le=10_000)
@@ -68,6 +70,8 @@ class HttpSidecarSettings(BaseSettings):
             max_body_bytes=self.max_body_bytes,
             engine_deadline=self.engine_deadline,
             engine_window=self.engine_window,
+            engine_batch=self.engine_batch,
+            engine_linger=self.engine_linger_ms / 1000,
             max_header_bytes=self.max_header_bytes,
             max_headers=self.max_headers,
             header_timeout=self.header_timeout,
@@ -89,6 +93,8 @@ class HttpSidecarConfig:
     max_body_bytes: int = 64 * 1024
     engine_deadline: float = 5.0
     engine_window: int = 1024
+    engine_batch: int = 64  # orders sent to the engine in one request, at most
+    engine_linger: float = 0.0  # seconds an order may wait for others to join its request
     max_header_bytes: int = 16 * 1024  # request line + headers; past it 431
     max_headers: int = 100  # header lines; past it 431
     header_timeout: float = 10.0  # seconds from a request's first byte (or the connection) to its last header; 408
