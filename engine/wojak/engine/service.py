@@ -171,6 +171,7 @@ class OrderService:
         orders: list[tuple[int, Order]] = []
         ticks: list[tuple[int, dict[str, Any]]] = []
         now = time.time()
+        known: tuple[Any, Principal] | None = None  # the last principal read, by its wire form (one sender, one principal)
         for i, (kind, body) in enumerate(requests):
             expires_at = body.get("expires_at")
             if isinstance(expires_at, (int, float)) and expires_at < now and kind is not MessageType.AUDIT:
@@ -180,11 +181,16 @@ class OrderService:
             if kind is MessageType.AUDIT:
                 replies[i] = await self._audit(body)
                 continue
-            try:
-                principal = Principal.from_wire(body.get("principal"))
-            except PrincipalError as exc:
-                replies[i] = self._forbidden(PRINCIPAL_MISSING, f"a request must carry a valid principal: {exc}")
-                continue
+            raw = body.get("principal")
+            if known is not None and raw == known[0]:
+                principal = known[1]
+            else:
+                try:
+                    principal = Principal.from_wire(raw)
+                except PrincipalError as exc:
+                    replies[i] = self._forbidden(PRINCIPAL_MISSING, f"a request must carry a valid principal: {exc}")
+                    continue
+                known = (raw, principal)
             if kind is MessageType.SUBMIT_ORDER:
                 order, errors = validate_order(body.get("order"))
                 if order is None:
