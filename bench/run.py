@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import kafka as kafka_bench  # noqa: E402  (--only kafka: see bench/kafka.py)
+from bench import kinesis as kinesis_bench  # noqa: E402  (--only kinesis: see bench/kinesis.py)
 from bench import lanes as lanes_bench  # noqa: E402  (--only lanes: see bench/lanes.py)
 from bench import rabbitmq as rabbitmq_bench  # noqa: E402  (--only rabbitmq: see bench/rabbitmq.py)
 from bench._common import cpu_seconds, free_port, process, progress, rss_mb, summary, wait_until, workdir  # noqa: E402
@@ -256,7 +257,7 @@ def report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["engine", "http", "rabbitmq", "kafka", "lanes"], action="append")
+    parser.add_argument("--only", choices=["engine", "http", "rabbitmq", "kafka", "kinesis", "lanes"], action="append")
     parser.add_argument("--unloaded", type=int, default=3000, help="sequential requests for latency")
     parser.add_argument("--pipelined", type=int, default=60000, help="orders for the pipelined run")
     parser.add_argument("--window", type=int, default=2000, help="requests in flight when pipelined")
@@ -277,6 +278,7 @@ def main() -> None:
         bench_http(args, results)
     rabbitmq_bench.maybe_run(sections, args, results)  # prints its own report; 20,000 orders, prefetch 64
     kafka_bench.maybe_run(sections, args, results)  # prints its own report; 20,000 orders, 8 partitions, prefetch 256
+    kinesis_bench.maybe_run(sections, args, results)  # prints its own report; 10,000 orders, 4 shards on moto
     lanes_bench.maybe_run(sections, args, results)  # prints its own report; one account's venue 200 ms
     report(results)
     if args.json:
