@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from typing import Any, Sequence
 
@@ -141,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``wojak-sidecar``: the sidecar image's entry point."""
+    """``wojak-sidecar``: the sidecar image's entry point. Without a command it runs the sidecar
+    that ``WOJAK_SIDECAR_BROKER`` names (each image sets it to its own broker)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv and os.environ.get("WOJAK_SIDECAR_BROKER"):
+        argv = [os.environ["WOJAK_SIDECAR_BROKER"]]
     args = build_parser().parse_args(argv)
     return run_command(args.func, args, args.extra)
