@@ -106,7 +106,11 @@ def main(venv: str, root_dir: str) -> None:
     for directory, mode in (("tmp", 0o1777), ("run/wojak", 0o755), ("var/lib/wojak", 0o700), ("etc/wojak", 0o755)):
         (root / directory).mkdir(parents=True, exist_ok=True)
         os.chmod(root / directory, mode)
-    os.chown(root / "var/lib/wojak", UID, UID)
+    # owned by the image's user: podman copies a directory's owner into a fresh volume mounted
+    # on it (an emptyDir under `podman kube play`), so the engine can make its private socket
+    # directory there; Kubernetes makes emptyDirs writable (0777) anyway
+    for directory in ("run/wojak", "var/lib/wojak"):
+        os.chown(root / directory, UID, UID)
     for shell in ("bin/sh", "bin/bash", "bin/dash", "usr/bin/sh", "usr/bin/bash", "usr/bin/dash"):
         if (root / shell).exists():
             raise SystemExit(f"image_rootfs: a shell came along: /{shell}")

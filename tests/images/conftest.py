@@ -190,3 +190,17 @@ def lock_pins(lock: Path) -> dict[str, str]:
         if match:
             pins[match.group(1).lower().replace("_", "-").replace(".", "-")] = match.group(2)
     return pins
+
+
+async def rabbit_empty(rabbit) -> bool:
+    return await rabbit.pending() == 0
+
+
+@pytest.fixture
+async def rabbit(rabbitmq_service):
+    """A queue of this test's own (with its dead-letter queue) on the shared RabbitMQ."""
+    from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
+
+    broker = await RabbitMQBroker(rabbitmq_service.url, f"wojak-img.{uuid.uuid4().hex[:12]}").open()
+    yield broker
+    await broker.close()

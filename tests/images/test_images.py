@@ -19,13 +19,12 @@ import json
 import time
 import urllib.error
 import urllib.request
-import uuid
 from typing import Any
 
 import pytest
 
 from tests._processes import free_port
-from tests.images.conftest import REPO, UID, lock_pins, podman
+from tests.images.conftest import REPO, UID, lock_pins, podman, rabbit_empty
 from wojak.sidecars.testing.contract import ACCOUNTS, TICK, dumps, eventually, order
 
 pytestmark = pytest.mark.slow
@@ -199,17 +198,4 @@ async def test_a_message_published_to_rabbitmq_is_executed_and_acked_and_sigterm
     assert await rabbit.dead_letters() == []
     assert await asyncio.to_thread(pod.stop, "rabbitmq") == 0
     assert await asyncio.to_thread(pod.stop, "engine") == 0
-
-
-async def rabbit_empty(rabbit) -> bool:
-    return await rabbit.pending() == 0
-
-
-@pytest.fixture
-async def rabbit(rabbitmq_service):
-    from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
-
-    broker = await RabbitMQBroker(rabbitmq_service.url, f"wojak-img.{uuid.uuid4().hex[:12]}").open()
-    yield broker
-    await broker.close()
 
