@@ -159,7 +159,8 @@ def test_each_image_installs_its_lock_and_runs_its_own_command():
     from wojak.sidecars.cli import BROKERS
 
     engine = (ROOT / "Dockerfile.engine").read_text()
-    assert "requirements/engine.lock" in engine and 'ENTRYPOINT ["/opt/wojak/bin/wojak-engine"]' in engine
+    assert "ARG LOCK=engine" in engine and "requirements/${LOCK}.lock" in engine
+    assert 'ENTRYPOINT ["/opt/wojak/bin/wojak-engine"]' in engine
     compiled_from = (ROOT / "requirements" / "engine.in").read_text().splitlines()[0]
     assert compiled_from.endswith("extras engine, couchbase, lambda; do not edit"), compiled_from
     sidecar = (ROOT / "Dockerfile.sidecar").read_text()

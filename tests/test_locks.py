@@ -106,7 +106,7 @@ def test_the_check_fails_when_an_extra_gains_a_dependency(tmp_path):
     assert "requirements/engine.lock was not compiled from the current engine.in" in problems, problems
 
 
-@pytest.mark.parametrize("dockerfile, lock", [("Dockerfile.engine", "engine.lock"), ("Dockerfile.sidecar", "sidecar-${BROKER}.lock")])
+@pytest.mark.parametrize("dockerfile, lock", [("Dockerfile.engine", "${LOCK}.lock"), ("Dockerfile.sidecar", "sidecar-${BROKER}.lock")])
 def test_the_dockerfiles_install_the_lock_with_hashes_and_the_wheel_without_dependencies(dockerfile, lock):
     text = (ROOT / dockerfile).read_text()
     assert f"requirements/{lock}" in text

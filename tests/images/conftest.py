@@ -183,11 +183,14 @@ def pod(images: Images) -> Any:
 
 
 def lock_pins(lock: Path) -> dict[str, str]:
-    """name -> version of every requirement pinned in a lock file."""
+    """name -> version of every requirement pinned in a lock file whose marker holds for CPython
+    3.11 on Linux (the test images' Python: Debian bookworm's, like this one's)."""
+    from packaging.markers import Marker
+
     pins = {}
     for line in lock.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", line)
-        if match:
+        match = re.match(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)\s*(?:;\s*([^\\]+))?", line)
+        if match and (not match.group(3) or Marker(match.group(3).strip()).evaluate()):
             pins[match.group(1).lower().replace("_", "-").replace(".", "-")] = match.group(2)
     return pins
 
