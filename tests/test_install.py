@@ -179,4 +179,9 @@ def test_wojak_sidecar_without_a_command_runs_the_images_broker():
     named = subprocess.run(probe, env={**env, "WOJAK_SIDECAR_BROKER": "no-such-broker"}, capture_output=True, text=True, timeout=60)
     assert named.returncode == 2 and "invalid choice: 'no-such-broker'" in named.stderr, named.stderr
     unnamed = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60)
-    assert unnamed.returncode == 2 and "required: command" in unnamed.stderr, unnamed.stderr
+    assert unnamed.returncode == 2 and "required: source" in unnamed.stderr, unnamed.stderr
+    # `wojak-sidecar rabbitmq` itself (the image's command) reaches the broker's settings: one line
+    broker = [sys.executable, "-c", "import sys; from wojak.sidecars.cli import main; sys.exit(main(['rabbitmq']))"]
+    refused = subprocess.run(broker, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "RabbitMQ sidecar settings" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr, refused.stderr

@@ -182,6 +182,26 @@ def pod(images: Images) -> Any:
     shutil.rmtree(root, ignore_errors=True)
 
 
+# A tick straight to the engine from inside a sidecar's container (its engine client), as a feed
+# principal that may write ticks: the engine prices orders from the last tick.
+TICK_SCRIPT = """
+import asyncio, json
+from wojak.engine.protocol import MessageType, Principal, Scope
+from wojak.engine.protocol.client import EngineClient
+from wojak.sidecars.testing.contract import TICK
+
+async def main():
+    principal = Principal.of("image-test-feed", [], [Scope.TICKS_WRITE]).to_wire()
+    async with EngineClient("/run/wojak/engine/engine.sock") as client:
+        print(json.dumps(await client.request(MessageType.TICK, {"tick": TICK, "principal": principal}, 5.0)))
+
+asyncio.run(main())
+"""
+
+# The capability sets of a process in the container: all zero when every capability is dropped.
+CAPS_SCRIPT = "print(*[line.split()[1] for line in open('/proc/self/status') if line.startswith(('CapEff', 'CapPrm', 'CapBnd'))])"
+
+
 def lock_pins(lock: Path) -> dict[str, str]:
     """name -> version of every requirement pinned in a lock file whose marker holds for CPython
     3.11 on Linux (the test images' Python: Debian bookworm's, like this one's)."""

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests._processes import free_port
-from tests.images.conftest import REPO, UID, lock_pins, podman, rabbit_empty
+from tests.images.conftest import CAPS_SCRIPT, REPO, TICK_SCRIPT, UID, lock_pins, podman, rabbit_empty
 from wojak.sidecars.testing.contract import ACCOUNTS, TICK, dumps, eventually, order
 
 pytestmark = pytest.mark.slow
@@ -123,6 +123,14 @@ def test_an_order_to_the_http_sidecar_container_is_filled_and_a_risk_change_reac
     base = f"http://127.0.0.1:{port}"
     _wait(lambda: _ready(f"{base}/readyz"), 90, "the HTTP sidecar's /readyz", lambda: pod.running("http"))
 
+    for which in ("engine", "http"):  # as the restricted profile asks: no capability, nothing writable
+        caps = pod.exec(which, "/opt/wojak/bin/python3", "-c", CAPS_SCRIPT)
+        assert caps.stdout.split() == ["0000000000000000"] * 3, caps.stdout + caps.stderr
+        written = pod.exec(which, "/opt/wojak/bin/python3", "-c", "open('/opt/wojak/x', 'w')")
+        assert written.returncode != 0 and "Read-only file system" in written.stderr, written.stderr
+    socket_dir = pod.exec("http", "/opt/wojak/bin/python3", "-c", "import os; s = os.stat('/run/wojak/engine'); print(oct(s.st_mode & 0o777), s.st_uid)")
+    assert socket_dir.stdout.split() == ["0o700", str(UID)], socket_dir.stdout + socket_dir.stderr
+
     assert _http("POST", f"{base}/v1/ticks", TICK)[0] == 200
     status, reply = _http("POST", f"{base}/v1/orders", order("img-1", account="desk-1"))
     assert status == 200 and reply["verdict"] == "filled", reply
@@ -169,11 +177,7 @@ async def test_a_message_published_to_rabbitmq_is_executed_and_acked_and_sigterm
 
     await asyncio.to_thread(start_sidecar)
     # the engine prices orders from the last tick: one, through the engine client in the sidecar's container
-    tick = ("import asyncio, json; from wojak.engine.protocol import MessageType; "
-            "from wojak.engine.protocol.client import EngineClient\n"
-            "async def main():\n    async with EngineClient('/run/wojak/engine/engine.sock') as c:\n"
-            f"        print(json.dumps(await c.request(MessageType.TICK, {{'tick': {TICK!r}}}, 5.0)))\n"
-            "asyncio.run(main())")  # fmt: skip
+    tick = TICK_SCRIPT
     sent = await asyncio.to_thread(pod.exec, "rabbitmq", "/opt/wojak/bin/python3", "-c", tick)
     assert sent.returncode == 0 and json.loads(sent.stdout)["verdict"] == "ok", sent.stdout + sent.stderr
 

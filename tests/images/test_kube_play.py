@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests._processes import free_port
-from tests.images.conftest import UID, podman, rabbit_empty
+from tests.images.conftest import CAPS_SCRIPT, TICK_SCRIPT, UID, podman, rabbit_empty
 from tests.images.test_images import KEY, _http, _ready, _wait
 from wojak.sidecars.testing.contract import ACCOUNTS, TICK, dumps, eventually, order
 
@@ -169,7 +169,11 @@ def test_kube_play_an_order_to_the_http_source_is_filled_and_a_configmap_risk_ch
     assert pod.state("engine")["Running"]
     for which in ("engine", "sidecar"):
         inspected = json.loads(podman("inspect", "--format", "{{json .HostConfig}}", pod.container(which)).stdout)
-        assert inspected["ReadonlyRootfs"] and "ALL" in [c.upper().removeprefix("CAP_") for c in inspected["CapDrop"] or ["ALL"]]
+        assert inspected["ReadonlyRootfs"], which
+        caps = pod.exec(which, "/opt/wojak/bin/python3", "-c", CAPS_SCRIPT)
+        assert caps.stdout.split() == ["0000000000000000"] * 3, caps.stdout + caps.stderr
+        written = pod.exec(which, "/opt/wojak/bin/python3", "-c", "open('/opt/wojak/x', 'w')")
+        assert written.returncode != 0 and "Read-only file system" in written.stderr, written.stderr
         uid = pod.exec(which, "/opt/wojak/bin/python3", "-c", "import os; print(os.getuid(), os.getgid())")
         assert uid.stdout.split() == [str(UID), str(UID)], uid.stdout + uid.stderr
 
@@ -206,11 +210,7 @@ async def test_kube_play_a_message_published_to_rabbitmq_is_executed_and_acked(p
            "WOJAK_SIDECAR_HEALTH_HOST": "127.0.0.1", "WOJAK_SIDECAR_HEALTH_PORT": str(free_port())}  # fmt: skip
     pod = await asyncio.to_thread(played, "rabbitmq", env)
     await asyncio.to_thread(pod.wait_engine)
-    tick = ("import asyncio, json; from wojak.engine.protocol import MessageType; "
-            "from wojak.engine.protocol.client import EngineClient\n"
-            "async def main():\n    async with EngineClient('/run/wojak/engine/engine.sock') as c:\n"
-            f"        print(json.dumps(await c.request(MessageType.TICK, {{'tick': {TICK!r}}}, 5.0)))\n"
-            "asyncio.run(main())")  # fmt: skip
+    tick = TICK_SCRIPT
     sent = await asyncio.to_thread(pod.exec, "sidecar", "/opt/wojak/bin/python3", "-c", tick)
     assert sent.returncode == 0 and json.loads(sent.stdout)["verdict"] == "ok", sent.stdout + sent.stderr
 

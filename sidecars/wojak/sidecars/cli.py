@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wojak-sidecar", description="A wojak source sidecar: one broker in, the engine's verdicts out."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    # dest "source", as under `wojak sidecar`: cmd_broker_sidecar reads the broker's name from it
+    sub = parser.add_subparsers(dest="source", required=True)
     configure_sidecar(sub)
     add_keys_command(sub)
     return parser
