@@ -102,7 +102,9 @@ class Pod:
         os.replace(staged, self.risk_dir / "risk.yaml")  # as a ConfigMap update: a new file, renamed in
 
     def start_engine(self, image: str, *extra: str, risk: bool = True, name: str = "engine") -> str:
-        env = ["-e", "WOJAK_VENUE=sandbox:?ledger=/var/lib/wojak/sandbox.sqlite", "-e", "WOJAK_LOG_LEVEL=INFO"]
+        # the sandbox fills every order (by default it rejects a tenth, chosen by client_order_id)
+        env = ["-e", "WOJAK_VENUE=sandbox:?ledger=/var/lib/wojak/sandbox.sqlite", "-e", "WOJAK_SANDBOX_FILL_PROBABILITY=1",
+               "-e", "WOJAK_LOG_LEVEL=INFO"]
         if risk:
             env += ["-e", "WOJAK_ENGINE_RISK_CONFIG=/etc/wojak/risk.yaml"]
         return self.start(name, image, *env, *self.engine_mounts(), *extra)
@@ -188,7 +190,7 @@ TICK_SCRIPT = """
 import asyncio, json
 from wojak.engine.protocol import MessageType, Principal, Scope
 from wojak.engine.protocol.client import EngineClient
-from wojak.sidecars.testing.contract import TICK
+TICK = {"symbol": "NIFTY-FUT", "bid": "24000", "ask": "24001", "last": "24000"}
 
 async def main():
     principal = Principal.of("image-test-feed", [], [Scope.TICKS_WRITE]).to_wire()

@@ -48,6 +48,7 @@ def pod_yaml(name: str, engine_image: str, sidecar_image: str, sidecar_env: dict
         "env": [
             {"name": "WOJAK_ENGINE_RISK_CONFIG", "value": "/etc/wojak/risk/risk.yaml"},
             {"name": "WOJAK_VENUE", "value": "sandbox:?ledger=/var/lib/wojak/sandbox.sqlite"},
+            {"name": "WOJAK_SANDBOX_FILL_PROBABILITY", "value": "1"},  # every order fills (default: 9 in 10)
         ],
         "securityContext": RESTRICTED,
         "volumeMounts": [*mounts, {"name": "data", "mountPath": "/var/lib/wojak"},
