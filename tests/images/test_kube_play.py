@@ -203,7 +203,7 @@ def test_kube_play_an_order_to_the_http_source_is_filled_and_a_configmap_risk_ch
 
 
 @pytest.mark.rabbitmq
-async def test_kube_play_a_message_published_to_rabbitmq_is_executed_and_acked(played, rabbit):
+async def test_kube_play_messages_published_to_rabbitmq_are_executed_and_acked_and_a_pod_sigterm_drains(played, rabbit):
     c = rabbit.config
     env = {"WOJAK_SIDECAR_RABBITMQ_URL": c.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
@@ -215,11 +215,21 @@ async def test_kube_play_a_message_published_to_rabbitmq_is_executed_and_acked(p
     sent = await asyncio.to_thread(pod.exec, "sidecar", "/opt/wojak/bin/python3", "-c", tick)
     assert sent.returncode == 0 and json.loads(sent.stdout)["verdict"] == "ok", sent.stdout + sent.stderr
 
-    total = 200
+    total = 1000
     await asyncio.gather(*(rabbit.publish(dumps(order(f"kp-r-{i}")), f"kp-r-{i}") for i in range(total)))
-    await eventually(lambda: len(pod.executions()) == total, 120, "every message's order at the venue")
+    await eventually(lambda: len(pod.executions()) > 20, 120, "the stream to start")
+
+    # SIGTERM to the pod mid-stream: both containers drain and exit 0; what was not taken stays queued
+    codes = await asyncio.to_thread(pod.stop)
+    assert codes == {"engine": 0, "sidecar": 0}, pod.logs("sidecar")[-2000:] + pod.logs("engine")[-2000:]
+    assert await rabbit.pending() > 0, "stopped mid-stream (else it proves nothing about the drain)"
+
+    # the pod again, on the same volumes: every message executes exactly once and is acked
+    await asyncio.to_thread(podman, "pod", "start", pod.name)
+    await asyncio.to_thread(pod.wait_engine)
+    await eventually(lambda: len(pod.executions()) == total, 180, "every message's order at the venue")
     await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
-    assert pod.executions() == {f"kp-r-{i}": 1 for i in range(total)}
+    assert pod.executions() == {f"kp-r-{i}": 1 for i in range(total)}, "each message executed exactly once"
     assert await rabbit.dead_letters() == []
     codes = await asyncio.to_thread(pod.stop)
     assert codes == {"engine": 0, "sidecar": 0}, pod.logs("sidecar")[-2000:]
