@@ -165,7 +165,7 @@ async def test_a_message_published_to_rabbitmq_is_executed_and_acked_and_sigterm
     pod.start_engine(images.engine)
     await asyncio.to_thread(pod.wait_engine)
     c = rabbit.config
-    env = {"WOJAK_SIDECAR_RABBITMQ_URL": c.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
+    env = {"WOJAK_SIDECAR_RABBITMQ_URL": rabbit.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue, "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
            "WOJAK_SIDECAR_HEALTH_HOST": "127.0.0.1", "WOJAK_SIDECAR_HEALTH_PORT": str(free_port()),
@@ -182,7 +182,12 @@ async def test_a_message_published_to_rabbitmq_is_executed_and_acked_and_sigterm
     assert sent.returncode == 0 and json.loads(sent.stdout)["verdict"] == "ok", sent.stdout + sent.stderr
 
     await rabbit.publish(dumps(order("rmq-1")), "rmq-1")
-    await eventually(lambda: pod.executions().get("rmq-1") == 1, 60, "the message's order at the venue")
+
+    def executed() -> bool:
+        assert pod.running("rabbitmq"), pod.logs("rabbitmq")[-3000:]
+        return pod.executions().get("rmq-1") == 1
+
+    await eventually(executed, 60, "the message's order at the venue")
     await eventually(lambda: rabbit_empty(rabbit), 30, "the message acked")
     assert (await asyncio.to_thread(pod.engine_orders))["rmq-1"]["state"] == "filled"
     assert await rabbit.dead_letters() == []

@@ -130,6 +130,7 @@ class PlayedPod:
     def down(self) -> None:
         podman("kube", "down", str(self.file), check=False, timeout=120)
         podman("pod", "rm", "-f", self.name, check=False)
+        podman("volume", "rm", "-f", f"{self.name}-risk", check=False)  # the ConfigMap's volume
 
 
 @pytest.fixture
@@ -205,7 +206,7 @@ def test_kube_play_an_order_to_the_http_source_is_filled_and_a_configmap_risk_ch
 @pytest.mark.rabbitmq
 async def test_kube_play_messages_published_to_rabbitmq_are_executed_and_acked_and_a_pod_sigterm_drains(played, rabbit):
     c = rabbit.config
-    env = {"WOJAK_SIDECAR_RABBITMQ_URL": c.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
+    env = {"WOJAK_SIDECAR_RABBITMQ_URL": rabbit.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue, "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
            "WOJAK_SIDECAR_HEALTH_HOST": "127.0.0.1", "WOJAK_SIDECAR_HEALTH_PORT": str(free_port())}  # fmt: skip
@@ -227,7 +228,13 @@ async def test_kube_play_messages_published_to_rabbitmq_are_executed_and_acked_a
     # the pod again, on the same volumes: every message executes exactly once and is acked
     await asyncio.to_thread(podman, "pod", "start", pod.name)
     await asyncio.to_thread(pod.wait_engine)
-    await eventually(lambda: len(pod.executions()) == total, 180, "every message's order at the venue")
+    try:
+        await eventually(lambda: len(pod.executions()) == total, 180, "every message's order at the venue")
+    except AssertionError as exc:  # say where the rest are: queued, dead-lettered, or held by a process
+        letters = await rabbit.dead_letters()
+        raise AssertionError(f"{exc}: {len(pod.executions())} executed, {await rabbit.pending()} ready in the queue, "
+                             f"{len(letters)} dead-lettered {[d.reason for d in letters][:5]}\n--- sidecar\n"
+                             f"{pod.logs('sidecar')[-4000:]}\n--- engine\n{pod.logs('engine')[-3000:]}") from None  # fmt: skip
     await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
     assert pod.executions() == {f"kp-r-{i}": 1 for i in range(total)}, "each message executed exactly once"
     assert await rabbit.dead_letters() == []
