@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import kafka as kafka_bench  # noqa: E402  (--only kafka: see bench/kafka.py)
+from bench import kinesis as kinesis_bench  # noqa: E402  (--only kinesis: see bench/kinesis.py)
 from bench import rabbitmq as rabbitmq_bench  # noqa: E402  (--only rabbitmq: see bench/rabbitmq.py)
 from bench._common import cpu_seconds, free_port, process, progress, summary, wait_until, workdir  # noqa: E402
 from bench.paced import paced  # noqa: E402
@@ -218,7 +219,7 @@ def report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["engine", "http", "rabbitmq", "kafka"], action="append")
+    parser.add_argument("--only", choices=["engine", "http", "rabbitmq", "kafka", "kinesis"], action="append")
     parser.add_argument("--unloaded", type=int, default=3000, help="sequential requests for latency")
     parser.add_argument("--pipelined", type=int, default=60000, help="orders for the pipelined run")
     parser.add_argument("--window", type=int, default=2000, help="requests in flight when pipelined")
@@ -237,6 +238,7 @@ def main() -> None:
         bench_http(args, results)
     rabbitmq_bench.maybe_run(sections, args, results)  # prints its own report; 20,000 orders, prefetch 64
     kafka_bench.maybe_run(sections, args, results)  # prints its own report; 20,000 orders, 8 partitions, prefetch 256
+    kinesis_bench.maybe_run(sections, args, results)  # prints its own report; 10,000 orders, 4 shards on moto
     report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -49,6 +49,7 @@ BROKERS = {
     "kafka": "Kafka consumer group (settings from WOJAK_SIDECAR_KAFKA_*)",
     "sqs": "SQS consumer (settings from WOJAK_SIDECAR_SQS_*)",
     "sns": "SNS through an SQS queue subscribed to the topic (settings from WOJAK_SIDECAR_SNS_*)",
+    "kinesis": "Kinesis stream, shards leased in DynamoDB (settings from WOJAK_SIDECAR_KINESIS_*)",
 }
 
 

@@ -4,6 +4,7 @@ broker's settings class subclasses ``BrokerSidecarSettings`` with its own prefix
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,9 +29,16 @@ class RunnerConfig:
     accounts: tuple[str, ...] = ()  # account patterns this source may trade (WOJAK_SIDECAR_ACCOUNTS)
     settle_timeout: float = 10.0  # seconds one broker settlement (ack, nack, dead letter's publish) may take
     settle_attempts: int = 5  # failed settlements of one message before it is given up
+    carries: str = "orders"  # what the source's messages are: ORDERS or TICKS (WOJAK_SIDECAR_CARRIES)
 
 
 ACCOUNTS_ENV = "WOJAK_SIDECAR_ACCOUNTS"
+CARRIES_ENV = "WOJAK_SIDECAR_CARRIES"
+# What a source carries: orders (each sent to the engine under orders:write for the accounts of
+# WOJAK_SIDECAR_ACCOUNTS), or market data ticks (sent under ticks:write; the engine's tick rules
+# drop a repeated or older sequence, so redundant collectors may publish the same ticks).
+ORDERS = "orders"
+TICKS = "ticks"
 
 
 def parse_accounts(value: str | None) -> tuple[str, ...]:
@@ -73,6 +81,7 @@ class BrokerSidecarSettings(BaseSettings):
     # every broker settlement is bounded; a message whose settlements failed this often is given up
     settle_timeout: float = Field(default=10.0, gt=0, le=300, validation_alias="WOJAK_SIDECAR_SETTLE_TIMEOUT")
     settle_attempts: int = Field(default=5, ge=1, le=1000, validation_alias="WOJAK_SIDECAR_SETTLE_ATTEMPTS")
+    carries: Literal["orders", "ticks"] = Field(default="orders", validation_alias=CARRIES_ENV)
 
     def runner_config(self, concurrency: int) -> RunnerConfig:
         """The shared part as a ``RunnerConfig``; ``concurrency`` is the broker's own bound."""
@@ -86,10 +95,12 @@ class BrokerSidecarSettings(BaseSettings):
             backoff_max=self.backoff_max,
             health_host=self.health_host,
             health_port=self.health_port or None,
-            accounts=parse_accounts(self.accounts),
+            # a ticks source trades nothing: its principal has no account
+            accounts=parse_accounts(self.accounts) if self.carries == ORDERS else (),
             settle_timeout=self.settle_timeout,
             settle_attempts=self.settle_attempts,
+            carries=self.carries,
         )
 
 
-__all__ = ["ACCOUNTS_ENV", "BrokerSidecarSettings", "RunnerConfig", "parse_accounts"]
+__all__ = ["ACCOUNTS_ENV", "CARRIES_ENV", "ORDERS", "TICKS", "BrokerSidecarSettings", "RunnerConfig", "parse_accounts"]
