@@ -116,6 +116,15 @@ class PlayedPod:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
+    def stored_states(self) -> dict[str, int]:
+        """How many orders the engine's store holds in each state."""
+        result = self.exec("engine", "/opt/wojak/bin/wojak-engine", "orders", "--json", "--limit", "5000")
+        assert result.returncode == 0, result.stderr
+        states: dict[str, int] = {}
+        for stored in json.loads(result.stdout):
+            states[stored["state"]] = states.get(stored["state"], 0) + 1
+        return states
+
     def risk_file(self) -> Path:
         """The ConfigMap volume's risk.yaml on the host (where a ConfigMap update lands)."""
         mounts = json.loads(podman("inspect", "--format", "{{json .Mounts}}", self.container("engine")).stdout)
@@ -232,7 +241,8 @@ async def test_kube_play_messages_published_to_rabbitmq_are_executed_and_acked_a
         await eventually(lambda: len(pod.executions()) == total, 180, "every message's order at the venue")
     except AssertionError as exc:  # say where the rest are: queued, dead-lettered, or held by a process
         letters = await rabbit.dead_letters()
-        raise AssertionError(f"{exc}: {len(pod.executions())} executed, {await rabbit.pending()} ready in the queue, "
+        raise AssertionError(f"{exc}: {len(pod.executions())} executed, the store holds {pod.stored_states()}, "
+                             f"{await rabbit.pending()} ready in the queue, "
                              f"{len(letters)} dead-lettered {[d.reason for d in letters][:5]}\n--- sidecar\n"
                              f"{pod.logs('sidecar')[-4000:]}\n--- engine\n{pod.logs('engine')[-3000:]}") from None  # fmt: skip
     await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
