@@ -12,7 +12,6 @@ test reaches the HTTP intake on loopback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -24,9 +23,9 @@ import pytest
 import yaml
 
 from tests._processes import free_port
-from tests.images.conftest import CAPS_SCRIPT, TICK_SCRIPT, UID, podman, rabbit_empty
+from tests.images.conftest import CAPS_SCRIPT, UID, podman
 from tests.images.test_images import KEY, _http, _ready, _wait
-from wojak.sidecars.testing.contract import ACCOUNTS, TICK, dumps, eventually, order
+from wojak.sidecars.testing.contract import TICK, order
 
 pytestmark = pytest.mark.slow
 
@@ -210,43 +209,3 @@ def test_kube_play_an_order_to_the_http_source_is_filled_and_a_configmap_risk_ch
     # SIGTERM to the pod: both containers stop cleanly
     assert pod.stop() == {"engine": 0, "sidecar": 0}, pod.logs("engine")[-2000:] + pod.logs("sidecar")[-2000:]
     assert "Traceback" not in pod.logs("engine") + pod.logs("sidecar")
-
-
-@pytest.mark.rabbitmq
-async def test_kube_play_messages_published_to_rabbitmq_are_executed_and_acked_and_a_pod_sigterm_drains(played, rabbit):
-    c = rabbit.config
-    env = {"WOJAK_SIDECAR_RABBITMQ_URL": rabbit.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
-           "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
-           "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue, "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
-           "WOJAK_SIDECAR_HEALTH_HOST": "127.0.0.1", "WOJAK_SIDECAR_HEALTH_PORT": str(free_port())}  # fmt: skip
-    pod = await asyncio.to_thread(played, "rabbitmq", env)
-    await asyncio.to_thread(pod.wait_engine)
-    tick = TICK_SCRIPT
-    sent = await asyncio.to_thread(pod.exec, "sidecar", "/opt/wojak/bin/python3", "-c", tick)
-    assert sent.returncode == 0 and json.loads(sent.stdout)["verdict"] == "ok", sent.stdout + sent.stderr
-
-    total = 1000
-    await asyncio.gather(*(rabbit.publish(dumps(order(f"kp-r-{i}")), f"kp-r-{i}") for i in range(total)))
-    await eventually(lambda: len(pod.executions()) > 20, 120, "the stream to start")
-
-    # SIGTERM to the pod mid-stream: both containers drain and exit 0; what was not taken stays queued
-    codes = await asyncio.to_thread(pod.stop)
-    assert codes == {"engine": 0, "sidecar": 0}, pod.logs("sidecar")[-2000:] + pod.logs("engine")[-2000:]
-    assert await rabbit.pending() > 0, "stopped mid-stream (else it proves nothing about the drain)"
-
-    # the pod again, on the same volumes: every message executes exactly once and is acked
-    await asyncio.to_thread(podman, "pod", "start", pod.name)
-    await asyncio.to_thread(pod.wait_engine)
-    try:
-        await eventually(lambda: len(pod.executions()) == total, 180, "every message's order at the venue")
-    except AssertionError as exc:  # say where the rest are: queued, dead-lettered, or held by a process
-        letters = await rabbit.dead_letters()
-        raise AssertionError(f"{exc}: {len(pod.executions())} executed, the store holds {pod.stored_states()}, "
-                             f"{await rabbit.pending()} ready in the queue, "
-                             f"{len(letters)} dead-lettered {[d.reason for d in letters][:5]}\n--- sidecar\n"
-                             f"{pod.logs('sidecar')[-4000:]}\n--- engine\n{pod.logs('engine')[-3000:]}") from None  # fmt: skip
-    await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
-    assert pod.executions() == {f"kp-r-{i}": 1 for i in range(total)}, "each message executed exactly once"
-    assert await rabbit.dead_letters() == []
-    codes = await asyncio.to_thread(pod.stop)
-    assert codes == {"engine": 0, "sidecar": 0}, pod.logs("sidecar")[-2000:]
