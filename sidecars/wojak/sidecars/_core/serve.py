@@ -42,7 +42,13 @@ async def serve_sidecar(
     if install_signal_handlers:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    client = EngineClient(config.engine_socket, deadline=config.engine_deadline, window=config.engine_window)
+    client = EngineClient(
+        config.engine_socket,
+        deadline=config.engine_deadline,
+        window=config.engine_window,
+        max_batch=config.engine_batch,
+        linger=config.engine_linger,
+    )
     client.connect()
     readiness = Readiness(client, source.is_ready)
     health: HealthServer | None = None

@@ -20,6 +20,8 @@ class RunnerConfig:
     engine_socket: str
     engine_deadline: float = 5.0
     engine_window: int = 1024
+    engine_batch: int = 64  # orders sent to the engine in one request, at most
+    engine_linger: float = 0.0  # seconds an order may wait for others to join its request
     concurrency: int = 64
     drain_seconds: float = 20.0
     backoff_base: float = 0.25
@@ -67,6 +69,9 @@ class BrokerSidecarSettings(BaseSettings):
     engine_socket: str = Field(default_factory=default_socket_path, validation_alias="WOJAK_ENGINE_SOCKET")
     engine_deadline: float = Field(default=5.0, gt=0, validation_alias="WOJAK_SIDECAR_ENGINE_DEADLINE")
     engine_window: int = Field(default=1024, ge=1, validation_alias="WOJAK_SIDECAR_ENGINE_WINDOW")
+    # orders handled in the same turn of the loop (or within the linger) go to the engine as one request
+    engine_batch: int = Field(default=64, ge=1, le=256, validation_alias="WOJAK_SIDECAR_ENGINE_BATCH")
+    engine_linger_ms: float = Field(default=0.0, ge=0, le=50, validation_alias="WOJAK_SIDECAR_ENGINE_LINGER_MS")
     concurrency: int | None = Field(default=None, ge=1, le=10_000, validation_alias="WOJAK_SIDECAR_CONCURRENCY")
     drain_seconds: float = Field(default=20.0, ge=0, validation_alias="WOJAK_SIDECAR_DRAIN_SECONDS")
     # a `retry` is requeued after backoff_base * 2**(attempt - 1) seconds (jittered), at most backoff_max
@@ -89,6 +94,8 @@ class BrokerSidecarSettings(BaseSettings):
             engine_socket=self.engine_socket,
             engine_deadline=self.engine_deadline,
             engine_window=self.engine_window,
+            engine_batch=self.engine_batch,
+            engine_linger=self.engine_linger_ms / 1000,
             concurrency=concurrency,
             drain_seconds=self.drain_seconds,
             backoff_base=self.backoff_base,
