@@ -37,45 +37,70 @@ def _now() -> str:
 def _conditions(accepted: bool, reason: str, message: str, generation: int | None) -> list[dict[str, Any]]:
     now = _now()
     return [
-        {"type": "Accepted", "status": "True" if accepted else "False", "reason": reason, "message": message,
-         "lastTransitionTime": now, "observedGeneration": generation},
-        {"type": "Rejected", "status": "False" if accepted else "True", "reason": reason, "message": message,
-         "lastTransitionTime": now, "observedGeneration": generation},
-    ]  # fmt: skip
+        {
+            "type": "Accepted",
+            "status": "True" if accepted else "False",
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now,
+            "observedGeneration": generation,
+        },
+        {
+            "type": "Rejected",
+            "status": "False" if accepted else "True",
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now,
+            "observedGeneration": generation,
+        },
+    ]
 
 
 class _NotOurs(Exception):
     pass
 
 
-def _write_config_map(namespace: str, name: str, owner: dict[str, Any], text: str, sha256: str) -> None:
-    """Create or replace the ConfigMap; one that another party keeps (no label of this policy) is refused."""
-    api = kubernetes.client.CoreV1Api()
-    body = kubernetes.client.V1ConfigMap(
+def _config_map(
+    namespace: str, name: str, owner: dict[str, Any], text: str, sha256: str, resource_version: str | None = None
+) -> kubernetes.client.V1ConfigMap:
+    policy = owner["metadata"]["name"]
+    return kubernetes.client.V1ConfigMap(
         metadata=kubernetes.client.V1ObjectMeta(
             name=name,
             namespace=namespace,
-            labels={POLICY_LABEL: owner["metadata"]["name"], "app.kubernetes.io/managed-by": "wojak-operator"},
+            labels={POLICY_LABEL: policy, "app.kubernetes.io/managed-by": "wojak-operator"},
             annotations={SHA_ANNOTATION: sha256},
+            resource_version=resource_version,  # a replace applies only over what was read
             owner_references=[
                 kubernetes.client.V1OwnerReference(
-                    api_version=f"{GROUP}/{VERSION}", kind="RiskPolicy", name=owner["metadata"]["name"],
-                    uid=owner["metadata"]["uid"], controller=True, block_owner_deletion=False,
-                )  # fmt: skip
+                    api_version=f"{GROUP}/{VERSION}",
+                    kind="RiskPolicy",
+                    name=policy,
+                    uid=owner["metadata"]["uid"],
+                    controller=True,
+                    block_owner_deletion=False,
+                )
             ],
         ),
         data={RISK_KEY: text},
     )
+
+
+def _write_config_map(namespace: str, name: str, owner: dict[str, Any], text: str, sha256: str) -> None:
+    """Create or replace the ConfigMap; one that another party keeps (no label of this policy) is refused."""
+    api = kubernetes.client.CoreV1Api()
     try:
         current = api.read_namespaced_config_map(name, namespace)
     except kubernetes.client.ApiException as exc:
         if exc.status != 404:
             raise
-        api.create_namespaced_config_map(namespace, body)
+        api.create_namespaced_config_map(namespace, _config_map(namespace, name, owner, text, sha256))
         return
-    if (current.metadata.labels or {}).get(POLICY_LABEL) != owner["metadata"]["name"]:
-        raise _NotOurs(f"ConfigMap {namespace}/{name} exists and is not this policy's (no {POLICY_LABEL}={owner['metadata']['name']} label)")
-    body.metadata.resource_version = current.metadata.resource_version  # replace only what we read
+    current_meta = current.metadata or kubernetes.client.V1ObjectMeta()
+    policy = owner["metadata"]["name"]
+    if (current_meta.labels or {}).get(POLICY_LABEL) != policy:
+        raise _NotOurs(f"ConfigMap {namespace}/{name} exists and is not this policy's (no {POLICY_LABEL}={policy} label)")
+    body = _config_map(namespace, name, owner, text, sha256, current_meta.resource_version)
     api.replace_namespaced_config_map(name, namespace, body)
 
 
@@ -83,8 +108,9 @@ def _write_config_map(namespace: str, name: str, owner: dict[str, Any], text: st
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def reconcile(
-    spec: kopf.Spec, name: str, namespace: str, meta: kopf.Meta, body: kopf.Body, patch: kopf.Patch, **_: Any
+    spec: kopf.Spec, name: str, namespace: str | None, meta: kopf.Meta, body: kopf.Body, patch: kopf.Patch, **_: Any
 ) -> None:
+    assert namespace is not None  # RiskPolicy is a namespaced resource
     generation = meta.get("generation")
     target = config_map_name(name, dict(spec))
     try:
@@ -108,4 +134,5 @@ def reconcile(
     patch.status["configMap"] = target
     patch.status["sha256"] = rendered.sha256
     patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = _conditions(True, "Valid", f"ConfigMap {target} written (sha256 {rendered.sha256[:12]})", generation)
+    message = f"ConfigMap {target} written (sha256 {rendered.sha256[:12]})"
+    patch.status["conditions"] = _conditions(True, "Valid", message, generation)
