@@ -334,9 +334,9 @@ seccompProfile:
 - name: WOJAK_SIDECAR_PUBSUB_PROJECT
   value: {{ required "source.pubsub.project: the Google Cloud project" $b.project | quote }}
 - name: WOJAK_SIDECAR_PUBSUB_SUBSCRIPTION
-  value: {{ required "source.pubsub.subscription: the subscription's id" $b.subscription | regexReplaceAll "^projects/[^/]+/subscriptions/" "" | quote }}
+  value: {{ regexReplaceAll "^projects/[^/]+/subscriptions/" (required "source.pubsub.subscription: the subscription's id" $b.subscription) "" | quote }}
 - name: WOJAK_SIDECAR_PUBSUB_DEAD_LETTER_TOPIC
-  value: {{ required "source.pubsub.deadLetterTopic: the topic poison messages go to" $b.deadLetterTopic | regexReplaceAll "^projects/[^/]+/topics/" "" | quote }}
+  value: {{ regexReplaceAll "^projects/[^/]+/topics/" (required "source.pubsub.deadLetterTopic: the topic poison messages go to" $b.deadLetterTopic) "" | quote }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_PUBSUB_MAX_MESSAGES" $b.maxMessages) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_PUBSUB_MAX_BYTES" $b.maxBytes) }}
 {{- else if eq $s.type "kinesis" }}
