@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ SOURCES: dict[str, dict[str, Any]] = {
 
 
 def values_for(source_type: str, **extra: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"risk": {"config": risk_config()}, "source": {"type": source_type, **SOURCES[source_type]}}
+    values: dict[str, Any] = {"risk": {"config": risk_config()}, "source": {"type": source_type, **copy.deepcopy(SOURCES[source_type])}}
     for key, value in extra.items():
         values[key] = value
     return values
