@@ -32,7 +32,7 @@ SOURCES: dict[str, dict[str, Any]] = {
                                             "queueUrl": QUEUE, "deadLetterQueueUrl": DLQ, "region": "eu-west-1"}},
     "pubsub": {"accounts": ["desk-1"], "pubsub": {"project": "wojak-test", "subscription": "projects/wojak-test/subscriptions/orders",
                                                   "deadLetterTopic": "orders-dead-letters"}},
-    "kinesis": {"accounts": ["desk-1"], "kinesis": {"streamName": "wojak-orders", "region": "eu-west-1"}},
+    "kinesis": {"accounts": ["desk-1"], "kinesis": {"streamName": "wojak-orders", "region": "eu-west-1", "deadLetterQueueUrl": DLQ}},
 }  # fmt: skip
 
 

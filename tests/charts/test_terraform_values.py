@@ -32,7 +32,7 @@ STACKS: dict[str, dict[str, Any]] = {
     "aws-sns": {"type": "sns", "values": {"sns": {"topicArn": "arn:aws:sns:eu-west-1:123456789012:wojak-orders",
                                                   "queueUrl": QUEUE, "deadLetterQueueUrl": DLQ, "region": "eu-west-1"}},
                 "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/wojak"}},
-    "aws-kinesis": {"type": "kinesis", "values": {"kinesis": {"streamName": "wojak-orders", "region": "eu-west-1"}},
+    "aws-kinesis": {"type": "kinesis", "values": {"kinesis": {"streamName": "wojak-orders", "deadLetterQueueUrl": DLQ, "region": "eu-west-1"}},
                     "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/wojak"}},
     "gcp-pubsub": {"type": "pubsub", "values": {"pubsub": {"subscription": "projects/wojak-prod/subscriptions/wojak-orders",
                                                            "deadLetterTopic": "projects/wojak-prod/topics/wojak-orders-dlq",

@@ -341,13 +341,25 @@ seccompProfile:
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_PUBSUB_MAX_BYTES" $b.maxBytes) }}
 {{- else if eq $s.type "kinesis" }}
 {{- $b := $s.kinesis }}
-- name: WOJAK_SIDECAR_KINESIS_STREAM_NAME
+{{- if not (or $b.deadLetterQueueUrl $b.deadLetterStream) }}
+{{- fail "source.kinesis: set deadLetterQueueUrl (an SQS queue) or deadLetterStream: where poison records go, with their reason" }}
+{{- end }}
+- name: WOJAK_SIDECAR_KINESIS_STREAM
   value: {{ required "source.kinesis.streamName: the stream the sidecar reads" $b.streamName | quote }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_REGION" $b.region) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_ENDPOINT" $b.endpoint) }}
-{{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_CHECKPOINT_TABLE" $b.checkpointTable) }}
+{{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_LEASE_TABLE" $b.leaseTable) }}
+{{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_CREATE_LEASE_TABLE" $b.createLeaseTable) }}
+{{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_LEASE_SECONDS" $b.leaseSeconds) }}
+{{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_INITIAL_POSITION" $b.initialPosition) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_DEAD_LETTER_QUEUE_URL" $b.deadLetterQueueUrl) }}
+{{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_DEAD_LETTER_STREAM" $b.deadLetterStream) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_BATCH_SIZE" $b.batchSize) }}
+{{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_PREFETCH" $b.prefetch) }}
+- name: WOJAK_SIDECAR_KINESIS_WORKER_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
 {{- end }}
 {{- end -}}
 
