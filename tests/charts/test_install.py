@@ -77,6 +77,14 @@ def test_helm_install_waits_for_running_pods_and_uninstall_leaves_nothing_behind
             "Role", "RoleBinding", "Secret"} <= kinds, sorted(installed)  # fmt: skip
     assert ("Service" in kinds) == (source_type == "http"), sorted(installed)
 
+    # the `helm test` pods are admitted too (kwok would not run them to completion: checked by a
+    # server-side dry run in the same restricted namespace)
+    tests = kube.helm("template", "wojak", str(CHART), "-n", namespace, "-f", str(values), "--show-only", "templates/tests/test-engine.yaml",
+                      *(["--show-only", "templates/tests/test-http-order.yaml"] if source_type == "http" else [])).stdout  # fmt: skip
+    admitted = kube.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=tests)
+    assert admitted.stdout.count("created (server dry run)") == (2 if source_type == "http" else 1), admitted.stdout
+    assert "Warning" not in admitted.stderr, admitted.stderr  # the namespace also warns on "restricted"
+
     kube.helm("uninstall", "wojak", "-n", namespace, "--wait", "--timeout", "120s")
     deadline = time.monotonic() + 120  # pods terminate, the garbage collector removes the ReplicaSets
     while (left := namespaced_objects(kube, namespace)) != before and time.monotonic() < deadline:
