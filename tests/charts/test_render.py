@@ -257,3 +257,33 @@ def test_a_credential_is_never_a_value(kube_bin, tmp_path):
             for env in container["env"]:
                 if re.search(r"PASSWORD|SECRET|_URL$|API_KEYS$", env["name"]) and "QUEUE_URL" not in env["name"]:
                     assert "valueFrom" in env and "secretKeyRef" in env["valueFrom"], (source_type, env)
+
+
+KEDA_TRIGGERS = {"http": "prometheus", "rabbitmq": "rabbitmq", "kafka": "kafka", "sqs": "aws-sqs-queue", "sns": "aws-sqs-queue",
+                 "pubsub": "gcp-pubsub", "kinesis": "aws-kinesis-stream"}  # fmt: skip
+
+
+@pytest.mark.parametrize("source_type", SOURCE_TYPES)
+def test_keda_scales_each_source_on_its_own_backlog_and_replaces_the_fixed_replica_count(kube_bin, tmp_path, source_type):
+    keda = {"keda": {"enabled": True, "prometheusServerAddress": "http://prometheus.monitoring:9090", "triggerAuthentication": "wojak"}}
+    docs = documents(render(kube_bin, tmp_path, values_for(source_type, autoscaling=keda)).stdout)
+    [scaled] = by_kind(docs, "ScaledObject")
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == KEDA_TRIGGERS[source_type]
+    assert trigger["authenticationRef"] == {"name": "wojak"}
+    assert all(isinstance(v, str) and v for v in trigger["metadata"].values()), trigger
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "wojak"
+    assert "replicas" not in by_kind(docs, "Deployment")[0]["spec"]  # the autoscaler owns it
+    assert not by_kind(docs, "HorizontalPodAutoscaler")
+
+
+@pytest.mark.parametrize(("source_type", "kind"), [("http", "ServiceMonitor"), ("rabbitmq", "PodMonitor")])
+def test_metrics_are_scraped_through_the_service_or_from_the_pods(kube_bin, tmp_path, source_type, kind):
+    values = values_for(source_type, metrics={"serviceMonitor": {"enabled": True}})
+    docs = documents(render(kube_bin, tmp_path, values).stdout)
+    [monitor] = by_kind(docs, kind)
+    endpoints = monitor["spec"].get("endpoints") or monitor["spec"]["podMetricsEndpoints"]
+    assert endpoints[0]["path"] == "/metrics"
+    [deployment] = by_kind(docs, "Deployment")
+    ports = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert endpoints[0]["port"] in ports
