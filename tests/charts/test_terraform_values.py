@@ -143,3 +143,23 @@ def test_the_demo_risk_file_passes_through_the_module_as_risk_config(kube_bin, t
     [cm] = [d for d in documents(rendered) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "wojak-risk"]
     config = parse_risk_config(cm["data"]["risk.yaml"], "rendered")
     assert config.exchange_timezone == "Asia/Kolkata"
+
+
+def test_spot_affinity_and_tolerations_match_the_labels_and_taints_the_cluster_modules_set(kube_bin, tmp_path):
+    import hcl2
+
+    modules = REPO / "terraform" / "modules"
+    def local(module: str, name: str) -> dict[str, str]:  # python-hcl2 keeps the quotes of keys and strings
+        raw = hcl2.loads((modules / module / "main.tf").read_text())["locals"][0][name]
+        return {k.strip('"'): str(v).strip('"') for k, v in raw.items()}
+
+    labels = [local(m, "spot_labels") for m in ("aws-eks-spot", "gcp-gke-spot", "azure-aks-spot")]
+    aks_taint = local("azure-aks-spot", "spot_taint")
+    values = write_values(tmp_path, module_values(STACKS["aws-sqs"], "couchbases://cb?bucket=wojak") | {"nodeSelector": {}})
+    docs = documents(helm(kube_bin, "template", "wojak", str(CHART), "-f", str(values)).stdout)
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    [term] = pod["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    [expression] = term["preference"]["matchExpressions"]
+    for cloud in labels:  # every cloud's spot pool carries the label the chart prefers
+        assert cloud[expression["key"]] in expression["values"], cloud
+    assert {"key": aks_taint["key"], "operator": "Equal", "value": aks_taint["value"], "effect": aks_taint["effect"]} in pod["tolerations"]
