@@ -69,11 +69,14 @@ def test_a_policy_naming_another_file_is_rejected():
 
 
 @pytest.fixture(scope="module")
-def crd(kube: Kube, tmp_path_factory) -> None:
+def crd(kube: Kube):
     rendered = helm(kube.bin, "template", "wojak", str(CHART), "--show-only", "templates/operator-crd.yaml",
                     "--set", "operator.enabled=true", "--set", "risk.existingConfigMap=x").stdout  # fmt: skip
     kube.kubectl("apply", "--server-side", "-f", "-", input=rendered)
     kube.kubectl("wait", "--for=condition=Established", "crd/riskpolicies.wojak.io", "--timeout=60s")
+    yield
+    # a chart release installs its own copy: leave none behind for it to collide with
+    kube.kubectl("delete", "crd", "riskpolicies.wojak.io", "--wait=true", "--timeout=60s")
 
 
 @pytest.fixture
