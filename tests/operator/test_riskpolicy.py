@@ -71,7 +71,7 @@ def test_a_policy_naming_another_file_is_rejected():
 @pytest.fixture(scope="module")
 def crd(kube: Kube):
     rendered = helm(kube.bin, "template", "wojak", str(CHART), "--show-only", "templates/operator-crd.yaml",
-                    "--set", "operator.enabled=true", "--set", "risk.existingConfigMap=x").stdout  # fmt: skip
+                    "--set", "operator.enabled=true", "--set", "risk.existingConfigMap=x", "--set", "source.http.apiKeysSecret=x").stdout  # fmt: skip
     kube.kubectl("apply", "--server-side", "-f", "-", input=rendered)
     kube.kubectl("wait", "--for=condition=Established", "crd/riskpolicies.wojak.io", "--timeout=60s")
     yield
