@@ -44,7 +44,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if HYPOTHESIS_SEED is not None:  # also under -q, where the header is not shown
         terminalreporter.write_line(_replay_line())
 
-pytest_plugins = ["tests._services"]
+pytest_plugins = ["tests._services", "tests._kube"]
 
 
 @pytest.fixture

@@ -69,6 +69,8 @@ PROBES = [
     ("engine-layers", "engine/wojak/engine/domain/{name}.py", "import wojak.engine.service\n", "wojak.engine.service"),
     ("production-code-never-imports-the-test-kit", "sidecars/wojak/sidecars/rabbitmq/{name}.py",
      "from wojak.sidecars.testing.memory import MemoryBroker\n", "wojak.sidecars.testing"),
+    ("kubernetes-only-in-the-operator", "engine/wojak/engine/risk/{name}.py", "import kubernetes\n", "kubernetes"),
+    ("engine-layers", "engine/wojak/engine/riskpolicy/{name}.py", "import wojak.engine.app\n", "wojak.engine.app"),
 ]  # fmt: skip
 
 

@@ -216,7 +216,7 @@ def test_wojak_release_passes_the_documented_values():
     for needle in (
         "serviceAccount = {create = true, name = var.service_account_name, "
         "annotations = var.service_account_annotations}",
-        "source = merge({type = var.source_type}, var.source_values)",
+        "source = merge({type = var.source_type, accounts = var.source_accounts}, var.source_values)",
         "store = local.store",
         "venue = var.venue_url",
         "{for k, v in {cluster = var.engine_cluster} : k => v if var.engine_cluster != null}",

@@ -26,6 +26,7 @@ module "aws_stack" {
   sandbox_lambda_zip                     = var.sandbox_lambda_zip
   sandbox_reserved_concurrency           = var.sandbox_reserved_concurrency
   source_type                            = var.source_type
+  source_accounts                        = var.source_accounts
   wojak_chart_path                       = var.wojak_chart_path
   wojak_image_tag                        = var.wojak_image_tag
   enable_node_termination_handler        = var.enable_node_termination_handler

@@ -84,6 +84,7 @@ module "wojak" {
   chart_path           = var.wojak_chart_path
   image_tag            = var.wojak_image_tag
   source_type          = var.source_type
+  source_accounts      = var.source_accounts
   source_values        = var.source_values
   service_account_name = local.wojak_service_account
   service_account_annotations = {

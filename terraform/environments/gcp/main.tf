@@ -23,6 +23,7 @@ module "gcp_stack" {
   on_demand_machine_type     = var.on_demand_machine_type
   deletion_protection        = var.deletion_protection
   source_type                = var.source_type
+  source_accounts            = var.source_accounts
   venue_url                  = var.venue_url
   wojak_chart_path           = var.wojak_chart_path
   wojak_image_tag            = var.wojak_image_tag

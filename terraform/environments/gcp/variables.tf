@@ -86,3 +86,9 @@ variable "labels" {
   description = "Extra labels on every resource that takes labels."
   default     = {}
 }
+
+variable "source_accounts" {
+  type        = list(string)
+  description = "Account patterns the source sidecar may trade (source.accounts: WOJAK_SIDECAR_ACCOUNTS), e.g. [\"desk-1\", \"desk-2-*\"]. Required by every broker source (the chart refuses to render without it); the HTTP source's keys file scopes its principals instead."
+  default     = []
+}

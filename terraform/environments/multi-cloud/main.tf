@@ -62,6 +62,7 @@ module "aws_stack" {
   spot_instance_types     = var.aws_spot_instance_types
   sandbox_lambda_zip      = var.sandbox_lambda_zip
   source_type             = var.aws_source_type
+  source_accounts         = var.source_accounts
   wojak_chart_path        = var.wojak_chart_path
   couchbase_chart_version = var.couchbase_chart_version
   tags                    = local.aws_tags
@@ -102,6 +103,7 @@ module "gcp_stack" {
   deletion_protection        = var.gcp_deletion_protection
   xdcr_source_cidrs          = contains(module.topology.xdcr_admitted["gcp"], "aws") ? [var.aws_vpc_cidr] : []
   source_type                = "pubsub"
+  source_accounts            = var.source_accounts
   venue_url                  = "sandbox://in-process"
   wojak_chart_path           = var.wojak_chart_path
   couchbase_chart_version    = var.couchbase_chart_version

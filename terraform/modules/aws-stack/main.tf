@@ -11,9 +11,9 @@ locals {
   data_tolerations = [merge(module.eks.on_demand_node_taint, { operator = "Equal" })]
 
   source_values = {
-    sqs     = { queueUrl = module.services.orders_queue_url, region = var.region }
-    sns     = { topicArn = module.services.orders_topic_arn, queueUrl = module.services.orders_queue_url, region = var.region }
-    kinesis = { streamName = module.services.orders_stream_name, region = var.region }
+    sqs     = { queueUrl = module.services.orders_queue_url, deadLetterQueueUrl = module.services.orders_dlq_url, region = var.region }
+    sns     = { topicArn = module.services.orders_topic_arn, queueUrl = module.services.orders_queue_url, deadLetterQueueUrl = module.services.orders_dlq_url, region = var.region }
+    kinesis = { streamName = module.services.orders_stream_name, deadLetterQueueUrl = module.services.orders_dlq_url, region = var.region }
   }
 }
 
@@ -123,6 +123,7 @@ module "wojak" {
   chart_path           = var.wojak_chart_path
   image_tag            = var.wojak_image_tag
   source_type          = var.source_type
+  source_accounts      = var.source_accounts
   source_values        = lookup(local.source_values, var.source_type, {})
   service_account_name = local.wojak_service_account
   service_account_annotations = {

@@ -156,3 +156,9 @@ variable "wojak_replica_count" {
   description = "Number of wojak pods; 0 fences this cluster's engines (fail-over)."
   default     = 2
 }
+
+variable "source_accounts" {
+  type        = list(string)
+  description = "Account patterns the source sidecar may trade (source.accounts: WOJAK_SIDECAR_ACCOUNTS), e.g. [\"desk-1\", \"desk-2-*\"]. Required by every broker source (the chart refuses to render without it); the HTTP source's keys file scopes its principals instead."
+  default     = []
+}

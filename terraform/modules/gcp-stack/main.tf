@@ -12,8 +12,9 @@ locals {
 
   source_values = {
     pubsub = {
-      subscription = module.pubsub.orders_subscription_id
-      project      = var.project_id
+      subscription    = module.pubsub.orders_subscription_id # the chart takes the full id or the short one
+      deadLetterTopic = module.pubsub.dead_letter_topic_id
+      project         = var.project_id
     }
   }
 }
@@ -88,6 +89,7 @@ module "wojak" {
   chart_path           = var.wojak_chart_path
   image_tag            = var.wojak_image_tag
   source_type          = var.source_type
+  source_accounts      = var.source_accounts
   source_values        = lookup(local.source_values, var.source_type, {})
   service_account_name = local.wojak_service_account
   service_account_annotations = {

@@ -21,7 +21,7 @@ locals {
       podLabels    = var.pod_labels
       nodeSelector = var.node_selector
       tolerations  = var.tolerations
-      source       = merge({ type = var.source_type }, var.source_values)
+      source       = merge({ type = var.source_type, accounts = var.source_accounts }, var.source_values)
       engine = merge(
         {
           store = local.store
@@ -31,6 +31,10 @@ locals {
             passwordKey = "password"
           }
           venue = var.venue_url
+          # The engine refuses plain-text couchbase:// off loopback unless told: the in-cluster
+          # Couchbase of modules/couchbase serves no TLS, and its traffic stays inside the
+          # cluster network. A couchbases:// store_url keeps the engine's refusal on.
+          allowInsecureTransport = startswith(var.store_url, "couchbase://")
         },
         # The chart sets WOJAK_ENGINE_CLUSTER from it: the engines then refuse
         # every account the risk config homes on another cluster.
@@ -38,6 +42,12 @@ locals {
       )
     },
     { for k, v in { image = { tag = var.image_tag } } : k => v if var.image_tag != null },
+    # Fail closed: the engines never run without limits. The whole risk file, or the ConfigMap
+    # someone keeps (a RiskPolicy's, rendered by the operator).
+    { risk = merge(
+      { for k, v in { config = var.risk_config } : k => v if var.risk_config != null },
+      { for k, v in { existingConfigMap = var.risk_config_map } : k => v if var.risk_config == null },
+    ) },
     var.extra_values,
   )
 }
@@ -47,6 +57,10 @@ resource "kubernetes_namespace_v1" "this" {
     name = var.namespace
     labels = {
       "app.kubernetes.io/part-of" = "wojak"
+      # Pod Security "restricted", enforced: the chart's pods comply, anything else is refused
+      "pod-security.kubernetes.io/enforce" = "restricted"
+      "pod-security.kubernetes.io/audit"   = "restricted"
+      "pod-security.kubernetes.io/warn"    = "restricted"
     }
   }
 }

@@ -124,3 +124,21 @@ variable "extra_values" {
   description = "Further chart values, deep-merged last at the top level (shallow merge per top-level key)."
   default     = {}
 }
+
+variable "risk_config" {
+  type        = any
+  description = "The engines' risk file as an object (every limit named, decimals as quoted strings); the chart renders it into a ConfigMap. null: risk_config_map."
+  default     = null
+}
+
+variable "risk_config_map" {
+  type        = string
+  description = "ConfigMap (key risk.yaml) the engines read when risk_config is null: the one a RiskPolicy renders (<policy>-risk) or one you keep. The pods wait for it: the engines never run without limits."
+  default     = "wojak-risk"
+}
+
+variable "source_accounts" {
+  type        = list(string)
+  description = "Account patterns the source sidecar may trade (source.accounts: WOJAK_SIDECAR_ACCOUNTS), e.g. [\"desk-1\", \"desk-2-*\"]. Required by every broker source (the chart refuses to render without it); the HTTP source's keys file scopes its principals instead."
+  default     = []
+}

@@ -10,6 +10,7 @@ from wojak.engine.risk._config import (
     default_risk_config,
     demo_risk_config_path,
     load_risk_config,
+    parse_risk_config,
 )
 from wojak.engine.risk._reload import RiskConfigWatcher, file_sha256
 
@@ -31,4 +32,5 @@ __all__ = [
     "file_sha256",
     "gross_exposure",
     "load_risk_config",
+    "parse_risk_config",
 ]

@@ -195,6 +195,19 @@ def load_risk_config(path: str | Path) -> RiskConfig:
     return config
 
 
+def parse_risk_config(text: str, origin: str) -> RiskConfig:
+    """A risk file's text, validated exactly as the engine loads it (``origin`` names it in the
+    error). What the RiskPolicy operator checks before it writes a ConfigMap; references to other
+    files (``instruments_file``) are refused, since a ConfigMap carries one file."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RiskConfigError(f"{origin} is not valid YAML: {exc}") from None
+    if isinstance(data, dict) and "instruments_file" in data:
+        raise RiskConfigError(f"{origin}: instruments_file: give the instruments inline (a ConfigMap holds one file)")
+    return _parse(text, origin)
+
+
 def demo_risk_config_path() -> str:
     """The packaged demo risk file (``default_risk.yaml``): what `wojak dev` passes the engine
     as ``WOJAK_ENGINE_RISK_CONFIG``. The engine itself never falls back to it."""
