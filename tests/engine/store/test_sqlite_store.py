@@ -183,3 +183,54 @@ async def test_the_audit_table_refuses_update_and_delete(tmp_path):
         assert await store.list_audit() == before and len(before) == 2
     finally:
         await store.close()
+
+
+async def test_the_database_is_the_users_alone_new_directories_0700_files_0600(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "new" / "deeper" / "w.sqlite"  # directories that do not exist yet
+    store = SQLiteStore(path)
+    try:
+        await store.admit([order()], approve)
+        assert stat.S_IMODE((tmp_path / "new" / "deeper").stat().st_mode) == 0o700
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        for suffix in ("-wal", "-shm"):
+            assert stat.S_IMODE(os.stat(str(path) + suffix).st_mode) == 0o600
+    finally:
+        await store.close()
+    # files of ours left readable by others are tightened when the store opens them
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(str(path) + suffix):
+            os.chmod(str(path) + suffix, 0o644)
+    SQLiteStore(tmp_path / "new" / "deeper" / "w.sqlite")._db.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = SQLiteStore(path)  # an existing directory is left as it is, the data is kept
+    try:
+        assert (await again.get_order("acct", "c1")).state is OrderState.PENDING
+    finally:
+        await again.close()
+
+
+@pytest.mark.parametrize("synchronous, level", [("normal", 1), ("full", 2), ("extra", 3), ("FULL", 2), ("Extra", 3)])
+async def test_each_synchronous_level_is_the_one_sqlite_runs_with(tmp_path, synchronous, level):
+    store = SQLiteStore(tmp_path / "s.sqlite", synchronous=synchronous)
+    try:
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == level
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        await store.close()
+    default = SQLiteStore(tmp_path / "d.sqlite")
+    try:
+        assert default._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # full unless told otherwise
+        assert default.min_free_bytes == 1 << 20
+    finally:
+        await default.close()
+
+
+def test_a_store_that_cannot_be_opened_is_a_config_error_naming_the_setting(tmp_path):
+    from wojak.errors import ConfigError
+
+    (tmp_path / "dir.sqlite").mkdir()  # a directory where the database should be
+    with pytest.raises(ConfigError, match=r"cannot open the SQLite store .*dir\.sqlite.* \(setting WOJAK_STORE\)"):
+        SQLiteStore(tmp_path / "dir.sqlite")
