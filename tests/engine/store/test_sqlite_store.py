@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from tests.engine.store.test_store_contract import apply_all, approve, approve_reserving, fill, order, tick
-from wojak.engine.domain import OrderState
-from wojak.engine.store import SQLiteStore
+from wojak.engine.domain import OrderEvent, OrderState
+from wojak.engine.store import Execution, SQLiteStore, StoreUnavailable
 
 # the tables as the first release created them (no positions.pending_loss, no orders.loss_per_unit)
 _OLD = """
@@ -234,3 +234,132 @@ def test_a_store_that_cannot_be_opened_is_a_config_error_naming_the_setting(tmp_
     (tmp_path / "dir.sqlite").mkdir()  # a directory where the database should be
     with pytest.raises(ConfigError, match=r"cannot open the SQLite store .*dir\.sqlite.* \(setting WOJAK_STORE\)"):
         SQLiteStore(tmp_path / "dir.sqlite")
+
+
+async def test_batches_past_sqlites_parameter_limit_are_split(tmp_path):
+    """More orders, accounts and symbols in one call than one SQLite statement may name."""
+    store = SQLiteStore(tmp_path / "big.sqlite")
+    try:
+        orders = [order(f"c{i}", account=f"a{i}", symbol=f"S{i % 7}") for i in range(1100)]
+        results = await store.admit(orders, approve)
+        assert [existed for _, existed in results] == [False] * 1100
+        again = await store.admit([order(f"c{i}", account=f"a{i}", symbol=f"S{i % 7}") for i in range(1100)], approve)
+        assert all(existed for _, existed in again)
+        await store.record([fill(o, "10", "100") for o, _ in results])
+        assert all(ex_state is OrderState.FILLED for ex_state in [o.state for o in await store.list_orders(limit=2000)])
+        assert {p.pending_buy for p in await store.list_positions()} == {0}
+        assert len(await store.list_trades(limit=2000)) == 1100
+        ticks = [{**tick(f"T{i}", "100"), "sequence": i} for i in range(1100)]
+        assert await store.apply_ticks(ticks, apply_all) == ["applied"] * 1100
+        assert len(await store.load_ticks()) == 1100
+    finally:
+        await store.close()
+
+
+class _Clock:
+    """A stand-in for the store's ``time`` module: ``time()`` is ``now``."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+async def test_the_order_rate_windows_and_the_rate_table_keeps_only_two_minutes(tmp_path, monkeypatch):
+    from wojak.engine.store import _sqlite
+
+    clock = _Clock(1_000_020.5)  # a multiple of 30 s: the table is pruned when admitting now
+    monkeypatch.setattr(_sqlite, "time", clock)
+    store = SQLiteStore(tmp_path / "rate.sqlite")
+    try:
+        store._db.executemany("INSERT INTO order_rate VALUES (?,?,?)",
+                              [("acct", 1_000_020 - 121, 5), ("acct", 1_000_020 - 120, 3)])  # fmt: skip
+        seen = []
+
+        def look(o, view):
+            seen.append((view.orders_last_second, view.orders_last_minute))
+            return approve(o, view)
+
+        await store.admit([order("a"), order("b")], look)
+        kept = store._db.execute("SELECT sec, n FROM order_rate WHERE account='acct' ORDER BY sec").fetchall()
+        assert kept == [(1_000_020 - 120, 3), (1_000_020, 2)]  # older than 120 s: pruned
+        assert seen == [(0, 0), (1, 1)]
+        for later, expected in ((0.4, (2, 2)), (1.0, (0, 2)), (59.0, (0, 2)), (60.0, (0, 0))):
+            clock.now = 1_000_020.5 + later
+            seen.clear()
+            await store.admit([order(f"probe-{later}")], lambda o, v: seen.append((v.orders_last_second,
+                                                                                  v.orders_last_minute)) or None)  # fmt: skip
+            assert seen == [expected], later
+    finally:
+        await store.close()
+
+
+async def test_a_lease_is_free_from_the_instant_it_ends(tmp_path, monkeypatch):
+    from wojak.engine.store import _sqlite
+
+    clock = _Clock(5_000.0)
+    monkeypatch.setattr(_sqlite, "time", clock)
+    store = SQLiteStore(tmp_path / "lease.sqlite")
+    try:
+        [(o, _)] = await store.admit([order("c1")], approve, lease=("e1", 10))
+        clock.now = 5_009.999
+        [(held, _)] = await store.admit([order("c1")], approve, lease=("e2", 10))
+        assert held.lease_owner == "e1"
+        clock.now = 5_010.0  # lease_until: ended
+        [(taken, _)] = await store.admit([order("c1")], approve, lease=("e2", 10))
+        assert (taken.lease_owner, taken.lease_until) == ("e2", 5_020.0)
+        clock.now = 5_020.0
+        [mine] = await store.take_leases([taken], "e3:reconcile", 5)  # the order path's lease ended too
+        assert mine.lease_owner == "e3:reconcile"
+        o.apply(OrderEvent.ACCEPTED)
+        await store.record([Execution(o, OrderState.PENDING, Decimal(0), None, Decimal(0))])
+        [accepted] = await store.open_orders()
+        clock.now = 5_024.999
+        assert await store.take_leases([accepted], "e4:reconcile", 5) == []  # another loop's live lease
+        clock.now = 5_025.0
+        assert [x.lease_owner for x in await store.take_leases([accepted], "e4:reconcile", 5)] == ["e4:reconcile"]
+    finally:
+        await store.close()
+
+
+async def test_the_probe_refuses_below_the_free_space_floor_naming_the_setting(tmp_path, monkeypatch):
+    import shutil
+
+    store = SQLiteStore(tmp_path / "probe.sqlite", min_free_bytes=10_000)
+    real = shutil.disk_usage
+    try:
+        monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=10_000))
+        await store.probe()  # exactly the floor: still takes writes
+        monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=9_999))
+        with pytest.raises(StoreUnavailable, match=r"9,999 bytes free, below 10,000 \(WOJAK_STORE \?min_free_bytes=\)"):
+            await store.probe()
+
+        def broken(p):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(shutil, "disk_usage", broken)
+        with pytest.raises(StoreUnavailable, match="Input/output error"):
+            await store.probe()
+    finally:
+        await store.close()
+
+
+async def test_a_database_keyed_by_account_but_missing_later_columns_gets_them(tmp_path):
+    path = tmp_path / "mid.sqlite"
+    store = SQLiteStore(path)
+    await store.admit([order("c1")], approve)
+    await store.close()
+    with sqlite3.connect(path) as db:  # as a release between the re-keying and the start-of-day columns left it
+        for column in ("sod_day", "sod_quantity", "sod_average"):
+            db.execute(f"ALTER TABLE positions DROP COLUMN {column}")
+    again = SQLiteStore(path)
+    try:
+        assert (await again.get_position("acct", "SYM")).pending_buy == Decimal(10)
+        [(b, _)] = await again.admit([order("c2")], approve)
+        ex = fill(b, "10")
+        ex.day = "2026-11-30"
+        await again.record([ex])
+        assert (await again.get_position("acct", "SYM")).sod_day == "2026-11-30"
+    finally:
+        await again.close()

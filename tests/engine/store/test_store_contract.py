@@ -982,3 +982,74 @@ async def test_realised_pnl_of_a_day_adds_up_over_fills_and_stays_per_account(ma
     seen = []
     await store.admit([order("n", account="acct")], lambda o, v: seen.append(v.realised_today) or approve(o, v), day)
     assert seen == [Decimal(20)]
+
+
+async def test_one_record_batch_applies_each_outcome_against_the_state_the_one_before_it_left(make_store):
+    store = make_store()
+    [(o, _), (stale, _)] = await store.admit([order("c1"), order("c2")], approve)
+    done = fill(stale, "10", "100")
+    await store.record([done])
+    replay = Execution(stale, OrderState.PENDING, Decimal(10), Decimal(100), Decimal(10))  # not applicable any more
+    partial = fill(o, "4", "100", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)
+    later = dataclasses.replace(o)  # the order as the next outcome finds it
+    rest = fill(later, "10", "103", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)  # expects what `partial` left
+    await store.record([replay, partial, rest])  # a lost compare-and-set does not stop the batch
+    assert (replay.applied, partial.applied, rest.applied) == (False, True, True)
+    stored = await store.get_order("acct", "c1")
+    assert stored.state is OrderState.FILLED and stored.filled_quantity == 10
+    assert sorted(t.quantity for t in await store.list_trades(client_order_id="c1")) == [Decimal(4), Decimal(6)]
+
+
+async def test_only_a_positive_fill_with_a_price_is_a_trade_and_a_fraction_is_one(make_store):
+    store = make_store()
+    [(o, _)] = await store.admit([order("c1", quantity="1")], approve)
+    o.apply(OrderEvent.ACCEPTED)
+    await store.record([Execution(o, OrderState.PENDING, Decimal(0), Decimal(100), Decimal(0))])  # a price, nothing filled
+    assert await store.list_trades() == []
+    await store.record([fill(o, "0.5", "100", OrderState.ACCEPTED, OrderEvent.PARTIALLY_FILLED)])
+    [trade] = await store.list_trades()
+    assert trade.quantity == Decimal("0.5") and (await store.get_position("acct", "SYM")).quantity == Decimal("0.5")
+
+
+async def test_the_realised_pnl_of_several_fills_in_one_record_batch_adds_up(make_store):
+    store = make_store()
+    day = "2026-11-30"
+    buys = [o for o, _ in await store.admit([order("b1"), order("b2", symbol="S2")], approve, day)]
+    await store.record([fill(buys[0], "10", "100"), fill(buys[1], "10", "50")])
+    sells = [o for o, _ in await store.admit([order("s1", side="sell"), order("s2", side="sell", symbol="S2")], approve, day)]
+    closing = [fill(sells[0], "10", "104"), fill(sells[1], "10", "53")]  # +40 and +30, recorded together
+    for ex in closing:
+        ex.day = day
+    await store.record(closing)
+    assert await store.daily_realised("acct", day) == Decimal(70)
+
+
+async def test_the_judge_is_given_the_batchs_time_and_the_tick_is_stamped_with_it(make_store):
+    store = make_store()
+    seen = []
+
+    def judge(stored, t, now):
+        seen.append(now)
+        return TICK_APPLIED
+
+    before = time.time()
+    await store.apply_ticks([tick("SYM", "100"), tick("OTHER", "50")], judge)
+    after = time.time()
+    assert len(seen) == 2 and all(before <= now <= after for now in seen)
+    assert {t["received_at"] for t in (await store.load_ticks()).values()} <= set(seen)
+
+
+async def test_account_states_and_escalations_read_back_whole(make_store):
+    store = make_store()
+    before = time.time()
+    await store.set_account_state("desk-1", "HALTED", "runaway", actor="ops")
+    await store.raise_escalation("k1", "c1", {"why": "anomaly", "amount": Decimal("1.5")})
+    after = time.time()
+    state = await store.get_account_state("desk-1")
+    assert state == {"account": "desk-1", "state": "HALTED", "reason": "runaway", "at": state["at"]}
+    assert before <= state["at"] <= after
+    assert await make_store().list_account_states() == [state]
+    [entry] = await store.undelivered_escalations()
+    assert entry == {"key": "k1", "client_order_id": "c1", "payload": {"why": "anomaly", "amount": "1.5"},
+                     "created_at": entry["created_at"]}  # fmt: skip
+    assert before <= entry["created_at"] <= after
