@@ -363,3 +363,32 @@ async def test_a_database_keyed_by_account_but_missing_later_columns_gets_them(t
         assert (await again.get_position("acct", "SYM")).sod_day == "2026-11-30"
     finally:
         await again.close()
+
+
+@pytest.mark.parametrize("table, event", [("orders", "INSERT"), ("trades", "INSERT"), ("ticks", "INSERT"),
+                                          ("orders", "UPDATE"), ("audit", "INSERT")])  # fmt: skip
+async def test_a_database_error_inside_a_write_is_store_unavailable_and_nothing_is_half_written(tmp_path, table, event):
+    store = SQLiteStore(tmp_path / "faulty.sqlite")
+    try:
+        [(o, _)] = await store.admit([order("c0")], approve)
+        before = await store.get_position("acct", "SYM")
+        store._db.execute(f"CREATE TRIGGER fault BEFORE {event} ON {table} BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+        writes = {
+            ("orders", "INSERT"): lambda: store.admit([order("c1")], approve),
+            ("trades", "INSERT"): lambda: store.record([fill(o, "10")]),
+            ("ticks", "INSERT"): lambda: store.apply_ticks([tick("SYM", "100")], apply_all),
+            ("orders", "UPDATE"): lambda: store.take_leases([o], "e1:reconcile", 30),
+            ("audit", "INSERT"): lambda: store.set_account_state("acct", "HALTED", "ops", actor="ops"),
+        }
+        with pytest.raises(StoreUnavailable, match="disk I/O error"):
+            await writes[(table, event)]()
+        store._db.execute("DROP TRIGGER fault")
+        # rolled back whole: no order, no reservation, no fill, no tick, no lease, no state
+        assert await store.get_order("acct", "c1") is None and await store.get_position("acct", "SYM") == before
+        assert (await store.get_order("acct", "c0")).state is OrderState.PENDING and await store.list_trades() == []
+        assert await store.load_ticks() == {} and (await store.get_order("acct", "c0")).lease_owner is None
+        assert await store.get_account_state("acct") is None and await store.list_audit() == []
+        await store.admit([order("c1")], approve)  # and the store goes on
+        assert (await store.get_position("acct", "SYM")).pending_buy == Decimal(20)
+    finally:
+        await store.close()
