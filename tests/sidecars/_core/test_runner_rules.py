@@ -253,3 +253,25 @@ async def test_a_message_that_arrives_while_stopping_is_given_back_untouched():
     [late] = source.all
     assert late.actions == [("requeue", 0)] and client.orders == []
     assert sample(metrics, "wojak_sidecar_settlements_total", settlement="requeue") == 1
+
+
+async def test_a_body_that_is_not_json_is_dead_lettered_with_the_parsers_reason():
+    runner, source, client, _ = make([b'{"account": "a",', b"\xff\xfe{}"], verdict("filled"))
+    await run_until(runner, source, settled(source))
+    for message in source.all:
+        [(action, (reason, detail))] = message.actions
+        assert (action, reason) == ("dead_letter", "invalid_json")
+        assert detail["error"].startswith("body is not valid JSON: ") and "line 1 column" in detail["error"]
+    assert client.orders == []
+
+
+async def test_a_message_that_is_not_utf8_is_still_given_up_with_its_bytes_in_the_log(caplog):
+    runner, source, client, metrics = make([], verdict("filled"), settle_attempts=1, concurrency=1)
+    body = b'{"quantity": "\xff\xfe"}'
+    source.add(body, ("q", "bin"), fail=frozenset({"dead_letter"}))  # not UTF-8: invalid JSON, dead letter refused
+    again = source.add(body, ("q", "bin"))
+    caplog.set_level("ERROR")
+    await run_until(runner, source, lambda: again.settled is not None)
+    assert [a for a, _ in again.actions] == ["give_up"]
+    (line,) = [r.getMessage() for r in caplog.records if "giving up" in r.getMessage()]
+    assert "\\\\xff\\\\xfe" in line and f"bytes={len(body)}" in line
