@@ -249,6 +249,12 @@ async def test_batches_past_sqlites_parameter_limit_are_split(tmp_path):
         assert all(ex_state is OrderState.FILLED for ex_state in [o.state for o in await store.list_orders(limit=2000)])
         assert {p.pending_buy for p in await store.list_positions()} == {0}
         assert len(await store.list_trades(limit=2000)) == 1100
+        # a second round on the same positions: each one read back whole, whichever chunk it falls in
+        second = [o for o, _ in await store.admit([order(f"d{i}", account=f"a{i}", symbol=f"S{i % 7}") for i in range(1100)],
+                                                  approve_reserving("1"))]  # fmt: skip
+        assert {(p.quantity, p.pending_buy, p.pending_loss) for p in await store.list_positions()} == {(10, 10, 10)}
+        await store.record([fill(o, "10", "100") for o in second])
+        assert {(p.quantity, p.pending_buy, p.pending_loss) for p in await store.list_positions()} == {(20, 0, 0)}
         ticks = [{**tick(f"T{i}", "100"), "sequence": i} for i in range(1100)]
         assert await store.apply_ticks(ticks, apply_all) == ["applied"] * 1100
         assert len(await store.load_ticks()) == 1100
@@ -278,15 +284,22 @@ async def test_the_order_rate_windows_and_the_rate_table_keeps_only_two_minutes(
         seen = []
 
         def look(o, view):
-            seen.append((view.orders_last_second, view.orders_last_minute))
+            seen.append((view.orders_last_second, view.orders_last_minute, view.day, view.now))
             return approve(o, view)
 
-        await store.admit([order("a"), order("b")], look)
+        await store.admit([order("a"), order("b"), order("c")], look)
         kept = store._db.execute("SELECT sec, n FROM order_rate WHERE account='acct' ORDER BY sec").fetchall()
-        assert kept == [(1_000_020 - 120, 3), (1_000_020, 2)]  # older than 120 s: pruned
-        assert seen == [(0, 0), (1, 1)]
-        for later, expected in ((0.4, (2, 2)), (1.0, (0, 2)), (59.0, (0, 2)), (60.0, (0, 0))):
-            clock.now = 1_000_020.5 + later
+        assert kept == [(1_000_020 - 120, 3), (1_000_020, 3)]  # older than 120 s: pruned
+        day = "1970-01-12"  # the store's clock's UTC day, not the machine's
+        assert seen == [(0, 0, day, 1_000_020.5), (1, 1, day, 1_000_020.5), (2, 2, day, 1_000_020.5)]
+        clock.now = 1_000_021.0
+        await store.admit([order("d")], approve)  # one more, a second later: two rows in the minute
+        seen.clear()
+        clock.now = 1_000_021.5
+        await store.admit([order("probe")], lambda o, v: seen.append((v.orders_last_second, v.orders_last_minute)) or None)
+        assert seen == [(1, 4)]
+        for later, expected in ((0.9, (1, 4)), (1.0, (0, 4)), (58.0, (0, 4)), (59.0, (0, 1)), (60.0, (0, 0))):
+            clock.now = 1_000_021.0 + later
             seen.clear()
             await store.admit([order(f"probe-{later}")], lambda o, v: seen.append((v.orders_last_second,
                                                                                   v.orders_last_minute)) or None)  # fmt: skip
@@ -319,6 +332,13 @@ async def test_a_lease_is_free_from_the_instant_it_ends(tmp_path, monkeypatch):
         assert await store.take_leases([accepted], "e4:reconcile", 5) == []  # another loop's live lease
         clock.now = 5_025.0
         assert [x.lease_owner for x in await store.take_leases([accepted], "e4:reconcile", 5)] == ["e4:reconcile"]
+        # an outcome recorded without a trading day counts toward the store clock's UTC day
+        [(sell, _)] = await store.admit([order("s1", side="sell", quantity="10")], approve)
+        [(buy, _)] = [(accepted, None)]
+        await store.record([fill(buy, "10", "100", OrderState.ACCEPTED)])
+        await store.record([fill(sell, "10", "104")])
+        assert await store.daily_realised("acct", "1970-01-01") == Decimal(40)
+        assert (await store.get_position("acct", "SYM")).sod_day == "1970-01-01"
     finally:
         await store.close()
 
@@ -392,3 +412,36 @@ async def test_a_database_error_inside_a_write_is_store_unavailable_and_nothing_
         assert (await store.get_position("acct", "SYM")).pending_buy == Decimal(20)
     finally:
         await store.close()
+
+
+async def test_a_file_that_is_not_a_database_is_a_config_error_with_the_free_space(tmp_path):
+    from wojak.errors import ConfigError
+
+    path = tmp_path / "garbage.sqlite"
+    path.write_bytes(b"this is not a database, just text that fills the header and more" * 100)
+    with pytest.raises(ConfigError, match=r"cannot open the SQLite store .*garbage\.sqlite \(setting WOJAK_STORE\): .*;"
+                                          r" [\d,]+ bytes free of [\d,]+ on its filesystem"):  # fmt: skip
+        SQLiteStore(path)
+
+
+async def test_the_wal_and_shared_memory_files_are_tightened_too(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "w.sqlite"
+    store = SQLiteStore(path)
+    await store.admit([order()], approve)
+    holder = sqlite3.connect(path)  # another connection keeps the -wal and -shm files in place
+    holder.execute("SELECT count(*) FROM orders").fetchone()
+    try:
+        await store.close()
+        for suffix in ("", "-wal", "-shm"):
+            os.chmod(str(path) + suffix, 0o644)
+        again = SQLiteStore(path)
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                assert stat.S_IMODE(os.stat(str(path) + suffix).st_mode) == 0o600, suffix
+        finally:
+            await again.close()
+    finally:
+        holder.close()

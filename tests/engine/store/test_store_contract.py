@@ -850,7 +850,9 @@ async def test_an_order_reads_back_field_for_field_from_every_read(make_store):
     limit.principal = "alice"
     market = wire_order("mkt")  # no limit price, no tag, time_in_force "day"
     results = await store.admit([limit, market], approve, lease=("e1", 30))
+    results += await store.admit([wire_order("free")], approve)  # no lease asked: none held
     admitted = {o.client_order_id: dataclasses.asdict(o) for o, _ in results}
+    assert (admitted["free"]["lease_owner"], admitted["free"]["lease_until"]) == (None, 0.0)
     assert admitted["mkt"]["limit_price"] is None and admitted["mkt"]["tag"] is None
     assert admitted["lim"]["fingerprint"] != admitted["mkt"]["fingerprint"]
 
@@ -859,7 +861,7 @@ async def test_an_order_reads_back_field_for_field_from_every_read(make_store):
 
     other = make_store()
     for handle in (store, other):
-        assert fields([await handle.get_order("acct", "lim"), await handle.get_order("acct", "mkt")]) == admitted
+        assert fields([await handle.get_order("acct", coid) for coid in admitted]) == admitted
         assert fields(await handle.list_orders()) == admitted
         assert fields(await handle.pending_orders()) == admitted
         assert fields(await handle.open_orders()) == admitted
@@ -1037,6 +1039,23 @@ async def test_the_judge_is_given_the_batchs_time_and_the_tick_is_stamped_with_i
     after = time.time()
     assert len(seen) == 2 and all(before <= now <= after for now in seen)
     assert {t["received_at"] for t in (await store.load_ticks()).values()} <= set(seen)
+
+
+async def test_decide_sees_the_batchs_time_and_an_escalations_decimals_reach_the_outbox_as_text(make_store):
+    store = make_store()
+    seen = []
+
+    def escalate(o, view):
+        seen.append(view.now)
+        o.apply(OrderEvent.ESCALATED)
+        return {"why": "max_position_exceeded", "limit": Decimal("12.50")}
+
+    before = time.time()
+    [(o, _)] = await store.admit([order("esc")], escalate)
+    after = time.time()
+    assert len(seen) == 1 and before <= seen[0] <= after and o.created_at == seen[0]
+    [entry] = await make_store().undelivered_escalations()
+    assert entry["payload"] == {"why": "max_position_exceeded", "limit": "12.50"}
 
 
 async def test_account_states_and_escalations_read_back_whole(make_store):
