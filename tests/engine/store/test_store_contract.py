@@ -1072,3 +1072,24 @@ async def test_account_states_and_escalations_read_back_whole(make_store):
     assert entry == {"key": "k1", "client_order_id": "c1", "payload": {"why": "anomaly", "amount": "1.5"},
                      "created_at": entry["created_at"]}  # fmt: skip
     assert before <= entry["created_at"] <= after
+
+
+async def test_lists_without_a_limit_return_the_newest_100(make_store):
+    store = make_store()
+    results = await store.admit([order(f"c{i:03d}", quantity="1") for i in range(101)], approve)
+    await store.record([fill(o, "1") for o, _ in results])
+    for i in range(101):
+        await store.append_audit("note", "ops", f"s{i:03d}", {})
+        await store.raise_escalation(f"k{i:03d}", f"c{i:03d}", {})
+    assert len(await store.list_orders()) == 100 and len(await store.list_trades()) == 100
+    assert [e["subject"] for e in await store.list_audit()][-1] == "s001"  # the oldest one is left out
+    assert [e["key"] for e in await store.undelivered_escalations()][-1] == "k099"  # oldest first: the newest is left out
+
+
+async def test_take_leases_goes_past_orders_it_cannot_take_and_never_takes_a_stale_state(make_store):
+    store = make_store()
+    [(p, _), (q, _)] = await store.admit([order("p"), order("q")], approve)
+    stale = dataclasses.replace(p, state=OrderState.ACCEPTED)  # the store has it pending: this read is stale
+    taken = await store.take_leases([order("nobody"), stale, q], "e1:reconcile", 30)
+    assert [o.client_order_id for o in taken] == ["q"]
+    assert (await store.get_order("acct", "p")).lease_owner is None
