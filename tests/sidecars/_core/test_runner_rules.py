@@ -240,6 +240,7 @@ async def test_a_message_that_arrives_while_stopping_is_given_back_untouched():
         async def stop_consuming(self) -> None:
             self.stopped = True
             self.add(order("late"), ("q", "late"))  # delivered after the consumer was told to stop
+            self.add(order("later"), ("q", "later"))
             self.queue.put_nowait(None)
 
     runner, _, client, metrics = make([], verdict("filled"))
@@ -250,9 +251,8 @@ async def test_a_message_that_arrives_while_stopping_is_given_back_untouched():
     await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(task, 5)
-    [late] = source.all
-    assert late.actions == [("requeue", 0)] and client.orders == []
-    assert sample(metrics, "wojak_sidecar_settlements_total", settlement="requeue") == 1
+    assert [m.actions for m in source.all] == [[("requeue", 0)]] * 2 and client.orders == []  # each one given back
+    assert sample(metrics, "wojak_sidecar_settlements_total", settlement="requeue") == 2
 
 
 async def test_a_body_that_is_not_json_is_dead_lettered_with_the_parsers_reason():
@@ -275,3 +275,40 @@ async def test_a_message_that_is_not_utf8_is_still_given_up_with_its_bytes_in_th
     assert [a for a, _ in again.actions] == ["give_up"]
     (line,) = [r.getMessage() for r in caplog.records if "giving up" in r.getMessage()]
     assert "\\\\xff\\\\xfe" in line and f"bytes={len(body)}" in line
+
+
+@pytest.mark.parametrize("answer, publish_fails", [("filled", False), ("retry", False), ("rejected", True), ("conflict", False)])
+async def test_settling_a_message_logs_no_error(caplog, answer, publish_fails):
+    runner, source, client, _ = make([order()], verdict(answer), backoff_base=0.001)
+    source.publish_fails = publish_fails
+    caplog.set_level("ERROR")
+    await run_until(runner, source, settled(source))
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+def test_the_per_message_counts_are_bounded_and_forget_the_oldest():
+    from wojak.sidecars._core.runner import _Attempts, _SettleFailures
+
+    attempts = _Attempts(size=2)
+    assert [attempts.bump(k) for k in ("a", "a", "b")] == [1, 2, 1]
+    assert attempts.bump("c") == 1  # a third key: the oldest (a) goes
+    assert attempts.bump("a") == 1 and attempts.bump("c") == 2
+    attempts.forget("nobody")  # forgetting what is not there is fine
+    failures = _SettleFailures(size=2)
+    assert [failures.failed(k, f"{k} failed") for k in ("a", "a", "b")] == [1, 2, 1]
+    assert failures.failed("c", "c failed") == 1  # the oldest (a) goes
+    assert (failures.get("a"), failures.get("b"), failures.get("c"), failures.last("c")) == (0, 1, 1, "c failed")
+
+
+async def test_a_stop_consuming_that_hangs_takes_no_more_than_the_drain_window():
+    stop = asyncio.Event()
+    runner2, source2, _, _ = make([order()], verdict("filled"), drain_seconds=0.2, settle_timeout=5)
+    source2.stop_hangs = True
+    task = asyncio.create_task(runner2.run(stop))
+    while not settled(source2)():
+        await asyncio.sleep(0.005)
+    started = asyncio.get_running_loop().time()
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    took = asyncio.get_running_loop().time() - started
+    assert took < 0.2 + 0.6, f"stopping took {took:.2f}s with a 0.2 s drain window"
