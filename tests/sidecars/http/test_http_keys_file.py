@@ -296,3 +296,48 @@ def test_the_watcher_keeps_polling_after_a_failure_and_audits_the_path_and_names
         assert detail["count"] == 1 and detail["sha256"] == taken[0].sha256
 
     asyncio.run(scenario())
+
+
+def test_the_watcher_audits_a_refused_file_with_its_path_hash_and_reason(tmp_path):
+    deep = tmp_path / ("d" * 120) / ("e" * 120)  # a path longer than the 256 characters an audit keeps
+    deep.mkdir(parents=True)
+    path = deep / "keys.yaml"
+    path.write_bytes(_yaml(f"{{name: a, key_sha256: '{key_sha256('key-a' * 4)}', scopes: [ticks:write]}}"))
+    engine = _Engine()
+    engine.up = True
+
+    async def scenario() -> list:
+        audit = AuditTrail(engine, "sidecar:http")
+        watcher = KeysFileWatcher(str(path), load_keys_file(path), lambda ring: None, audit, interval=0.01)
+        sender = asyncio.create_task(audit.run())
+        bad = b"principals: [\n"
+        path.write_bytes(bad)
+        assert not watcher.check()
+        path.unlink()
+        path.mkdir()  # a directory where the file was: it exists, and cannot be read as a file
+        assert not watcher.check()
+        path.rmdir()
+        assert not watcher.check()  # gone: refused once more (missing), not again while it stays so
+        assert not watcher.check()
+        for _ in range(100):
+            if not audit.pending:
+                break
+            await asyncio.sleep(0.01)
+        sender.cancel()
+        return engine.recorded
+
+    recorded = asyncio.run(scenario())
+    assert len(str(path)) > 256
+    assert [(event, detail["path"], detail["sha256"]) for event, _, detail in recorded] == [
+        ("keys_file_refused", str(path)[-256:], hashlib.sha256(b"principals: [\n").hexdigest()),
+        ("keys_file_refused", str(path)[-256:], None),
+    ]  # fmt: skip
+    assert "not valid YAML" in recorded[0][2]["error"] and recorded[1][2]["error"] == "cannot be read (missing?)"
+
+
+def test_key_hashes_and_new_entries_are_plain_text():
+    from wojak.engine.protocol import Scope
+
+    assert key_sha256(b"wjk_some-key") == key_sha256("wjk_some-key") == hashlib.sha256(b"wjk_some-key").hexdigest()
+    _, entry = new_key("feed", [], [Scope.TICKS_WRITE])
+    assert entry["scopes"] == ["ticks:write"] and type(entry["scopes"][0]) is str  # written to YAML as text
