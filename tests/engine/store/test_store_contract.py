@@ -1093,3 +1093,19 @@ async def test_take_leases_goes_past_orders_it_cannot_take_and_never_takes_a_sta
     taken = await store.take_leases([order("nobody"), stale, q], "e1:reconcile", 30)
     assert [o.client_order_id for o in taken] == ["q"]
     assert (await store.get_order("acct", "p")).lease_owner is None
+
+
+async def test_a_halt_set_by_decide_is_seen_by_the_next_order_of_the_same_batch(make_store):
+    store = make_store()
+    states = []
+
+    def decide(o, view):
+        states.append(view.state)
+        if o.client_order_id == "first":
+            view.halt = "max_daily_loss_exceeded"
+            o.apply(OrderEvent.DENIED)
+            return None
+        return approve(o, view)
+
+    await store.admit([order("first"), order("second"), order("third", account="other")], decide)
+    assert states == [None, "HALTED", None]  # the account's later orders see it; another account does not
