@@ -63,9 +63,9 @@ def bodies(n: int, prefix: str, accounts: int = 100) -> list[tuple[bytes, str]]:
 
 
 def queue_config(prefix: str, prefetch: int):
-    from wojak.sidecars.rabbitmq.config import RabbitMQSidecarConfig
+    from wojak.sidecars.rabbitmq.config import RabbitMQSidecarSettings
 
-    return RabbitMQSidecarConfig(url=URL, queue=f"{prefix}.orders", prefetch=prefetch,
+    return RabbitMQSidecarSettings(url=URL, queue=f"{prefix}.orders", prefetch=prefetch,
                                  dead_letter_exchange=f"{prefix}.dlx", dead_letter_queue=f"{prefix}.dlq")  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Engine entry: settings from the environment -> frozen config -> wired engine."""
+"""Engine entry: frozen settings from the environment (the configuration itself) -> wired engine."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import logging
 import os
 import signal
 import socket
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Self
 from urllib.parse import parse_qs, urlparse
 
 from pydantic import Field
@@ -58,45 +57,21 @@ class EngineSettings(BaseSettings):
     reconcile_seconds: float = Field(default=5.0, gt=0, description="look up open orders at the venue this often")
     pending_release_seconds: float = Field(default=300.0, ge=0, description="release a stranded pending order after")
 
-    def to_config(self) -> "EngineConfig":
+    @property
+    def socket_path(self) -> Path:
+        return Path(self.socket.removeprefix("ipc://"))
+
+    def to_config(self) -> Self:
+        """These settings, once the fail-closed rule holds: no risk config file, no engine (one line)."""
         if not (self.risk_config or "").strip():
             raise ConfigError(_NO_RISK_CONFIG)
-        return EngineConfig(
-            socket=Path(self.socket.removeprefix("ipc://")),
-            store=self.store,
-            venue=self.venue,
-            risk_config=self.risk_config,
-            max_inflight=self.max_inflight,
-            max_batch=self.max_batch,
-            max_frame_bytes=self.max_frame_bytes,
-            lease_seconds=self.lease_seconds,
-            risk_reload_seconds=self.risk_reload_seconds,
-            escalation_sink=self.escalation_sink,
-            reconcile_seconds=self.reconcile_seconds,
-            pending_release_seconds=self.pending_release_seconds,
-        )
+        return self
 
 
 _NO_RISK_CONFIG = (
     "WOJAK_ENGINE_RISK_CONFIG is not set: the engine needs a risk config file naming every limit "
     "(the engine never falls back to the demo limits; `wojak dev` runs the demo file)"
 )
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    socket: Path
-    store: str = "sqlite:///.wojak/wojak.sqlite"
-    venue: str = "sandbox"
-    risk_config: str | None = None  # required by run_engine: no file, no engine
-    max_inflight: int = 8192
-    max_batch: int = 512
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-    lease_seconds: float = 60.0
-    risk_reload_seconds: float = 1.0
-    escalation_sink: str | None = None
-    reconcile_seconds: float = 5.0
-    pending_release_seconds: float = 300.0
 
 
 def open_venue(url: str) -> Any:
@@ -121,7 +96,7 @@ def open_venue(url: str) -> Any:
     raise ConfigError(f"WOJAK_VENUE={url!r}: unsupported venue (use sandbox or lambda://FUNCTION?...)")
 
 
-async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = None) -> None:
+async def run_engine(config: EngineSettings, ready: Callable[[], None] | None = None) -> None:
     _faults.configure(os.environ)  # armed only with WOJAK_TEST_FAULTS=1
     if not config.risk_config:
         raise ConfigError(_NO_RISK_CONFIG)
@@ -137,7 +112,7 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
             f"WOJAK_ENGINE_LEASE_SECONDS={config.lease_seconds:g} must exceed twice the venue timeout "
             f"({float(venue_timeout):g}s): a lease that lapses mid-call lets another replica submit again"
         )
-    engine_id = os.environ.get("WOJAK_ENGINE_ID") or f"{socket.gethostname()}:{config.socket}"
+    engine_id = os.environ.get("WOJAK_ENGINE_ID") or f"{socket.gethostname()}:{config.socket_path}"
     cluster = os.environ.get("WOJAK_ENGINE_CLUSTER") or None
     if risk.has_homes and cluster is None:
         raise ConfigError("the risk config assigns accounts home clusters: set WOJAK_ENGINE_CLUSTER to this cluster's name")
@@ -190,7 +165,7 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
         return {"verdict": Verdict.OK.value, "text": metrics.exposition()}
 
     server = EngineServer(
-        config.socket,
+        config.socket_path,
         service.handle_batch,
         handle_now,
         max_inflight=config.max_inflight,
@@ -214,5 +189,5 @@ async def run_engine(config: EngineConfig, ready: Callable[[], None] | None = No
         await store.close()
 
 
-def main(config: EngineConfig) -> None:
+def main(config: EngineSettings) -> None:
     run(run_engine(config))

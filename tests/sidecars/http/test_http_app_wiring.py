@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.sidecars.http.test_http_routes_in_process import KEYS, ORDER, STORED, ScriptedEngine, api, engine  # noqa: F401
-from wojak.sidecars.http.config import HttpSidecarConfig, HttpSidecarSettings
+from wojak.sidecars.http.config import HttpSidecarSettings
 
 ENV = ("WOJAK_API_KEYS", "WOJAK_API_KEYS_FILE", "WOJAK_DEV", "WOJAK_ENGINE_SOCKET", "WOJAK_API_KEYS_RELOAD_SECONDS")
 
@@ -34,7 +34,7 @@ def test_every_setting_reaches_the_config(clean_env, tmp_path):
     for k, v in env.items():
         clean_env.setenv(k, v)
     c = HttpSidecarSettings().to_config()
-    assert c == HttpSidecarConfig(
+    assert c == HttpSidecarSettings(
         engine_socket="/run/x.sock", api_keys=("a" * 16, "b" * 20), api_keys_file=None, api_keys_reload_seconds=2.5, dev=True,
         host="0.0.0.0", port=9090, max_body_bytes=1024, engine_deadline=1.5, engine_window=7, max_header_bytes=2048,
         max_headers=9, header_timeout=3.0, body_timeout=4.0, keepalive_timeout=6.0, max_connections=11)  # fmt: skip

@@ -19,7 +19,7 @@ from tests.conftest import HYPOTHESIS_SEED
 from tests.sidecars.http._keys import auth, entry, write_keys
 from wojak.engine.protocol import ORDER_FIELDS, validate_order
 from wojak.engine.protocol.client import EngineClient
-from wojak.sidecars.http import HttpSidecarConfig, create_app
+from wojak.sidecars.http import HttpSidecarSettings, create_app
 
 scalars = (
     st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
@@ -43,7 +43,7 @@ bodies = st.one_of(
 def test_any_json_body_gets_a_clear_answer(engine):
     loop = asyncio.new_event_loop()
     client = EngineClient(str(engine.socket))
-    config = HttpSidecarConfig(engine_socket=str(engine.socket), api_keys=(API_KEY,))
+    config = HttpSidecarSettings(engine_socket=str(engine.socket), api_keys=(API_KEY,))
     app = create_app(config, client)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wojak",
                              headers={"X-API-Key": API_KEY})  # fmt: skip
@@ -124,7 +124,7 @@ def test_any_raw_request_gets_the_status_the_rules_give(engine, tmp_path):
     write_keys(keys_file, PRINCIPALS)
     loop = asyncio.new_event_loop()
     client = EngineClient(str(engine.socket))
-    app = create_app(HttpSidecarConfig(engine_socket=str(engine.socket), api_keys_file=str(keys_file)), client)
+    app = create_app(HttpSidecarSettings(engine_socket=str(engine.socket), api_keys_file=str(keys_file)), client)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wojak")
 
     async def setup():

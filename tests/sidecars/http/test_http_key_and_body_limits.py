@@ -25,7 +25,7 @@ import pytest
 
 from wojak.engine.protocol import Principal
 from wojak.sidecars.http import create_app
-from wojak.sidecars.http.config import HttpSidecarConfig, HttpSidecarSettings
+from wojak.sidecars.http.config import HttpSidecarSettings
 
 KIB = 1024
 LIMIT = 64 * KIB
@@ -213,7 +213,7 @@ def test_the_default_body_limit_is_64_KiB(monkeypatch):
     monkeypatch.delenv("WOJAK_SIDECAR_MAX_BODY_BYTES", raising=False)
     monkeypatch.setenv("WOJAK_API_KEYS", RIGHT)
     assert HttpSidecarSettings().to_config().max_body_bytes == LIMIT == 65_536
-    assert HttpSidecarConfig(engine_socket="x").max_body_bytes == LIMIT
+    assert HttpSidecarSettings(engine_socket="x").max_body_bytes == LIMIT
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wojak.engine.protocol import DECIMAL_PATTERN, ORDER_FIELDS, validate_order, validate_tick
-from wojak.sidecars.http import HttpSidecarConfig, create_app
+from wojak.sidecars.http import HttpSidecarSettings, create_app
 
 
 def _published() -> dict[str, Any]:
-    app = create_app(HttpSidecarConfig(engine_socket="/nonexistent/engine.sock", api_keys=("k" * 16,), dev=True))
+    app = create_app(HttpSidecarSettings(engine_socket="/nonexistent/engine.sock", api_keys=("k" * 16,), dev=True))
 
     async def fetch() -> dict[str, Any]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wojak") as client:
@@ -161,7 +161,7 @@ def test_the_json_of_the_schema_is_plain_json():
 
 
 def test_docs_are_served_locally_without_a_key():
-    app = create_app(HttpSidecarConfig(engine_socket="/nonexistent/engine.sock", api_keys=("k" * 16,), dev=True))
+    app = create_app(HttpSidecarSettings(engine_socket="/nonexistent/engine.sock", api_keys=("k" * 16,), dev=True))
 
     async def fetch() -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wojak") as client:

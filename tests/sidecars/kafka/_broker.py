@@ -11,7 +11,7 @@ from typing import Any, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from wojak.sidecars.kafka import KafkaSidecarConfig
+from wojak.sidecars.kafka import KafkaSidecarSettings
 from wojak.sidecars.kafka.source import DETAIL_HEADER, REASON_HEADER
 
 
@@ -34,7 +34,7 @@ class KafkaBroker:
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.topic_configs = topic_configs or {}
-        self.config = KafkaSidecarConfig(
+        self.config = KafkaSidecarSettings(
             bootstrap_servers=bootstrap, topic=f"{prefix}.orders", group_id=f"{prefix}.group",
             dead_letter_topic=f"{prefix}.dlt", results_topic=f"{prefix}.results",
         )  # fmt: skip

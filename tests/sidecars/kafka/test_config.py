@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from wojak.errors import ConfigError
-from wojak.sidecars.kafka import KafkaSidecarConfig, KafkaSidecarSettings
+from wojak.sidecars.kafka import KafkaSidecarSettings
 from wojak.sidecars.kafka.source import dead_letter_record, lane_of
 
 
@@ -27,7 +27,7 @@ def accounts(monkeypatch):
 
 def test_defaults_and_env(monkeypatch):
     config = KafkaSidecarSettings().to_config()
-    assert config.bootstrap_servers == ("127.0.0.1:9092",) and config.security_protocol == "PLAINTEXT"
+    assert config.servers == ("127.0.0.1:9092",) and config.security_protocol == "PLAINTEXT"
     assert (config.topic, config.group_id, config.dead_letter_topic, config.results_topic) == (
         "wojak.orders", "wojak-sidecar", "wojak.orders.dlt", "wojak.orders.results")
     assert config.prefetch == 256 and config.runner is not None and config.runner.concurrency == 256
@@ -40,10 +40,11 @@ def test_defaults_and_env(monkeypatch):
     monkeypatch.setenv("WOJAK_SIDECAR_CONCURRENCY", "100")
     settings = KafkaSidecarSettings()
     config = settings.to_config()
-    assert config.bootstrap_servers == ("k1.internal:9093", "k2.internal:9093") and config.topic == "orders.eu"
-    assert config.results_topic is None, "an empty results topic publishes no results"
+    assert config.servers == ("k1.internal:9093", "k2.internal:9093") and config.topic == "orders.eu"
+    assert config.results_topic == "", "an empty results topic publishes no results"
     assert config.runner.concurrency == 64, "never more in flight than fetched"
-    assert (config.sasl_mechanism, config.sasl_username, config.sasl_password) == ("SCRAM-SHA-512", "desk", "s3cret-pass")
+    assert config.sasl_password is not None and config.sasl_password.get_secret_value() == "s3cret-pass"
+    assert (config.sasl_mechanism, config.sasl_username) == ("SCRAM-SHA-512", "desk")
     assert "s3cret-pass" not in repr(config) and "s3cret-pass" not in repr(settings) and "s3cret-pass" not in str(settings)
     assert config.ssl_context() is not None
 
@@ -69,7 +70,7 @@ def test_plain_text_off_loopback_is_refused_unless_allowed(monkeypatch, servers,
 
 def test_loopback_plain_text_is_fine():
     for servers in ("localhost:9092", "127.0.0.2:9092,[::1]:9092"):
-        assert KafkaSidecarConfig(bootstrap_servers=servers).bootstrap_servers == tuple(servers.split(","))
+        assert KafkaSidecarSettings(bootstrap_servers=servers).to_config().servers == tuple(servers.split(","))
 
 
 @pytest.mark.parametrize("name,value", [("BOOTSTRAP_SERVERS", ""), ("BOOTSTRAP_SERVERS", "kafka:9092/path"),

@@ -57,7 +57,7 @@ class TestKafka(SidecarContract):
     def sidecar_env(self) -> dict[str, str]:
         c = self.kafka.config
         return {
-            "WOJAK_SIDECAR_KAFKA_BOOTSTRAP_SERVERS": ",".join(c.bootstrap_servers),
+            "WOJAK_SIDECAR_KAFKA_BOOTSTRAP_SERVERS": c.bootstrap_servers,
             "WOJAK_SIDECAR_KAFKA_TOPIC": c.topic,
             "WOJAK_SIDECAR_KAFKA_GROUP_ID": c.group_id,
             "WOJAK_SIDECAR_KAFKA_DEAD_LETTER_TOPIC": c.dead_letter_topic,

@@ -13,7 +13,7 @@ import pytest
 
 from tests.sidecars.kafka._broker import KafkaBroker
 from tests.sidecars.kafka._memory import MemoryKafka
-from wojak.sidecars.kafka import KafkaSidecarConfig, KafkaSource
+from wojak.sidecars.kafka import KafkaSidecarSettings, KafkaSource
 from wojak.sidecars.kafka.source import DETAIL_HEADER, REASON_HEADER
 from wojak.sidecars.testing.contract import EngineUnderTest, InProcessSidecar, SidecarContract
 from wojak.sidecars.testing.memory import DeadLetter
@@ -28,7 +28,7 @@ class TestKafkaInMemory(SidecarContract):
     def broker(self):
         prefix = f"mem.{uuid.uuid4().hex[:8]}"
         self.memory = MemoryKafka()
-        self.config = KafkaSidecarConfig(topic=f"{prefix}.orders", group_id=f"{prefix}.group",
+        self.config = KafkaSidecarSettings(topic=f"{prefix}.orders", group_id=f"{prefix}.group",
                                          dead_letter_topic=f"{prefix}.dlt", results_topic=f"{prefix}.results")  # fmt: skip
         self.memory.create_topic(self.config.topic, 4)
         self.dead_seen = 0

@@ -60,7 +60,7 @@ def engine(engine_factory) -> EngineProcess:
 def sidecar_env(engine: EngineProcess, kafka: KafkaBroker, **extra: str) -> dict[str, str]:
     c = kafka.config
     return {**os.environ, "WOJAK_ENGINE_SOCKET": str(engine.socket), "WOJAK_LOG_LEVEL": "WARNING",
-            "WOJAK_SIDECAR_KAFKA_BOOTSTRAP_SERVERS": ",".join(c.bootstrap_servers),
+            "WOJAK_SIDECAR_KAFKA_BOOTSTRAP_SERVERS": c.bootstrap_servers,
             "WOJAK_SIDECAR_KAFKA_TOPIC": c.topic, "WOJAK_SIDECAR_KAFKA_GROUP_ID": c.group_id,
             "WOJAK_SIDECAR_KAFKA_DEAD_LETTER_TOPIC": c.dead_letter_topic,
             "WOJAK_SIDECAR_KAFKA_RESULTS_TOPIC": c.results_topic or "",

@@ -26,8 +26,7 @@ from aiokafka import errors
 from tests.sidecars.kafka._broker import KafkaBroker
 from tests.sidecars.kafka._memory import MemoryKafka
 from wojak.engine.protocol import MessageType
-from wojak.sidecars._core.settings import RunnerConfig
-from wojak.sidecars.kafka import KafkaSidecarConfig, KafkaSource
+from wojak.sidecars.kafka import KafkaSidecarSettings, KafkaSource
 from wojak.sidecars.kafka.source import BODY_OMITTED_HEADER, ORIGINAL_REASON_HEADER
 from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, eventually, ledger, order
 
@@ -87,11 +86,11 @@ async def test_a_dead_letter_the_topic_always_refuses_is_given_up_and_the_partit
         await kafka.close()
 
 
-def memory_source(memory: MemoryKafka) -> tuple[KafkaSidecarConfig, KafkaSource]:
+def memory_source(memory: MemoryKafka) -> tuple[KafkaSidecarSettings, KafkaSource]:
     prefix = f"mem.{uuid.uuid4().hex[:8]}"
-    config = KafkaSidecarConfig(topic=f"{prefix}.orders", group_id=f"{prefix}.group", dead_letter_topic=f"{prefix}.dlt",
+    config = KafkaSidecarSettings(topic=f"{prefix}.orders", group_id=f"{prefix}.group", dead_letter_topic=f"{prefix}.dlt",
                                 results_topic=f"{prefix}.results",
-                                runner=RunnerConfig(engine_socket="", backoff_base=0.05, backoff_max=0.5))  # fmt: skip
+                                backoff_base=0.05, backoff_max=0.5)  # fmt: skip
     memory.create_topic(config.topic, 1)
     for body in stream():
         memory.append(config.topic, body, b"acct-1")

@@ -24,8 +24,8 @@ def accounts(monkeypatch):
 def test_defaults_and_env(monkeypatch):
     config = RabbitMQSidecarSettings().to_config()
     assert config.runner is not None and config.runner.accounts == ("desk-1", "desk-2-*")
-    assert config.max_body_bytes == 65536 and config.reply_to_allowed == ()
-    assert config.url == "amqp://guest:guest@127.0.0.1:5672/" and config.prefetch == 64
+    assert config.max_body_bytes == 65536 and config.reply_queues == ()
+    assert config.url.get_secret_value() == "amqp://guest:guest@127.0.0.1:5672/" and config.prefetch == 64
     assert config.runner is not None and config.runner.health_port == 8081 and config.runner.concurrency == 64
     monkeypatch.setenv("WOJAK_SIDECAR_RABBITMQ_URL", "amqps://desk:s3cret-pass@mq.internal:5671/prod")
     monkeypatch.setenv("WOJAK_SIDECAR_RABBITMQ_QUEUE", "orders.eu")
@@ -39,7 +39,7 @@ def test_defaults_and_env(monkeypatch):
     monkeypatch.setenv("WOJAK_SIDECAR_MAX_BODY_BYTES", "4096")
     monkeypatch.setenv("WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED", "results.a, results.b")
     config = RabbitMQSidecarSettings().to_config()
-    assert config.max_body_bytes == 4096 and config.reply_to_allowed == ("results.a", "results.b")
+    assert config.max_body_bytes == 4096 and config.reply_queues == ("results.a", "results.b")
 
 
 def test_settle_timeout_and_attempts(monkeypatch):
@@ -75,13 +75,13 @@ def test_plain_amqp_off_loopback_is_refused_unless_allowed(monkeypatch, url):
         RabbitMQSidecarSettings().to_config()
     assert "WOJAK_ALLOW_INSECURE_TRANSPORT=1" in str(err.value) and "pw" not in str(err.value)
     monkeypatch.setenv("WOJAK_ALLOW_INSECURE_TRANSPORT", "1")
-    assert RabbitMQSidecarSettings().to_config().url == url
+    assert RabbitMQSidecarSettings().to_config().url.get_secret_value() == url
 
 
 @pytest.mark.parametrize("url", ["amqps://u:pw@mq.example.com:5671/", "amqp://guest:guest@localhost/", "amqp://[::1]/"])
 def test_tls_or_loopback_amqp_is_accepted(monkeypatch, url):
     monkeypatch.setenv("WOJAK_SIDECAR_RABBITMQ_URL", url)
-    assert RabbitMQSidecarSettings().to_config().url == url
+    assert RabbitMQSidecarSettings().to_config().url.get_secret_value() == url
 
 
 @pytest.mark.parametrize(("name", "value"), [("PREFETCH", "0"), ("PREFETCH", "100000"), ("URL", "http://x/"), ("QUEUE", "a b"),

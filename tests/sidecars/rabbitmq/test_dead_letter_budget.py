@@ -28,7 +28,7 @@ import pytest
 from tests._processes import EngineProcess, free_port
 from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
 from wojak.engine.protocol import MessageType
-from wojak.sidecars.rabbitmq import RabbitMQSidecarConfig, RabbitMQSource
+from wojak.sidecars.rabbitmq import RabbitMQSidecarSettings, RabbitMQSource
 from wojak.sidecars.rabbitmq.source import (
     DETAIL_HEADER,
     DROPPED_HEADER,
@@ -146,7 +146,7 @@ async def test_an_oversized_header_message_is_dead_lettered_once_and_1000_orders
     c = rabbit.config
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("WOJAK_SIDECAR")},
            "WOJAK_ENGINE_SOCKET": str(engine.socket), "WOJAK_LOG_LEVEL": "WARNING", "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
-           "WOJAK_SIDECAR_RABBITMQ_URL": c.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
+           "WOJAK_SIDECAR_RABBITMQ_URL": c.url.get_secret_value(), "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue,
            "WOJAK_SIDECAR_HEALTH_PORT": str(free_port())}  # fmt: skip
@@ -196,7 +196,7 @@ async def test_a_message_whose_dead_letter_cannot_be_published_is_given_up_to_th
         parked = await channel.declare_queue(names.parking_q, durable=True)
         await parked.bind(parking)
         await channel.declare_queue(names.queue, durable=True, arguments={"x-dead-letter-exchange": names.parking_x})
-        config = RabbitMQSidecarConfig(url=rabbitmq_service.url, queue=names.queue, dead_letter_exchange=names.dlx,
+        config = RabbitMQSidecarSettings(url=rabbitmq_service.url, queue=names.queue, dead_letter_exchange=names.dlx,
                                        dead_letter_queue=names.dlq, declare_topology=False)  # fmt: skip
         publish = lambda body, mid, **kw: channel.default_exchange.publish(  # noqa: E731
             aio_pika.Message(body, message_id=mid, **kw), routing_key=names.queue)

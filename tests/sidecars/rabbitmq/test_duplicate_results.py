@@ -10,7 +10,6 @@ was never published. Now a duplicate whose original outcome publishes a result (
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 
@@ -51,7 +50,7 @@ async def results_queue(rabbit: RabbitMQBroker, exchange: str) -> aio_pika.abc.A
 
 async def test_a_denied_result_that_could_not_be_published_is_published_for_its_duplicate(engine, rabbit):
     exchange = f"{rabbit.config.queue}.results"
-    config = dataclasses.replace(rabbit.config, reply_exchange=exchange)
+    config = rabbit.config.model_copy(update={"reply_exchange": exchange})
     # 30000 is 25% off the last tick (24000): denied (price_band_exceeded): ack and publish the result
     body = dumps(order("band-1", limit_price="30000"))
     # the first requeue holds the message ~1 s: time to put the reply exchange back
@@ -80,7 +79,7 @@ async def test_a_denied_result_that_could_not_be_published_is_published_for_its_
 
 async def test_a_duplicate_of_a_filled_order_publishes_nothing(engine, rabbit):
     exchange = f"{rabbit.config.queue}.results"
-    config = dataclasses.replace(rabbit.config, reply_exchange=exchange)
+    config = rabbit.config.model_copy(update={"reply_exchange": exchange})
     body = dumps(order("fill-1"))
     async with Sidecar(RabbitMQSource(config), engine, concurrency=1) as sc:
         await eventually(sc.source.is_ready, 10, "the sidecar consuming")

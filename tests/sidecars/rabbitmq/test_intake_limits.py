@@ -5,7 +5,6 @@ process, and the engine socket check before anything is sent."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import shutil
@@ -38,7 +37,7 @@ def sidecar_env(engine: EngineProcess, rabbit: RabbitMQBroker, **extra: str) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith("WOJAK_SIDECAR")}
     env.update({
         "WOJAK_ENGINE_SOCKET": str(engine.socket), "WOJAK_LOG_LEVEL": "WARNING",
-        "WOJAK_SIDECAR_RABBITMQ_URL": c.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
+        "WOJAK_SIDECAR_RABBITMQ_URL": c.url.get_secret_value(), "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
         "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
         "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue,
         "WOJAK_SIDECAR_HEALTH_PORT": str(free_port()), **extra,
@@ -67,7 +66,7 @@ async def test_a_body_over_the_cap_is_dead_lettered_unparsed(engine, rabbit):
 async def test_results_go_to_reply_to_only_for_allowed_queues(engine, rabbit):
     allowed, other = f"{rabbit.config.queue}.results", f"{rabbit.config.queue}.elsewhere"
     queues = {name: await rabbit.channel.declare_queue(name, auto_delete=True) for name in (allowed, other)}
-    config = dataclasses.replace(rabbit.config, reply_to_allowed=(allowed,))
+    config = rabbit.config.model_copy(update={"reply_to_allowed": allowed})
     # 30000 is 25% off the last tick (24000): denied (price_band_exceeded) -> ack and publish the result
     await rabbit.publish(dumps(order("band-ok", limit_price="30000")), "m-1", reply_to=allowed, correlation_id="c-1")
     await rabbit.publish(dumps(order("band-no", limit_price="30000")), "m-2", reply_to=other, correlation_id="c-2")

@@ -11,7 +11,7 @@ import uuid
 import aio_pika
 import pytest
 
-from wojak.sidecars.rabbitmq import RabbitMQSidecarConfig, RabbitMQSource
+from wojak.sidecars.rabbitmq import RabbitMQSidecarSettings, RabbitMQSource
 from wojak.sidecars.rabbitmq.source import DETAIL_HEADER, REASON_HEADER, coordinates_for, declare_topology
 from wojak.sidecars.testing.contract import ACCOUNTS, DeadLetter, SidecarContract
 
@@ -23,7 +23,7 @@ class RabbitMQBroker:
 
     def __init__(self, url: str, prefix: str) -> None:
         self.url = url
-        self.config = RabbitMQSidecarConfig(
+        self.config = RabbitMQSidecarSettings(
             url=url, queue=f"{prefix}.orders", prefetch=64,
             dead_letter_exchange=f"{prefix}.dlx", dead_letter_queue=f"{prefix}.dlq",
         )  # fmt: skip
@@ -102,7 +102,7 @@ class TestRabbitMQ(SidecarContract):
     def sidecar_env(self) -> dict[str, str]:
         c = self.rabbit.config
         return {
-            "WOJAK_SIDECAR_RABBITMQ_URL": c.url,
+            "WOJAK_SIDECAR_RABBITMQ_URL": c.url.get_secret_value(),
             "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
             "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
             "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue,

@@ -49,7 +49,7 @@ async def test_readyz_turns_503_while_the_engines_store_refuses_writes_and_back(
     c = rabbit.config
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("WOJAK_SIDECAR")},
            "WOJAK_ENGINE_SOCKET": str(engine.socket), "WOJAK_LOG_LEVEL": "WARNING", "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
-           "WOJAK_SIDECAR_RABBITMQ_URL": c.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
+           "WOJAK_SIDECAR_RABBITMQ_URL": c.url.get_secret_value(), "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue,
            "WOJAK_SIDECAR_HEALTH_PORT": str(port), "WOJAK_SIDECAR_BACKOFF_MAX": "1"}  # fmt: skip

@@ -13,10 +13,10 @@ is back, the engine answers the executed ones ``duplicate``, and every order exe
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 
 import pytest
+from pydantic import SecretStr
 
 from tests._processes import EngineProcess
 from tests.sidecars.rabbitmq._proxy import StallableProxy
@@ -57,8 +57,8 @@ async def publish_mix(rabbit: RabbitMQBroker, valid: int, bad: int) -> None:
 
 
 def through(proxy: StallableProxy, rabbit: RabbitMQBroker, **kw) -> RabbitMQSource:
-    return RabbitMQSource(dataclasses.replace(rabbit.config, url=proxy.proxied_url, settle_timeout=SETTLE,
-                                              close_timeout=1.0, reconnect_interval=0.2, **kw))  # fmt: skip
+    changes = {"url": SecretStr(proxy.proxied_url), "settle_timeout": SETTLE, "close_timeout": 1.0, "reconnect_interval": 0.2, **kw}
+    return RabbitMQSource(rabbit.config.model_copy(update=changes))
 
 
 async def test_a_stalled_connection_never_leaks_in_flight_messages_and_loses_nothing(engine, rabbit, proxy):

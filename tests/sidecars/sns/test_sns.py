@@ -15,7 +15,7 @@ import pytest
 
 from tests.sidecars.sqs._broker import SqsQueues, message_body
 from wojak.engine.protocol import MessageType, derive_client_order_id
-from wojak.sidecars.sns import SnsSidecarConfig, SnsSource
+from wojak.sidecars.sns import SnsSidecarSettings, SnsSource
 from wojak.sidecars.sqs.source import DETAIL_ATTRIBUTE, ENCODING_ATTRIBUTE, REASON_ATTRIBUTE
 from wojak.sidecars.testing.contract import ACCOUNTS, TICK, Sidecar, SidecarContract, dumps, eventually, ledger, order
 from wojak.sidecars.testing.memory import DeadLetter
@@ -37,13 +37,15 @@ class SnsTopic:
         self.raw = raw
         self.ids: dict[str, str] = {}
 
-    def config(self, **kw: Any) -> SnsSidecarConfig:
+    def config(self, **kw: Any) -> SnsSidecarSettings:
         q = self.queues
         settings: dict[str, Any] = dict(queue_url=q.url, dead_letter_queue_url=q.dlq_url, endpoint=self.aws.endpoint_url,
                                         region=self.aws.region, wait_time=1, visibility=10, max_held=26,
                                         topic_arn=self.topic_arn, raw_delivery=self.raw)
         settings.update(kw)
-        return SnsSidecarConfig(**settings)
+        config = SnsSidecarSettings(**settings)
+        config.check_queues()
+        return config
 
     def env(self) -> dict[str, str]:
         return {k.replace("_SQS_", "_SNS_"): v for k, v in self.queues.env().items()} | {

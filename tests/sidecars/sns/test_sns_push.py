@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.sidecars.sqs._memory import MemorySqs, MemorySqsClient
 from wojak.engine.protocol import MessageType, derive_client_order_id
-from wojak.sidecars.sns.config import SnsPushConfig
+from wojak.sidecars.sns.config import SnsSidecarSettings
 from wojak.sidecars.sns.source import SnsPushSource
 from wojak.sidecars.sqs.source import DETAIL_ATTRIBUTE, REASON_ATTRIBUTE
 from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, ledger, order, stored_orders
@@ -93,7 +93,8 @@ def push():
     sqs = MemorySqs()
     dlq = sqs.create_queue(f"dlq-{uuid.uuid4().hex[:8]}")
     fetcher = Fetcher()
-    config = SnsPushConfig(topic_arn=TOPIC, dead_letter_queue_url=dlq, region="us-east-1", port=0)
+    config = SnsSidecarSettings(mode="push", topic_arn=TOPIC, dead_letter_queue_url=dlq, region="us-east-1", push_port=0)
+    config.check_push()
     source = SnsPushSource(config, client_factory=lambda: MemorySqsClient(sqs), fetch=fetcher)
     return source, fetcher, MemorySqsClient(sqs), dlq
 
@@ -196,7 +197,7 @@ def test_push_settings(monkeypatch):
                  "WOJAK_SIDECAR_SNS_DEAD_LETTER_QUEUE_URL": dlq}.items():
         monkeypatch.setenv(k, v)
     config = SnsSidecarSettings().to_config()
-    assert isinstance(config, SnsPushConfig) and config.host == "127.0.0.1" and config.path == "/sns"
+    assert config.mode == "push" and config.push_host == "127.0.0.1" and config.push_path == "/sns"
     monkeypatch.setenv("WOJAK_SIDECAR_SNS_PUSH_HOST", "0.0.0.0")
     with pytest.raises(ConfigError, match="needs TLS"):
         SnsSidecarSettings().to_config()

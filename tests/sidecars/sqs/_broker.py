@@ -9,7 +9,7 @@ import json
 import uuid
 from typing import Any
 
-from wojak.sidecars.sqs import SqsSidecarConfig
+from wojak.sidecars.sqs import SqsSidecarSettings
 from wojak.sidecars.sqs.source import DETAIL_ATTRIBUTE, ENCODING_ATTRIBUTE, REASON_ATTRIBUTE
 from wojak.sidecars.testing.memory import DeadLetter
 
@@ -46,11 +46,13 @@ class SqsQueues:
         self.name = self.url.rsplit("/", 1)[-1]
         self.ids: dict[str, str] = {}  # the publisher's message_id -> the SqsMessageId SQS gave it (first publication)
 
-    def config(self, **kw: Any) -> SqsSidecarConfig:
+    def config(self, **kw: Any) -> SqsSidecarSettings:
         settings: dict[str, Any] = dict(queue_url=self.url, dead_letter_queue_url=self.dlq_url, endpoint=self.aws.endpoint_url,
                                         region=self.aws.region, wait_time=1, visibility=10, max_held=26)
         settings.update(kw)
-        return SqsSidecarConfig(**settings)
+        config = SqsSidecarSettings(**settings)
+        config.check_queues()
+        return config
 
     def env(self) -> dict[str, str]:
         return {"WOJAK_SIDECAR_SQS_QUEUE_URL": self.url, "WOJAK_SIDECAR_SQS_DEAD_LETTER_QUEUE_URL": self.dlq_url,

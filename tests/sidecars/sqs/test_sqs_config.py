@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from wojak.errors import ConfigError
-from wojak.sidecars.sqs import SqsSidecarConfig, SqsSidecarSettings
+from wojak.sidecars.sqs import SqsSidecarSettings
 from wojak.sidecars.sqs.source import (
     DETAIL_ATTRIBUTE,
     DROPPED_ATTRIBUTE,
@@ -31,7 +31,7 @@ def test_settings_make_a_config(monkeypatch):
                       WOJAK_SIDECAR_SQS_BATCH_SIZE="5", WOJAK_SIDECAR_SQS_VISIBILITY="60",
                       WOJAK_SIDECAR_CONCURRENCY="16").to_config()
     assert (config.queue, config.batch_size, config.visibility, config.fifo) == ("orders", 5, 60, False)
-    assert config.runner is not None and config.runner.concurrency == 16 and config.max_held == 21
+    assert config.runner is not None and config.runner.concurrency == 16 and config.held_limit == 21
     assert "orders" in repr(config)
 
 
@@ -51,17 +51,19 @@ def test_out_of_range_settings_are_refused(monkeypatch, name, value):
 
 def test_plain_http_only_on_loopback(monkeypatch):
     monkeypatch.delenv("WOJAK_ALLOW_INSECURE_TRANSPORT", raising=False)
-    SqsSidecarConfig(queue_url=Q, dead_letter_queue_url=DLQ, endpoint="http://127.0.0.1:5000")
+    SqsSidecarSettings(queue_url=Q, dead_letter_queue_url=DLQ, endpoint="http://127.0.0.1:5000").check_queues()
     with pytest.raises(ConfigError, match="WOJAK_SIDECAR_SQS_ENDPOINT"):
-        SqsSidecarConfig(queue_url=Q, dead_letter_queue_url=DLQ, endpoint="http://sqs.internal:80")
+        SqsSidecarSettings(queue_url=Q, dead_letter_queue_url=DLQ, endpoint="http://sqs.internal:80").check_queues()
     with pytest.raises(ConfigError, match="QUEUE_URL"):
-        SqsSidecarConfig(queue_url="http://sqs.eu-west-1.amazonaws.com/1/orders", dead_letter_queue_url=DLQ)
+        SqsSidecarSettings(queue_url="http://sqs.eu-west-1.amazonaws.com/1/orders", dead_letter_queue_url=DLQ).check_queues()
 
 
 def test_a_fifo_queue_needs_a_fifo_dead_letter_queue():
     with pytest.raises(ConfigError, match="FIFO"):
-        SqsSidecarConfig(queue_url=Q + ".fifo", dead_letter_queue_url=DLQ)
-    assert SqsSidecarConfig(queue_url=Q + ".fifo", dead_letter_queue_url=DLQ + ".fifo").fifo
+        SqsSidecarSettings(queue_url=Q + ".fifo", dead_letter_queue_url=DLQ).check_queues()
+    config = SqsSidecarSettings(queue_url=Q + ".fifo", dead_letter_queue_url=DLQ + ".fifo")
+    config.check_queues()
+    assert config.fifo
 
 
 def _attr(value: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.sidecars.sqs._broker import body_of, message_body
 from tests.sidecars.sqs._memory import MemorySqs, MemorySqsClient
-from wojak.sidecars.sqs import SqsSidecarConfig, SqsSource
+from wojak.sidecars.sqs import SqsSidecarSettings, SqsSource
 from wojak.sidecars.sqs.source import DETAIL_ATTRIBUTE, REASON_ATTRIBUTE
 from wojak.sidecars.testing.contract import EngineUnderTest, InProcessSidecar, SidecarContract
 from wojak.sidecars.testing.memory import DeadLetter
@@ -35,11 +35,13 @@ class TestSqsInMemory(SidecarContract):
         self.ids: dict[str, str] = {}
         return self.memory
 
-    def config(self, **kw: Any) -> SqsSidecarConfig:
+    def config(self, **kw: Any) -> SqsSidecarSettings:
         settings: dict[str, Any] = dict(queue_url=self.url, dead_letter_queue_url=self.dlq_url, region="us-east-1",
                                         wait_time=1, visibility=4, max_held=26)
         settings.update(kw)
-        return SqsSidecarConfig(**settings)
+        config = SqsSidecarSettings(**settings)
+        config.check_queues()
+        return config
 
     def make_source(self, **kw: Any) -> SqsSource:
         client = MemorySqsClient(self.memory)

@@ -53,7 +53,8 @@ class BrokerSidecarSettings(BaseSettings):
     """The settings every broker sidecar shares (``WOJAK_SIDECAR_*`` and ``WOJAK_ENGINE_SOCKET``);
     a broker's settings class subclasses it with its own ``env_prefix`` and fields."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # populate_by_name: code (tests, the testing kit) passes fields by name; the environment uses the aliases
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     engine_socket: str = Field(default_factory=default_socket_path, validation_alias="WOJAK_ENGINE_SOCKET")
     engine_deadline: float = Field(default=5.0, gt=0, validation_alias="WOJAK_SIDECAR_ENGINE_DEADLINE")

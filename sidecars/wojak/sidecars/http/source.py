@@ -38,7 +38,7 @@ from wojak.sidecars._core.health import Readiness, add_health_routes
 from wojak.sidecars._core.keys import AuditTrail, KeyRing, KeysFileWatcher, dev_keyring, load_keys_file
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars.http import docs
-from wojak.sidecars.http.config import HttpSidecarConfig
+from wojak.sidecars.http.config import HttpSidecarSettings
 from wojak.sidecars.http.intake import BodyError, check_media_type, dumps, parse_json_body, printable
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ def _account_for(principal: Principal, params: dict[str, str], required: bool) -
     return account, None
 
 
-def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) -> FastAPI:
+def create_app(config: HttpSidecarSettings, client: EngineClient | None = None) -> FastAPI:
     client = client or EngineClient(config.engine_socket, deadline=config.engine_deadline, window=config.engine_window)
     metrics = SidecarMetrics("http")
     readiness = Readiness(client)
@@ -484,7 +484,7 @@ def create_app(config: HttpSidecarConfig, client: EngineClient | None = None) ->
     return app
 
 
-async def serve(config: HttpSidecarConfig) -> None:
+async def serve(config: HttpSidecarSettings) -> None:
     from wojak.sidecars.http.server import Limits, uvicorn_server
 
     app = create_app(config)

@@ -12,11 +12,11 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise ImportError("the Kafka sidecar needs aiokafka: pip install 'wojak[kafka]'") from exc
 
-from wojak.sidecars.kafka.config import KafkaSidecarConfig, KafkaSidecarSettings
+from wojak.sidecars.kafka.config import KafkaSidecarSettings
 from wojak.sidecars.kafka.source import KafkaMessage, KafkaSource, serve
 
 # What `wojak sidecar kafka` runs (every broker package names the same three: docs/sidecar-kit.md)
 TITLE = "Kafka"
 Settings = KafkaSidecarSettings
 
-__all__ = ["TITLE", "KafkaMessage", "KafkaSidecarConfig", "KafkaSidecarSettings", "KafkaSource", "Settings", "serve"]
+__all__ = ["TITLE", "KafkaMessage", "KafkaSidecarSettings", "KafkaSource", "Settings", "serve"]

@@ -11,8 +11,7 @@ whoever can produce to the topic trades as those accounts.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -82,6 +81,8 @@ class KafkaSidecarSettings(BrokerSidecarSettings):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_key_password: SecretStr | None = None
+    # seconds stopping the consumer and the producer may take
+    close_timeout: float = Field(default=5.0, gt=0, le=300)
     # the settings every broker sidecar shares (WOJAK_SIDECAR_ACCOUNTS, ...) come from BrokerSidecarSettings
 
     @field_validator("bootstrap_servers")
@@ -90,9 +91,21 @@ class KafkaSidecarSettings(BrokerSidecarSettings):
         parse_bootstrap(value)
         return value
 
-    def to_config(self) -> "KafkaSidecarConfig":
-        sasl = self.security_protocol.startswith("SASL_")
-        if sasl and (not self.sasl_username or self.sasl_password is None):
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return parse_bootstrap(self.bootstrap_servers)
+
+    @property
+    def runner(self) -> RunnerConfig:
+        # never more in flight than fetched: every message in flight is one the commit waits for
+        return self.runner_config(min(self.concurrency or self.prefetch, self.prefetch))
+
+    def to_config(self) -> Self:
+        """What `wojak sidecar kafka` hands ``serve``: these settings, once the checks across
+        fields hold (each refusal one line naming the setting; ``WOJAK_SIDECAR_ACCOUNTS`` is
+        required). Raised here, not in a validator, so they stay ``ConfigError``s."""
+        check_transport(self.servers, self.security_protocol)
+        if self.security_protocol.startswith("SASL_") and (not self.sasl_username or self.sasl_password is None):
             raise ConfigError(
                 f"WOJAK_SIDECAR_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
                 "WOJAK_SIDECAR_KAFKA_SASL_USERNAME and WOJAK_SIDECAR_KAFKA_SASL_PASSWORD"
@@ -101,69 +114,12 @@ class KafkaSidecarSettings(BrokerSidecarSettings):
             raise ConfigError("WOJAK_SIDECAR_KAFKA_HEARTBEAT_INTERVAL_MS must be at most a third of _SESSION_TIMEOUT_MS")
         if self.dead_letter_topic == self.topic or self.results_topic == self.topic:
             raise ConfigError("the dead-letter and results topics must differ from WOJAK_SIDECAR_KAFKA_TOPIC")
-        return KafkaSidecarConfig(
-            bootstrap_servers=parse_bootstrap(self.bootstrap_servers),
-            topic=self.topic,
-            group_id=self.group_id,
-            dead_letter_topic=self.dead_letter_topic,
-            results_topic=self.results_topic or None,
-            client_id=self.client_id,
-            prefetch=self.prefetch,
-            commit_interval=self.commit_interval,
-            session_timeout_ms=self.session_timeout_ms,
-            heartbeat_interval_ms=self.heartbeat_interval_ms,
-            auto_offset_reset=self.auto_offset_reset,
-            security_protocol=self.security_protocol,
-            sasl_mechanism=self.sasl_mechanism,
-            sasl_username=self.sasl_username if sasl else None,
-            sasl_password=self.sasl_password.get_secret_value() if sasl and self.sasl_password else None,
-            ssl_cafile=self.ssl_cafile,
-            ssl_certfile=self.ssl_certfile,
-            ssl_keyfile=self.ssl_keyfile,
-            ssl_key_password=self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
-            max_body_bytes=self.max_body_bytes,
-            settle_timeout=self.settle_timeout,
-            drain_seconds=self.drain_seconds,
-            # never more in flight than fetched: every message in flight is one the commit waits for
-            runner=self.runner_config(min(self.concurrency or self.prefetch, self.prefetch)),
-        )
-
-
-@dataclass(frozen=True)
-class KafkaSidecarConfig:
-    bootstrap_servers: tuple[str, ...] = ("127.0.0.1:9092",)
-    topic: str = "wojak.orders"
-    group_id: str = "wojak-sidecar"
-    dead_letter_topic: str = "wojak.orders.dlt"
-    results_topic: str | None = "wojak.orders.results"
-    client_id: str = "wojak-sidecar"
-    prefetch: int = 256
-    commit_interval: float = 0.2  # seconds between commits of the settled prefix of each partition
-    session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 3000
-    auto_offset_reset: str = "earliest"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_key_password: str | None = field(default=None, repr=False)
-    max_body_bytes: int = 65536  # larger messages are dead-lettered ``body_too_large``, unparsed
-    settle_timeout: float = 10.0  # seconds one produce (dead letter, result) or commit may take
-    drain_seconds: float = 20.0  # a revoked partition's in-flight messages settle within it
-    close_timeout: float = 5.0  # seconds stopping the consumer and the producer may take
-    runner: RunnerConfig | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.bootstrap_servers, str):
-            object.__setattr__(self, "bootstrap_servers", parse_bootstrap(self.bootstrap_servers))
-        check_transport(self.bootstrap_servers, self.security_protocol)
+        _ = self.runner
+        return self
 
     def __repr__(self) -> str:  # never the password
         return (
-            f"KafkaSidecarConfig(bootstrap_servers={','.join(self.bootstrap_servers)!r}, "
+            f"KafkaSidecarSettings(bootstrap_servers={self.bootstrap_servers!r}, "
             f"security_protocol={self.security_protocol!r}, topic={self.topic!r}, group_id={self.group_id!r}, "
             f"dead_letter_topic={self.dead_letter_topic!r}, results_topic={self.results_topic!r}, "
             f"prefetch={self.prefetch})"
@@ -177,5 +133,6 @@ class KafkaSidecarConfig:
 
         context = ssl.create_default_context(cafile=self.ssl_cafile)
         if self.ssl_certfile:
-            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_key_password)
+            password = self.ssl_key_password.get_secret_value() if self.ssl_key_password else None
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, password)
         return context

@@ -77,12 +77,11 @@ import orjson
 from aiokafka import errors as kafka_errors
 from aiokafka.abc import ConsumerRebalanceListener
 
-from wojak.engine.protocol import SocketDirError, default_socket_path
+from wojak.engine.protocol import SocketDirError
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.settings import RunnerConfig
 from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage
-from wojak.sidecars.kafka.config import KafkaSidecarConfig
+from wojak.sidecars.kafka.config import KafkaSidecarSettings, check_transport
 
 log = logging.getLogger(__name__)
 
@@ -409,13 +408,14 @@ class AIOKafkaClients:
     """The consumer and producer the source runs on: aiokafka's, configured from the sidecar's
     settings. Tests substitute an in-memory broker with the same calls."""
 
-    def __init__(self, config: KafkaSidecarConfig) -> None:
+    def __init__(self, config: KafkaSidecarSettings) -> None:
         self.config = config
 
     def _common(self) -> dict[str, Any]:
         c = self.config
+        check_transport(c.servers, c.security_protocol)  # however the settings were made
         common: dict[str, Any] = {
-            "bootstrap_servers": list(c.bootstrap_servers),
+            "bootstrap_servers": list(c.servers),
             "client_id": c.client_id,
             "security_protocol": c.security_protocol,
             "request_timeout_ms": max(1000, int(c.settle_timeout * 1000)),
@@ -425,7 +425,9 @@ class AIOKafkaClients:
             common["ssl_context"] = context
         if c.security_protocol.startswith("SASL_"):
             common.update(
-                sasl_mechanism=c.sasl_mechanism, sasl_plain_username=c.sasl_username, sasl_plain_password=c.sasl_password
+                sasl_mechanism=c.sasl_mechanism,
+                sasl_plain_username=c.sasl_username,
+                sasl_plain_password=c.sasl_password.get_secret_value() if c.sasl_password else None,
             )
         return common
 
@@ -479,13 +481,12 @@ class AIOKafkaClients:
 class KafkaSource(BrokerSource):
     name = "kafka"
 
-    def __init__(self, config: KafkaSidecarConfig, metrics: SidecarMetrics | None = None, clients: Any = None) -> None:
+    def __init__(self, config: KafkaSidecarSettings, metrics: SidecarMetrics | None = None, clients: Any = None) -> None:
         super().__init__(config.settle_timeout)
         self.config = config
         self.clients = clients or AIOKafkaClients(config)
-        runner = config.runner
-        self.backoff_base = runner.backoff_base if runner else 0.25
-        self.backoff_max = runner.backoff_max if runner else 30.0
+        self.backoff_base = config.backoff_base
+        self.backoff_max = config.backoff_max
         self._consumer: Any = None
         self._producer: Any = None
         self._partitions: dict[Any, _Partition] = {}
@@ -995,12 +996,12 @@ class KafkaSource(BrokerSource):
             await self.pause(1.0)
 
 
-async def serve(config: KafkaSidecarConfig, *, stop: asyncio.Event | None = None) -> None:
+async def serve(config: KafkaSidecarSettings, *, stop: asyncio.Event | None = None) -> None:
     """The Kafka sidecar until SIGTERM/SIGINT (or ``stop``): consume, drain, commit, exit.
 
     A socket directory that is not this user's (another user's listener, a symlink) is
     refused before anything is sent: one line naming WOJAK_ENGINE_SOCKET, exit 2."""
-    runner = config.runner or RunnerConfig(engine_socket=default_socket_path())
+    runner = config.runner
     metrics = SidecarMetrics(KafkaSource.name)
     quiet_aiokafka_logs()
     try:

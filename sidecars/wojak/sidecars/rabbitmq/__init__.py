@@ -10,11 +10,11 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise ImportError("the RabbitMQ sidecar needs aio-pika: pip install 'wojak[rabbitmq]'") from exc
 
-from wojak.sidecars.rabbitmq.config import RabbitMQSidecarConfig, RabbitMQSidecarSettings
+from wojak.sidecars.rabbitmq.config import RabbitMQSidecarSettings
 from wojak.sidecars.rabbitmq.source import RabbitMQMessage, RabbitMQSource, serve
 
 # What `wojak sidecar rabbitmq` runs (every broker package names the same three: docs/sidecar-kit.md)
 TITLE = "RabbitMQ"
 Settings = RabbitMQSidecarSettings
 
-__all__ = ["TITLE", "RabbitMQMessage", "RabbitMQSidecarConfig", "RabbitMQSidecarSettings", "RabbitMQSource", "Settings", "serve"]
+__all__ = ["TITLE", "RabbitMQMessage", "RabbitMQSidecarSettings", "RabbitMQSource", "Settings", "serve"]

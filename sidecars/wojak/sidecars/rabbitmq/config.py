@@ -9,7 +9,7 @@ refused off loopback: use ``amqps://`` (or ``WOJAK_ALLOW_INSECURE_TRANSPORT=1``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Self
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -19,6 +19,11 @@ from wojak.sidecars._core.settings import BrokerSidecarSettings, RunnerConfig
 
 _NAME = r"^[A-Za-z0-9._:-]{1,200}$"
 _REPLY_TO_ENV = "WOJAK_SIDECAR_RABBITMQ_REPLY_TO_ALLOWED"
+
+
+def check_url(url: str) -> None:
+    """amqp:// only on loopback, else amqps:// (or WOJAK_ALLOW_INSECURE_TRANSPORT=1)."""
+    require_secure(url, "WOJAK_SIDECAR_RABBITMQ_URL")
 
 
 class RabbitMQSidecarSettings(BrokerSidecarSettings):
@@ -33,6 +38,8 @@ class RabbitMQSidecarSettings(BrokerSidecarSettings):
     # the only queues a message's reply_to may name for its result (comma-separated; none by default)
     reply_to_allowed: str = Field(default="", validation_alias=_REPLY_TO_ENV)
     declare_topology: bool = True
+    reconnect_interval: float = Field(default=1.0, gt=0, le=300)  # seconds between reconnect attempts
+    close_timeout: float = Field(default=5.0, gt=0, le=300)  # seconds closing the connection may take at shutdown
     # the settings every broker sidecar shares (WOJAK_SIDECAR_ACCOUNTS, ...) come from BrokerSidecarSettings
 
     @field_validator("url")
@@ -52,45 +59,26 @@ class RabbitMQSidecarSettings(BrokerSidecarSettings):
                 raise ValueError(f"queue name {name[:64]!r} must match {_NAME}")
         return value
 
-    def to_config(self) -> "RabbitMQSidecarConfig":
-        return RabbitMQSidecarConfig(
-            url=self.url.get_secret_value(),
-            queue=self.queue,
-            prefetch=self.prefetch,
-            dead_letter_exchange=self.dead_letter_exchange,
-            dead_letter_queue=self.dead_letter_queue,
-            reply_exchange=self.reply_exchange,
-            declare_topology=self.declare_topology,
-            reply_to_allowed=tuple(n.strip() for n in self.reply_to_allowed.split(",") if n.strip()),
-            max_body_bytes=self.max_body_bytes,
-            settle_timeout=self.settle_timeout,
-            # never more in flight than the broker hands out: every message in flight is unacked
-            runner=self.runner_config(min(self.concurrency or self.prefetch, self.prefetch)),
-        )
+    @property
+    def reply_queues(self) -> tuple[str, ...]:
+        """The queues a message's reply_to may name for its result (none by default)."""
+        return tuple(n.strip() for n in self.reply_to_allowed.split(",") if n.strip())
 
+    @property
+    def runner(self) -> RunnerConfig:
+        # never more in flight than the broker hands out: every message in flight is unacked
+        return self.runner_config(min(self.concurrency or self.prefetch, self.prefetch))
 
-@dataclass(frozen=True)
-class RabbitMQSidecarConfig:
-    url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    queue: str = "wojak.orders"
-    prefetch: int = 64
-    dead_letter_exchange: str = "wojak.orders.dlx"
-    dead_letter_queue: str = "wojak.orders.dlq"
-    reply_exchange: str | None = None
-    declare_topology: bool = True
-    reconnect_interval: float = 1.0
-    runner: RunnerConfig | None = None
-    reply_to_allowed: tuple[str, ...] = ()  # results go to a message's reply_to only if it is one of these
-    max_body_bytes: int = 65536  # larger messages are dead-lettered ``body_too_large``, unparsed
-    settle_timeout: float = 10.0  # seconds each settling broker call (ack, nack, a dead letter's confirm) may take
-    close_timeout: float = 5.0  # seconds closing the connection may take at shutdown
-
-    def __post_init__(self) -> None:
-        require_secure(self.url, "WOJAK_SIDECAR_RABBITMQ_URL")  # amqp:// only on loopback, else amqps://
+    def to_config(self) -> Self:
+        """What `wojak sidecar rabbitmq` hands ``serve``: these settings, once the shared ones are
+        complete and the URL is safe to use (each refused here, in one line naming the setting)."""
+        check_url(self.url.get_secret_value())
+        _ = self.runner
+        return self
 
     def __repr__(self) -> str:  # never print the credentials in the URL
         from urllib.parse import urlsplit
 
-        parts = urlsplit(self.url)
+        parts = urlsplit(self.url.get_secret_value())
         where = f"{parts.scheme}://{parts.hostname}:{parts.port or 5672}{parts.path}"
-        return f"RabbitMQSidecarConfig(url={where!r}, queue={self.queue!r}, prefetch={self.prefetch})"
+        return f"RabbitMQSidecarSettings(url={where!r}, queue={self.queue!r}, prefetch={self.prefetch})"

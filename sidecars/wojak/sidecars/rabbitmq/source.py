@@ -79,12 +79,10 @@ from pamqp import encode as _amqp_encode
 from pamqp.header import ContentHeader
 from prometheus_client import Counter
 
-from wojak.engine.protocol import default_socket_path
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.settings import RunnerConfig
 from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage
-from wojak.sidecars.rabbitmq.config import RabbitMQSidecarConfig
+from wojak.sidecars.rabbitmq.config import RabbitMQSidecarSettings, check_url
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +216,7 @@ def dead_letter_message(
     return message
 
 
-async def declare_topology(channel: Any, cfg: RabbitMQSidecarConfig) -> tuple[Any, Any, Any]:
+async def declare_topology(channel: Any, cfg: RabbitMQSidecarSettings) -> tuple[Any, Any, Any]:
     """Declare (idempotently) the queue, its DLX and DLQ, and the reply exchange; return them."""
     dlx = await channel.declare_exchange(cfg.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
     dlq = await channel.declare_queue(cfg.dead_letter_queue, durable=True)
@@ -305,7 +303,7 @@ class RabbitMQMessage(SourceMessage):
 class RabbitMQSource(BrokerSource):
     name = "rabbitmq"
 
-    def __init__(self, config: RabbitMQSidecarConfig, metrics: SidecarMetrics | None = None) -> None:
+    def __init__(self, config: RabbitMQSidecarSettings, metrics: SidecarMetrics | None = None) -> None:
         super().__init__(config.settle_timeout)
         self.config = config
         self.metrics = metrics
@@ -357,8 +355,10 @@ class RabbitMQSource(BrokerSource):
         return self
 
     async def _connect(self) -> Any:
+        url = self.config.url.get_secret_value()
+        check_url(url)  # however the settings were made
         return await aio_pika.connect_robust(
-            self.config.url,
+            url,
             reconnect_interval=self.config.reconnect_interval,
             client_properties={"connection_name": f"wojak-sidecar:{self.config.queue}"},
         )
@@ -476,7 +476,7 @@ class RabbitMQSource(BrokerSource):
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         if incoming.reply_to:
-            if incoming.reply_to in self.config.reply_to_allowed:
+            if incoming.reply_to in self.config.reply_queues:
                 await asyncio.wait_for(
                     self._publish(self._publish_channel.default_exchange, result, incoming.reply_to, False), self.settle_timeout
                 )
@@ -493,8 +493,8 @@ class RabbitMQSource(BrokerSource):
             await asyncio.wait_for(self._publish(self._reply_exchange, result, verdict, False), self.settle_timeout)
 
 
-async def serve(config: RabbitMQSidecarConfig, *, stop: asyncio.Event | None = None) -> None:
+async def serve(config: RabbitMQSidecarSettings, *, stop: asyncio.Event | None = None) -> None:
     """The RabbitMQ sidecar until SIGTERM/SIGINT (or ``stop``): consume, drain, exit."""
     metrics = SidecarMetrics(RabbitMQSource.name)
-    runner = config.runner or RunnerConfig(engine_socket=default_socket_path())
+    runner = config.runner
     await serve_sidecar(RabbitMQSource(config, metrics), runner, stop=stop, metrics=metrics)

@@ -10,11 +10,11 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise ImportError("the SNS sidecar needs boto3: pip install 'wojak[sns]'") from exc
 
-from wojak.sidecars.sns.config import SnsSidecarConfig, SnsSidecarSettings
+from wojak.sidecars.sns.config import SnsSidecarSettings
 from wojak.sidecars.sns.source import SnsMessage, SnsSource, serve
 
 # What `wojak sidecar sns` runs (every broker package names the same three: docs/sidecar-kit.md)
 TITLE = "SNS"
 Settings = SnsSidecarSettings
 
-__all__ = ["TITLE", "Settings", "SnsMessage", "SnsSidecarConfig", "SnsSidecarSettings", "SnsSource", "serve"]
+__all__ = ["TITLE", "Settings", "SnsMessage", "SnsSidecarSettings", "SnsSource", "serve"]

@@ -48,13 +48,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from wojak.engine.protocol import default_socket_path
 from wojak.errors import WojakError
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.settings import RunnerConfig
 from wojak.sidecars._core.source import SettleFailed, Source, SourceMessage
-from wojak.sidecars.sns.config import SnsPushConfig, SnsSidecarConfig
+from wojak.sidecars.sns.config import SnsSidecarSettings
 from wojak.sidecars.sqs import source as sqs
 
 log = logging.getLogger(__name__)
@@ -79,7 +77,7 @@ def coordinates_for(topic_arn: str, message_id: str) -> tuple[str, str]:
 class SnsMessage(sqs.SqsMessage):
     def unwrap(self, source: sqs.SqsSource) -> tuple[str, str | None, tuple[str, str], tuple[str, dict[str, Any]] | None]:
         config = source.config
-        assert isinstance(config, SnsSidecarConfig)
+        assert isinstance(config, SnsSidecarSettings)
         if config.raw_delivery:
             text, encoding, _, _ = super().unwrap(source)
             return text, encoding, coordinates_for(config.topic_arn or config.queue, self.message_id), None
@@ -118,7 +116,7 @@ class SnsSource(sqs.SqsSource):
     name = "sns"  # the CLI name: part of every derived client_order_id, so never renamed later
     message_class = SnsMessage
 
-    def __init__(self, config: SnsSidecarConfig, metrics: SidecarMetrics | None = None, client_factory: Any = None) -> None:
+    def __init__(self, config: SnsSidecarSettings, metrics: SidecarMetrics | None = None, client_factory: Any = None) -> None:
         super().__init__(config, metrics, client_factory)
 
 
@@ -263,7 +261,7 @@ class SnsPushSource(Source):
 
     def __init__(
         self,
-        config: SnsPushConfig,
+        config: SnsSidecarSettings,
         metrics: SidecarMetrics | None = None,
         *,
         client_factory: Callable[[], Any] | None = None,
@@ -281,7 +279,7 @@ class SnsPushSource(Source):
         self._server_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.refused: collections.Counter[int] = collections.Counter()
-        self.port = config.port
+        self.port = config.push_port
 
     def _boto3_client(self) -> Any:
         import boto3
@@ -306,8 +304,8 @@ class SnsPushSource(Source):
         self._server = _Server(
             uvicorn.Config(
                 self.app,
-                host=cfg.host,
-                port=cfg.port,
+                host=cfg.push_host,
+                port=cfg.push_port,
                 ssl_certfile=cfg.tls_cert_file,
                 ssl_keyfile=cfg.tls_key_file,
                 log_level="warning",
@@ -322,7 +320,7 @@ class SnsPushSource(Source):
         while not self._server.started:
             if self._server_task.done():
                 self._server_task.result()
-                raise OSError(f"the SNS push endpoint could not listen on {cfg.host}:{cfg.port}")
+                raise OSError(f"the SNS push endpoint could not listen on {cfg.push_host}:{cfg.push_port}")
             await asyncio.sleep(0.02)
         sockets = [s for server in getattr(self._server, "servers", []) for s in server.sockets]
         if sockets:
@@ -452,7 +450,7 @@ class SnsPushSource(Source):
     ) -> None:
         if scope["type"] != "http":
             return
-        if scope["path"] != self.config.path:
+        if scope["path"] != self.config.push_path:
             status, text = 404, "not found"
         elif scope["method"] != "POST":
             status, text = 405, "POST only"
@@ -477,9 +475,9 @@ class SnsPushSource(Source):
         await send({"type": "http.response.body", "body": text.encode()})
 
 
-async def serve(config: SnsSidecarConfig | SnsPushConfig, *, stop: asyncio.Event | None = None) -> None:
+async def serve(config: SnsSidecarSettings, *, stop: asyncio.Event | None = None) -> None:
     """The SNS sidecar (through SQS, or the push endpoint) until SIGTERM/SIGINT (or ``stop``): consume, drain, exit."""
     metrics = SidecarMetrics(SnsSource.name)
-    runner = config.runner or RunnerConfig(engine_socket=default_socket_path())
-    source: Source = SnsPushSource(config, metrics) if isinstance(config, SnsPushConfig) else SnsSource(config, metrics)
+    runner = config.runner
+    source: Source = SnsPushSource(config, metrics) if config.mode == "push" else SnsSource(config, metrics)
     await serve_sidecar(source, runner, stop=stop, metrics=metrics)

@@ -13,11 +13,11 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise ImportError("the SQS sidecar needs boto3: pip install 'wojak[sqs]'") from exc
 
-from wojak.sidecars.sqs.config import SqsSidecarConfig, SqsSidecarSettings
+from wojak.sidecars.sqs.config import SqsSidecarSettings
 from wojak.sidecars.sqs.source import SqsMessage, SqsSource, serve
 
 # What `wojak sidecar sqs` runs (every broker package names the same three: docs/sidecar-kit.md)
 TITLE = "SQS"
 Settings = SqsSidecarSettings
 
-__all__ = ["TITLE", "Settings", "SqsMessage", "SqsSidecarConfig", "SqsSidecarSettings", "SqsSource", "serve"]
+__all__ = ["TITLE", "Settings", "SqsMessage", "SqsSidecarSettings", "SqsSource", "serve"]

@@ -10,8 +10,7 @@ A plain-text endpoint (``http://``) is refused off loopback (``require_secure``)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -47,6 +46,9 @@ class SqsSidecarSettings(BrokerSidecarSettings):
     wait_time: int = Field(default=10, ge=0, le=MAX_WAIT)  # long-poll seconds
     visibility: int = Field(default=30, ge=2, le=MAX_VISIBILITY)  # each lease (and each extension), seconds
     receivers: int = Field(default=2, ge=1, le=16)  # concurrent long polls
+    # received and not yet settled at most; default: the runner's concurrency and one batch ahead
+    max_held: int | None = Field(default=None, ge=1, le=100_000)
+    close_timeout: float = Field(default=5.0, gt=0, le=300)  # seconds the shutdown waits for a long poll in progress
 
     @field_validator("queue_url", "dead_letter_queue_url")
     @classmethod
@@ -55,69 +57,19 @@ class SqsSidecarSettings(BrokerSidecarSettings):
             queue_name(value)
         return value
 
-    def config_fields(self) -> dict[str, Any]:
-        """What the config is made of (the SNS sidecar, which reads SQS, makes its own from it)."""
-        prefix = self.model_config.get("env_prefix", "WOJAK_SIDECAR_SQS_")
-        for name, value in (("QUEUE_URL", self.queue_url), ("DEAD_LETTER_QUEUE_URL", self.dead_letter_queue_url)):
-            if not value:
-                raise ConfigError(f"{prefix}{name} is not set")
-        concurrency = self.concurrency or 64
-        return dict(
-            queue_url=self.queue_url,
-            dead_letter_queue_url=self.dead_letter_queue_url,
-            region=self.region,
-            endpoint=self.endpoint,
-            batch_size=self.batch_size,
-            wait_time=self.wait_time,
-            visibility=self.visibility,
-            receivers=self.receivers,
-            max_body_bytes=self.max_body_bytes,
-            settle_timeout=self.settle_timeout,
-            max_held=concurrency + self.batch_size,
-            runner=self.runner_config(concurrency),
-            settings_prefix=prefix,
-        )
+    @property
+    def settings_prefix(self) -> str:
+        """What the messages about settings name (the SNS sidecar reads SQS under its own prefix)."""
+        return str(self.model_config.get("env_prefix", "WOJAK_SIDECAR_SQS_"))
 
-    def to_config(self) -> SqsSidecarConfig:
-        return SqsSidecarConfig(**self.config_fields())
+    @property
+    def held_limit(self) -> int:
+        """Received and not yet settled at most: the runner's concurrency and one batch ahead."""
+        return self.max_held or (self.concurrency or 64) + self.batch_size
 
-
-@dataclass(frozen=True)
-class SqsSidecarConfig:
-    queue_url: str
-    dead_letter_queue_url: str
-    region: str | None = None
-    endpoint: str | None = None
-    batch_size: int = 10
-    wait_time: int = 10
-    visibility: int = 30
-    receivers: int = 2
-    max_body_bytes: int = 65536
-    settle_timeout: float = 10.0
-    max_held: int = 74  # received and not yet settled (the runner's concurrency and one batch ahead)
-    close_timeout: float = 5.0  # seconds the shutdown waits for a long poll in progress
-    runner: RunnerConfig | None = None
-    settings_prefix: str = "WOJAK_SIDECAR_SQS_"  # what the messages about settings name
-
-    def __post_init__(self) -> None:
-        queue_name(self.queue_url)
-        queue_name(self.dead_letter_queue_url)
-        if self.fifo != self.dead_letter_queue_url.endswith(".fifo"):
-            raise ConfigError(
-                f"{self.settings_prefix}DEAD_LETTER_QUEUE_URL: a FIFO queue needs a FIFO dead-letter queue, "
-                "a standard queue a standard one"
-            )
-        if not 1 <= self.batch_size <= MAX_BATCH or not 0 <= self.wait_time <= MAX_WAIT:
-            raise ConfigError(f"batch size 1..{MAX_BATCH}, wait time 0..{MAX_WAIT}s")
-        if not 2 <= self.visibility <= MAX_VISIBILITY:
-            raise ConfigError(f"visibility 2..{MAX_VISIBILITY}s")
-        for setting, url in (
-            ("ENDPOINT", self.endpoint),
-            ("QUEUE_URL", self.queue_url),
-            ("DEAD_LETTER_QUEUE_URL", self.dead_letter_queue_url),
-        ):
-            if url:
-                require_secure(url, self.settings_prefix + setting)  # http:// only on loopback
+    @property
+    def runner(self) -> RunnerConfig:
+        return self.runner_config(self.concurrency or 64)
 
     @property
     def queue(self) -> str:
@@ -127,8 +79,36 @@ class SqsSidecarConfig:
     def fifo(self) -> bool:
         return self.queue.endswith(".fifo")
 
+    def check_queues(self) -> None:
+        """The checks across settings, each a ``ConfigError`` naming its setting (raised here, not
+        in a validator, so they stay one line)."""
+        prefix = self.settings_prefix
+        for name, value in (("QUEUE_URL", self.queue_url), ("DEAD_LETTER_QUEUE_URL", self.dead_letter_queue_url)):
+            if not value:
+                raise ConfigError(f"{prefix}{name} is not set")
+        if self.fifo != self.dead_letter_queue_url.endswith(".fifo"):
+            raise ConfigError(
+                f"{prefix}DEAD_LETTER_QUEUE_URL: a FIFO queue needs a FIFO dead-letter queue, a standard queue a standard one"
+            )
+        for setting, url in (
+            ("ENDPOINT", self.endpoint),
+            ("QUEUE_URL", self.queue_url),
+            ("DEAD_LETTER_QUEUE_URL", self.dead_letter_queue_url),
+        ):
+            if url:
+                require_secure(url, prefix + setting)  # http:// only on loopback
+
+    def to_config(self) -> Self:
+        """What `wojak sidecar sqs` hands ``serve``: these settings, once the checks across them hold
+        and the shared ones are complete (``WOJAK_SIDECAR_ACCOUNTS`` is required)."""
+        self.check_queues()
+        _ = self.runner
+        return self
+
     def __repr__(self) -> str:
+        dead = queue_name(self.dead_letter_queue_url) if self.dead_letter_queue_url else None
+        queue = self.queue if self.queue_url else None
         return (
-            f"SqsSidecarConfig(queue={self.queue!r}, dead_letters={queue_name(self.dead_letter_queue_url)!r}, "
+            f"{type(self).__name__}(queue={queue!r}, dead_letters={dead!r}, "
             f"batch={self.batch_size}, wait={self.wait_time}s, visibility={self.visibility}s)"
         )

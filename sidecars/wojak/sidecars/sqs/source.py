@@ -65,12 +65,10 @@ from typing import Any, AsyncIterator, Callable
 import orjson
 from prometheus_client import Counter
 
-from wojak.engine.protocol import default_socket_path
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.settings import RunnerConfig
 from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage
-from wojak.sidecars.sqs.config import MAX_BATCH, SqsSidecarConfig
+from wojak.sidecars.sqs.config import MAX_BATCH, SqsSidecarSettings
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +310,7 @@ class SqsSource(BrokerSource):
     message_class: type[SqsMessage] = SqsMessage
 
     def __init__(
-        self, config: SqsSidecarConfig, metrics: SidecarMetrics | None = None, client_factory: Callable[[], Any] | None = None
+        self, config: SqsSidecarSettings, metrics: SidecarMetrics | None = None, client_factory: Callable[[], Any] | None = None
     ) -> None:
         super().__init__(config.settle_timeout)
         self.config = config
@@ -446,7 +444,7 @@ class SqsSource(BrokerSource):
     async def _receive_loop(self) -> None:
         cfg, failures = self.config, 0
         while not self.stopping:
-            room = cfg.max_held - len(self._leases) - self._reserved
+            room = cfg.held_limit - len(self._leases) - self._reserved
             if room <= 0:
                 self._room.clear()
                 await self._room.wait()
@@ -631,7 +629,7 @@ class SqsSource(BrokerSource):
             raise SettleFailed("SQS did not confirm the dead letter")
 
 
-def make_client(config: SqsSidecarConfig) -> Any:
+def make_client(config: SqsSidecarSettings) -> Any:
     """A boto3 SQS client: credentials from boto3's default chain only (environment, web
     identity, instance or task role); connections for every receiver and the settling calls."""
     import boto3
@@ -647,8 +645,8 @@ def make_client(config: SqsSidecarConfig) -> Any:
     return boto3.session.Session().client("sqs", endpoint_url=config.endpoint or None, config=settings)
 
 
-async def serve(config: SqsSidecarConfig, *, stop: asyncio.Event | None = None) -> None:
+async def serve(config: SqsSidecarSettings, *, stop: asyncio.Event | None = None) -> None:
     """The SQS sidecar until SIGTERM/SIGINT (or ``stop``): consume, drain, exit."""
     metrics = SidecarMetrics(SqsSource.name)
-    runner = config.runner or RunnerConfig(engine_socket=default_socket_path())
+    runner = config.runner
     await serve_sidecar(SqsSource(config, metrics), runner, stop=stop, metrics=metrics)
