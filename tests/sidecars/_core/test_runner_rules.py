@@ -312,3 +312,25 @@ async def test_a_stop_consuming_that_hangs_takes_no_more_than_the_drain_window()
     await asyncio.wait_for(task, 5)
     took = asyncio.get_running_loop().time() - started
     assert took < 0.2 + 0.6, f"stopping took {took:.2f}s with a 0.2 s drain window"
+
+
+@pytest.mark.parametrize("counts", [True, False])
+async def test_a_settlement_that_failed_does_not_restart_the_messages_backoff(counts):
+    from wojak.sidecars._core.source import SettleFailed
+
+    class Refusing(FakeMessage):
+        async def _ack(self) -> None:  # the broker refuses the ack (its fault, or the message's)
+            raise SettleFailed("ack refused", counts=counts)
+
+    answers = ["retry", "retry", "filled", "retry"]
+    runner, source, client, _ = make([], lambda o: {"verdict": answers.pop(0), "client_order_id": "o-1"},
+                                     backoff_base=1.0, backoff_max=100.0, concurrency=1)  # fmt: skip
+    deliveries = [source.add(order(), ("q", "m")) for _ in range(2)]
+    refused = Refusing(order(), ("q", "m"))
+    source.all.append(refused)
+    source.queue.put_nowait(refused)
+    deliveries.append(source.add(order(), ("q", "m")))
+    await run_until(runner, source, lambda: all(m.settled is not None for m in source.all))
+    delays = [m.actions[0][1] for m in deliveries]
+    assert refused.actions == [] and 0.8 <= delays[0] <= 1 and 1.6 <= delays[1] <= 2
+    assert 3.2 <= delays[2] <= 4, "the ack failed: the message was not settled, its backoff goes on"
