@@ -386,3 +386,11 @@ def test_the_app_talks_to_the_configured_engine_socket_with_its_deadline(tmp_pat
     config = HttpSidecarSettings().to_config()
     client = create_app(config).state.client
     assert (client.endpoint, client.deadline) == (f"ipc://{tmp_path / 'engine.sock'}", 2.5)
+
+
+@pytest.mark.parametrize("scheme", ["Basic  ", "Token  ", "bearer", "Bearer"])
+async def test_a_key_sent_under_another_scheme_or_without_a_space_is_refused(tmp_path, monkeypatch, scheme):
+    app = app_of(tmp_path, monkeypatch, ScriptedEngine())
+    status, headers, _ = await raw(app, method="GET", headers=[(b"authorization", f"{scheme}{KEYS['trader']}".encode())],
+                                   messages=[{"type": "http.request"}])  # fmt: skip
+    assert status == 401 and headers[b"www-authenticate"] == b"Bearer"
