@@ -171,6 +171,56 @@ async def run_bare(n: int, partitions: int, accounts: int, max_records: int) -> 
             "commits": r["commits"], "cpu_us_per_order": {"consumer": (r["cpu1"] - r["cpu0"]) / n * 1e6, "broker": broker_us}}  # fmt: skip
 
 
+# -- a framework baseline: a FastStream Kafka subscriber doing nothing, in its own process --
+
+
+async def _faststream(topic: str, group: str, total: int, policy: str) -> dict:
+    from faststream import AckPolicy
+    from faststream.kafka import KafkaBroker
+
+    broker = KafkaBroker(BOOTSTRAP, logger=None)
+    state = {"n": 0, "first": 0.0, "last": 0.0, "cpu0": 0.0, "cpu1": 0.0}
+    done = asyncio.Event()
+
+    @broker.subscriber(topic, group_id=group, auto_offset_reset="earliest", ack_policy=AckPolicy(policy))
+    async def nothing(body: dict) -> None:  # the framework's work only: receive, decode the JSON, ack
+        if state["n"] == 0:
+            state["first"], state["cpu0"] = time.time(), time.process_time()
+        state["n"] += 1
+        if state["n"] >= total:
+            state["last"], state["cpu1"] = time.time(), time.process_time()
+            done.set()
+
+    await broker.start()
+    try:
+        await done.wait()
+    finally:
+        await broker.stop()
+    return state
+
+
+def faststream_main(argv: list[str]) -> None:
+    import uvloop
+
+    topic, group, total, policy = argv[0], argv[1], int(argv[2]), argv[3]
+    print(json.dumps(uvloop.run(_faststream(topic, group, total, policy))), flush=True)
+
+
+async def run_faststream(n: int, partitions: int, accounts: int, policy: str) -> dict:
+    async with Topic(f"wojak-bench.{uuid.uuid4().hex[:10]}", partitions) as topic:
+        await topic.preload(bodies(n, "fs", accounts))
+        group = f"{topic.prefix}.faststream"
+        proc = subprocess.Popen([PY, __file__, "--faststream-consumer", topic.topic, group, str(n), policy],
+                                stdout=subprocess.PIPE)  # fmt: skip
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"FastStream consumer exited {proc.returncode}")
+        r = json.loads(out.decode().strip().splitlines()[-1])
+    secs = r["last"] - r["first"]
+    return {"ack_policy": policy, "orders": n, "seconds": secs, "per_s": n / secs,
+            "cpu_us_per_order": {"consumer": (r["cpu1"] - r["cpu0"]) / n * 1e6}}  # fmt: skip
+
+
 # -- the subject: wojak sidecar + engine ---------------------------------------------------
 
 
@@ -274,9 +324,12 @@ def bench(args, results: dict) -> None:
     prefetches = getattr(args, "prefetch", None) or [256]
     partitions = getattr(args, "partitions", None) or 8
     accounts = getattr(args, "accounts", None) or 100
-    out: dict = {"bare": [], "wojak": []}
+    out: dict = {"bare": [], "faststream": [], "wojak": []}
     progress(f"bare aiokafka consume+commit, {partitions} partitions, {n:,} records")
     out["bare"].append(asyncio.run(run_bare(n, partitions, accounts, max(prefetches))))
+    for policy in ("ack_first", "ack"):  # its default (auto-commit on receipt), and a commit after each handler
+        progress(f"FastStream Kafka subscriber doing nothing (ack_policy={policy}), {n:,} records")
+        out["faststream"].append(asyncio.run(run_faststream(n, partitions, accounts, policy)))
     for prefetch in prefetches:
         for sync in synchronous:
             progress(f"wojak sidecar kafka + engine (SQLite synchronous={sync}), prefetch {prefetch}, {accounts} accounts, "
@@ -293,10 +346,14 @@ def report(out: dict) -> None:
           "decided and committed; CPU us/order from /proc: the broker's is its whole JVM)")  # fmt: skip
     print(f"    bare aiokafka consume+commit  {bare['per_s']:9,.0f} msg/s   ({bare['orders']:,} in {bare['seconds']:.2f} s; "
           f"{bare['commits']} commits; lag left {bare['lag']}; CPU us/msg {_cpu(bare)})")  # fmt: skip
+    for f in out.get("faststream", []):
+        print(f"    FastStream subscriber, no-op    {f['per_s']:9,.0f} msg/s   ({f['orders']:,} in {f['seconds']:.2f} s; "
+              f"ack_policy={f['ack_policy']}; CPU us/msg {_cpu(f)})")  # fmt: skip
     for w in out["wojak"]:
         share = w["per_s"] / bare["per_s"]
+        vs_fs = ", ".join(f"{w['per_s'] / f['per_s']:.0%} of FastStream {f['ack_policy']}" for f in out.get("faststream", []))
         ok = w["dead_lettered"] == 0 and w["sidecar_exit"] == 0
-        print(f"    wojak sync={w['synchronous']:<6} prefetch {w['prefetch']:>5}  {w['per_s']:9,.0f} orders/s  = {share:4.0%} of bare"
+        print(f"    wojak sync={w['synchronous']:<6} prefetch {w['prefetch']:>5}  {w['per_s']:9,.0f} orders/s  = {share:4.0%} of bare, {vs_fs}"
               f"   ({w['orders']:,} in {w['seconds']:.2f} s, {w['from_spawn_s']:.2f} s from spawn; {w['accounts']} accounts over "
               f"{w['partitions']} partitions; {w['commits']:.0f} commits; CPU us/order {_cpu(w)}; mean engine batch "
               f"{w['mean_batch'] or 0:.1f}; verdicts {w['verdicts']}; DLT {w['dead_lettered']}, exit {w['sidecar_exit']}"
@@ -319,6 +376,9 @@ def main() -> None:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # a new topic's first produce meets "not leader yet"
     if len(sys.argv) > 1 and sys.argv[1] == "--bare-consumer":
         bare_main(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--faststream-consumer":
+        faststream_main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=20000, help="records preloaded per run")

@@ -41,13 +41,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import free_port, process, progress, wait_until, workdir  # noqa: E402
+from bench._common import free_port, process, progress, rss_mb, wait_until, workdir  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 TICK = {"symbol": "NIFTY-FUT", "bid": "23999", "ask": "24001", "last": "24000"}
 URL = os.environ.get("WOJAK_TEST_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"
-TARGET_RATE, TARGET_SHARE = 5000, 0.5
+TARGET_RATE, TARGET_SHARE = 5000, 0.6  # issue 11: >= 60% of the bare loop
 
 
 def bodies(n: int, prefix: str, accounts: int = 100) -> list[tuple[bytes, str]]:
@@ -150,21 +150,46 @@ async def _bare(queue_name: str, prefetch: int, total: int) -> dict:
     return state
 
 
+async def _faststream(queue_name: str, prefetch: int, total: int) -> dict:
+    """A FastStream RabbitMQ subscriber doing nothing (its default decoding and ack policy)."""
+    from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
+
+    broker = RabbitBroker(URL, default_channel=Channel(prefetch_count=prefetch), logger=None)
+    done = asyncio.Event()
+    state = {"n": 0, "first": 0.0, "last": 0.0, "cpu0": 0.0, "cpu1": 0.0}
+
+    @broker.subscriber(RabbitQueue(queue_name, declare=False))
+    async def on_order(order: dict) -> None:
+        if state["n"] == 0:
+            state["first"], state["cpu0"] = time.time(), time.process_time()
+        state["n"] += 1
+        if state["n"] == total:
+            state["last"], state["cpu1"] = time.time(), time.process_time()
+            done.set()
+
+    await broker.start()
+    await done.wait()
+    await asyncio.sleep(0.2)  # the last ack goes out after the handler returns
+    await broker.stop()
+    return state
+
+
 def bare_main(argv: list[str]) -> None:
     import uvloop
 
     queue_name, prefetch, total = argv[0], int(argv[1]), int(argv[2])
-    print(json.dumps(uvloop.run(_bare(queue_name, prefetch, total))), flush=True)
+    consumer = _faststream if argv[3:] == ["faststream"] else _bare
+    print(json.dumps(uvloop.run(consumer(queue_name, prefetch, total))), flush=True)
 
 
-async def run_bare(n: int, prefetch: int) -> dict:
+async def run_bare(n: int, prefetch: int, kind: str = "aio-pika") -> dict:
     cfg = queue_config(f"wojak-bench.{uuid.uuid4().hex[:10]}", prefetch)
     async with Broker(cfg) as broker:
         preload = await broker.preload(bodies(n, "bare"))
         assert await broker.count() == n
         cpu0 = broker_cpu()
-        proc = subprocess.Popen([PY, __file__, "--bare-consumer", cfg.queue, str(prefetch), str(n)],
-                                stdout=subprocess.PIPE)  # fmt: skip
+        proc = subprocess.Popen([PY, __file__, "--bare-consumer", cfg.queue, str(prefetch), str(n)]
+                                + (["faststream"] if kind == "faststream" else []), stdout=subprocess.PIPE)  # fmt: skip
         out, _ = await asyncio.to_thread(proc.communicate, timeout=300)
         if proc.returncode != 0:
             raise RuntimeError(f"bare consumer exited {proc.returncode}")
@@ -172,7 +197,7 @@ async def run_bare(n: int, prefetch: int) -> dict:
         broker_us = (broker_cpu() - cpu0) / n * 1e6
         left = await broker.count()
     secs = r["last"] - r["first"]
-    return {"prefetch": prefetch, "orders": n, "seconds": secs, "per_s": n / secs, "left": left, "preload_s": preload,
+    return {"kind": kind, "prefetch": prefetch, "orders": n, "seconds": secs, "per_s": n / secs, "left": left, "preload_s": preload,
             "cpu_us_per_order": {"consumer": (r["cpu1"] - r["cpu0"]) / n * 1e6, "broker": broker_us}}  # fmt: skip
 
 
@@ -254,7 +279,8 @@ def engine_ping(sock: Path) -> bool:
     return asyncio.run(ping())
 
 
-async def run_wojak(n: int, prefetch: int, concurrency: int | None, synchronous: str, profile: Path | None = None) -> dict:
+async def run_wojak(n: int, prefetch: int, concurrency: int | None, synchronous: str, profile: Path | None = None,
+                    env: dict[str, str] | None = None) -> dict:
     cfg = queue_config(f"wojak-bench.{uuid.uuid4().hex[:10]}", prefetch)
     with workdir() as tmp:
         sock = tmp / "run" / "engine.sock"
@@ -269,6 +295,8 @@ async def run_wojak(n: int, prefetch: int, concurrency: int | None, synchronous:
                        "WOJAK_SIDECAR_RABBITMQ_PREFETCH": str(prefetch), "WOJAK_SIDECAR_HEALTH_PORT": str(port)}  # fmt: skip
         if concurrency:
             sidecar_env["WOJAK_SIDECAR_CONCURRENCY"] = str(concurrency)
+        engine_env.update(env or {})  # a variant's settings (both processes read only their own)
+        sidecar_env.update(env or {})
         async with Broker(cfg) as broker:
             preload = await broker.preload(bodies(n, f"w{uuid.uuid4().hex[:6]}"))
             assert await broker.count() == n
@@ -298,6 +326,7 @@ async def run_wojak(n: int, prefetch: int, concurrency: int | None, synchronous:
                         await asyncio.sleep(0.01)
                     t1 = time.perf_counter()
                     cpu = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid), "broker": broker_cpu()}
+                    rss = {"sidecar": rss_mb(sidecar.pid), "engine": rss_mb(engine.pid)}
                     for p in profilers:
                         p.wait()
                     sidecar.send_signal(signal.SIGTERM)
@@ -310,7 +339,8 @@ async def run_wojak(n: int, prefetch: int, concurrency: int | None, synchronous:
         "prefetch": prefetch, "concurrency": min(concurrency or prefetch, prefetch), "synchronous": synchronous,
         "orders": n, "seconds": secs, "per_s": n / secs, "from_spawn_s": t1 - spawned, "left": left,
         "dead_lettered": dead, "sidecar_exit": code, "verdicts": _verdicts(text), "preload_s": preload,
-        "cpu_us_per_order": {k: (cpu[k] - cpu0[k]) / n * 1e6 for k in cpu},
+        "cpu_us_per_order": {k: (cpu[k] - cpu0[k]) / n * 1e6 for k in cpu}, "rss_mb": rss,
+        "variant": ",".join(f"{k}={v}" for k, v in (env or {}).items()) or "default",
         "mean_batch": float(sizes.group(1)) / float(batches.group(1)) if batches and sizes and float(batches.group(1)) else None,
     }  # fmt: skip
 
@@ -352,16 +382,21 @@ def bench(args, results: dict) -> None:
     if getattr(args, "sweep", False):
         prefetches = [16, 32, 64, 128, 256, 512, 1024]
     profile = getattr(args, "profile", None)
+    variants = [_variant(v) for v in getattr(args, "variant", None) or []] or [{}]
     out: dict = {"bare": [], "wojak": []}
     for prefetch in prefetches:
         progress(f"bare aio-pika consume+ack, prefetch {prefetch}, {n:,} messages")
         out["bare"].append(asyncio.run(run_bare(n, prefetch)))
+        if not getattr(args, "no_faststream", False):
+            progress(f"FastStream RabbitMQ subscriber doing nothing, prefetch {prefetch}, {n:,} messages")
+            out.setdefault("faststream", []).append(asyncio.run(run_bare(n, prefetch, "faststream")))
         for sync in synchronous:
-            progress(f"wojak sidecar rabbitmq + engine (SQLite synchronous={sync}), prefetch {prefetch}, {n:,} orders")
-            where = Path(profile) / f"p{prefetch}-{sync}" if profile else None
-            out["wojak"].append(asyncio.run(run_wojak(n, prefetch, concurrency, sync, where)))
-            if where:
-                out["wojak"][-1]["profile"] = {name: own_time(where / f"{name}.raw") for name in ("sidecar", "engine")}
+            for i, env in enumerate(variants):
+                progress(f"wojak sidecar rabbitmq + engine (SQLite synchronous={sync}), prefetch {prefetch}, {n:,} orders {env or ''}")
+                where = Path(profile) / f"p{prefetch}-{sync}-{i}" if profile else None
+                out["wojak"].append(asyncio.run(run_wojak(n, prefetch, concurrency, sync, where, env)))
+                if where:
+                    out["wojak"][-1]["profile"] = {name: own_time(where / f"{name}.raw") for name in ("sidecar", "engine")}
     results["rabbitmq"] = out
     report(out)
 
@@ -371,22 +406,35 @@ def report(out: dict) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\n  RabbitMQ ingest ({os.cpu_count()} cores, load average {load} at the end; N preloaded persistent"
           " messages, drained and acked; CPU us/order from /proc: the broker's is its whole VM)")  # fmt: skip
+    faststream = {b["prefetch"]: b for b in out.get("faststream", [])}
+    for b in out.get("faststream", []):
+        print(f"    FastStream subscriber      prefetch {b['prefetch']:>5}  {b['per_s']:9,.0f} msg/s"
+              f"   ({b['orders']:,} in {b['seconds']:.2f} s; left {b['left']}; CPU us/msg {_cpu(b)})")  # fmt: skip
     for b in out["bare"]:
         print(f"    bare aio-pika consume+ack  prefetch {b['prefetch']:>5}  {b['per_s']:9,.0f} msg/s"
               f"   ({b['orders']:,} in {b['seconds']:.2f} s; left {b['left']}; CPU us/msg {_cpu(b)})")  # fmt: skip
     for w in out["wojak"]:
         share = w["per_s"] / bare[w["prefetch"]]["per_s"]
         ok = w["left"] == 0 and w["dead_lettered"] == 0 and w["sidecar_exit"] == 0
+        if w.get("variant", "default") != "default":
+            print(f"    variant: {w['variant']}")
         print(f"    wojak sync={w['synchronous']:<6}       prefetch {w['prefetch']:>5}  {w['per_s']:9,.0f} orders/s"
               f"  = {share:4.0%} of bare   ({w['orders']:,} in {w['seconds']:.2f} s, {w['from_spawn_s']:.2f} s from spawn;"
-              f" CPU us/order {_cpu(w)}; mean engine batch {w['mean_batch'] or 0:.1f}; verdicts {w['verdicts']};"
+              f" CPU us/order {_cpu(w)}; RSS MB sidecar {w['rss_mb']['sidecar']:.0f}, engine {w['rss_mb']['engine']:.0f}; mean engine batch {w['mean_batch'] or 0:.1f}; verdicts {w['verdicts']};"
               f" queue left {w['left']}, DLQ {w['dead_lettered']}, exit {w['sidecar_exit']}{'' if ok else '  <-- NOT CLEAN'})")  # fmt: skip
+        fs = faststream.get(w["prefetch"])
+        versus = f"; {w['per_s'] / fs['per_s']:.2f}x the FastStream subscriber doing nothing (aim >= 1.0x)" if fs else ""
         print(f"    {'':<26} targets: >= {TARGET_RATE:,}/s {'met' if w['per_s'] >= TARGET_RATE else 'MISSED'};"
-              f" >= {TARGET_SHARE:.0%} of bare {'met' if share >= TARGET_SHARE else 'MISSED'}")  # fmt: skip
+              f" >= {TARGET_SHARE:.0%} of bare {'met' if share >= TARGET_SHARE else 'MISSED'}{versus}")  # fmt: skip
         for name, rows in (w.get("profile") or {}).items():
             print(f"      py-spy own time, {name}:")
             for share_, fn in rows[:10]:
                 print(f"        {share_:6.1%}  {fn}")
+
+
+def _variant(text: str) -> dict[str, str]:
+    """``K=V,K=V`` (settings of one variant run) -> dict."""
+    return dict(item.split("=", 1) for item in text.split(",") if item)
 
 
 def _cpu(r: dict) -> str:
@@ -410,6 +458,9 @@ def main() -> None:
     parser.add_argument("--synchronous", action="append", help="SQLite synchronous mode(s) (default: full, normal)")
     parser.add_argument("--sweep", action="store_true", help="prefetch 16..1024 (overrides --prefetch)")
     parser.add_argument("--profile", help="py-spy both processes for 3 s mid-run; raw files under this directory")
+    parser.add_argument("--no-faststream", action="store_true", help="skip the FastStream subscriber baseline")
+    parser.add_argument("--variant", action="append",
+                        help="run wojak with these settings too, K=V,K=V (repeatable; e.g. WOJAK_SIDECAR_ENGINE_BATCH=1)")  # fmt: skip
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     results: dict = {}

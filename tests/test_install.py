@@ -1,14 +1,11 @@
-"""The extras choose the parts, checked in a fresh virtualenv with pip, as a user installs wojak.
+"""What a user installs, checked in fresh virtualenvs with pip, as a user installs wojak.
 
-One virtualenv, three installs, each adding to the last (so each step's set is exactly what that
-command alone installs):
-
-* ``pip install .``: the parts both images share (the wire protocol, settings, the command
-  lines). ``wojak dev`` refuses in one line naming ``pip install '.[dev]'``.
-* ``pip install '.[engine]'``: the engine image. No FastAPI, uvicorn, Starlette or orjson, no
-  broker SDK; ``wojak-engine`` (and ``wojak engine``) runs an engine that answers ``ping``; the
-  HTTP sidecar refuses in one line naming its extra.
-* ``pip install '.[dev]'``: ``wojak dev`` runs the engine and the HTTP sidecar and stops on Ctrl-C.
+* ``pip install .``: what ``wojak dev`` runs (the engine and the HTTP sidecar); ``wojak dev``
+  starts both, says ready, and stops on Ctrl-C. No broker SDK comes along.
+* The engine image's recipe (Dockerfile.engine): ``pip install --require-hashes --no-deps -r
+  requirements/engine.lock`` then the wojak wheel with ``--no-deps``. No FastAPI, uvicorn,
+  Starlette or orjson, no broker SDK; ``wojak-engine`` (and ``wojak engine``) runs an engine
+  that answers ``ping``; the HTTP sidecar refuses in one line naming its extra.
 
 Needs PyPI (or a pip cache/index holding the dependencies and hatchling).
 """
@@ -47,9 +44,9 @@ class Venv:
                     if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME") and not k.startswith("WOJAK_")}  # fmt: skip
         self.env["PATH"] = f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"
 
-    def pip_install(self, requirement: str) -> None:
+    def pip_install(self, *requirements: str) -> None:
         result = self.run(str(self.bin / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                          requirement, timeout=900)  # fmt: skip
+                          *requirements, timeout=900)  # fmt: skip
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     def installed(self) -> set[str]:
@@ -65,29 +62,48 @@ def _ping(v: Venv, command: list[str], sock: Path) -> subprocess.CompletedProces
     return v.run(*command, "ping", "--socket", f"ipc://{sock}", "--timeout", "1")
 
 
-def test_the_extras_choose_the_parts_in_a_fresh_virtualenv(tmp_path):
+def test_pip_install_dot_runs_wojak_dev_in_a_fresh_virtualenv(tmp_path):
     v = Venv(tmp_path / "venv")
-
-    # -- pip install . : the shared parts ------------------------------------------------
     v.pip_install(str(ROOT))
-    base = v.installed()
-    assert BASE <= base and "wojak" in base, sorted(base)
-    assert not base & (HTTP_STACK | BROKER_SDKS | {"pyyaml", "prometheus-client"}), sorted(base)
-    refused = v.run(str(v.bin / "wojak"), "dev", "--port", str(free_port()), "--data-dir", str(tmp_path / "dev0"))
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "pip install '.[dev]'" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    installed = v.installed()
+    assert BASE | {"pyyaml", "prometheus-client"} | (HTTP_STACK - {"websockets", "httptools"}) <= installed, sorted(installed)
+    assert not installed & BROKER_SDKS, sorted(installed & BROKER_SDKS)
+    port = free_port()
+    dev = subprocess.Popen([str(v.bin / "wojak"), "dev", "--port", str(port), "--data-dir", str(tmp_path / "dev")],
+                           env=v.env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and (line := dev.stdout.readline()):  # type: ignore[union-attr]
+            lines.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        assert any("[3/3] ready" in line for line in lines), "".join(lines)
+    finally:
+        dev.send_signal(signal.SIGINT)
+        out, _ = dev.communicate(timeout=60)
+    assert dev.returncode == 0, "".join(lines) + out
+    assert "Traceback" not in out, out
 
-    # -- pip install '.[engine]' : the engine image --------------------------------------
-    v.pip_install(f"{ROOT}[engine]")
+
+def test_the_engine_images_recipe_installs_no_http_stack_and_runs_the_engine(tmp_path):
+    v = Venv(tmp_path / "venv")
+    v.pip_install("--require-hashes", "--no-deps", "-r", str(ROOT / "requirements" / "engine.lock"))
+    v.pip_install("--no-deps", str(ROOT))
     engine_set = v.installed()
-    assert {"pyyaml", "prometheus-client"} <= engine_set
+    assert BASE | {"pyyaml", "prometheus-client", "couchbase", "boto3"} <= engine_set, sorted(engine_set)
     assert not engine_set & HTTP_STACK, f"the engine's install holds {sorted(engine_set & HTTP_STACK)}"
-    assert not engine_set & BROKER_SDKS, sorted(engine_set & BROKER_SDKS)
+    assert not engine_set & (BROKER_SDKS - {"boto3", "couchbase"}), sorted(engine_set & BROKER_SDKS)
+    check = v.run(str(v.bin / "python"), "-m", "pip", "check", "--disable-pip-version-check")
+    assert "fastapi" in check.stdout, "pip sees the base metadata's HTTP stack missing: the lock, not the metadata, decides"
     # AF_UNIX paths are short: the socket lives in a short temporary directory of its own
     run_dir = Path(tempfile.mkdtemp(prefix="wojak-install-", dir="/tmp"))
     sock = run_dir / "run" / "engine.sock"
     env = {"WOJAK_ENGINE_SOCKET": str(sock), "WOJAK_STORE": f"sqlite:///{tmp_path / 'wojak.sqlite'}",
            "WOJAK_VENUE": f"sandbox:?ledger={tmp_path / 'sandbox.sqlite'}", "WOJAK_LOG_LEVEL": "WARNING"}  # fmt: skip
+    refused = v.run(str(v.bin / "wojak-engine"), **env)
+    assert refused.returncode == 2 and "WOJAK_ENGINE_RISK_CONFIG is not set" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     risk = v.run(str(v.bin / "python"), "-c", "from wojak.engine.risk import demo_risk_config_path as p; print(p())")
     assert risk.returncode == 0, risk.stderr
     env["WOJAK_ENGINE_RISK_CONFIG"] = risk.stdout.strip()
@@ -115,26 +131,6 @@ def test_the_extras_choose_the_parts_in_a_fresh_virtualenv(tmp_path):
             engine.wait()
     assert engine.returncode == 0, (tmp_path / "engine.log").read_text()[-3000:]
 
-    # -- pip install '.[dev]' : wojak dev ------------------------------------------------
-    v.pip_install(f"{ROOT}[dev]")
-    assert HTTP_STACK - {"websockets", "httptools"} <= v.installed()
-    port = free_port()
-    dev = subprocess.Popen([str(v.bin / "wojak"), "dev", "--port", str(port), "--data-dir", str(tmp_path / "dev")],
-                           env=v.env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and (line := dev.stdout.readline()):  # type: ignore[union-attr]
-            lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        assert any("[3/3] ready" in line for line in lines), "".join(lines)
-    finally:
-        dev.send_signal(signal.SIGINT)
-        out, _ = dev.communicate(timeout=60)
-    assert dev.returncode == 0, "".join(lines) + out
-    assert "Traceback" not in out, out
-
 
 def test_the_project_is_one_wojak_namespace_with_no_bare_top_level_module():
     """Both source roots hold only ``wojak/``: an install adds no ``engine`` or ``sidecars`` module."""
@@ -157,19 +153,35 @@ def test_the_top_level_is_the_cards():
     assert not (ROOT / "wojak").exists(), "the code lives in the source roots"
 
 
-def test_each_image_installs_its_part_and_runs_its_own_command():
+def test_each_image_installs_its_lock_and_runs_its_own_command():
     import re
-    import tomllib
 
     from wojak.sidecars.cli import BROKERS
 
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     engine = (ROOT / "Dockerfile.engine").read_text()
-    installed = re.search(r"'\.\[([a-z,]+)\]'", engine).group(1).split(",")  # type: ignore[union-attr]
-    assert "engine" in installed and not set(installed) & {"dev", "http", "sidecar", *BROKERS}, installed
-    assert 'ENTRYPOINT ["wojak-engine"]' in engine
+    assert "ARG LOCK=engine" in engine and "requirements/${LOCK}.lock" in engine
+    assert 'ENTRYPOINT ["/opt/wojak/bin/wojak-engine"]' in engine
+    compiled_from = (ROOT / "requirements" / "engine.in").read_text().splitlines()[0]
+    assert compiled_from.endswith("extras engine, couchbase, lambda; do not edit"), compiled_from
     sidecar = (ROOT / "Dockerfile.sidecar").read_text()
-    assert '".[${BROKER}]"' in sidecar and 'ENTRYPOINT ["wojak-sidecar"]' in sidecar
+    assert "requirements/sidecar-${BROKER}.lock" in sidecar and 'ENTRYPOINT ["/opt/wojak/bin/wojak-sidecar"]' in sidecar
+    assert "WOJAK_SIDECAR_BROKER=${BROKER}" in sidecar
     default = re.search(r"ARG BROKER=(\w+)", sidecar).group(1)  # type: ignore[union-attr]
-    assert default in BROKERS and default in extras and f'CMD ["{default}"]' in sidecar
-    assert all(broker in extras for broker in BROKERS), "every broker sidecar has its extra"
+    assert default in BROKERS
+    for broker in ["http", *BROKERS]:
+        assert (ROOT / "requirements" / f"sidecar-{broker}.lock").is_file(), f"every sidecar has its lock: {broker}"
+
+
+def test_wojak_sidecar_without_a_command_runs_the_images_broker():
+    """The sidecar image has no CMD: `wojak-sidecar` alone runs WOJAK_SIDECAR_BROKER's sidecar."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WOJAK_")}
+    probe = [sys.executable, "-c", "import sys; from wojak.sidecars.cli import main; sys.exit(main([]))"]
+    named = subprocess.run(probe, env={**env, "WOJAK_SIDECAR_BROKER": "no-such-broker"}, capture_output=True, text=True, timeout=60)
+    assert named.returncode == 2 and "invalid choice: 'no-such-broker'" in named.stderr, named.stderr
+    unnamed = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60)
+    assert unnamed.returncode == 2 and "required: source" in unnamed.stderr, unnamed.stderr
+    # `wojak-sidecar rabbitmq` itself (the image's command) reaches the broker's settings: one line
+    broker = [sys.executable, "-c", "import sys; from wojak.sidecars.cli import main; sys.exit(main(['rabbitmq']))"]
+    refused = subprocess.run(broker, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "RabbitMQ sidecar settings" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr, refused.stderr

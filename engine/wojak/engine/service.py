@@ -12,11 +12,13 @@
 
 Each step is safe to crash after: the batch's commits are the only durable effects, and
 a resend finds either nothing, a ``pending`` record (look up, then finish) or a final one.
-Batches run one after another, so orders of one account are serialised.
+An account is in at most one running batch (the server's lanes), so its orders are
+serialised; batches of other accounts run meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -125,9 +127,16 @@ class OrderService:
         self.tick_sod: dict[str, Decimal] = {}
         self.sod_prices = _StartOfDayPrices(self)
         self._tick_version = -1
+        # Accounts whose last venue call was slow (far slower than the venue usually answers):
+        # the server's lanes run each of them in a batch of its own, so a slow account's venue
+        # call does not take the accounts that happened to share its batch along with it.
+        self.slow_accounts: set[str] = set()
+        self._venue_typical = 0.0  # seconds, a moving average of venue calls
 
     async def _refresh_prices(self) -> None:
         version, ticks = await self.store.ticks_since(self._tick_version)
+        if version <= self._tick_version:  # another lane's refresh got there first, with as new or newer
+            return
         for tick in ticks:
             symbol = tick["symbol"]
             self.last_prices[symbol] = Decimal(tick["last"])
@@ -162,6 +171,7 @@ class OrderService:
         orders: list[tuple[int, Order]] = []
         ticks: list[tuple[int, dict[str, Any]]] = []
         now = time.time()
+        known: tuple[Any, Principal] | None = None  # the last principal read, by its wire form (one sender, one principal)
         for i, (kind, body) in enumerate(requests):
             expires_at = body.get("expires_at")
             if isinstance(expires_at, (int, float)) and expires_at < now and kind is not MessageType.AUDIT:
@@ -171,11 +181,16 @@ class OrderService:
             if kind is MessageType.AUDIT:
                 replies[i] = await self._audit(body)
                 continue
-            try:
-                principal = Principal.from_wire(body.get("principal"))
-            except PrincipalError as exc:
-                replies[i] = self._forbidden(PRINCIPAL_MISSING, f"a request must carry a valid principal: {exc}")
-                continue
+            raw = body.get("principal")
+            if known is not None and raw == known[0]:
+                principal = known[1]
+            else:
+                try:
+                    principal = Principal.from_wire(raw)
+                except PrincipalError as exc:
+                    replies[i] = self._forbidden(PRINCIPAL_MISSING, f"a request must carry a valid principal: {exc}")
+                    continue
+                known = (raw, principal)
             if kind is MessageType.SUBMIT_ORDER:
                 order, errors = validate_order(body.get("order"))
                 if order is None:
@@ -425,7 +440,13 @@ class OrderService:
                     resolved.append((order, report))
         if to_execute:
             try:
-                reports = await self.venue.execute([self._venue_order(o) for o in to_execute])
+                suspended = _Suspended()  # a call that never waits holds up no other lane, however long
+                started = time.perf_counter()
+                try:
+                    reports = await self.venue.execute([self._venue_order(o) for o in to_execute])
+                finally:
+                    waited = suspended.cancel()
+                    self._note_venue_time(to_execute, time.perf_counter() - started if waited else 0.0)
                 resolved.extend(zip(to_execute, reports))
             except VenueError as exc:  # outcome unknown: stays pending, looked up on resend
                 log.warning("venue execute failed: %s", exc)
@@ -435,6 +456,17 @@ class OrderService:
         if resolved:
             await self._record(resolved)
         crash_point("recorded")
+
+    def _note_venue_time(self, orders: list[Order], seconds: float) -> None:
+        """Mark the accounts of a slow venue call that waited (over 20 ms and 5x the usual), clear
+        those of a normal one. A batch of one slow account alone that turns fast clears it again."""
+        slow = seconds > max(_SLOW_VENUE_FLOOR, 5 * self._venue_typical)
+        self._venue_typical += (seconds - self._venue_typical) * 0.05
+        accounts = {o.account for o in orders}
+        if slow:
+            self.slow_accounts |= accounts
+        elif self.slow_accounts:
+            self.slow_accounts -= accounts
 
     async def _record(self, resolved: list[tuple[Order, VenueReport]]) -> None:
         executions = []
@@ -595,6 +627,24 @@ class OrderService:
         return {"verdict": Verdict.OK.value, "client_order_id": coid, "order": order.to_wire()}
 
 
+class _Suspended:
+    """Whether the caller's coroutine waited since this was made: a callback scheduled now runs
+    only once the running step ends, so ``cancel()`` is True exactly when it yielded since."""
+
+    __slots__ = ("_handle", "_ran")
+
+    def __init__(self) -> None:
+        self._ran = False
+        self._handle = asyncio.get_running_loop().call_soon(self._mark)
+
+    def _mark(self) -> None:
+        self._ran = True
+
+    def cancel(self) -> bool:
+        self._handle.cancel()
+        return self._ran
+
+
 class _StartOfDayPrices(Mapping[str, Decimal]):
     """Each symbol's start-of-day price, looked up only for the symbols risk asks about."""
 
@@ -614,6 +664,7 @@ class _StartOfDayPrices(Mapping[str, Decimal]):
 
 
 _MAX_PAGE = 500
+_SLOW_VENUE_FLOOR = 0.02  # seconds: a venue call faster than this is never slow
 _NAME = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 
 

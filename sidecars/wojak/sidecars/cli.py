@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from typing import Any, Sequence
 
@@ -48,6 +49,8 @@ BROKERS = {
     "kafka": "Kafka consumer group (settings from WOJAK_SIDECAR_KAFKA_*)",
     "sqs": "SQS consumer (settings from WOJAK_SIDECAR_SQS_*)",
     "sns": "SNS through an SQS queue subscribed to the topic (settings from WOJAK_SIDECAR_SNS_*)",
+    "pubsub": "Google Pub/Sub subscriber (settings from WOJAK_SIDECAR_PUBSUB_*)",
+    "kinesis": "Kinesis stream, shards leased in DynamoDB (settings from WOJAK_SIDECAR_KINESIS_*)",
 }
 
 
@@ -134,13 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wojak-sidecar", description="A wojak source sidecar: one broker in, the engine's verdicts out."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    # dest "source", as under `wojak sidecar`: cmd_broker_sidecar reads the broker's name from it
+    sub = parser.add_subparsers(dest="source", required=True)
     configure_sidecar(sub)
     add_keys_command(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``wojak-sidecar``: the sidecar image's entry point."""
+    """``wojak-sidecar``: the sidecar image's entry point. Without a command it runs the sidecar
+    that ``WOJAK_SIDECAR_BROKER`` names (each image sets it to its own broker)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv and os.environ.get("WOJAK_SIDECAR_BROKER"):
+        argv = [os.environ["WOJAK_SIDECAR_BROKER"]]
     args = build_parser().parse_args(argv)
     return run_command(args.func, args, args.extra)

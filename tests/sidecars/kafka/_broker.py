@@ -84,13 +84,16 @@ class KafkaBroker:
 
     @staticmethod
     def account_key(body: bytes) -> bytes | None:
-        """The producer contract: key = the order's account."""
+        """The producer contract: key = the order's account (a tick's: its symbol)."""
         try:
             data = json.loads(body)
         except ValueError:
             return None
-        account = data.get("account") if isinstance(data, dict) else None
-        return account.encode() if isinstance(account, str) else None
+        for field in ("account", "symbol"):
+            value = data.get(field) if isinstance(data, dict) else None
+            if isinstance(value, str):
+                return value.encode()
+        return None
 
     async def publish(self, body: bytes, *, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None,
                       partition: int | None = None) -> Any:  # fmt: skip

@@ -19,6 +19,7 @@ class TestKafka(SidecarContract):
     source_name = "kafka"
     cli_name = "kafka"
     stream_orders = 10_000
+    ordered_ticks = True  # one key (a tick's symbol) in one partition/shard, in order
     # a killed sidecar dead-letters again what it dead-lettered past its last commit: at most what
     # it had fetched and not committed (the prefetch, 256, plus one commit interval's worth)
     stream_in_flight = 512

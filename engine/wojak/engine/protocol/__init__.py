@@ -10,6 +10,7 @@ sidecar and ``wojak engine ping`` talk to the engine with) and :func:`.runtime.r
 """
 
 from wojak.engine.protocol._frames import (
+    MAX_ORDERS_PER_REQUEST,
     PROTOCOL_VERSION,
     MessageType,
     ProtocolError,
@@ -53,6 +54,7 @@ from wojak.engine.protocol._verdicts import ORDER_VERDICTS, Settlement, Verdict,
 from wojak.engine.protocol._zmq import LoopSocket
 
 __all__ = [
+    "MAX_ORDERS_PER_REQUEST",
     "ACCOUNT_NOT_PERMITTED",
     "ALLOW_INSECURE_ENV",
     "InsecureTransportError",

@@ -17,6 +17,9 @@ class MessageType(bytes, enum.Enum):
     """Requests a sidecar sends; the engine answers each with ``REPLY``."""
 
     SUBMIT_ORDER = b"submit_order"
+    # several orders of one principal in one request; answered by one or more ``REPLY`` frames
+    # whose ``parts`` are ``[index, reply]`` pairs (one frame per engine batch that decided some)
+    SUBMIT_ORDERS = b"submit_orders"
     CANCEL_ORDER = b"cancel_order"
     TICK = b"tick"
     GET_ORDER = b"get_order"
@@ -28,6 +31,9 @@ class MessageType(bytes, enum.Enum):
 
 
 _TYPES = {t.value: t for t in MessageType}
+
+
+MAX_ORDERS_PER_REQUEST = 256  # a ``submit_orders`` request carries 1 to this many orders
 
 
 class ProtocolError(WojakError, ValueError):

@@ -6,6 +6,14 @@ mark can be unlimited, so the ROUTER never silently drops a reply; with ROUTER_M
 a reply to a peer that has gone raises and is counted (the peer resends after its deadline).
 An inbound frame larger than ``max_frame_bytes`` (ZMQ_MAXMSGSIZE) disconnects its sender
 inside ZMQ before it is read, so it is never decoded and never stalls the loop.
+
+Lanes: up to ``lanes`` batches run at once, and an account is in at most one running batch.
+A batch takes every queued request (in arrival order, up to ``max_batch``) whose account is
+not in a running batch; the requests of a busy account wait in the queue, in order, for its
+batch to end. So each account's requests are handled one batch after another, in order, as
+before, while a batch waiting on the venue or the store no longer holds up other accounts.
+When nothing yields (an inline store, an in-process venue) there is one batch at a time and
+batches are as large as before.
 """
 
 from __future__ import annotations
@@ -19,12 +27,13 @@ import os
 import socket
 import stat
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Collection
 
 import zmq
 
 from wojak.engine._faults import crash_point
 from wojak.engine.protocol import (
+    MAX_ORDERS_PER_REQUEST,
     PROTOCOL_VERSION,
     LoopSocket,
     MessageType,
@@ -47,6 +56,34 @@ DEFAULT_MAX_FRAME_BYTES = 64 * 1024  # WOJAK_ENGINE_MAX_FRAME_BYTES: an order is
 
 HandleBatch = Callable[[list[tuple[MessageType, dict[str, Any]]]], Awaitable[list[dict[str, Any]]]]
 HandleNow = Callable[[MessageType, dict[str, Any]], dict[str, Any]]
+_ACCOUNT_QUERIES = frozenset({MessageType.CANCEL_ORDER, MessageType.GET_ORDER, MessageType.LIST_ORDERS})
+
+
+def account_of(kind: MessageType, body: dict[str, Any]) -> str | None:
+    """The account a request acts on (its lane's key), or None for one of no account (ticks,
+    audit events, a query across accounts, a body too malformed to name one)."""
+    if kind is MessageType.SUBMIT_ORDER:
+        order = body.get("order")
+        account = order.get("account") if isinstance(order, dict) else None
+    elif kind in _ACCOUNT_QUERIES:
+        account = body.get("account")
+    else:
+        return None
+    return account if isinstance(account, str) else None
+
+
+class _ReplyTo:
+    """Where the answers to one ``submit_orders`` request go (its orders' requests carry their index)."""
+
+    __slots__ = ("identity", "request_id")
+
+    def __init__(self, identity: bytes, request_id: Any) -> None:
+        self.identity = identity
+        self.request_id = request_id
+
+
+# (identity or _ReplyTo, request_id or index, kind, body, account)
+_Request = tuple["bytes | _ReplyTo", Any, MessageType, dict[str, Any], "str | None"]
 
 
 class EngineAlreadyRunning(WojakError, RuntimeError):
@@ -113,6 +150,8 @@ class EngineServer:
         *,
         max_inflight: int = 8192,
         max_batch: int = 512,
+        lanes: int = 1,
+        alone: Collection[str] = (),
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         metrics: Any = None,
     ) -> None:
@@ -122,10 +161,16 @@ class EngineServer:
         self.handle_now = handle_now
         self.max_inflight = max_inflight
         self.max_batch = max_batch
+        if lanes < 1:
+            raise ValueError("lanes must be at least 1")
+        self.lanes = lanes
+        self.alone = alone  # accounts that run in a batch of their own (their venue calls are slow)
         self.metrics = metrics
-        self._queue: collections.deque[tuple[bytes, Any, MessageType, dict[str, Any]]] = collections.deque()
+        self._queue: collections.deque[_Request] = collections.deque()
         self._wakeup = asyncio.Event()
-        self._processing = 0
+        self._processing = 0  # requests in running batches
+        self._busy: set[str] = set()  # accounts in a running batch
+        self._running: set[asyncio.Task[None]] = set()
         self._ctx = zmq.Context()
         self._lock_fd: int | None = None
         self._dir_fd: int | None = None
@@ -159,10 +204,9 @@ class EngineServer:
                 await asyncio.sleep(0.005)
         finally:
             processor.cancel()
-            try:
-                await processor
-            except asyncio.CancelledError:
-                pass
+            for lane in self._running:
+                lane.cancel()
+            await asyncio.gather(processor, *self._running, return_exceptions=True)
             self._sock.stop()
             sock.close(linger=2000)
             if self._dir_fd is not None:
@@ -205,31 +249,106 @@ class EngineServer:
         if kind in _IMMEDIATE:
             self._send(identity, request_id, self.handle_now(kind, body))
             return
+        if kind is MessageType.SUBMIT_ORDERS:
+            self._dispatch_orders(identity, request_id, body)
+            return
         if len(self._queue) + self._processing >= self.max_inflight:
             self._send(identity, request_id, {"verdict": Verdict.RETRY.value, "reason": "overloaded", "retry_after": 0.05})
             return
-        self._queue.append((identity, request_id, kind, body))
+        self._queue.append((identity, request_id, kind, body, account_of(kind, body)))
         self._wakeup.set()
 
+    def _dispatch_orders(self, identity: bytes, request_id: Any, body: dict[str, Any]) -> None:
+        """A ``submit_orders`` request: each order is queued as its own ``submit_order`` (its own
+        account's lane, its own verdict); the answers go back in one frame per batch."""
+        orders = body.get("orders")
+        if not isinstance(orders, list) or not 1 <= len(orders) <= MAX_ORDERS_PER_REQUEST:
+            reason = f"must be a list of 1 to {MAX_ORDERS_PER_REQUEST} orders"
+            self._send(
+                identity,
+                request_id,
+                {"verdict": Verdict.INVALID.value, "errors": [{"field": "orders", "reason": reason, "code": "orders"}]},
+            )
+            return
+        if len(self._queue) + self._processing + len(orders) > self.max_inflight:
+            overloaded = {"verdict": Verdict.RETRY.value, "reason": "overloaded", "retry_after": 0.05}
+            self._send(identity, request_id, {"parts": [[i, overloaded] for i in range(len(orders))]})
+            return
+        reply_to = _ReplyTo(identity, request_id)
+        shared = {k: v for k, v in body.items() if k not in ("orders", "request_id")}  # principal, expires_at
+        kind = MessageType.SUBMIT_ORDER
+        for i, order in enumerate(orders):
+            one = {**shared, "order": order}
+            self._queue.append((reply_to, i, kind, one, account_of(kind, one)))
+        self._wakeup.set()
+
+    def _take(self) -> tuple[list[_Request], set[str]]:
+        """The next batch: queued requests, in order, whose account is in no running batch."""
+        queue, busy, limit, alone = self._queue, self._busy, self.max_batch, self.alone
+        batch: list[_Request]
+        if not busy and not alone:
+            n = min(len(queue), limit)
+            batch = [queue.popleft() for _ in range(n)]
+        else:
+            batch = []
+            waiting: list[_Request] = []
+            solo: str | None = None  # the account this batch is for alone, if its first is one to run alone
+            while queue and len(batch) < limit:
+                request = queue.popleft()
+                account = request[4]
+                if account in busy:
+                    waiting.append(request)
+                elif not batch:
+                    if account in alone:
+                        solo = account
+                    batch.append(request)
+                elif solo is not None:
+                    (batch if account == solo else waiting).append(request)
+                elif account in alone:
+                    waiting.append(request)  # a batch of its own, next
+                else:
+                    batch.append(request)
+            queue.extendleft(reversed(waiting))  # they keep their places, ahead of later arrivals
+        return batch, {r[4] for r in batch if r[4] is not None}
+
     async def _process(self) -> None:
-        queue = self._queue
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while queue:
-                n = min(len(queue), self.max_batch)
-                batch = [queue.popleft() for _ in range(n)]
-                self._processing = n
+            while self._queue and len(self._running) < self.lanes:
+                batch, accounts = self._take()
+                if not batch:
+                    break  # every queued request waits for its account's running batch
+                self._busy |= accounts
+                self._processing += len(batch)
                 if self.metrics is not None:
-                    self.metrics.inflight.set(len(queue) + n)
-                try:
-                    replies = await self.handle_batch([(kind, body) for _, _, kind, body in batch])
-                except Exception:  # a bug must not kill the engine: answer retry, keep serving
-                    log.exception("batch of %d failed; answering retry", n)
-                    replies = [{"verdict": Verdict.RETRY.value, "reason": "engine_error", "retry_after": 1.0} for _ in batch]
-                for (identity, request_id, _, _), reply in zip(batch, replies):
+                    self.metrics.inflight.set(len(self._queue) + self._processing)
+                task = asyncio.create_task(self._run_batch(batch, accounts), name="wojak-engine-lane")
+                self._running.add(task)
+                task.add_done_callback(self._lane_done)
+
+    def _lane_done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wakeup.set()
+
+    async def _run_batch(self, batch: list[_Request], accounts: set[str]) -> None:
+        n = len(batch)
+        try:
+            try:
+                replies = await self.handle_batch([(kind, body) for _, _, kind, body, _ in batch])
+            except Exception:  # a bug must not kill the engine: answer retry, keep serving
+                log.exception("batch of %d failed; answering retry", n)
+                replies = [{"verdict": Verdict.RETRY.value, "reason": "engine_error", "retry_after": 1.0} for _ in batch]
+            parts: dict[_ReplyTo, list[list[Any]]] = {}
+            for (identity, request_id, _, _, _), reply in zip(batch, replies):
+                if isinstance(identity, _ReplyTo):  # one of a submit_orders request's orders: answered below
+                    parts.setdefault(identity, []).append([request_id, reply])
+                else:
                     self._send(identity, request_id, reply, recheck=False)  # each reply is a dict of its own
-                self._sock.recheck()
-                crash_point("replied")
-                self._processing = 0
-                await asyncio.sleep(0)  # let the receiver drain: the next batch commits together
+            for reply_to, answered in parts.items():
+                self._send(reply_to.identity, reply_to.request_id, {"parts": answered}, recheck=False)
+            self._sock.recheck()
+            crash_point("replied")
+        finally:
+            self._busy -= accounts
+            self._processing -= n

@@ -45,6 +45,8 @@ class SandboxConfig:
     accept_probability: Decimal = Decimal("0")
     ledger: str | None = None
     latency_ms: Decimal = Decimal(0)  # simulated venue round trip (in-process venue only)
+    # a slower round trip for some accounts (in-process venue only): a call carrying one takes that long
+    account_latency_ms: tuple[tuple[str, Decimal], ...] = ()
     later_fill_seconds: Decimal | None = None  # resting orders fill later, on lookup (ledger only)
 
     def __post_init__(self) -> None:
@@ -67,10 +69,26 @@ class SandboxConfig:
             accept_probability=Decimal(env.get("WOJAK_SANDBOX_ACCEPT_PROBABILITY", "0")),
             ledger=env.get("WOJAK_SANDBOX_LEDGER") or None,
             latency_ms=Decimal(env.get("WOJAK_SANDBOX_LATENCY_MS", "0")),
+            account_latency_ms=_account_latencies(env.get("WOJAK_SANDBOX_ACCOUNT_LATENCY_MS", "")),
             later_fill_seconds=Decimal(env["WOJAK_SANDBOX_LATER_FILL_SECONDS"])
             if env.get("WOJAK_SANDBOX_LATER_FILL_SECONDS")
             else None,
         )
+
+
+def _account_latencies(text: str) -> tuple[tuple[str, Decimal], ...]:
+    """``ACCOUNT=MS,ACCOUNT=MS`` -> ((account, ms), ...)."""
+    found = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        account, sep, ms = item.partition("=")
+        try:
+            latency = Decimal(ms)
+        except ArithmeticError:
+            latency = Decimal(-1)
+        if not sep or not account.strip() or not latency.is_finite() or latency < 0:
+            raise ValueError(f"WOJAK_SANDBOX_ACCOUNT_LATENCY_MS: {item!r} is not ACCOUNT=MILLISECONDS")
+        found.append((account.strip(), latency))
+    return tuple(found)
 
 
 class Sandbox:

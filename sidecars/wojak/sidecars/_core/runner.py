@@ -46,10 +46,12 @@ from wojak.engine.protocol import (
     derive_client_order_id,
     settlement_for,
     validate_order,
+    validate_tick,
 )
 from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars._core.health import Readiness
 from wojak.sidecars._core.metrics import SidecarMetrics
+from wojak.sidecars._core.settings import ORDERS, TICKS
 from wojak.sidecars._core.source import SettleFailed, Source, SourceMessage
 
 log = logging.getLogger(__name__)
@@ -131,11 +133,15 @@ class Runner:
         principal: Principal | None = None,
         settle_timeout: float = 10.0,
         settle_attempts: int = 5,
+        carries: str = ORDERS,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if settle_timeout <= 0 or settle_attempts < 1:
             raise ValueError("settle_timeout must be positive and settle_attempts at least 1")
+        if carries not in (ORDERS, TICKS):
+            raise ValueError(f"a source carries {ORDERS} or {TICKS}, not {carries!r}")
+        self.carries = carries
         self.source = source
         self.client = client
         self.metrics = metrics
@@ -294,6 +300,9 @@ class Runner:
             self._count_verdict(INVALID_JSON)
             await self._dead_letter(message, INVALID_JSON, {"error": f"body is not valid JSON: {exc}"})
             return
+        if self.carries == TICKS:
+            await self._handle_tick(message, data)
+            return
         if isinstance(data, dict) and data.get("client_order_id") is None:
             data["client_order_id"] = derive_client_order_id(self.source.name, *message.coordinates)
         order, errors = validate_order(data)
@@ -331,6 +340,36 @@ class Runner:
         else:
             if verdict != Verdict.RETRY.value:
                 log.error("engine answered unknown verdict %r for %s; requeueing", verdict, message.coordinates)
+            await self._requeue(message, reply.get("retry_after"))
+
+    async def _handle_tick(self, message: SourceMessage, data: Any) -> None:
+        """A tick: validated, sent under ``ticks:write``; the engine's tick rules judge it (a repeated
+        or older sequence of the symbol is ``duplicate`` / ``stale``: used once, acked all the same).
+        Counted by outcome (``tick_applied``, ``tick_duplicate``, ``tick_stale``, ``tick_suspect``)."""
+        tick, errors = validate_tick(data)
+        if tick is None:
+            self._count_verdict(Verdict.INVALID.value)
+            await self._dead_letter(message, Verdict.INVALID.value, {"errors": [e.as_dict() for e in errors]})
+            return
+        refusal = self.principal.refusal(Scope.TICKS_WRITE)
+        if refusal is not None:  # never sent to the engine (which would refuse it too)
+            self._count_verdict(Verdict.FORBIDDEN.value)
+            await self._dead_letter(message, refusal[0], {"symbol": tick["symbol"], "detail": refusal[1]})
+            return
+        started = time.perf_counter()
+        reply = await self.client.tick(tick, self.principal)
+        self._observe_engine(time.perf_counter() - started)
+        verdict = str(reply.get("verdict", "unknown"))
+        self._count_verdict(f"tick_{reply.get('status')}" if verdict == Verdict.OK.value else verdict)
+        settlement = settlement_for(verdict)
+        if settlement in (Settlement.ACK, Settlement.ACK_AND_PUBLISH):
+            await self._ack(message)
+        elif settlement is Settlement.DEAD_LETTER:
+            detail = {k: reply[k] for k in ("reason", "errors", "detail") if reply.get(k) is not None}
+            await self._dead_letter(message, verdict, {"symbol": tick["symbol"], **detail})
+        else:
+            if verdict != Verdict.RETRY.value:
+                log.error("engine answered unknown verdict %r for tick %s; requeueing", verdict, message.coordinates)
             await self._requeue(message, reply.get("retry_after"))
 
     # -- the loop --------------------------------------------------------------------

@@ -13,10 +13,18 @@ from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars._core.health import HealthServer, Readiness, create_health_app
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.runner import Runner
-from wojak.sidecars._core.settings import RunnerConfig
+from wojak.sidecars._core.settings import TICKS, RunnerConfig
 from wojak.sidecars._core.source import Source
 
 log = logging.getLogger(__name__)
+
+
+def sidecar_principal(name: str, config: RunnerConfig) -> Principal:
+    """Whoever can publish to the broker acts as this: ``ticks:write`` for a ticks source (no
+    account), else ``orders:write`` for the accounts of ``WOJAK_SIDECAR_ACCOUNTS``."""
+    if config.carries == TICKS:
+        return Principal.of(f"sidecar:{name}", (), [Scope.TICKS_WRITE])
+    return Principal.of(f"sidecar:{name}", config.accounts, [Scope.ORDERS_WRITE])
 
 
 async def serve_sidecar(
@@ -34,7 +42,13 @@ async def serve_sidecar(
     if install_signal_handlers:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    client = EngineClient(config.engine_socket, deadline=config.engine_deadline, window=config.engine_window)
+    client = EngineClient(
+        config.engine_socket,
+        deadline=config.engine_deadline,
+        window=config.engine_window,
+        max_batch=config.engine_batch,
+        linger=config.engine_linger,
+    )
     client.connect()
     readiness = Readiness(client, source.is_ready)
     health: HealthServer | None = None
@@ -65,11 +79,12 @@ async def serve_sidecar(
                 backoff_base=config.backoff_base,
                 backoff_max=config.backoff_max,
                 readiness=readiness,
-                principal=Principal.of(f"sidecar:{source.name}", config.accounts, [Scope.ORDERS_WRITE]),
+                principal=sidecar_principal(source.name, config),
                 settle_timeout=config.settle_timeout,
                 settle_attempts=config.settle_attempts,
+                carries=config.carries,
             )
-            log.info("%s sidecar consuming (concurrency %d)", source.name, config.concurrency)
+            log.info("%s sidecar consuming %s (concurrency %d)", source.name, config.carries, config.concurrency)
             await runner.run(stop)
         finally:
             await source.__aexit__(None, None, None)
@@ -84,4 +99,4 @@ async def serve_sidecar(
                 loop.remove_signal_handler(sig)
 
 
-__all__ = ["serve_sidecar"]
+__all__ = ["serve_sidecar", "sidecar_principal"]

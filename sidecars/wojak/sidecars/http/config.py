@@ -30,6 +30,8 @@ class HttpSidecarSettings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=256)
     engine_deadline: float = Field(default=5.0, gt=0)
     engine_window: int = Field(default=1024, ge=1)
+    engine_batch: int = Field(default=64, ge=1, le=256)  # orders sent to the engine in one request, at most
+    engine_linger_ms: float = Field(default=0.0, ge=0, le=50)
     # Connection limits (the HTTP server itself; see server.py).
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)  # request line + headers; past it 431
     max_headers: int = Field(default=100, ge=8, le=10_000)  # header lines; past it 431

@@ -284,7 +284,13 @@ def _account_for(principal: Principal, params: dict[str, str], required: bool) -
 
 
 def create_app(config: HttpSidecarSettings, client: EngineClient | None = None) -> FastAPI:
-    client = client or EngineClient(config.engine_socket, deadline=config.engine_deadline, window=config.engine_window)
+    client = client or EngineClient(
+        config.engine_socket,
+        deadline=config.engine_deadline,
+        window=config.engine_window,
+        max_batch=config.engine_batch,
+        linger=config.engine_linger_ms / 1000,
+    )
     metrics = SidecarMetrics("http")
     readiness = Readiness(client)
     observe_engine = metrics.engine_seconds.labels("http").observe

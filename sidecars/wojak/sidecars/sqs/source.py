@@ -82,6 +82,7 @@ DROPPED_ATTRIBUTE = "wojak-attributes-dropped"
 ENCODING_ATTRIBUTE = "wojak-body-encoding"
 _OWN = frozenset({REASON_ATTRIBUTE, DETAIL_ATTRIBUTE, QUEUE_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE, DROPPED_ATTRIBUTE})
 MAX_ATTRIBUTES = 10  # SQS's limit per message
+READ_MARGIN = 10  # seconds a long poll may run past its wait time: the read timeout, and then SQS counts as not answering
 MAX_DETAIL_BYTES = 4096
 DEFAULT_MAX_MESSAGE_BYTES = 262144
 _ACK_LINGER = 0.005  # seconds an ack waits for others to share its DeleteMessageBatch
@@ -326,6 +327,7 @@ class SqsSource(BrokerSource):
         self._tasks: list[asyncio.Task[None]] = []
         self._receivers: list[asyncio.Task[None]] = []
         self._receiving_ok = False
+        self._receives: dict[int, float] = {}  # receives in progress: id -> when each started
         self._max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
         self._deletes: _Batcher | None = None
         self._visibility: _Batcher | None = None
@@ -433,7 +435,14 @@ class SqsSource(BrokerSource):
             await self._give_back(held)
 
     def is_ready(self) -> bool:
-        return self._client is not None and self._receiving_ok and not self.stopping
+        return self._client is not None and self._receiving_ok and not self._receive_overdue() and not self.stopping
+
+    def _receive_overdue(self) -> bool:
+        """A long poll unanswered well past its wait time: SQS is not answering (a hung endpoint
+        fails a receive only after the read timeout and the client's retries, ~30 s)."""
+        if not self._receives:
+            return False
+        return self._now() - min(self._receives.values()) > self.config.wait_time + READ_MARGIN
 
     async def messages(self) -> AsyncIterator[SourceMessage]:
         while (message := await self._buffer.get()) is not None:
@@ -451,6 +460,8 @@ class SqsSource(BrokerSource):
                 continue
             want = min(cfg.batch_size, room)
             self._reserved += want
+            key = id(asyncio.current_task())
+            self._receives[key] = self._now()
             try:
                 response = await self._run(
                     self._client.receive_message,
@@ -472,6 +483,7 @@ class SqsSource(BrokerSource):
                 continue
             finally:
                 self._reserved -= want
+                self._receives.pop(key, None)
             failures, self._receiving_ok = 0, True
             self._accept(response.get("Messages") or [], self._now())
 
@@ -639,7 +651,7 @@ def make_client(config: SqsSidecarSettings) -> Any:
         region_name=config.region,
         max_pool_connections=config.receivers + 8,
         connect_timeout=5,
-        read_timeout=config.wait_time + 10,
+        read_timeout=config.wait_time + READ_MARGIN,
         retries={"mode": "standard", "max_attempts": 3},
     )
     return boto3.session.Session().client("sqs", endpoint_url=config.endpoint or None, config=settings)

@@ -40,12 +40,12 @@ from typing import Any, AsyncIterator, Callable, Protocol
 
 import pytest
 
-from wojak.engine.protocol import MessageType, Principal, Scope, derive_client_order_id
+from wojak.engine.protocol import MessageType, Principal, derive_client_order_id
 from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.runner import Runner
-from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.settings import BrokerSidecarSettings
+from wojak.sidecars._core.serve import serve_sidecar, sidecar_principal
+from wojak.sidecars._core.settings import BrokerSidecarSettings, RunnerConfig
 from wojak.sidecars._core.source import Source, SourceMessage
 from wojak.sidecars.testing.memory import DeadLetter
 
@@ -201,6 +201,7 @@ class Sidecar:
         settle_timeout: float = 10.0,
         settle_attempts: int = 5,
         backoff_base: float = 0.05,
+        carries: str = "orders",
     ) -> None:
         self.source = Recorder(source, lose_acks=lose_acks)
         self.client = EngineClient(str(engine.socket), deadline=engine_deadline)
@@ -214,10 +215,11 @@ class Sidecar:
             drain_seconds=drain_seconds,
             backoff_base=backoff_base,
             backoff_max=max(0.5, backoff_base),
-            # what serve_sidecar builds from WOJAK_SIDECAR_ACCOUNTS
-            principal=Principal.of(f"sidecar:{source.name}", accounts, [Scope.ORDERS_WRITE]),
+            # what serve_sidecar builds from WOJAK_SIDECAR_ACCOUNTS and WOJAK_SIDECAR_CARRIES
+            principal=sidecar_principal(source.name, RunnerConfig(engine_socket="", accounts=accounts, carries=carries)),
             settle_timeout=settle_timeout,
             settle_attempts=settle_attempts,
+            carries=carries,
         )
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -613,6 +615,33 @@ class SidecarContract(abc.ABC):
         assert await self.pending_count() == 0
         assert await self.dead_letters() == []
 
+    # whether the broker keeps one key's messages in order (a Kafka partition, a Kinesis shard): then
+    # every tick of the ticks test is applied exactly once in sequence, none is stale
+    ordered_ticks: bool = False
+
+    async def test_ticks_from_two_redundant_collectors_are_used_once(self, engine):
+        """WOJAK_SIDECAR_CARRIES=ticks: two collectors publish the same ticks (a gap in one symbol's
+        sequence, and one crossed quote); the engine's tick rules use each sequence once."""
+        symbols, last = ("NIFTY-FUT", "BANKNIFTY-FUT"), 30
+        unique = [tick(symbol, seq) for seq in range(1, last + 1) for symbol in symbols if (symbol, seq) != (symbols[0], 20)]
+        crossed = dumps({**json.loads(tick(symbols[1], last + 1)), "bid": "24100", "ask": "24000"})
+        stream = [body for t in unique for body in (t, t)] + [crossed]  # collector A's copy, then B's
+        await self.publish_many([(body, None) for body in stream])
+        async with self.sidecar(engine, carries="ticks", concurrency=8) as sc:
+            await eventually(lambda: len(sc.source.settled()) == len(stream), 60, f"{len(stream)} ticks settled")
+        applied, repeated = sc.verdicts("tick_applied"), sc.verdicts("tick_duplicate") + sc.verdicts("tick_stale")
+        assert applied + repeated == 2 * len(unique) and sc.verdicts("tick_suspect") == 0
+        assert applied <= len(unique), "no sequence of a symbol applied twice"
+        if self.ordered_ticks:
+            assert applied == len(unique) and sc.verdicts("tick_duplicate") == len(unique), "each tick used once, in order"
+        assert sc.verdicts("filled") == 0 and ledger(engine) == {}, "ticks are never orders"
+        (letter,) = await self.dead_letters()
+        assert letter.reason == "invalid" and [e["field"] for e in letter.detail["errors"]] == ["bid"]
+        assert _last_ticks(engine) == {s: (last, f"{24000 + last}.5") for s in symbols}, (
+            "the newest tick of each symbol is the price"
+        )
+        assert await self.pending_count() == 0
+
     @pytest.mark.slow
     async def test_stream_duplicates_poison_and_kill_9(self, engine):
         from wojak.sidecars.testing.stream import run_stream
@@ -621,6 +650,23 @@ class SidecarContract(abc.ABC):
 
     async def _pending_is(self, n: int) -> bool:
         return await self.pending_count() == n
+
+
+def tick(symbol: str, sequence: int) -> bytes:
+    """A collector's tick (the engine's wire form): ``sequence`` orders a symbol's ticks."""
+    price = f"{24000 + sequence}.50"
+    return dumps(
+        {"symbol": symbol, "bid": f"{24000 + sequence}", "ask": f"{24001 + sequence}", "last": price, "sequence": sequence}
+    )
+
+
+def _last_ticks(engine: EngineUnderTest) -> dict[str, tuple[int, str]]:
+    """symbol -> (sequence, last) of the tick the engine's store holds for it (ticks with a sequence)."""
+    import sqlite3
+
+    with sqlite3.connect(getattr(engine, "store_path", engine.data_dir / "wojak.sqlite")) as db:
+        rows = db.execute("SELECT symbol, sequence, last FROM ticks WHERE sequence IS NOT NULL").fetchall()
+    return {symbol: (sequence, str(last)) for symbol, sequence, last in rows}
 
 
 def _get(url: str) -> tuple[int, Any]:
