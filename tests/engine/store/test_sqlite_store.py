@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from tests.engine.store.test_store_contract import apply_all, approve, approve_reserving, fill, order, tick
-from wojak.engine.domain import OrderState
-from wojak.engine.store import SQLiteStore
+from wojak.engine.domain import OrderEvent, OrderState
+from wojak.engine.store import Execution, SQLiteStore, StoreUnavailable
 
 # the tables as the first release created them (no positions.pending_loss, no orders.loss_per_unit)
 _OLD = """
@@ -183,3 +183,265 @@ async def test_the_audit_table_refuses_update_and_delete(tmp_path):
         assert await store.list_audit() == before and len(before) == 2
     finally:
         await store.close()
+
+
+async def test_the_database_is_the_users_alone_new_directories_0700_files_0600(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "new" / "deeper" / "w.sqlite"  # directories that do not exist yet
+    store = SQLiteStore(path)
+    try:
+        await store.admit([order()], approve)
+        assert stat.S_IMODE((tmp_path / "new" / "deeper").stat().st_mode) == 0o700
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        for suffix in ("-wal", "-shm"):
+            assert stat.S_IMODE(os.stat(str(path) + suffix).st_mode) == 0o600
+    finally:
+        await store.close()
+    # files of ours left readable by others are tightened when the store opens them
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(str(path) + suffix):
+            os.chmod(str(path) + suffix, 0o644)
+    SQLiteStore(tmp_path / "new" / "deeper" / "w.sqlite")._db.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = SQLiteStore(path)  # an existing directory is left as it is, the data is kept
+    try:
+        assert (await again.get_order("acct", "c1")).state is OrderState.PENDING
+    finally:
+        await again.close()
+
+
+@pytest.mark.parametrize("synchronous, level", [("normal", 1), ("full", 2), ("extra", 3), ("FULL", 2), ("Extra", 3)])
+async def test_each_synchronous_level_is_the_one_sqlite_runs_with(tmp_path, synchronous, level):
+    store = SQLiteStore(tmp_path / "s.sqlite", synchronous=synchronous)
+    try:
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == level
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        await store.close()
+    default = SQLiteStore(tmp_path / "d.sqlite")
+    try:
+        assert default._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # full unless told otherwise
+        assert default.min_free_bytes == 1 << 20
+    finally:
+        await default.close()
+
+
+def test_a_store_that_cannot_be_opened_is_a_config_error_naming_the_setting(tmp_path):
+    from wojak.errors import ConfigError
+
+    (tmp_path / "dir.sqlite").mkdir()  # a directory where the database should be
+    with pytest.raises(ConfigError, match=r"cannot open the SQLite store .*dir\.sqlite.* \(setting WOJAK_STORE\)"):
+        SQLiteStore(tmp_path / "dir.sqlite")
+
+
+async def test_batches_past_sqlites_parameter_limit_are_split(tmp_path):
+    """More orders, accounts and symbols in one call than one SQLite statement may name."""
+    store = SQLiteStore(tmp_path / "big.sqlite")
+    try:
+        orders = [order(f"c{i}", account=f"a{i}", symbol=f"S{i % 7}") for i in range(1100)]
+        results = await store.admit(orders, approve)
+        assert [existed for _, existed in results] == [False] * 1100
+        again = await store.admit([order(f"c{i}", account=f"a{i}", symbol=f"S{i % 7}") for i in range(1100)], approve)
+        assert all(existed for _, existed in again)
+        await store.record([fill(o, "10", "100") for o, _ in results])
+        assert all(ex_state is OrderState.FILLED for ex_state in [o.state for o in await store.list_orders(limit=2000)])
+        assert {p.pending_buy for p in await store.list_positions()} == {0}
+        assert len(await store.list_trades(limit=2000)) == 1100
+        # a second round on the same positions: each one read back whole, whichever chunk it falls in
+        second = [o for o, _ in await store.admit([order(f"d{i}", account=f"a{i}", symbol=f"S{i % 7}") for i in range(1100)],
+                                                  approve_reserving("1"))]  # fmt: skip
+        assert {(p.quantity, p.pending_buy, p.pending_loss) for p in await store.list_positions()} == {(10, 10, 10)}
+        await store.record([fill(o, "10", "100") for o in second])
+        assert {(p.quantity, p.pending_buy, p.pending_loss) for p in await store.list_positions()} == {(20, 0, 0)}
+        ticks = [{**tick(f"T{i}", "100"), "sequence": i} for i in range(1100)]
+        assert await store.apply_ticks(ticks, apply_all) == ["applied"] * 1100
+        assert len(await store.load_ticks()) == 1100
+    finally:
+        await store.close()
+
+
+class _Clock:
+    """A stand-in for the store's ``time`` module: ``time()`` is ``now``."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+async def test_the_order_rate_windows_and_the_rate_table_keeps_only_two_minutes(tmp_path, monkeypatch):
+    from wojak.engine.store import _sqlite
+
+    clock = _Clock(1_000_020.5)  # a multiple of 30 s: the table is pruned when admitting now
+    monkeypatch.setattr(_sqlite, "time", clock)
+    store = SQLiteStore(tmp_path / "rate.sqlite")
+    try:
+        store._db.executemany("INSERT INTO order_rate VALUES (?,?,?)",
+                              [("acct", 1_000_020 - 121, 5), ("acct", 1_000_020 - 120, 3)])  # fmt: skip
+        seen = []
+
+        def look(o, view):
+            seen.append((view.orders_last_second, view.orders_last_minute, view.day, view.now))
+            return approve(o, view)
+
+        await store.admit([order("a"), order("b"), order("c")], look)
+        kept = store._db.execute("SELECT sec, n FROM order_rate WHERE account='acct' ORDER BY sec").fetchall()
+        assert kept == [(1_000_020 - 120, 3), (1_000_020, 3)]  # older than 120 s: pruned
+        day = "1970-01-12"  # the store's clock's UTC day, not the machine's
+        assert seen == [(0, 0, day, 1_000_020.5), (1, 1, day, 1_000_020.5), (2, 2, day, 1_000_020.5)]
+        clock.now = 1_000_021.0
+        await store.admit([order("d")], approve)  # one more, a second later: two rows in the minute
+        seen.clear()
+        clock.now = 1_000_021.5
+        await store.admit([order("probe")], lambda o, v: seen.append((v.orders_last_second, v.orders_last_minute)) or None)
+        assert seen == [(1, 4)]
+        for later, expected in ((0.9, (1, 4)), (1.0, (0, 4)), (58.0, (0, 4)), (59.0, (0, 1)), (60.0, (0, 0))):
+            clock.now = 1_000_021.0 + later
+            seen.clear()
+            await store.admit([order(f"probe-{later}")], lambda o, v: seen.append((v.orders_last_second,
+                                                                                  v.orders_last_minute)) or None)  # fmt: skip
+            assert seen == [expected], later
+    finally:
+        await store.close()
+
+
+async def test_a_lease_is_free_from_the_instant_it_ends(tmp_path, monkeypatch):
+    from wojak.engine.store import _sqlite
+
+    clock = _Clock(5_000.0)
+    monkeypatch.setattr(_sqlite, "time", clock)
+    store = SQLiteStore(tmp_path / "lease.sqlite")
+    try:
+        [(o, _)] = await store.admit([order("c1")], approve, lease=("e1", 10))
+        clock.now = 5_009.999
+        [(held, _)] = await store.admit([order("c1")], approve, lease=("e2", 10))
+        assert held.lease_owner == "e1"
+        clock.now = 5_010.0  # lease_until: ended
+        [(taken, _)] = await store.admit([order("c1")], approve, lease=("e2", 10))
+        assert (taken.lease_owner, taken.lease_until) == ("e2", 5_020.0)
+        clock.now = 5_020.0
+        [mine] = await store.take_leases([taken], "e3:reconcile", 5)  # the order path's lease ended too
+        assert mine.lease_owner == "e3:reconcile"
+        o.apply(OrderEvent.ACCEPTED)
+        await store.record([Execution(o, OrderState.PENDING, Decimal(0), None, Decimal(0))])
+        [accepted] = await store.open_orders()
+        clock.now = 5_024.999
+        assert await store.take_leases([accepted], "e4:reconcile", 5) == []  # another loop's live lease
+        clock.now = 5_025.0
+        assert [x.lease_owner for x in await store.take_leases([accepted], "e4:reconcile", 5)] == ["e4:reconcile"]
+        # an outcome recorded without a trading day counts toward the store clock's UTC day
+        [(sell, _)] = await store.admit([order("s1", side="sell", quantity="10")], approve)
+        [(buy, _)] = [(accepted, None)]
+        await store.record([fill(buy, "10", "100", OrderState.ACCEPTED)])
+        await store.record([fill(sell, "10", "104")])
+        assert await store.daily_realised("acct", "1970-01-01") == Decimal(40)
+        assert (await store.get_position("acct", "SYM")).sod_day == "1970-01-01"
+    finally:
+        await store.close()
+
+
+async def test_the_probe_refuses_below_the_free_space_floor_naming_the_setting(tmp_path, monkeypatch):
+    import shutil
+
+    store = SQLiteStore(tmp_path / "probe.sqlite", min_free_bytes=10_000)
+    real = shutil.disk_usage
+    try:
+        monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=10_000))
+        await store.probe()  # exactly the floor: still takes writes
+        monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=9_999))
+        with pytest.raises(StoreUnavailable, match=r"9,999 bytes free, below 10,000 \(WOJAK_STORE \?min_free_bytes=\)"):
+            await store.probe()
+
+        def broken(p):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(shutil, "disk_usage", broken)
+        with pytest.raises(StoreUnavailable, match="Input/output error"):
+            await store.probe()
+    finally:
+        await store.close()
+
+
+async def test_a_database_keyed_by_account_but_missing_later_columns_gets_them(tmp_path):
+    path = tmp_path / "mid.sqlite"
+    store = SQLiteStore(path)
+    await store.admit([order("c1")], approve)
+    await store.close()
+    with sqlite3.connect(path) as db:  # as a release between the re-keying and the start-of-day columns left it
+        for column in ("sod_day", "sod_quantity", "sod_average"):
+            db.execute(f"ALTER TABLE positions DROP COLUMN {column}")
+    again = SQLiteStore(path)
+    try:
+        assert (await again.get_position("acct", "SYM")).pending_buy == Decimal(10)
+        [(b, _)] = await again.admit([order("c2")], approve)
+        ex = fill(b, "10")
+        ex.day = "2026-11-30"
+        await again.record([ex])
+        assert (await again.get_position("acct", "SYM")).sod_day == "2026-11-30"
+    finally:
+        await again.close()
+
+
+@pytest.mark.parametrize("table, event", [("orders", "INSERT"), ("trades", "INSERT"), ("ticks", "INSERT"),
+                                          ("orders", "UPDATE"), ("audit", "INSERT")])  # fmt: skip
+async def test_a_database_error_inside_a_write_is_store_unavailable_and_nothing_is_half_written(tmp_path, table, event):
+    store = SQLiteStore(tmp_path / "faulty.sqlite")
+    try:
+        [(o, _)] = await store.admit([order("c0")], approve)
+        before = await store.get_position("acct", "SYM")
+        store._db.execute(f"CREATE TRIGGER fault BEFORE {event} ON {table} BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+        writes = {
+            ("orders", "INSERT"): lambda: store.admit([order("c1")], approve),
+            ("trades", "INSERT"): lambda: store.record([fill(o, "10")]),
+            ("ticks", "INSERT"): lambda: store.apply_ticks([tick("SYM", "100")], apply_all),
+            ("orders", "UPDATE"): lambda: store.take_leases([o], "e1:reconcile", 30),
+            ("audit", "INSERT"): lambda: store.set_account_state("acct", "HALTED", "ops", actor="ops"),
+        }
+        with pytest.raises(StoreUnavailable, match="disk I/O error"):
+            await writes[(table, event)]()
+        store._db.execute("DROP TRIGGER fault")
+        # rolled back whole: no order, no reservation, no fill, no tick, no lease, no state
+        assert await store.get_order("acct", "c1") is None and await store.get_position("acct", "SYM") == before
+        assert (await store.get_order("acct", "c0")).state is OrderState.PENDING and await store.list_trades() == []
+        assert await store.load_ticks() == {} and (await store.get_order("acct", "c0")).lease_owner is None
+        assert await store.get_account_state("acct") is None and await store.list_audit() == []
+        await store.admit([order("c1")], approve)  # and the store goes on
+        assert (await store.get_position("acct", "SYM")).pending_buy == Decimal(20)
+    finally:
+        await store.close()
+
+
+async def test_a_file_that_is_not_a_database_is_a_config_error_with_the_free_space(tmp_path):
+    from wojak.errors import ConfigError
+
+    path = tmp_path / "garbage.sqlite"
+    path.write_bytes(b"this is not a database, just text that fills the header and more" * 100)
+    with pytest.raises(ConfigError, match=r"cannot open the SQLite store .*garbage\.sqlite \(setting WOJAK_STORE\): .*;"
+                                          r" [\d,]+ bytes free of [\d,]+ on its filesystem"):  # fmt: skip
+        SQLiteStore(path)
+
+
+async def test_the_wal_and_shared_memory_files_are_tightened_too(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "w.sqlite"
+    store = SQLiteStore(path)
+    await store.admit([order()], approve)
+    holder = sqlite3.connect(path)  # another connection keeps the -wal and -shm files in place
+    holder.execute("SELECT count(*) FROM orders").fetchone()
+    try:
+        await store.close()
+        for suffix in ("", "-wal", "-shm"):
+            os.chmod(str(path) + suffix, 0o644)
+        again = SQLiteStore(path)
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                assert stat.S_IMODE(os.stat(str(path) + suffix).st_mode) == 0o600, suffix
+        finally:
+            await again.close()
+    finally:
+        holder.close()

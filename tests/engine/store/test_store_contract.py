@@ -832,3 +832,280 @@ async def test_the_readiness_probe_writes_a_heartbeat(make_store):
     store = make_store()
     await store.probe()  # raises StoreUnavailable when the store refuses writes (see tests/engine/test_disk_full.py)
     await store.probe()
+
+
+# -- every read gives back what was written, field for field -------------------------------
+
+
+def wire_order(coid: str, **fields) -> Order:
+    wire, errors = validate_order({"client_order_id": coid, "account": "acct", "symbol": "SYM", "side": "buy",
+                                   "quantity": "10", "order_type": "market", **fields})  # fmt: skip
+    assert not errors
+    return Order.from_wire(wire)
+
+
+async def test_an_order_reads_back_field_for_field_from_every_read(make_store):
+    store = make_store()
+    limit = wire_order("lim", order_type="limit", limit_price="101.25", time_in_force="ioc", tag="desk-7", side="sell")
+    limit.principal = "alice"
+    market = wire_order("mkt")  # no limit price, no tag, time_in_force "day"
+    results = await store.admit([limit, market], approve, lease=("e1", 30))
+    results += await store.admit([wire_order("free")], approve)  # no lease asked: none held
+    admitted = {o.client_order_id: dataclasses.asdict(o) for o, _ in results}
+    assert (admitted["free"]["lease_owner"], admitted["free"]["lease_until"]) == (None, 0.0)
+    assert admitted["mkt"]["limit_price"] is None and admitted["mkt"]["tag"] is None
+    assert admitted["lim"]["fingerprint"] != admitted["mkt"]["fingerprint"]
+
+    def fields(orders):
+        return {o.client_order_id: dataclasses.asdict(o) for o in orders}
+
+    other = make_store()
+    for handle in (store, other):
+        assert fields([await handle.get_order("acct", coid) for coid in admitted]) == admitted
+        assert fields(await handle.list_orders()) == admitted
+        assert fields(await handle.pending_orders()) == admitted
+        assert fields(await handle.open_orders()) == admitted
+
+    # an outcome: its state, fill, average price, venue id and reason read back as recorded
+    [(lim, _)] = await store.admit([wire_order("lim")], approve)  # the stored record (a resend)
+    ex = fill(lim, "4", "101.5", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)
+    lim.venue_order_id, lim.reason = "v-77", "part"
+    await store.record([ex])
+    assert ex.applied and lim.updated_at >= lim.created_at
+    recorded = dataclasses.asdict(lim)
+    for handle in (store, make_store()):
+        got = dataclasses.asdict(await handle.get_order("acct", "lim"))
+        assert got == recorded
+        assert (got["average_price"], got["filled_quantity"], got["venue_order_id"], got["reason"]) == (
+            Decimal("101.5"), Decimal(4), "v-77", "part")  # fmt: skip
+        assert fields(await handle.open_orders())["lim"] == recorded
+
+
+async def test_a_tick_reads_back_field_for_field(make_store):
+    store = make_store()
+    written = {"symbol": "SYM", "bid": "99.5", "ask": "100.5", "last": "100", "sequence": 9,
+               "exchange_time": "2026-11-30T09:15:00.125Z", "day": "2026-11-30", "sod_price": "98.75"}  # fmt: skip
+    before = time.time()
+    assert await store.apply_ticks([dict(written)], apply_all) == ["applied"]
+    after = time.time()
+    for handle in (store, make_store()):
+        stored = (await handle.load_ticks())["SYM"]
+        assert before <= stored["received_at"] <= after and stored["version"] > 0
+        assert stored == {**written, "received_at": stored["received_at"], "version": stored["version"]}
+        newest, ticks = await handle.ticks_since(-1)
+        assert ticks == [stored] and newest == stored["version"]
+
+
+async def test_a_trade_reads_back_field_for_field_newest_first(make_store):
+    store = make_store()
+    [(o, _)] = await store.admit([order("c1", side="sell")], approve)
+    o.venue_order_id = "v-1"
+    before = time.time()
+    await store.record([fill(o, "4", "100.5", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)])
+    await store.record([fill(o, "10", "101", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)])
+    after = time.time()
+    for handle in (store, make_store()):
+        trades = await handle.list_trades()
+        # a trade's id is unique per fill and names its order (how it numbers fills is the store's)
+        ids = [t.trade_id for t in trades]
+        assert len(set(ids)) == 2 and all(i.startswith("acct/c1#") for i in ids)
+        assert [t.to_wire() for t in trades] == [
+            {"trade_id": ids[0], "client_order_id": "c1", "account": "acct", "symbol": "SYM", "side": "sell",
+             "quantity": "6", "price": "101", "venue_order_id": "v-1", "executed_at": trades[0].executed_at},
+            {"trade_id": ids[1], "client_order_id": "c1", "account": "acct", "symbol": "SYM", "side": "sell",
+             "quantity": "4", "price": "100.5", "venue_order_id": "v-1", "executed_at": trades[1].executed_at},
+        ]  # fmt: skip
+        assert after >= trades[0].executed_at >= trades[1].executed_at >= before
+        assert [t.trade_id for t in await handle.list_trades(limit=1)] == ids[:1]  # the newest
+        assert [t.trade_id for t in await handle.list_trades(1, "c1", "acct")] == ids[:1]
+
+
+async def test_every_list_keeps_to_its_limit_and_its_order(make_store):
+    store = make_store()
+    for i in range(4):
+        await store.admit([order(f"c{i}")], approve)
+        await store.append_audit("note", "ops", f"s{i}", {"i": i})
+        await store.raise_escalation(f"k{i}", f"c{i}", {"i": i})
+    assert [o.client_order_id for o in await store.list_orders(limit=2)] == ["c3", "c2"]
+    last = (await store.list_orders(limit=2))[-1]
+    before = (last.created_at, last.account, last.client_order_id)
+    assert [o.client_order_id for o in await store.list_orders(2, before=before)] == ["c1", "c0"]
+    assert [o.client_order_id for o in await store.open_orders(3)] == ["c0", "c1", "c2"]
+    assert [e["subject"] for e in await store.list_audit(3)] == ["s3", "s2", "s1"]
+    assert [e["key"] for e in await store.undelivered_escalations(2)] == ["k0", "k1"]  # oldest first
+    assert [e["key"] for e in await store.undelivered_escalations()] == ["k0", "k1", "k2", "k3"]
+    await store.mark_escalations_delivered(["k0", "k2"])
+    assert [e["key"] for e in await make_store().undelivered_escalations(1)] == ["k1"]
+
+
+async def test_positions_read_back_field_for_field_per_account(make_store):
+    store = make_store()
+    [(a, _)] = await store.admit([order("a", account="a1", symbol="S1", quantity="5")], approve)
+    ex = fill(a, "5", "100.25")
+    ex.day = "2026-11-30"
+    await store.record([ex])
+    await store.admit([order("b", account="a1", symbol="S2", side="sell", quantity="3")], approve_reserving("1.5"))
+    await store.admit([order("c", account="a2", symbol="S1", quantity="2")], approve)
+    for handle in (store, make_store()):
+        everything = {(p.account, p.symbol): p for p in await handle.list_positions()}
+        assert sorted(everything) == [("a1", "S1"), ("a1", "S2"), ("a2", "S1")]
+        assert sorted(p.symbol for p in await handle.list_positions("a1")) == ["S1", "S2"]
+        assert [(p.account, p.symbol) for p in await handle.list_positions("a2")] == [("a2", "S1")]
+        for (account, symbol), p in everything.items():
+            assert await handle.get_position(account, symbol) == p
+        s1 = everything[("a1", "S1")]
+        assert (s1.quantity, s1.average_price, s1.pending_buy, s1.sod_day, s1.sod_quantity) == (5, Decimal("100.25"), 0,
+                                                                                               "2026-11-30", 0)  # fmt: skip
+        s2 = everything[("a1", "S2")]
+        assert (s2.quantity, s2.pending_sell, s2.pending_buy, s2.pending_loss) == (0, 3, 0, Decimal("4.5"))
+        assert (everything[("a2", "S1")].pending_buy, everything[("a2", "S1")].realised_pnl) == (2, 0)
+    assert await store.get_position("a3", "S1") == type(s1)("a3", "S1")  # never traded: flat
+
+
+async def test_realised_pnl_of_a_day_adds_up_over_fills_and_stays_per_account(make_store):
+    store = make_store()
+    day = "2026-11-30"
+
+    async def round_trip(coid: str, account: str, buy: str, sell: str) -> None:
+        [(b, _)] = await store.admit([order(f"{coid}b", account=account)], approve, day)
+        ex = fill(b, "10", buy)
+        ex.day = day
+        await store.record([ex])
+        [(s, _)] = await store.admit([order(f"{coid}s", account=account, side="sell")], approve, day)
+        ex = fill(s, "10", sell)
+        ex.day = day
+        await store.record([ex])
+
+    await round_trip("x", "acct", "100", "103")  # +30
+    await round_trip("y", "acct", "100", "99")  # -10
+    await round_trip("z", "other", "100", "90")  # -100, another account
+    assert await store.daily_realised("acct", day) == Decimal(20)
+    assert await make_store().daily_realised("other", day) == Decimal(-100)
+    seen = []
+    await store.admit([order("n", account="acct")], lambda o, v: seen.append(v.realised_today) or approve(o, v), day)
+    assert seen == [Decimal(20)]
+
+
+async def test_one_record_batch_applies_each_outcome_against_the_state_the_one_before_it_left(make_store):
+    store = make_store()
+    [(o, _), (stale, _)] = await store.admit([order("c1"), order("c2")], approve)
+    done = fill(stale, "10", "100")
+    await store.record([done])
+    replay = Execution(stale, OrderState.PENDING, Decimal(10), Decimal(100), Decimal(10))  # not applicable any more
+    partial = fill(o, "4", "100", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)
+    later = dataclasses.replace(o)  # the order as the next outcome finds it
+    rest = fill(later, "10", "103", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)  # expects what `partial` left
+    await store.record([replay, partial, rest])  # a lost compare-and-set does not stop the batch
+    assert (replay.applied, partial.applied, rest.applied) == (False, True, True)
+    stored = await store.get_order("acct", "c1")
+    assert stored.state is OrderState.FILLED and stored.filled_quantity == 10
+    assert sorted(t.quantity for t in await store.list_trades(client_order_id="c1")) == [Decimal(4), Decimal(6)]
+
+
+async def test_only_a_positive_fill_with_a_price_is_a_trade_and_a_fraction_is_one(make_store):
+    store = make_store()
+    [(o, _)] = await store.admit([order("c1", quantity="1")], approve)
+    o.apply(OrderEvent.ACCEPTED)
+    await store.record([Execution(o, OrderState.PENDING, Decimal(0), Decimal(100), Decimal(0))])  # a price, nothing filled
+    assert await store.list_trades() == []
+    await store.record([fill(o, "0.5", "100", OrderState.ACCEPTED, OrderEvent.PARTIALLY_FILLED)])
+    [trade] = await store.list_trades()
+    assert trade.quantity == Decimal("0.5") and (await store.get_position("acct", "SYM")).quantity == Decimal("0.5")
+
+
+async def test_the_realised_pnl_of_several_fills_in_one_record_batch_adds_up(make_store):
+    store = make_store()
+    day = "2026-11-30"
+    buys = [o for o, _ in await store.admit([order("b1"), order("b2", symbol="S2")], approve, day)]
+    await store.record([fill(buys[0], "10", "100"), fill(buys[1], "10", "50")])
+    sells = [o for o, _ in await store.admit([order("s1", side="sell"), order("s2", side="sell", symbol="S2")], approve, day)]
+    closing = [fill(sells[0], "10", "104"), fill(sells[1], "10", "53")]  # +40 and +30, recorded together
+    for ex in closing:
+        ex.day = day
+    await store.record(closing)
+    assert await store.daily_realised("acct", day) == Decimal(70)
+
+
+async def test_the_judge_is_given_the_batchs_time_and_the_tick_is_stamped_with_it(make_store):
+    store = make_store()
+    seen = []
+
+    def judge(stored, t, now):
+        seen.append(now)
+        return TICK_APPLIED
+
+    before = time.time()
+    await store.apply_ticks([tick("SYM", "100"), tick("OTHER", "50")], judge)
+    after = time.time()
+    assert len(seen) == 2 and all(before <= now <= after for now in seen)
+    assert {t["received_at"] for t in (await store.load_ticks()).values()} <= set(seen)
+
+
+async def test_decide_sees_the_batchs_time_and_an_escalations_decimals_reach_the_outbox_as_text(make_store):
+    store = make_store()
+    seen = []
+
+    def escalate(o, view):
+        seen.append(view.now)
+        o.apply(OrderEvent.ESCALATED)
+        return {"why": "max_position_exceeded", "limit": Decimal("12.50")}
+
+    before = time.time()
+    [(o, _)] = await store.admit([order("esc")], escalate)
+    after = time.time()
+    assert len(seen) == 1 and before <= seen[0] <= after and o.created_at == seen[0]
+    [entry] = await make_store().undelivered_escalations()
+    assert entry["payload"] == {"why": "max_position_exceeded", "limit": "12.50"}
+
+
+async def test_account_states_and_escalations_read_back_whole(make_store):
+    store = make_store()
+    before = time.time()
+    await store.set_account_state("desk-1", "HALTED", "runaway", actor="ops")
+    await store.raise_escalation("k1", "c1", {"why": "anomaly", "amount": Decimal("1.5")})
+    after = time.time()
+    state = await store.get_account_state("desk-1")
+    assert state == {"account": "desk-1", "state": "HALTED", "reason": "runaway", "at": state["at"]}
+    assert before <= state["at"] <= after
+    assert await make_store().list_account_states() == [state]
+    [entry] = await store.undelivered_escalations()
+    assert entry == {"key": "k1", "client_order_id": "c1", "payload": {"why": "anomaly", "amount": "1.5"},
+                     "created_at": entry["created_at"]}  # fmt: skip
+    assert before <= entry["created_at"] <= after
+
+
+async def test_lists_without_a_limit_return_the_newest_100(make_store):
+    store = make_store()
+    results = await store.admit([order(f"c{i:03d}", quantity="1") for i in range(101)], approve)
+    await store.record([fill(o, "1") for o, _ in results])
+    for i in range(101):
+        await store.append_audit("note", "ops", f"s{i:03d}", {})
+        await store.raise_escalation(f"k{i:03d}", f"c{i:03d}", {})
+    assert len(await store.list_orders()) == 100 and len(await store.list_trades()) == 100
+    assert [e["subject"] for e in await store.list_audit()][-1] == "s001"  # the oldest one is left out
+    assert [e["key"] for e in await store.undelivered_escalations()][-1] == "k099"  # oldest first: the newest is left out
+
+
+async def test_take_leases_goes_past_orders_it_cannot_take_and_never_takes_a_stale_state(make_store):
+    store = make_store()
+    [(p, _), (q, _)] = await store.admit([order("p"), order("q")], approve)
+    stale = dataclasses.replace(p, state=OrderState.ACCEPTED)  # the store has it pending: this read is stale
+    taken = await store.take_leases([order("nobody"), stale, q], "e1:reconcile", 30)
+    assert [o.client_order_id for o in taken] == ["q"]
+    assert (await store.get_order("acct", "p")).lease_owner is None
+
+
+async def test_a_halt_set_by_decide_is_seen_by_the_next_order_of_the_same_batch(make_store):
+    store = make_store()
+    states = []
+
+    def decide(o, view):
+        states.append(view.state)
+        if o.client_order_id == "first":
+            view.halt = "max_daily_loss_exceeded"
+            o.apply(OrderEvent.DENIED)
+            return None
+        return approve(o, view)
+
+    await store.admit([order("first"), order("second"), order("third", account="other")], decide)
+    assert states == [None, "HALTED", None]  # the account's later orders see it; another account does not

@@ -66,3 +66,10 @@ def test_a_reply_is_always_encodable():
     out = orjson.loads(dumps(bad))
     assert out["detail"][0]["loc"] == ["body", "\\ud800"] and out["detail"][0]["input"] == "a\\udfffb"
     assert dumps({"ok": "fine"}) == b'{"ok":"fine"}'
+
+
+@pytest.mark.parametrize("body", [b"1\x00", b"\x001"])
+def test_a_two_byte_body_with_a_zero_byte_is_utf16_or_32_and_415(body):
+    with pytest.raises(BodyError) as refused:
+        parse_json_body(body)
+    assert refused.value.status == 415

@@ -172,3 +172,172 @@ def test_the_watcher_takes_good_files_refuses_bad_ones_and_audits_each_once_the_
         assert "not valid YAML" in engine.recorded[1][2]["error"]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("raw, name, message", [
+    (b"principals: [just-a-string]\n", "keys.yaml",
+     "principals[0] must be a mapping with name, key_sha256, accounts, scopes"),
+    (_yaml(f"{{name: 12, key_sha256: '{H1}', scopes: [ticks:write]}}"), "keys.yaml", "principals[0]: name must be a string"),
+    (_yaml(f"{{name: a, key_sha256: '{H1}', scopes: [orders:read], accounts: [d1, d1]}}"), "keys.yaml",
+     "principals[0] (a): an account pattern is listed twice"),
+    (_yaml(f"{{name: a, key_sha256: '{'f' * 81}', scopes: [ticks:write]}}"), "keys.yaml", "got 'str'"),
+    (_yaml(f"{{name: a, key_sha256: '{'f' * 80}', scopes: [ticks:write]}}"), "keys.yaml", f"got '{'f' * 80}'"),
+    (_yaml(f"{{name: a, key_sha256: '{H1}', scopes: [orders:write, orders:read, ticks:write]}}"), "keys.yaml",
+     "principals[0] (a): scope(s) orders:read, orders:write act on accounts, but the entry names no accounts"),
+    (b"principals:\n  - {[1, 2]: x}\n", "keys.yaml", "line 2: a mapping key must be a plain value"),
+    (b'{"principals": [}', "keys.json", "is not valid JSON: "),
+    (b"principals:\n  - name: a\n    key_sha256: 'x'\n  - &anchor {name: b}\n  - *anchor\n", "keys.yaml", "principals[0] (a)"),
+])  # fmt: skip
+def test_each_refusal_names_the_entry_and_the_reason(raw, name, message):
+    with pytest.raises(KeysFileError) as refused:
+        parse_keys(raw, name)
+    assert message in str(refused.value), str(refused.value)
+
+
+def test_nested_mappings_and_upper_case_digests_load():
+    digest = key_sha256("nested-key-0123456789")
+    raw = ("principals:\n  - name: a\n    key_sha256: '" + digest.upper() + "'\n    scopes: [orders:read]\n"
+           "    accounts: [desk-1]\n").encode()  # fmt: skip
+    ring = parse_keys(raw)
+    assert ring.lookup("nested-key-0123456789").name == "a"
+    with pytest.raises(KeysFileError, match="key_sha256 is the same as a's"):
+        parse_keys(raw + ("  - {name: b, key_sha256: '" + digest + "', scopes: [ticks:write]}\n").encode())
+
+
+def test_an_empty_development_key_list_is_refused_by_name():
+    with pytest.raises(KeysFileError, match="WOJAK_API_KEYS is empty: the HTTP intake needs at least one API key"):
+        dev_keyring([])
+
+
+class _Flaky:
+    """An engine client whose audit answers from a script: an exception, retry, ok or another verdict."""
+
+    def __init__(self, script: list) -> None:
+        self.script = script
+        self.calls: list[tuple[str, str, dict]] = []
+
+    async def audit(self, event, actor, detail):
+        self.calls.append((event, actor, detail))
+        answer = self.script.pop(0) if self.script else {"verdict": "ok"}
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_the_audit_trail_resends_until_the_engine_answers_and_never_resends_what_it_answered():
+    async def scenario() -> None:
+        engine = _Flaky([ConnectionError("not connected"), {"verdict": "retry"}, {"verdict": "ok"},
+                         {"verdict": "invalid", "reason": "detail too large"}, {"verdict": "ok"}])  # fmt: skip
+        audit = AuditTrail(engine, "sidecar:test", backoff_max=0.01)
+        for i in range(3):
+            audit.record(f"e{i}", {"i": i})
+        sender = asyncio.create_task(audit.run())
+        for _ in range(200):
+            if not audit.pending:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        sender.cancel()
+        # e0 sent three times (an error, a retry, then ok); e1 refused by the engine: dropped, not resent; e2 once
+        assert [e for e, _, _ in engine.calls] == ["e0", "e0", "e0", "e1", "e2"]
+        assert all(actor == "sidecar:test" for _, actor, _ in engine.calls) and engine.calls[-1][2] == {"i": 2}
+        assert audit.pending == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_full_audit_trail_drops_the_oldest():
+    audit = AuditTrail(_Flaky([]), "sidecar:test", max_pending=2)
+    for i in range(3):
+        audit.record(f"e{i}", {})
+    assert audit.pending == 2
+
+    async def drain() -> list[str]:
+        sender = asyncio.create_task(audit.run())
+        for _ in range(100):
+            if not audit.pending:
+                break
+            await asyncio.sleep(0.01)
+        sender.cancel()
+        return [e for e, _, _ in audit.client.calls]
+
+    assert asyncio.run(drain()) == ["e1", "e2"]
+
+
+def test_the_watcher_keeps_polling_after_a_failure_and_audits_the_path_and_names(tmp_path):
+    path = tmp_path / "keys.yaml"
+    path.write_bytes(_yaml(f"{{name: a, key_sha256: '{key_sha256('key-a' * 4)}', scopes: [ticks:write]}}"))
+    taken: list = []
+    failures = [RuntimeError("a use() that fails once")]
+
+    def use(ring) -> None:
+        if failures:
+            raise failures.pop()
+        taken.append(ring)
+
+    async def scenario() -> None:
+        engine = _Flaky([])
+        audit = AuditTrail(engine, "sidecar:http")
+        watcher = KeysFileWatcher(str(path), load_keys_file(path), use, audit, interval=0.01)
+        runner, sender = asyncio.create_task(watcher.run()), asyncio.create_task(audit.run())
+        path.write_bytes(_yaml(f"{{name: b, key_sha256: '{key_sha256('key-b' * 4)}', scopes: [ticks:write]}}"))
+        await asyncio.sleep(0.1)  # the first reload fails in use(): logged, the watcher goes on
+        assert not runner.done() and taken == []
+        path.write_bytes(_yaml(f"{{name: c, key_sha256: '{key_sha256('key-c' * 4)}', scopes: [ticks:write]}}"))
+        for _ in range(100):
+            if taken and not audit.pending:
+                break
+            await asyncio.sleep(0.01)
+        runner.cancel()
+        sender.cancel()
+        assert [r.names for r in taken] == [["c"]]
+        event, _, detail = engine.calls[-1]
+        assert event == "keys_file_loaded" and detail["path"] == str(path)[-256:] and detail["principals"] == ["c"]
+        assert detail["count"] == 1 and detail["sha256"] == taken[0].sha256
+
+    asyncio.run(scenario())
+
+
+def test_the_watcher_audits_a_refused_file_with_its_path_hash_and_reason(tmp_path):
+    deep = tmp_path / ("d" * 120) / ("e" * 120)  # a path longer than the 256 characters an audit keeps
+    deep.mkdir(parents=True)
+    path = deep / "keys.yaml"
+    path.write_bytes(_yaml(f"{{name: a, key_sha256: '{key_sha256('key-a' * 4)}', scopes: [ticks:write]}}"))
+    engine = _Engine()
+    engine.up = True
+
+    async def scenario() -> list:
+        audit = AuditTrail(engine, "sidecar:http")
+        watcher = KeysFileWatcher(str(path), load_keys_file(path), lambda ring: None, audit, interval=0.01)
+        sender = asyncio.create_task(audit.run())
+        bad = b"principals: [\n"
+        path.write_bytes(bad)
+        assert not watcher.check()
+        path.unlink()
+        path.mkdir()  # a directory where the file was: it exists, and cannot be read as a file
+        assert not watcher.check()
+        path.rmdir()
+        assert not watcher.check()  # gone: refused once more (missing), not again while it stays so
+        assert not watcher.check()
+        for _ in range(100):
+            if not audit.pending:
+                break
+            await asyncio.sleep(0.01)
+        sender.cancel()
+        return engine.recorded
+
+    recorded = asyncio.run(scenario())
+    assert len(str(path)) > 256
+    assert [(event, detail["path"], detail["sha256"]) for event, _, detail in recorded] == [
+        ("keys_file_refused", str(path)[-256:], hashlib.sha256(b"principals: [\n").hexdigest()),
+        ("keys_file_refused", str(path)[-256:], None),
+    ]  # fmt: skip
+    assert "not valid YAML" in recorded[0][2]["error"] and recorded[1][2]["error"] == "cannot be read (missing?)"
+
+
+def test_key_hashes_and_new_entries_are_plain_text():
+    from wojak.engine.protocol import Scope
+
+    assert key_sha256(b"wjk_some-key") == key_sha256("wjk_some-key") == hashlib.sha256(b"wjk_some-key").hexdigest()
+    _, entry = new_key("feed", [], [Scope.TICKS_WRITE])
+    assert entry["scopes"] == ["ticks:write"] and type(entry["scopes"][0]) is str  # written to YAML as text

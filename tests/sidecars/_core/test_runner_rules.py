@@ -1,0 +1,336 @@
+"""The Runner's rules that the verdict-table tests (test_runner.py) do not reach: what it refuses
+to be built with, its defaults, the principal it acts as without one, what it counts, what it
+publishes, that every broker call is bounded, that a message's backoff starts over once it is
+settled, and the drain's edges. In process, with the fakes of test_runner.py."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+
+from tests.sidecars._core.test_runner import FakeClient, FakeMessage, FakeSource, make, order, run_until, settled, verdict
+from wojak.sidecars._core.health import Readiness
+from wojak.sidecars._core.metrics import SidecarMetrics
+from wojak.sidecars._core.runner import Runner
+from wojak.sidecars._core.settings import RunnerConfig
+
+
+def sample(metrics: SidecarMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, {"source": "fake", **labels})
+
+
+def build(**kw: Any) -> Runner:
+    return Runner(FakeSource([]), FakeClient(verdict("filled")), SidecarMetrics("fake"), **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"concurrency": 0}, "concurrency must be at least 1"),
+        ({"settle_timeout": 0}, "settle_timeout must be positive"),
+        ({"settle_timeout": -1}, "settle_timeout must be positive"),
+        ({"settle_attempts": 0}, "settle_attempts at least 1"),
+        ({"settle_timeout": 0, "settle_attempts": 0}, "settle_timeout must be positive"),
+    ],
+)
+def test_a_runner_that_could_not_work_is_refused_by_name(kw, words):
+    with pytest.raises(ValueError, match=words):
+        build(**kw)
+
+
+def test_the_smallest_workable_runner_is_built():
+    runner = build(concurrency=1, settle_timeout=0.001, settle_attempts=1)
+    assert (runner.concurrency, runner.settle_timeout, runner.settle_attempts) == (1, 0.001, 1)
+
+
+def test_a_runner_built_without_settings_has_the_settings_defaults():
+    defaults = {f.name: f.default for f in dataclasses.fields(RunnerConfig)}
+    runner = build()
+    for name in ("concurrency", "drain_seconds", "backoff_base", "backoff_max", "settle_timeout", "settle_attempts"):
+        assert getattr(runner, name) == defaults[name], name
+    assert runner.draining is False and runner.readiness is None
+
+
+async def test_without_a_principal_the_runner_acts_for_no_account_and_sends_nothing():
+    runner, source, client, metrics = make([order()], verdict("filled"), principal=None)
+    await run_until(runner, source, settled(source))
+    [(action, (reason, detail))] = source.all[0].actions
+    assert (action, reason) == ("dead_letter", "scope_missing") and client.orders == []
+    assert detail == {"client_order_id": "o-1", "detail": "principal sidecar:fake lacks the orders:write scope"}
+
+
+async def test_each_message_is_counted_timed_and_the_in_flight_gauge_follows_it():
+    release = asyncio.Event()
+
+    async def held(o: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return {"verdict": {"f": "filled", "r": "rejected", "c": "conflict"}[o["client_order_id"]],
+                "client_order_id": o["client_order_id"]}  # fmt: skip
+
+    runner, source, client, metrics = make([order("f"), order("r"), order("c")], held)
+    started = time.perf_counter()
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    while client.active < 3:
+        await asyncio.sleep(0.005)
+    assert sample(metrics, "wojak_sidecar_inflight") == 3
+    release.set()
+    while not settled(source)():
+        await asyncio.sleep(0.005)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    took = time.perf_counter() - started
+    assert sample(metrics, "wojak_sidecar_inflight") == 0
+    for v in ("filled", "rejected", "conflict"):
+        assert sample(metrics, "wojak_sidecar_messages_total", verdict=v) == 1
+    counts = {
+        how: sample(metrics, "wojak_sidecar_settlements_total", settlement=how) for how in ("ack", "publish", "dead_letter")
+    }
+    assert counts == {"ack": 2, "publish": 1, "dead_letter": 1}
+    assert sample(metrics, "wojak_sidecar_engine_seconds_count") == 3
+    assert 0 < sample(metrics, "wojak_sidecar_engine_seconds_sum") <= 3 * took  # each round trip, in seconds
+
+
+class RecordingSource(FakeSource):
+    """Publishes (message, result) pairs; ``publish_hangs``: the broker never answers a publish."""
+
+    def __init__(self, bodies: list[bytes]) -> None:
+        super().__init__(bodies)
+        self.pairs: list[tuple[Any, dict[str, Any]]] = []
+        self.publish_hangs = False
+
+    async def publish_result(self, message: Any, reply: dict[str, Any]) -> None:
+        if self.publish_hangs:
+            await asyncio.sleep(3600)
+        self.pairs.append((message, reply))
+
+
+def recording(bodies: list[bytes], answer: Any, **kw: Any) -> tuple[Runner, RecordingSource, FakeClient, SidecarMetrics]:
+    runner, _, client, metrics = make([], answer, **kw)
+    source = RecordingSource(bodies)
+    runner.source = source
+    return runner, source, client, metrics
+
+
+async def test_the_published_result_is_the_engines_reply_for_that_message():
+    reply = {"verdict": "rejected", "client_order_id": "o-1", "reason": "sandbox_rejected", "order": {"state": "rejected"}}
+    runner, source, client, _ = recording([order(), order("o-2")], lambda o: dict(reply) if o["client_order_id"] == "o-1"
+                                          else {"verdict": "filled"})  # fmt: skip
+    await run_until(runner, source, settled(source))
+    [(message, result)] = source.pairs
+    assert message is source.all[0] and result == reply
+    assert [a for a, _ in source.all[0].actions] == ["ack"]
+
+
+async def test_a_publication_the_broker_never_answers_is_abandoned_and_the_message_requeued():
+    runner, source, client, metrics = recording([order()], verdict("denied"), settle_timeout=0.02)
+    source.publish_hangs = True
+    await run_until(runner, source, settled(source))
+    assert [a for a, _ in source.all[0].actions] == ["requeue"] and source.pairs == []
+    assert sample(metrics, "wojak_sidecar_settlements_total", settlement="publish") is None
+
+
+@pytest.mark.parametrize("engine_verdict, call", [("conflict", "dead_letter"), ("retry", "requeue"), ("filled", "ack")])
+async def test_every_settlement_the_broker_never_answers_ends_within_its_deadline(engine_verdict, call):
+    runner, source, client, metrics = make([], verdict(engine_verdict), settle_timeout=0.02, backoff_base=0.001)
+    hung = source.add(order(), ("q", "m"), hang=frozenset({call}))
+    fine = source.add(order("o-2"), ("q", "m-2"))
+    await run_until(runner, source, lambda: fine.settled is not None and not runner._inflight)
+    assert hung.actions == [] and sample(metrics, "wojak_sidecar_settlements_total", settlement="failed") == 1
+    assert sample(metrics, "wojak_sidecar_inflight") == 0
+
+
+async def test_a_give_up_the_broker_never_answers_ends_within_its_deadline():
+    runner, source, client, metrics = make([], verdict("conflict"), settle_timeout=0.02, settle_attempts=1, concurrency=1)
+    first = source.add(order(), ("q", "m"), fail=frozenset({"dead_letter"}))
+    again = source.add(order(), ("q", "m"), hang=frozenset({"give_up"}))  # its redelivery: given up, never answered
+    fine = source.add(order("o-2"), ("q", "m-2"))
+    await run_until(runner, source, lambda: fine.settled is not None and not runner._inflight)
+    assert (first.actions, again.actions) == ([], [])
+    assert sample(metrics, "wojak_sidecar_settlements_total", settlement="failed") == 2
+    assert sample(metrics, "wojak_sidecar_messages_total", verdict="unsettleable") == 1
+
+
+@pytest.mark.parametrize("settles_as", ["filled", "conflict"])
+async def test_a_messages_backoff_starts_over_once_it_is_settled(settles_as):
+    answers = ["retry", "retry", "retry", settles_as, "retry"]
+    runner, source, client, _ = make([], lambda o: {"verdict": answers.pop(0), "client_order_id": "o-1"},
+                                     backoff_base=1.0, backoff_max=100.0, concurrency=1)  # fmt: skip
+    deliveries = [source.add(order(), ("q", "m")) for _ in answers]  # the broker redelivers the same message
+    await run_until(runner, source, settled(source))
+    delays = [m.actions[0][1] for m in deliveries if m.actions[0][0] == "requeue"]
+    assert len(delays) == 4
+    assert 0.8 <= delays[0] <= 1 and 1.6 <= delays[1] <= 2 and 3.2 <= delays[2] <= 4
+    assert 0.8 <= delays[3] <= 1, "settled in between: its next requeue backs off from the start"
+
+
+async def test_a_duplicate_whose_order_is_not_a_map_is_acked_and_publishes_nothing():
+    runner, source, client, _ = make([order()], verdict("duplicate", order="rejected"))
+    await run_until(runner, source, settled(source))
+    assert [a for a, _ in source.all[0].actions] == ["ack"] and source.published == []
+
+
+async def test_draining_is_set_when_stop_is_and_readiness_says_so():
+    runner, source, client, _ = make([order()], verdict("filled"), readiness=None)
+    readiness = Readiness(client)  # type: ignore[arg-type]
+    runner2, source2, client2, _ = make([order()], verdict("filled"), readiness=readiness)
+    assert runner2.readiness is readiness and not runner2.draining and not readiness.draining
+    await run_until(runner2, source2, settled(source2))
+    assert runner2.draining is True and readiness.draining is True
+
+
+async def test_in_flight_messages_finish_during_a_short_drain_window():
+    release = asyncio.Event()
+
+    async def slow(o: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return {"verdict": "filled"}
+
+    runner, source, client, _ = make([order("a"), order("b")], slow, drain_seconds=2.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    while client.active < 2:
+        await asyncio.sleep(0.005)
+    stop.set()
+    await asyncio.sleep(0.2)  # well inside the window, past what a give-back reserve could take from it
+    release.set()
+    await asyncio.wait_for(task, 5)
+    assert [m.actions for m in source.all] == [[("ack", None)]] * 2, "finished, not given back"
+
+
+async def test_a_broker_call_that_ignores_cancellation_does_not_hold_the_drain():
+    freed = asyncio.Event()
+
+    class Deaf(FakeMessage):
+        async def _ack(self) -> None:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:  # a client library that swallows the cancellation
+                await freed.wait()
+
+    runner, source, client, _ = make([], verdict("filled"), drain_seconds=0.3, settle_timeout=5)
+    deaf = Deaf(order(), ("q", "deaf"))
+    source.all.append(deaf)
+    source.queue.put_nowait(deaf)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    while not client.orders:
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)
+    started = asyncio.get_running_loop().time()
+    stop.set()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), 3)
+        took = asyncio.get_running_loop().time() - started
+        assert took < 0.3 + 0.6, f"the drain took {took:.2f}s with a 0.3 s window"
+        assert deaf.actions == []  # the ack never landed: closing the connection returns the message
+    finally:
+        freed.set()
+        await asyncio.wait_for(task, 5)
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+
+async def test_a_message_that_arrives_while_stopping_is_given_back_untouched():
+    class Late(FakeSource):
+        async def stop_consuming(self) -> None:
+            self.stopped = True
+            self.add(order("late"), ("q", "late"))  # delivered after the consumer was told to stop
+            self.add(order("later"), ("q", "later"))
+            self.queue.put_nowait(None)
+
+    runner, _, client, metrics = make([], verdict("filled"))
+    source = Late([])
+    runner.source = source
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert [m.actions for m in source.all] == [[("requeue", 0)]] * 2 and client.orders == []  # each one given back
+    assert sample(metrics, "wojak_sidecar_settlements_total", settlement="requeue") == 2
+
+
+async def test_a_body_that_is_not_json_is_dead_lettered_with_the_parsers_reason():
+    runner, source, client, _ = make([b'{"account": "a",', b"\xff\xfe{}"], verdict("filled"))
+    await run_until(runner, source, settled(source))
+    for message in source.all:
+        [(action, (reason, detail))] = message.actions
+        assert (action, reason) == ("dead_letter", "invalid_json")
+        assert detail["error"].startswith("body is not valid JSON: ") and "line 1 column" in detail["error"]
+    assert client.orders == []
+
+
+async def test_a_message_that_is_not_utf8_is_still_given_up_with_its_bytes_in_the_log(caplog):
+    runner, source, client, metrics = make([], verdict("filled"), settle_attempts=1, concurrency=1)
+    body = b'{"quantity": "\xff\xfe"}'
+    source.add(body, ("q", "bin"), fail=frozenset({"dead_letter"}))  # not UTF-8: invalid JSON, dead letter refused
+    again = source.add(body, ("q", "bin"))
+    caplog.set_level("ERROR")
+    await run_until(runner, source, lambda: again.settled is not None)
+    assert [a for a, _ in again.actions] == ["give_up"]
+    (line,) = [r.getMessage() for r in caplog.records if "giving up" in r.getMessage()]
+    assert "\\\\xff\\\\xfe" in line and f"bytes={len(body)}" in line
+
+
+@pytest.mark.parametrize("answer, publish_fails", [("filled", False), ("retry", False), ("rejected", True), ("conflict", False)])
+async def test_settling_a_message_logs_no_error(caplog, answer, publish_fails):
+    runner, source, client, _ = make([order()], verdict(answer), backoff_base=0.001)
+    source.publish_fails = publish_fails
+    caplog.set_level("ERROR")
+    await run_until(runner, source, settled(source))
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+def test_the_per_message_counts_are_bounded_and_forget_the_oldest():
+    from wojak.sidecars._core.runner import _Attempts, _SettleFailures
+
+    attempts = _Attempts(size=2)
+    assert [attempts.bump(k) for k in ("a", "a", "b")] == [1, 2, 1]
+    assert attempts.bump("c") == 1  # a third key: the oldest (a) goes
+    assert attempts.bump("a") == 1 and attempts.bump("c") == 2
+    attempts.forget("nobody")  # forgetting what is not there is fine
+    failures = _SettleFailures(size=2)
+    assert [failures.failed(k, f"{k} failed") for k in ("a", "a", "b")] == [1, 2, 1]
+    assert failures.failed("c", "c failed") == 1  # the oldest (a) goes
+    assert (failures.get("a"), failures.get("b"), failures.get("c"), failures.last("c")) == (0, 1, 1, "c failed")
+
+
+async def test_a_stop_consuming_that_hangs_takes_no_more_than_the_drain_window():
+    stop = asyncio.Event()
+    runner2, source2, _, _ = make([order()], verdict("filled"), drain_seconds=0.2, settle_timeout=5)
+    source2.stop_hangs = True
+    task = asyncio.create_task(runner2.run(stop))
+    while not settled(source2)():
+        await asyncio.sleep(0.005)
+    started = asyncio.get_running_loop().time()
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    took = asyncio.get_running_loop().time() - started
+    assert took < 0.2 + 0.6, f"stopping took {took:.2f}s with a 0.2 s drain window"
+
+
+@pytest.mark.parametrize("counts", [True, False])
+async def test_a_settlement_that_failed_does_not_restart_the_messages_backoff(counts):
+    from wojak.sidecars._core.source import SettleFailed
+
+    class Refusing(FakeMessage):
+        async def _ack(self) -> None:  # the broker refuses the ack (its fault, or the message's)
+            raise SettleFailed("ack refused", counts=counts)
+
+    answers = ["retry", "retry", "filled", "retry"]
+    runner, source, client, _ = make([], lambda o: {"verdict": answers.pop(0), "client_order_id": "o-1"},
+                                     backoff_base=1.0, backoff_max=100.0, concurrency=1)  # fmt: skip
+    deliveries = [source.add(order(), ("q", "m")) for _ in range(2)]
+    refused = Refusing(order(), ("q", "m"))
+    source.all.append(refused)
+    source.queue.put_nowait(refused)
+    deliveries.append(source.add(order(), ("q", "m")))
+    await run_until(runner, source, lambda: all(m.settled is not None for m in source.all))
+    delays = [m.actions[0][1] for m in deliveries]
+    assert refused.actions == [] and 0.8 <= delays[0] <= 1 and 1.6 <= delays[1] <= 2
+    assert 3.2 <= delays[2] <= 4, "the ack failed: the message was not settled, its backoff goes on"
