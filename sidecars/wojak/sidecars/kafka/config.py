@@ -46,8 +46,9 @@ def check_transport(servers: tuple[str, ...], security_protocol: str) -> None:
     ``WOJAK_ALLOW_INSECURE_TRANSPORT=1``): ``require_secure`` decides, as for amqp://."""
     if security_protocol not in PLAIN_PROTOCOLS:
         return
-    try:  # judged as the plain-text URL it is (every host, no credentials in it)
-        require_secure("http://" + ",".join(servers), BOOTSTRAP_ENV)
+    try:  # each server judged as the plain-text URL it is (one host each: urlsplit refuses "h:1,[::1]:2")
+        for server in servers:
+            require_secure("http://" + server, BOOTSTRAP_ENV)
     except InsecureTransportError:
         hosts = ",".join(servers)
         raise InsecureTransportError(
