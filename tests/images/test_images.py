@@ -14,7 +14,6 @@ non-root, read-only root filesystem, no capabilities, the engine's socket on a s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import urllib.error
@@ -24,8 +23,8 @@ from typing import Any
 import pytest
 
 from tests._processes import free_port
-from tests.images.conftest import CAPS_SCRIPT, REPO, TICK_SCRIPT, UID, lock_pins, podman, rabbit_empty
-from wojak.sidecars.testing.contract import ACCOUNTS, TICK, dumps, eventually, order
+from tests.images.conftest import CAPS_SCRIPT, REPO, UID, lock_pins, podman
+from wojak.sidecars.testing.contract import TICK, order
 
 pytestmark = pytest.mark.slow
 
@@ -158,53 +157,3 @@ def test_an_order_to_the_http_sidecar_container_is_filled_and_a_risk_change_reac
     pod.wait_engine()
     stored = pod.engine_orders()
     assert stored["img-1"]["state"] == "filled", stored["img-1"]
-
-
-@pytest.mark.rabbitmq
-async def test_a_message_published_to_rabbitmq_is_executed_and_acked_and_sigterm_drains(images, pod, rabbit):
-    pod.start_engine(images.engine)
-    await asyncio.to_thread(pod.wait_engine)
-    c = rabbit.config
-    env = {"WOJAK_SIDECAR_RABBITMQ_URL": rabbit.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
-           "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
-           "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue, "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
-           "WOJAK_SIDECAR_HEALTH_HOST": "127.0.0.1", "WOJAK_SIDECAR_HEALTH_PORT": str(free_port()),
-           "WOJAK_SIDECAR_RABBITMQ_PREFETCH": "16"}  # fmt: skip
-    args = ["-v", f"{pod.run_dir}:/run/wojak"] + [x for k, v in env.items() for x in ("-e", f"{k}={v}")]
-
-    def start_sidecar() -> None:
-        pod.start("rabbitmq", images.sidecars["rabbitmq"], *args, network="host")
-
-    await asyncio.to_thread(start_sidecar)
-    # the engine prices orders from the last tick: one, through the engine client in the sidecar's container
-    tick = TICK_SCRIPT
-    sent = await asyncio.to_thread(pod.exec, "rabbitmq", "/opt/wojak/bin/python3", "-c", tick)
-    assert sent.returncode == 0 and json.loads(sent.stdout)["verdict"] == "ok", sent.stdout + sent.stderr
-
-    await rabbit.publish(dumps(order("rmq-1")), "rmq-1")
-
-    def executed() -> bool:
-        assert pod.running("rabbitmq"), pod.logs("rabbitmq")[-3000:]
-        return pod.executions().get("rmq-1") == 1
-
-    await eventually(executed, 60, "the message's order at the venue")
-    await eventually(lambda: rabbit_empty(rabbit), 30, "the message acked")
-    assert (await asyncio.to_thread(pod.engine_orders))["rmq-1"]["state"] == "filled"
-    assert await rabbit.dead_letters() == []
-
-    # SIGTERM mid-stream: the sidecar drains (in-flight ones finish or go back, exactly once), exits 0
-    total = 1000
-    await asyncio.gather(*(rabbit.publish(dumps(order(f"rmq-s-{i}")), f"rmq-s-{i}") for i in range(total)))
-    await eventually(lambda: len(pod.executions()) > 20, 60, "the stream to start")
-    assert await asyncio.to_thread(pod.stop, "rabbitmq", 60) == 0, pod.logs("rabbitmq")[-3000:]
-    left = await rabbit.pending()
-    assert left > 0 and len(pod.executions()) < total + 1, "stopped mid-stream (else it proves nothing about the drain)"
-    await asyncio.to_thread(start_sidecar)
-    await eventually(lambda: len(pod.executions()) == total + 1, 120, "every message after the restart")
-    await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
-    executions = pod.executions()
-    assert executions == {"rmq-1": 1, **{f"rmq-s-{i}": 1 for i in range(total)}}, "each message executed exactly once"
-    assert await rabbit.dead_letters() == []
-    assert await asyncio.to_thread(pod.stop, "rabbitmq") == 0
-    assert await asyncio.to_thread(pod.stop, "engine") == 0
-
