@@ -52,7 +52,7 @@ from wojak.engine.protocol.client import EngineClient
 from wojak.sidecars._core.health import Readiness
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.settings import ORDERS, TICKS
-from wojak.sidecars._core.source import SettleFailed, Source, SourceMessage
+from wojak.sidecars._core.source import SettleFailed, Source, SourceMessage, capped_backoff
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class Runner:
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Capped exponential backoff with jitter; the engine's ``retry_after`` is a floor."""
-        delay = min(self.backoff_max, self.backoff_base * (2 ** min(attempt - 1, 30)))
+        delay = capped_backoff(attempt, self.backoff_base, self.backoff_max)
         delay *= random.uniform(0.8, 1.0)
         if retry_after:
             delay = max(delay, min(float(retry_after), self.backoff_max))

@@ -24,6 +24,24 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def capped_backoff(attempt: int, base: float, cap: float) -> float:
+    """``base * 2**(attempt - 1)`` seconds, at most ``cap``: every retry delay of the kit and the
+    brokers (attempt 1 waits ``base``)."""
+    return min(cap, base * (2 ** min(max(attempt, 1) - 1, 30)))
+
+
+async def wait_any(delay: float, *events: asyncio.Event) -> None:
+    """Sleep ``delay`` seconds, or less once any of ``events`` is set."""
+    if delay <= 0 or any(e.is_set() for e in events):
+        return
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
 class AlreadySettled(WojakError, RuntimeError):
     pass
 
@@ -150,10 +168,7 @@ class BrokerSource(Source):
 
     async def pause(self, delay: float) -> None:
         """Sleep ``delay`` seconds, or less if the sidecar starts stopping."""
-        try:
-            await asyncio.wait_for(self._stopping.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
+        await wait_any(delay, self._stopping)
 
     async def settle_call(self, call: Awaitable[Any], what: str, where: Any) -> None:
         """One settling broker call within ``settle_timeout``; ``SettleFailed`` otherwise (the

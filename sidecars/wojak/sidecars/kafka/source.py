@@ -80,7 +80,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from wojak.engine.protocol import SocketDirError
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage
+from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage, capped_backoff, wait_any
 from wojak.sidecars.kafka.config import KafkaSidecarSettings, check_transport
 
 log = logging.getLogger(__name__)
@@ -714,14 +714,7 @@ class KafkaSource(BrokerSource):
             self._offer(rec, first=True)
 
     async def _hold(self, p: _Partition, delay: float) -> None:
-        if delay <= 0 or p.wake.is_set():
-            return
-        waits = [asyncio.ensure_future(self._stopping.wait()), asyncio.ensure_future(p.wake.wait())]
-        try:
-            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
+        await wait_any(delay, self._stopping, p.wake)
 
     def _redeliver_later(self, message: KafkaMessage) -> None:
         """A settlement the broker did not take: the record is handed out again after a capped
@@ -733,7 +726,7 @@ class KafkaSource(BrokerSource):
             return
         self._hold_partition(rec)
         rec.failures += 1
-        delay = min(self.backoff_max, self.backoff_base * (2 ** min(rec.failures - 1, 20)))
+        delay = capped_backoff(rec.failures, self.backoff_base, self.backoff_max)
 
         async def later() -> None:
             await self._hold(p, delay)

@@ -74,7 +74,7 @@ from wojak.engine.protocol import SocketDirError
 from wojak.errors import WojakError
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage
+from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage, capped_backoff, wait_any
 from wojak.sidecars.kinesis.config import KinesisSidecarSettings
 
 log = logging.getLogger(__name__)
@@ -607,14 +607,7 @@ class KinesisSource(BrokerSource):
             rec.shard.retrying += 1
 
     async def _hold(self, shard: _Shard, delay: float) -> None:
-        if delay <= 0 or shard.wake.is_set():
-            return
-        waits = [asyncio.ensure_future(self._stopping.wait()), asyncio.ensure_future(shard.wake.wait())]
-        try:
-            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
+        await wait_any(delay, self._stopping, shard.wake)
 
     async def _retry_in_place(self, message: KinesisMessage, delay: float) -> None:
         """``requeue``: hold the record ``delay`` seconds with its shard handing out nothing else, then
@@ -642,7 +635,7 @@ class KinesisSource(BrokerSource):
             return
         self._hold_shard(rec)
         rec.failures += 1
-        delay = min(self.backoff_max, self.backoff_base * (2 ** min(rec.failures - 1, 20)))
+        delay = capped_backoff(rec.failures, self.backoff_base, self.backoff_max)
 
         async def later() -> None:
             await self._hold(shard, delay)
@@ -740,7 +733,7 @@ class KinesisSource(BrokerSource):
                     continue
                 failures += 1
                 self._stream_ok = False
-                delay = min(0.5 * 2 ** min(failures - 1, 5), 10.0)
+                delay = capped_backoff(failures, 0.5, 10.0)
                 self._warn(f"read-{shard.shard_id}", "reading %s failed (%s); again in %.1fs", shard.shard_id, _why(exc), delay)
                 iterator = None  # an iterator may have expired meanwhile
                 await self.pause(delay)

@@ -67,7 +67,7 @@ from prometheus_client import Counter
 
 from wojak.sidecars._core.metrics import SidecarMetrics
 from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage
+from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage, capped_backoff
 from wojak.sidecars.sqs.config import MAX_BATCH, SqsSidecarSettings
 
 log = logging.getLogger(__name__)
@@ -475,7 +475,7 @@ class SqsSource(BrokerSource):
             except Exception as exc:
                 self._receiving_ok = False
                 failures += 1
-                delay = min(0.5 * 2 ** min(failures - 1, 5), 10.0)
+                delay = capped_backoff(failures, 0.5, 10.0)
                 log.warning(
                     "ReceiveMessage on %s failed (%s); again in %.1fs", cfg.queue, str(exc)[:200] or type(exc).__name__, delay
                 )
