@@ -50,6 +50,59 @@ from wojak.sidecars._core.source import Source, SourceMessage
 from wojak.sidecars.testing.memory import DeadLetter
 
 
+# The contract engine's risk limits: the demo file's (the engine's default_risk.yaml), but with
+# order rates no sidecar reaches. The contract is about delivery; at full speed a sidecar on an
+# idle machine passes the demo's 500 orders/s per account, and an order denied for its rate is
+# acked, not executed, which a delivery test would count as lost.
+CONTRACT_RISK_CONFIG = """\
+trading_state: ACTIVE
+exchange_timezone: Asia/Kolkata
+halt_on_daily_loss: true
+limits:
+  max_order_quantity: "1800"
+  max_order_notional: "50000000"
+  max_position: "9000"
+  price_band_percent: "5"
+  max_gross_exposure: "1000000000"
+  max_daily_loss: "5000000"
+  max_orders_per_second: 1000000
+  max_orders_per_minute: 60000000
+  stale_tick_seconds: "5"
+  min_days_to_expiry: 1
+  max_days_to_expiry: 400
+  max_tick_jump_percent: "10"
+  tick_jump_seconds: "60"
+rules:
+  trading_state: deny
+  allowed_instruments: deny
+  max_order_quantity: deny
+  max_order_notional: escalate
+  max_position: escalate
+  price_band: deny
+  max_gross_exposure: escalate
+  max_daily_loss: deny
+  order_rate: deny
+  stale_tick: deny
+  expiry_window: deny
+accounts: {}
+instruments:
+  NIFTY-FUT:
+    price_decimals: 2
+  BANKNIFTY-FUT:
+    price_decimals: 2
+  NIFTY-24000-CE:
+    price_decimals: 2
+  NIFTY-24000-PE:
+    price_decimals: 2
+  ES-FUT:
+    multiplier: "50"
+    price_decimals: 2
+    limits:
+      max_order_quantity: "100"
+      max_position: "500"
+"""
+
+
 class EngineUnderTest(Protocol):
     """A real engine process the contract runs against (the suite's ``engine_factory`` makes one)."""
 
@@ -424,8 +477,10 @@ class SidecarContract(abc.ABC):
     # -- fixtures --------------------------------------------------------------------
 
     @pytest.fixture
-    def engine(self, engine_factory) -> EngineUnderTest:  # every order fills: outcomes are deterministic
-        proc = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1")
+    def engine(self, engine_factory, tmp_path) -> EngineUnderTest:  # every order fills: outcomes are deterministic
+        risk = tmp_path / "contract-risk.yaml"
+        risk.write_text(CONTRACT_RISK_CONFIG)
+        proc = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1", WOJAK_ENGINE_RISK_CONFIG=str(risk))
         assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
         return proc
 

@@ -95,10 +95,16 @@ async def run_stream(broker: SidecarContract, engine: EngineUnderTest) -> None:
     started = time.monotonic()
     second = await broker.launch(engine, env(), "stream-2")
     try:
-        await eventually(
-            lambda: engine.execution_count() >= len(expected), 60 + len(messages) / 50, f"{len(expected)} executions"
-        )
-        await eventually(lambda: _pending_is_zero(broker), 30, "an empty queue")
+        try:
+            await eventually(
+                lambda: engine.execution_count() >= len(expected), 60 + len(messages) / 50, f"{len(expected)} executions"
+            )
+            await eventually(lambda: _pending_is_zero(broker), 30, "an empty queue")
+        except AssertionError as exc:  # say how far it got and what the sidecar said
+            raise AssertionError(
+                f"{exc}: {engine.execution_count()} executed ({at_kill} before the kill), "
+                f"{await broker.pending_count()} pending; the second sidecar's log:\n{second.log_tail()}"
+            ) from None
         finish = time.monotonic() - started
         assert await second.terminate(30) == 0, second.log_tail()
     finally:
