@@ -171,14 +171,17 @@ def test_an_order_to_the_http_sidecar_container_is_filled_and_a_risk_change_reac
     assert stored["img-1"]["state"] == "filled", stored["img-1"]
 
 
-# Orders the RabbitMQ SIGTERM tests publish: enough that a SIGTERM lands mid-stream.
+# Orders the RabbitMQ SIGTERM tests publish, and the sandbox's round trip: with a prefetch of 16
+# (orders of one account go to the venue one batch at a time) at most 160 orders a second, so the
+# stream lasts seconds and the SIGTERM lands mid-stream however fast the machine.
 STREAM = 1000
+STREAM_LATENCY_MS = "100"
 
 
 @pytest.mark.rabbitmq
 async def test_a_message_published_to_rabbitmq_is_executed_and_acked_and_sigterm_drains(images, pod, rabbit):
     pod.write_risk(CONTRACT_RISK_CONFIG)  # the contract's limits (order rates no sidecar reaches): this is about delivery
-    pod.start_engine(images.engine)
+    pod.start_engine(images.engine, "-e", f"WOJAK_SANDBOX_LATENCY_MS={STREAM_LATENCY_MS}")
     await asyncio.to_thread(pod.wait_engine)
     c = rabbit.config
     env = {"WOJAK_SIDECAR_RABBITMQ_URL": rabbit.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,

@@ -34,7 +34,7 @@ from tests.images.conftest import (
     rabbit_empty,
     verdicts,
 )
-from tests.images.test_images import KEY, STREAM, _http, _ready, _wait
+from tests.images.test_images import KEY, STREAM, STREAM_LATENCY_MS, _http, _ready, _wait
 from wojak.sidecars.testing.contract import ACCOUNTS, CONTRACT_RISK_CONFIG, TICK, dumps, eventually, order
 
 pytestmark = pytest.mark.slow
@@ -47,10 +47,15 @@ RESTRICTED = {
 }
 
 
-def pod_yaml(name: str, engine_image: str, sidecar_image: str, sidecar_env: dict[str, str], risk: str) -> str:
-    """A ConfigMap with the risk file and the pod: the engine as an ordinary container."""
+def pod_yaml(
+    name: str, engine_image: str, sidecar_image: str, sidecar_env: dict[str, str], risk: str, engine_env: dict[str, str] | None = None
+) -> str:
+    """A ConfigMap with the risk file and the pod: the engine as an ordinary container. The
+    volumes are named after the pod: podman 4.3 makes an emptyDir a named volume of the volume's
+    name, which every pod with an emptyDir of that name would share (and a later pod reuse)."""
     configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-risk"}, "data": {"risk.yaml": risk}}
-    mounts = [{"name": "run", "mountPath": "/run/wojak"}]
+    run, data = f"{name}-run", f"{name}-data"
+    mounts = [{"name": run, "mountPath": "/run/wojak"}]
     engine = {
         "name": "engine",
         "image": engine_image,
@@ -58,9 +63,10 @@ def pod_yaml(name: str, engine_image: str, sidecar_image: str, sidecar_env: dict
             {"name": "WOJAK_ENGINE_RISK_CONFIG", "value": "/etc/wojak/risk/risk.yaml"},
             {"name": "WOJAK_VENUE", "value": "sandbox:?ledger=/var/lib/wojak/sandbox.sqlite"},
             {"name": "WOJAK_SANDBOX_FILL_PROBABILITY", "value": "1"},  # every order fills (default: 9 in 10)
+            *({"name": k, "value": v} for k, v in (engine_env or {}).items()),
         ],
         "securityContext": RESTRICTED,
-        "volumeMounts": [*mounts, {"name": "data", "mountPath": "/var/lib/wojak"},
+        "volumeMounts": [*mounts, {"name": data, "mountPath": "/var/lib/wojak"},
                          {"name": "risk", "mountPath": "/etc/wojak/risk", "readOnly": True}],  # fmt: skip
         "livenessProbe": {"exec": {"command": ["/opt/wojak/bin/wojak-engine", "ping"]}, "periodSeconds": 10},
     }
@@ -81,7 +87,7 @@ def pod_yaml(name: str, engine_image: str, sidecar_image: str, sidecar_env: dict
             "terminationGracePeriodSeconds": 60,
             "restartPolicy": "Never",
             "containers": [engine, sidecar],
-            "volumes": [{"name": "run", "emptyDir": {}}, {"name": "data", "emptyDir": {}},
+            "volumes": [{"name": run, "emptyDir": {}}, {"name": data, "emptyDir": {}},
                         {"name": "risk", "configMap": {"name": f"{name}-risk"}}],  # fmt: skip
         },
     }
@@ -149,19 +155,20 @@ class PlayedPod:
     def down(self) -> None:
         podman("kube", "down", str(self.file), check=False, timeout=120)
         podman("pod", "rm", "-f", self.name, check=False)
-        podman("volume", "rm", "-f", f"{self.name}-risk", check=False)  # the ConfigMap's volume
+        for volume in ("risk", "run", "data"):  # the ConfigMap's and the emptyDirs' named volumes
+            podman("volume", "rm", "-f", f"{self.name}-{volume}", check=False)
 
 
 @pytest.fixture
 def played(images, tmp_path):
     pods: list[PlayedPod] = []
 
-    def make(sidecar: str, env: dict[str, str], risk: str | None = None) -> PlayedPod:
+    def make(sidecar: str, env: dict[str, str], risk: str | None = None, engine_env: dict[str, str] | None = None) -> PlayedPod:
         from wojak.engine.risk import demo_risk_config_path
 
         name = f"wojak-kp-{uuid.uuid4().hex[:8]}"
         risk = Path(demo_risk_config_path()).read_text() if risk is None else risk
-        text = pod_yaml(name, images.engine, images.sidecars[sidecar], env, risk)
+        text = pod_yaml(name, images.engine, images.sidecars[sidecar], env, risk, engine_env)
         pod = PlayedPod(tmp_path, name, text)
         pods.append(pod)
         pod.play()
@@ -179,6 +186,8 @@ def test_the_pod_yaml_is_restricted_and_has_no_native_sidecar(images):
     assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     for container in spec["containers"]:
         assert container["securityContext"] == RESTRICTED
+    # podman names an emptyDir's volume after it: a pod's own names keep two pods' stores apart
+    assert all(v["name"].startswith("p-") for v in spec["volumes"] if "emptyDir" in v)
 
 
 def test_kube_play_an_order_to_the_http_source_is_filled_and_a_configmap_risk_change_reaches_the_engine(played):
@@ -229,9 +238,11 @@ async def test_kube_play_messages_published_to_rabbitmq_are_executed_and_acked_a
     env = {"WOJAK_SIDECAR_RABBITMQ_URL": rabbit.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
            "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue, "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
-           "WOJAK_SIDECAR_HEALTH_HOST": "127.0.0.1", "WOJAK_SIDECAR_HEALTH_PORT": str(free_port())}  # fmt: skip
-    # the contract's risk limits (order rates no sidecar reaches): this test is about delivery
-    pod = await asyncio.to_thread(played, "rabbitmq", env, CONTRACT_RISK_CONFIG)
+           "WOJAK_SIDECAR_HEALTH_HOST": "127.0.0.1", "WOJAK_SIDECAR_HEALTH_PORT": str(free_port()),
+           "WOJAK_SIDECAR_RABBITMQ_PREFETCH": "16"}  # fmt: skip
+    # the contract's risk limits (order rates no sidecar reaches): this test is about delivery; a
+    # venue round trip of STREAM_LATENCY_MS keeps the stream going for seconds, so the SIGTERM lands mid-stream
+    pod = await asyncio.to_thread(played, "rabbitmq", env, CONTRACT_RISK_CONFIG, {"WOJAK_SANDBOX_LATENCY_MS": STREAM_LATENCY_MS})
     await asyncio.to_thread(pod.wait_engine)
     tick = TICK_SCRIPT
     sent = await asyncio.to_thread(pod.exec, "sidecar", "/opt/wojak/bin/python3", "-c", tick)
