@@ -20,6 +20,7 @@ each change named in ``for_podman`` and none touching a container's image, comma
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -29,7 +30,7 @@ import yaml
 from tests._kube import CHART, helm
 from tests._processes import free_port
 from tests.charts._values import values_for
-from tests.images.conftest import TAG, podman
+from tests.images.conftest import TAG, podman, run_flags
 from tests.images.test_images import _ready, _wait
 
 pytestmark = pytest.mark.slow
@@ -150,3 +151,18 @@ def test_for_podman_changes_only_what_kube_play_cannot_run(kube_bin, tmp_path):
     assert {v["name"] for v in after["spec"]["template"]["spec"]["volumes"] if "emptyDir" in v} == {"r1-socket", "r1-data", "r1-tmp"}
     [keys] = [d for d in played if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "wojak-api-keys"]
     assert keys["data"] == {"keys.yaml": "principals: []\n"}
+
+
+def test_the_rendered_prestop_of_an_ordinary_container_engine_runs_in_the_engine_image(images, kube_bin, tmp_path):
+    """The delay is a command of the engine image (no shell there): it must exist and wait."""
+    values = values_for("rabbitmq", engine={"nativeSidecar": False})
+    values["source"]["drainSeconds"] = 0  # the shortest delay: 5 s
+    (tmp_path / "values.json").write_text(json.dumps(values))
+    rendered = helm(kube_bin, "template", "wojak", str(CHART), "-f", str(tmp_path / "values.json")).stdout
+    [deployment] = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
+    engine = deployment["spec"]["template"]["spec"]["containers"][0]
+    command = engine["lifecycle"]["preStop"]["exec"]["command"]
+    started = time.monotonic()
+    result = podman("run", "--rm", *run_flags(), "--entrypoint", command[0], images.engine, *command[1:], timeout=60)
+    assert result.returncode == 0
+    assert time.monotonic() - started >= 5
