@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "images"
 TAG = os.environ.get("WOJAK_TEST_IMAGE_TAG", "test")
 BROKERS = ("http", "rabbitmq")
+# and the RiskPolicy operator's image (Dockerfile.engine with LOCK=operator), in the same build
+BUILT = (*BROKERS, "operator")
 UID = 10001
 BUILD_TIMEOUT = float(os.environ.get("WOJAK_TEST_IMAGES_TIMEOUT", "3600"))
 
@@ -42,18 +44,19 @@ def podman(*args: str, timeout: float = 120, check: bool = True, input: str | No
 class Images:
     engine: str
     sidecars: dict[str, str]
+    operator: str
     build_log: str
 
 
 @pytest.fixture(scope="session")
 def images() -> Images:
-    """`scripts/images build http rabbitmq` once per session; CONTAINERS_CONF for every podman call."""
+    """`scripts/images build http rabbitmq operator` once per session; CONTAINERS_CONF for every podman call."""
     env = {**os.environ, "WOJAK_IMAGE_TAG": TAG}
     conf = subprocess.run([str(SCRIPT), "env"], capture_output=True, text=True, env=env, timeout=60)
     assert conf.returncode == 0, conf.stderr
     os.environ["CONTAINERS_CONF"] = conf.stdout.strip().split("=", 1)[1]
     try:
-        built = subprocess.run([str(SCRIPT), "build", *BROKERS], capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT)
+        built = subprocess.run([str(SCRIPT), "build", *BUILT], capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"scripts/images build did not finish in {BUILD_TIMEOUT:.0f}s: {exc.stderr!r:.3000}", pytrace=False)
     if built.returncode != 0:
@@ -61,6 +64,7 @@ def images() -> Images:
     return Images(
         engine=f"localhost/wojak-engine:{TAG}",
         sidecars={b: f"localhost/wojak-sidecar-{b}:{TAG}" for b in BROKERS},
+        operator=f"localhost/wojak-operator:{TAG}",
         build_log=built.stderr,
     )
 

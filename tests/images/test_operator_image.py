@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -24,7 +23,7 @@ import yaml
 
 from tests._kube import CHART, Kube, helm
 from tests._processes import free_port
-from tests.images.conftest import SCRIPT, TAG, UID, podman, run_flags
+from tests.images.conftest import TAG, UID, podman, run_flags
 from tests.operator.test_riskpolicy import apply_policy, condition, config_map_text, crd, demo_spec, wait_status  # noqa: F401
 from wojak.engine.risk import parse_risk_config
 
@@ -33,10 +32,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def operator_image(images) -> str:
-    built = subprocess.run([str(SCRIPT), "build", "operator"], capture_output=True, text=True, timeout=3600,
-                           env={**os.environ, "WOJAK_IMAGE_TAG": TAG})  # fmt: skip
-    assert built.returncode == 0, f"scripts/images build operator failed:\n{built.stderr[-4000:]}"
-    return f"localhost/wojak-operator:{TAG}"
+    return images.operator
 
 
 def test_the_engine_image_has_no_kopf_and_the_operator_image_runs_wojak_operator(images, operator_image):
