@@ -20,7 +20,8 @@ import pytest
 from wojak.engine.protocol import Settlement
 from wojak.sidecars._core import ordered
 from wojak.sidecars._core.ordered import OrderedMessage, OrderedPartition, OrderedPartitions, OrderedRecord
-from wojak.sidecars._core.source import SettleFailed
+from wojak.sidecars._core.settings import BrokerSidecarSettings
+from wojak.sidecars._core.source import BrokerSource, SettleFailed
 
 
 class Waits:
@@ -55,11 +56,11 @@ class Waits:
 class Msg(OrderedMessage):
     def __init__(self, harness: "Harness", rec: OrderedRecord) -> None:
         self.harness = harness
-        super().__init__(harness.order, rec, rec.item, (rec.partition.key, rec.position))
+        super().__init__(harness.order, rec, rec.item, (rec.partition.key, rec.position), {"lane": rec.lane})
 
     async def _send_dead_letter(self, reason: str, detail: Any, *, minimal: bool) -> None:
         h = self.harness
-        h.dead_letter_attempts.append((self.coordinates, reason, minimal))
+        h.dead_letter_attempts.append((self.coordinates, reason, detail, minimal, self._rec.last_reason))
         await self._order.settle_by_send(
             self,
             reason,
@@ -74,7 +75,7 @@ class Harness:
         self.stopping = asyncio.Event()
         self.hold_changes: list[Any] = []
         self.settled = 0
-        self.dead_letter_attempts: list[tuple[Any, str, bool]] = []
+        self.dead_letter_attempts: list[tuple[Any, str, Any, bool, str | None]] = []
         self.sent: list[int] = []
         self.send: Callable[[], Awaitable[Any]] = self._send_ok
         self.order: OrderedPartitions[OrderedPartition] = OrderedPartitions(
@@ -153,29 +154,51 @@ async def test_one_lane_is_handed_out_in_order_and_lanes_go_together():
 async def test_a_held_partition_hands_out_nothing_else_until_its_record_is_settled(waits):
     h = Harness()
     p, other = h.partition("p0"), h.partition("p1")
-    h.add(p, 0, "a")
-    h.add(p, 1, "b")
-    h.add(p, 2, "b")
-    h.add(p, 3, "c")
+    for position, lane in enumerate(["a", "b", "b", "c", "a"]):
+        h.add(p, position, lane)
     h.add(other, 0, "a")
     a0, b1, c3, q0 = await h.handed_out()
+    await b1.ack()  # b2 is queued before the hold begins
     requeue = asyncio.create_task(a0.requeue(1.0))
     await asyncio.sleep(0)
     assert waits.delays == [1.0] and h.hold_changes == [("p0", 1)]
-    await b1.ack()  # its lane's next record would go out, but the partition is held
+    assert p.busy()  # the hold is a settlement under way: a revoke's drain waits for it
     await c3.ack()
-    h.add(p, 4, "d")  # a new lane too
-    h.add(other, 1, "a")
+    h.add(p, 5, "d")  # a new lane too
     await q0.ack()
-    assert where(await h.handed_out()) == [("p1", 1)]  # the other partition goes on
+    h.add(other, 1, "a")
+    assert where(await h.handed_out()) == [("p1", 1)]  # b2 and d5 parked; the other partition goes on
+    h.add(other, 2, "b")  # queued before the hold ends
     await waits.release_all()
     await requeue
-    assert a0.settled is Settlement.REQUEUE
+    assert a0.settled is Settlement.REQUEUE and a0 not in p.dispatched
     again = await h.handed_out()
-    assert where(again) == [("p0", 0)]  # the held record first, alone
-    await again[0].ack()  # settled: the partition resumes, its parked heads go out in order
+    assert where(again) == [("p0", 0), ("p1", 2)]  # the held record goes out first, alone of its partition
+    await again[1].ack()
+    await again[0].ack()  # settled: the partition resumes
     assert h.hold_changes == [("p0", 1), ("p0", 0)]
-    assert where(await h.handed_out()) == [("p0", 2), ("p0", 4)]
+    # the parked heads, and a0's successor in its lane
+    assert sorted(where(await h.handed_out())) == [("p0", 2), ("p0", 4), ("p0", 5)]
+
+
+async def test_two_held_records_hold_their_partition_until_both_are_settled(waits):
+    h = Harness()
+    p = h.partition("p0")
+    for position, lane in enumerate("abc"):
+        h.add(p, position, lane)
+    a0, b1, c2 = await h.handed_out()
+    holds = [asyncio.create_task(a0.requeue(1.0)), asyncio.create_task(b1.requeue(1.0))]
+    await asyncio.sleep(0)
+    h.add(p, 3, "d")
+    await c2.ack()
+    await waits.release_all()
+    await asyncio.gather(*holds)
+    again = await h.handed_out()
+    assert sorted(where(again)) == [("p0", 0), ("p0", 1)]
+    await again[0].ack()
+    assert await h.handed_out() == []  # the other one still holds the partition
+    await again[1].ack()
+    assert where(await h.handed_out()) == [("p0", 3)]
 
 
 async def test_the_watermark_never_passes_an_unsettled_record(waits):
@@ -228,28 +251,36 @@ async def test_an_unconfirmed_dead_letter_is_redelivered_in_place_after_a_growin
     failures: list[bool] = []
     h.send = _failing(ConnectionError("broker away"))
     message, b1 = await h.handed_out()
-    for _ in range(5):
-        with pytest.raises(SettleFailed) as failed:
+    other = h.partition("p1")
+    for attempt in range(5):
+        with pytest.raises(SettleFailed, match="the dead letter was not confirmed \\(ConnectionError\\)") as failed:
             await message.dead_letter("invalid")
         failures.append(failed.value.counts)
+        assert message not in p.dispatched and len(p.timers) == 1
         if b1.settled is None:
             await b1.ack()
         assert await h.handed_out() == []  # held: nothing of p0 goes out during the backoff
+        h.add(other, attempt, f"lane-{attempt}")  # queued during the backoff
         await waits.release_all()
-        (message,) = await h.handed_out()  # then the same record again, ahead of the rest
-        assert message.coordinates == ("p0", 0)
+        message, queued = await h.handed_out()  # then the same record again, ahead of the rest
+        assert message.coordinates == ("p0", 0) and queued.coordinates == ("p1", attempt)
+        await queued.ack()
     assert waits.delays == [0.5, 1.0, 2.0, 2.0, 2.0]  # base * 2**(n-1), capped at backoff_max
     assert failures == [False] * 5  # the broker's failure: never counted toward giving it up
     h.send = _failing(ValueError("too large"))
     with pytest.raises(SettleFailed) as failed:
-        await message.dead_letter("invalid")
+        await message.dead_letter("invalid", {"bytes": 2_000_000})
+    assert h.dead_letter_attempts[-1] == (("p0", 0), "invalid", {"bytes": 2_000_000}, False, "invalid")
     assert failed.value.counts  # the record's own failure counts
     await waits.release_all()
     (message,) = await h.handed_out()
     h.send = h._send_ok
-    await message.give_up("unsettleable")
-    assert h.dead_letter_attempts[-1] == (("p0", 0), "unsettleable", True)
+    await message.give_up("unsettleable", {"failures": 6})
+    # the give-up is minimal and knows the reason its dead letters were for
+    assert h.dead_letter_attempts[0] == (("p0", 0), "invalid", None, False, "invalid")
+    assert h.dead_letter_attempts[-1] == (("p0", 0), "unsettleable", {"failures": 6}, True, "invalid")
     assert p.settled_upto == 1 and p.retrying == 0 and h.hold_changes[-1] == ("p0", 0)
+    assert not p.dispatched and not p.timers  # every redelivery's timer done and forgotten
 
 
 async def test_a_send_that_outlasted_the_settle_timeout_is_awaited_again_not_sent_twice(waits):
@@ -278,26 +309,66 @@ async def test_a_send_that_outlasted_the_settle_timeout_is_awaited_again_not_sen
 async def test_a_closed_partition_hands_out_nothing_and_its_holds_end_without_redelivery(waits):
     h = Harness()
     p = h.partition("p0")
-    for position, lane in enumerate("abc"):
+    for position, lane in enumerate("abcd"):
         h.add(p, position, lane)
-    a0, b1, c2 = await h.handed_out()
+    a0, b1, c2, d3 = await h.handed_out()
     requeue = asyncio.create_task(a0.requeue(30.0))
+    h.send = _failing(ConnectionError("broker away"))
+    with pytest.raises(SettleFailed):
+        await d3.dead_letter("invalid")  # its redelivery waits for a backoff
     await asyncio.sleep(0)
+    assert len(p.timers) == 1 and h.hold_changes == [("p0", 1), ("p0", 2)]
+    h.add(p, 4, "e")  # parked behind the holds
     h.order.close(p)
     await requeue  # woken by the close, not by its delay
+    await asyncio.sleep(0)
+    assert not p.timers  # the redelivery cancelled
     assert p.busy()  # b1 and c2 are still in flight: a revoke's drain waits for them
     await b1.ack()  # closed but still held (draining): it counts
-    assert p.unsettled == 2 and p.first_unsettled().position == 0  # a0 was not settled by its requeue
-    h.add(p, 3, "d")
+    assert p.unsettled == 4 and p.first_unsettled().position == 0  # a0 was not settled by its requeue
+    late = h.add(p, 5, "f")
+    assert late.state == ordered.WAITING  # a closed partition offers nothing
     assert await h.handed_out() == []  # nothing more of a closed partition, not even a0 again
+    with pytest.raises(SettleFailed):
+        await c2.dead_letter("invalid")  # closed: not redelivered, no hold
+    assert h.hold_changes == [("p0", 1), ("p0", 2)] and not p.timers
     h.order.forget(p)
-    assert "p0" not in h.order.partitions and h.order.unsettled == 0
+    h.order.forget(p)  # twice: counted once
+    assert "p0" not in h.order.partitions and h.order.unsettled == 0 and p.unsettled == 0
     settled = h.settled
-    await c2.ack()  # a late settlement of a forgotten partition is ignored
-    assert h.settled == settled and h.order.unsettled == 0 and p.settled_upto is None
+    h.send = h._send_ok
+    other = Harness()
+    q = other.partition("q")
+    other.add(q, 0, "a")
+    (stray,) = await other.handed_out()
+    other.order.forget(q)
+    await stray.ack()  # a late settlement of a forgotten partition is ignored
+    assert other.order.unsettled == 0 and q.settled_upto is None and h.settled == settled
 
 
-async def test_stop_ends_the_hand_out_and_leaves_what_was_ready_unsettled(waits):
+async def test_a_record_ready_when_its_partition_closes_is_not_handed_out(waits):
+    h = Harness()
+    p, other = h.partition("p0"), h.partition("p1")
+    h.add(p, 0, "a")
+    h.add(other, 0, "a")
+    h.order.close(p)  # p's record is queued already
+    assert where(await h.handed_out()) == [("p1", 0)]  # skipped, and the hand-out goes on
+
+
+async def test_a_requeue_of_a_closed_or_stopping_partition_does_not_hold_it(waits):
+    h = Harness()
+    p, other = h.partition("p0"), h.partition("p1")
+    h.add(p, 0, "a")
+    h.add(other, 0, "a")
+    a0, q0 = await h.handed_out()
+    h.order.close(p)
+    await a0.requeue(30.0)
+    h.stopping.set()
+    await q0.requeue(30.0)
+    assert h.hold_changes == [] and waits.delays == [] and p.retrying == 0 and other.retrying == 0
+
+
+async def test_stopping_wakes_every_hold_and_ends_the_hand_out_leaving_what_was_ready_unsettled(waits):
     h = Harness()
     p = h.partition("p0")
     h.add(p, 0, "a")
@@ -305,11 +376,115 @@ async def test_stop_ends_the_hand_out_and_leaves_what_was_ready_unsettled(waits)
     h.add(p, 1, "b")
     requeue = asyncio.create_task(a0.requeue(30.0))
     await asyncio.sleep(0)
-    h.stopping.set()
+    h.stopping.set()  # the source stops: its holds end at once
+    await requeue
     h.order.stop()
-    await requeue  # woken by the stop
     assert [m async for m in h.out] == []
     assert p.unsettled == 2 and p.settled_upto is None
+
+
+async def test_a_settlement_under_way_keeps_the_partition_busy_until_it_is_done_or_cancelled(waits):
+    h = Harness()
+    p = h.partition("p0")
+    h.add(p, 0, "a")
+    (a0,) = await h.handed_out()
+    arrived = asyncio.Event()
+
+    async def slow_send() -> str:
+        await arrived.wait()
+        return "confirmed"
+
+    h.send = slow_send
+    sending = asyncio.create_task(a0.dead_letter("invalid"))
+    await asyncio.sleep(0)
+    assert p.busy() and a0 in p.dispatched  # a revoke's drain waits for the dead letter
+    arrived.set()
+    await sending
+    assert not p.busy() and not p.dispatched
+    h.add(p, 1, "b")
+    (b1,) = await h.handed_out()
+    requeue = asyncio.create_task(b1.requeue(1.0))
+    await asyncio.sleep(0)
+    assert p.busy()  # and for a requeue's hold
+    await waits.release_all()
+    await requeue
+    assert not p.busy()
+    (b1,) = await h.handed_out()
+    arrived.clear()
+    sending = asyncio.create_task(b1.dead_letter("invalid"))
+    await asyncio.sleep(0)
+    sending.cancel()  # the runner's settle deadline
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    assert b1 in p.dispatched and not p.busy()  # given up waiting: the drain does not wait for it
+
+
+async def test_each_confirmed_send_is_sent_again_next_time():
+    h = Harness()
+    p = h.partition("p0")
+    rec = h.add(p, 0, "a")
+    assert await h.order.send_once(rec, "result", h.send) == "confirmed"
+    assert await h.order.send_once(rec, "result", h.send) == "confirmed"
+    assert h.sent == [1, 1] and rec.sends == {}
+
+
+async def test_every_settlement_is_reported_to_the_source():
+    h = Harness()
+    p = h.partition("p0")
+    h.add(p, 0, "a")
+    h.add(p, 1, "b")
+    a0, b1 = await h.handed_out()
+    assert a0.attributes == {"lane": "a"}
+    before = h.settled
+    await a0.ack()
+    await b1.dead_letter("invalid")
+    assert h.settled == before + 2 and not p.dispatched
+
+
+async def test_for_source_takes_the_sources_name_and_stop_and_the_shared_settings():
+    class Source(BrokerSource):
+        name = "ordered-test"
+
+        def messages(self) -> Any:
+            raise NotImplementedError
+
+        async def stop_consuming(self) -> None:
+            self.begin_stopping()
+
+    source = Source()
+    settings = BrokerSidecarSettings(backoff_base=0.5, backoff_max=7.0, settle_timeout=3.0, max_body_bytes=2048)
+    made: list[OrderedRecord] = []
+    holds: list[Any] = []
+    settles: list[int] = []
+
+    def make(rec: OrderedRecord) -> OrderedMessage:
+        made.append(rec)
+        return OrderedMessage(order, rec, rec.item, (rec.position,))
+
+    order: OrderedPartitions[OrderedPartition] = OrderedPartitions.for_source(
+        source, settings, make, on_hold_change=holds.append, on_settled=lambda: settles.append(1)
+    )
+    assert (order.name, order.backoff_base, order.backoff_max, order.settle_timeout, order.max_body_bytes) == (
+        "ordered-test", 0.5, 7.0, 3.0, 2048,
+    )  # fmt: skip
+    p = OrderedPartition("p0")
+    order.partitions["p0"] = p
+    out = order.messages()
+    order.add(p, OrderedRecord(p, b"{}", 0, "a"))
+    await (await out.__anext__()).ack()
+    assert settles == [1]
+    rec = OrderedRecord(p, b"x" * 2049, 1, "a")
+    order.add(p, rec)
+    message = await out.__anext__()
+    assert made[-1] is rec and message.refusal is not None
+    requeue = asyncio.create_task(message.requeue(30.0))
+    await asyncio.sleep(0)
+    assert holds == [p]
+    await source.stop_consuming()  # the source's stop ends the hold
+    await requeue
+    order.stop()
+    assert [m async for m in out] == []
+    assert settles == [1]
 
 
 async def test_a_body_over_the_limit_is_handed_out_refused():

@@ -54,6 +54,10 @@ forgotten; a record still in flight after that is left to the new owner (its lat
 is ignored here). On assign, consumption resumes from the committed offsets. SIGTERM does the
 same for every partition (the runner drains; ``__aexit__`` commits, then leaves the group).
 
+The hand-out (order per lane, holds, redeliveries, the settled prefix) is the kit's
+``OrderedPartitions`` (``wojak.sidecars._core.ordered``); this module keeps the fetching, the
+commits, the rebalances and the produces.
+
 Coordinates are ``(topic, partition, offset)``: an order without ``client_order_id`` gets one
 derived from them (``derive_client_order_id``), the same on every redelivery.
 
