@@ -44,6 +44,10 @@ so a parent is read to its end before its children. A shard ends when GetRecords
 iterator (or, closed, returns nothing past its ending sequence number); once every record read
 from it is settled its checkpoint becomes ``SHARD_END`` and its lease is released.
 
+The hand-out (order per partition key, holds, redeliveries, the settled prefix) is the kit's
+``OrderedPartitions`` (``wojak.sidecars._core.ordered``); this module keeps the leases, the
+reading and the dead letters.
+
 Coordinates are ``(stream, shard id, sequence number)``: an order without ``client_order_id`` gets
 one derived from them, the same on every redelivery. ``/readyz`` is false while the stream or the
 lease table does not answer; every call is retried with a capped backoff (no restart needed).
@@ -128,6 +132,12 @@ def _error_code(exc: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Marks a lease write's failure as seen (it is reported to whoever still waits for it)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _string(value: str) -> dict[str, str]:
@@ -625,18 +635,34 @@ class KinesisSource(BrokerSource):
         leases = await self._run(self._table.scan)
         await self._take(leases)
 
+    async def _lease_write(self, shard: _Shard, write: Callable[..., int], *args: Any, timeout: float | None = None) -> bool:
+        """One conditional write of ``shard``'s lease (``write(shard_id, counter, *args)``), under its
+        lock, keeping the new counter even when the caller stops waiting (cancelled at stop, or past
+        ``timeout``): the write goes on in its thread, and a counter lost there would make this
+        replica's next write look like another replica's (LeaseLost: the shard dropped, its lease
+        neither checkpointed nor released at stop). False if the shard was dropped meanwhile."""
+
+        async def locked() -> bool:
+            async with shard.lock:
+                if shard.closed:
+                    return False
+                shard.counter = await self._run(write, shard.shard_id, shard.counter, *args)
+                return True
+
+        task = asyncio.ensure_future(locked())
+        task.add_done_callback(_retrieve)
+        return await asyncio.wait_for(asyncio.shield(task), timeout)
+
     async def _renew(self, shard: _Shard) -> None:
         assert self._table is not None
-        async with shard.lock:
-            if shard.closed:
+        try:
+            if not await self._lease_write(shard, self._table.renew):
                 return
-            try:
-                shard.counter = await self._run(self._table.renew, shard.shard_id, shard.counter)
-            except LeaseLost:
-                log.warning("lease of %s was taken by another replica: dropped", shard.shard_id)
-                self._drop(shard, "lost")
-                return
-            shard.renewed = time.monotonic()
+        except LeaseLost:
+            log.warning("lease of %s was taken by another replica: dropped", shard.shard_id)
+            self._drop(shard, "lost")
+            return
+        shard.renewed = time.monotonic()
 
     async def _sync_shards(self) -> None:
         """ListShards; a lease for every shard without one."""
@@ -740,19 +766,16 @@ class KinesisSource(BrokerSource):
         """At stop: the settled prefix checkpointed, then the lease given up."""
         assert self._table is not None
         await self._write_checkpoint(shard)
-        async with shard.lock:
-            if shard.closed:
-                return
-            try:
-                await asyncio.wait_for(self._run(self._table.release, shard.shard_id, shard.counter), self.settle_timeout)
+        try:
+            if await self._lease_write(shard, self._table.release, timeout=self.settle_timeout):
                 self._count("released")
-            except Exception as exc:
-                log.warning(
-                    "releasing the lease of %s failed (%s); it expires in %.0fs",
-                    shard.shard_id,
-                    _why(exc),
-                    self.config.lease_seconds,
-                )
+        except Exception as exc:
+            log.warning(
+                "releasing the lease of %s failed (%s); it expires in %.0fs",
+                shard.shard_id,
+                _why(exc),
+                self.config.lease_seconds,
+            )
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -767,35 +790,30 @@ class KinesisSource(BrokerSource):
         target = SHARD_END if end else shard.settled_upto
         if target is None or target == shard.checkpoint:
             return
-        async with shard.lock:
-            if shard.closed:
+        try:
+            if not await self._lease_write(shard, self._table.checkpoint, target, timeout=self.settle_timeout):
                 return
-            try:
-                shard.counter = await asyncio.wait_for(
-                    self._run(self._table.checkpoint, shard.shard_id, shard.counter, target), self.settle_timeout
-                )
-            except LeaseLost:
-                log.warning("checkpoint of %s refused: another replica holds its lease now; dropped", shard.shard_id)
-                self._drop(shard, "lost")
-                return
-            except Exception as exc:
-                self._table_ok = False
-                self._warn(
-                    f"checkpoint-{shard.shard_id}",
-                    "checkpointing %s at %s failed (%s); retrying",
-                    shard.shard_id,
-                    target,
-                    _why(exc),
-                )
-                return
-            shard.checkpoint = target
-            shard.renewed = time.monotonic()
-            self._count("checkpoints")
+        except LeaseLost:
+            log.warning("checkpoint of %s refused: another replica holds its lease now; dropped", shard.shard_id)
+            self._drop(shard, "lost")
+            return
+        except Exception as exc:
+            self._table_ok = False
+            self._warn(
+                f"checkpoint-{shard.shard_id}",
+                "checkpointing %s at %s failed (%s); retrying",
+                shard.shard_id,
+                target,
+                _why(exc) if not isinstance(exc, asyncio.TimeoutError) else f"no answer within {self.settle_timeout:.1f}s",
+            )
+            return
+        shard.checkpoint = target
+        shard.renewed = time.monotonic()
+        self._count("checkpoints")
         if end:
             log.info("shard %s finished (checkpoint SHARD_END): its children may be read", shard.shard_id)
             with contextlib.suppress(Exception):
-                async with shard.lock:
-                    shard.counter = await self._run(self._table.release, shard.shard_id, shard.counter)
+                await self._lease_write(shard, self._table.release)
             self._drop(shard, "ended")
             self._synced_at = -math.inf
 
