@@ -44,6 +44,13 @@ so a parent is read to its end before its children. A shard ends when GetRecords
 iterator (or, closed, returns nothing past its ending sequence number); once every record read
 from it is settled its checkpoint becomes ``SHARD_END`` and its lease is released.
 
+Results. With ``results_stream`` set, the verdict of an ``ack_and_publish`` (rejected, denied,
+venue_anomaly) is put on that stream before the record is acked: a JSON record of the engine's
+answer (``client_order_id``, ``verdict``, ``reason``, ``order``; ``duplicate: true`` when published
+again for a redelivery) and the record's ``stream``, ``shard`` and ``sequence_number``, under the
+record's partition key (one account's results in order). A put that was not confirmed requeues
+the record (retried in place); its redelivery is answered ``duplicate`` and published again.
+
 The hand-out (order per partition key, holds, redeliveries, the settled prefix) is the kit's
 ``OrderedPartitions`` (``wojak.sidecars._core.ordered``); this module keeps the leases, the
 reading and the dead letters.
@@ -179,6 +186,18 @@ def sqs_dead_letter(
         attributes[ENCODING_ATTRIBUTE] = _string("base64")
         return base64.b64encode(body).decode() or "=", attributes
     return text, attributes
+
+
+def result_record(reply: dict[str, Any], coordinates: tuple[str, str, str]) -> bytes:
+    """The data of a verdict on the results stream: the engine's answer (``client_order_id``,
+    ``verdict``, ``reason``, ``order``; ``duplicate`` when published again for a redelivery) and
+    the record's coordinates (a Kinesis record has no attributes)."""
+    stream, shard, sequence = coordinates
+    fields = {k: reply.get(k) for k in ("client_order_id", "verdict", "reason", "order")}
+    if reply.get("duplicate"):  # published again for a redelivery: the same outcome as the first
+        fields["duplicate"] = True
+    fields.update(stream=stream, shard=shard, sequence_number=sequence)
+    return orjson.dumps(fields, default=str)
 
 
 def stream_dead_letter(
@@ -528,6 +547,22 @@ class KinesisSource(BrokerSource):
             counts=lambda exc: _error_code(exc) in _RECORD_AT_FAULT,
             why=lambda exc: "no answer in time" if isinstance(exc, asyncio.TimeoutError) else _why(exc),
         )
+
+    async def publish_result(self, message: SourceMessage, reply: dict[str, Any]) -> None:
+        """A verdict of ``ack_and_publish`` to ``results_stream`` (partition key: the record's, so one
+        account's results stay in order), confirmed before the record is acked."""
+        assert isinstance(message, KinesisMessage)
+        stream = self.config.results_stream
+        if not stream:
+            return
+        rec = message._rec
+        data = result_record(reply, message.coordinates)
+        key = str(rec.lane) or "-"
+        response = await self._order.send_once(
+            rec, "result", lambda: self._run(self._kinesis.put_record, StreamName=stream, Data=data, PartitionKey=key)
+        )
+        if not response.get("SequenceNumber"):
+            raise RuntimeError("the result was not confirmed")
 
     # -- reading a shard ---------------------------------------------------------------
 
@@ -887,6 +922,7 @@ __all__ = [
     "Lease",
     "LeaseTable",
     "coordinates_for",
+    "result_record",
     "serve",
     "sqs_dead_letter",
     "stream_dead_letter",
