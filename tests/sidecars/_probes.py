@@ -39,9 +39,15 @@ def metric_total(port: int, name: str, **labels: str) -> float:
     return total
 
 
+def engine_with_a_tick(engine_factory: Any, **env: str) -> Any:
+    """A real engine that fills every order (its venue settings overridden by ``env``), with the
+    tick the orders are priced from."""
+    proc = engine_factory(**{"WOJAK_SANDBOX_FILL_PROBABILITY": "1", **env})
+    assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
+    return proc
+
+
 def engine_with_a_slow_venue(engine_factory: Any) -> Any:
     """A real engine whose venue takes 25 ms a batch (every order filled): the stream is still
     running when a test stops the broker or kills a replica."""
-    proc = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1", WOJAK_SANDBOX_LATENCY_MS="25")
-    assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
-    return proc
+    return engine_with_a_tick(engine_factory, WOJAK_SANDBOX_LATENCY_MS="25")

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.sidecars._probes import engine_with_a_tick
 from tests.sidecars.kinesis._broker import KinesisStream
-from wojak.engine.protocol import MessageType
 from wojak.sidecars.kinesis import KinesisSource
-from wojak.sidecars.testing.contract import TICK, Sidecar, dumps, eventually, ledger, order
+from wojak.sidecars.testing.contract import Sidecar, dumps, eventually, ledger, order
 
 pytestmark = pytest.mark.aws
 
@@ -27,9 +27,7 @@ FILLED = dumps(order("fill-1"))
 
 @pytest.fixture
 def engine(engine_factory):
-    proc = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1")
-    assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
-    return proc
+    return engine_with_a_tick(engine_factory)
 
 
 @pytest.fixture
