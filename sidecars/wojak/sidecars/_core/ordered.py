@@ -392,11 +392,7 @@ class OrderedPartitions(Generic[P]):
         message._busy = True
         try:
             await send()
-        except asyncio.CancelledError:
-            message._busy = False
-            raise
         except Exception as exc:
-            message._busy = False
             counted = counts(exc)
             log.warning(
                 "dead-lettering %s (%s) failed (%s); it is retried in place%s",
@@ -407,8 +403,10 @@ class OrderedPartitions(Generic[P]):
             )
             self.redeliver_later(message)
             raise SettleFailed(f"the dead letter was not confirmed ({why(exc)})", counts=counted) from None
-        message._busy = False
-        self.finish(message)
+        else:
+            self.finish(message)
+        finally:
+            message._busy = False
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
