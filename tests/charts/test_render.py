@@ -362,3 +362,18 @@ def test_metrics_are_scraped_through_the_service_or_from_the_pods(kube_bin, tmp_
     [deployment] = by_kind(docs, "Deployment")
     ports = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert endpoints[0]["port"] in ports
+
+
+def test_the_trading_helm_test_needs_an_explicit_symbol_and_price(kube_bin, tmp_path):
+    """With a test key, `helm test` posts a tick and sends a real order: the chart never picks the
+    instrument or the price for it (a default would price a real instrument at a made-up figure)."""
+    for given in ({}, {"symbol": "TEST-FUT"}, {"price": "100"}, {"symbol": "TEST-FUT", "price": "a lot"}):
+        values = values_for("http", tests={"http": {"apiKeySecret": "k", **given}})
+        result = render(kube_bin, tmp_path, values, check=False)
+        assert result.returncode != 0 and "/tests/http/" in result.stderr, (given, result.stderr)
+    values = values_for("http", tests={"http": {"apiKeySecret": "k", "symbol": "TEST-FUT", "price": "100.5"}})
+    docs = documents(render(kube_bin, tmp_path, values).stdout)
+    [pod] = [d for d in by_kind(docs, "Pod") if d["metadata"]["name"].endswith("-test-http")]
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert (env["WOJAK_TEST_SYMBOL"], env["WOJAK_TEST_PRICE"]) == ("TEST-FUT", "100.5")
+    assert render(kube_bin, tmp_path, values_for("http")).returncode == 0, "without a test key nothing is required"
