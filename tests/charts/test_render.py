@@ -377,3 +377,24 @@ def test_the_trading_helm_test_needs_an_explicit_symbol_and_price(kube_bin, tmp_
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert (env["WOJAK_TEST_SYMBOL"], env["WOJAK_TEST_PRICE"]) == ("TEST-FUT", "100.5")
     assert render(kube_bin, tmp_path, values_for("http")).returncode == 0, "without a test key nothing is required"
+
+
+def test_a_kinesis_source_publishes_results_only_to_the_stream_named(kube_bin, tmp_path, monkeypatch):
+    from wojak.sidecars.kinesis.config import KinesisSidecarSettings
+
+    def source_env(values: dict[str, Any]) -> dict[str, Any]:
+        pod = by_kind(documents(render(kube_bin, tmp_path, values).stdout), "Deployment")[0]["spec"]["template"]["spec"]
+        return {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+    assert "WOJAK_SIDECAR_KINESIS_RESULTS_STREAM" not in source_env(values_for("kinesis")), "none by default"
+    values = values_for("kinesis")
+    values["source"]["kinesis"]["resultsStream"] = "desk-results"
+    env = source_env(values)
+    assert env["WOJAK_SIDECAR_KINESIS_RESULTS_STREAM"] == "desk-results"
+    for name, value in env.items():  # the container's environment, as the sidecar reads it
+        if name.startswith("WOJAK_SIDECAR_KINESIS_") and value is not None:
+            monkeypatch.setenv(name, value)
+    assert KinesisSidecarSettings().results_stream == "desk-results"
+    values["source"]["kinesis"]["resultsStream"] = "not a stream name"
+    result = render(kube_bin, tmp_path, values, check=False)
+    assert result.returncode != 0 and "/source/kinesis/resultsStream" in result.stderr, result.stderr

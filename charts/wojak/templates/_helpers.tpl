@@ -372,6 +372,7 @@ seccompProfile:
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_INITIAL_POSITION" $b.initialPosition) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_DEAD_LETTER_QUEUE_URL" $b.deadLetterQueueUrl) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_DEAD_LETTER_STREAM" $b.deadLetterStream) }}
+{{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_RESULTS_STREAM" $b.resultsStream) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_BATCH_SIZE" $b.batchSize) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_PREFETCH" $b.prefetch) }}
 - name: WOJAK_SIDECAR_KINESIS_WORKER_ID
