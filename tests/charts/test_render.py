@@ -398,3 +398,28 @@ def test_a_kinesis_source_publishes_results_only_to_the_stream_named(kube_bin, t
     values["source"]["kinesis"]["resultsStream"] = "not a stream name"
     result = render(kube_bin, tmp_path, values, check=False)
     assert result.returncode != 0 and "/source/kinesis/resultsStream" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_extra_env_reaches_its_container_and_never_replaces_what_the_chart_sets(kube_bin, tmp_path, native):
+    values = values_for("rabbitmq", engine={"nativeSidecar": native, "extraEnv": [{"name": "WOJAK_SANDBOX_LATENCY_MS", "value": "100"}]})
+    values["source"]["extraEnv"] = [{"name": "WOJAK_SIDECAR_ENGINE_LINGER_MS", "value": "2"}]
+    pod = by_kind(documents(render(kube_bin, tmp_path, values).stdout), "Deployment")[0]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"] + pod.get("initContainers", [])}
+    engine = {e["name"]: e.get("value") for e in containers["engine"]["env"]}
+    source = {e["name"]: e.get("value") for e in containers["source"]["env"]}
+    assert engine["WOJAK_SANDBOX_LATENCY_MS"] == "100" and "WOJAK_SANDBOX_LATENCY_MS" not in source
+    assert source["WOJAK_SIDECAR_ENGINE_LINGER_MS"] == "2" and "WOJAK_SIDECAR_ENGINE_LINGER_MS" not in engine
+    assert engine["WOJAK_ENGINE_RISK_CONFIG"] == "/etc/wojak/risk/risk.yaml", "the chart's own environment is still there"
+    for where, name in (("engine", "WOJAK_STORE"), ("engine", "WOJAK_ENGINE_RISK_CONFIG"), ("source", "WOJAK_ENGINE_SOCKET")):
+        bad = values_for("rabbitmq", engine={"nativeSidecar": native})
+        bad[where]["extraEnv"] = [{"name": name, "value": "elsewhere"}]
+        result = render(kube_bin, tmp_path, bad, check=False)
+        assert result.returncode != 0 and f"{where}.extraEnv: {name} is set by the chart" in result.stderr, result.stderr
+    bad = values_for("rabbitmq", engine={"extraEnv": [{"name": "lower-case", "value": "x"}]})
+    result = render(kube_bin, tmp_path, bad, check=False)
+    assert result.returncode != 0 and "/engine/extraEnv/0/name" in result.stderr, result.stderr
+    bad = values_for("rabbitmq")
+    bad["source"]["extraEnv"] = [{"name": "WOJAK_SIDECAR_RABBITMQ_PREFETCH", "value": "16"}]  # source.rabbitmq.prefetch's
+    result = render(kube_bin, tmp_path, bad, check=False)
+    assert result.returncode != 0 and "WOJAK_SIDECAR_RABBITMQ_PREFETCH is set by the chart" in result.stderr, result.stderr
