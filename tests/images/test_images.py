@@ -95,9 +95,9 @@ def test_the_engine_refuses_to_start_without_its_risk_config_in_one_line(images,
     assert len(lines) == 1 and "/etc/wojak/none.yaml" in lines[0], lines
 
 
-def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+def _http(method: str, url: str, body: dict[str, Any] | None = None, key: str = KEY) -> tuple[int, dict[str, Any]]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Authorization": f"Bearer {KEY}",
+    request = urllib.request.Request(url, data=data, method=method, headers={"Authorization": f"Bearer {key}",
                                                                              "Content-Type": "application/json"})  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -1,13 +1,14 @@
-"""The pod, as Kubernetes YAML, run by `podman kube play` with the images built here.
+"""The chart's own pod, rendered by helm, run by `podman kube play` with the images built here.
 
-The engine is an ordinary container beside the source sidecar: podman 4.3's kube play waits
-forever for a native sidecar (an init container with restartPolicy: Always) to exit, so this is
-the rendering a chart gives for runtimes without native sidecars. Both containers run under the
-restricted pod security profile (non-root numeric user, read-only root filesystem, no privilege
-escalation, every capability dropped, seccomp RuntimeDefault) and share an emptyDir for the
-engine's socket; the risk file comes from a ConfigMap volume. The pod uses the host's network
-(`kube play --network host`) so the sidecars reach the shared RabbitMQ on 127.0.0.1 and the
-test reaches the HTTP intake on loopback.
+The engine is an ordinary container beside the source sidecar (`engine.nativeSidecar=false`):
+podman 4.3's kube play waits forever for a native sidecar (an init container with
+restartPolicy: Always) to exit. The chart's Deployment is changed only where kube play cannot
+run it (`for_podman` in test_helm_test.py: Secret volumes and references, ports on the host
+network, emptyDir names). Both containers run under the restricted pod security profile
+(checked as they run: read-only root, no capabilities, the numeric user) and share an emptyDir
+for the engine's socket; the risk file comes from the chart's ConfigMap volume. The pod uses the
+host's network (`kube play --network host`) so the source reaches the shared RabbitMQ on
+127.0.0.1 and the test reaches the HTTP intake on loopback.
 """
 
 from __future__ import annotations
@@ -38,65 +39,10 @@ from tests.images.conftest import (
     verdicts,
 )
 from tests.images.test_helm_test import for_podman
-from tests.images.test_images import KEY, STREAM, STREAM_LATENCY_MS, _http, _ready, _wait
+from tests.images.test_images import STREAM, STREAM_LATENCY_MS, _http, _ready, _wait
 from wojak.sidecars.testing.contract import ACCOUNTS, CONTRACT_RISK_CONFIG, TICK, dumps, eventually, order
 
 pytestmark = pytest.mark.slow
-
-RESTRICTED = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "capabilities": {"drop": ["ALL"]},
-}
-
-
-def pod_yaml(
-    name: str, engine_image: str, sidecar_image: str, sidecar_env: dict[str, str], risk: str, engine_env: dict[str, str] | None = None
-) -> str:
-    """A ConfigMap with the risk file and the pod: the engine as an ordinary container. The
-    volumes are named after the pod: podman 4.3 makes an emptyDir a named volume of the volume's
-    name, which every pod with an emptyDir of that name would share (and a later pod reuse)."""
-    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-risk"}, "data": {"risk.yaml": risk}}
-    run, data = f"{name}-run", f"{name}-data"
-    mounts = [{"name": run, "mountPath": "/run/wojak"}]
-    engine = {
-        "name": "engine",
-        "image": engine_image,
-        "env": [
-            {"name": "WOJAK_ENGINE_RISK_CONFIG", "value": "/etc/wojak/risk/risk.yaml"},
-            {"name": "WOJAK_VENUE", "value": "sandbox:?ledger=/var/lib/wojak/sandbox.sqlite"},
-            {"name": "WOJAK_SANDBOX_FILL_PROBABILITY", "value": "1"},  # every order fills (default: 9 in 10)
-            *({"name": k, "value": v} for k, v in (engine_env or {}).items()),
-        ],
-        "securityContext": RESTRICTED,
-        "volumeMounts": [*mounts, {"name": data, "mountPath": "/var/lib/wojak"},
-                         {"name": "risk", "mountPath": "/etc/wojak/risk", "readOnly": True}],  # fmt: skip
-        "livenessProbe": {"exec": {"command": ["/opt/wojak/bin/wojak-engine", "ping"]}, "periodSeconds": 10},
-    }
-    sidecar = {
-        "name": "sidecar",
-        "image": sidecar_image,
-        "env": [{"name": k, "value": v} for k, v in sidecar_env.items()],
-        "securityContext": RESTRICTED,
-        "volumeMounts": mounts,
-    }
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "wojak"}},
-        "spec": {
-            "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-                                "seccompProfile": {"type": "RuntimeDefault"}},  # fmt: skip
-            "terminationGracePeriodSeconds": 60,
-            "restartPolicy": "Never",
-            "containers": [engine, sidecar],
-            "volumes": [{"name": run, "emptyDir": {}}, {"name": data, "emptyDir": {}},
-                        {"name": "risk", "configMap": {"name": f"{name}-risk"}}],  # fmt: skip
-        },
-    }
-    return yaml.safe_dump_all([configmap, pod], sort_keys=False)
-
 
 class PlayedPod:
     """A pod under kube play: ``name`` the pod's, ``source`` its sidecar container's name, and the
@@ -168,77 +114,57 @@ class PlayedPod:
             podman("volume", "rm", "-f", volume, check=False)
 
 
-@pytest.fixture
-def played(images, tmp_path):
-    pods: list[PlayedPod] = []
+def test_kube_play_of_the_chart_fills_an_http_order_and_a_configmap_risk_change_reaches_the_engine(images, kube_bin, tmp_path):
+    """The chart's own pod (helm template, http source, the engine as an ordinary container):
+    restricted as it runs, an order filled, a ConfigMap change reaching the engine, SIGTERM clean."""
+    from wojak.sidecars._core.keys import new_key
 
-    def make(sidecar: str, env: dict[str, str], risk: str | None = None, engine_env: dict[str, str] | None = None) -> PlayedPod:
-        from wojak.engine.risk import demo_risk_config_path
-
-        name = f"wojak-kp-{uuid.uuid4().hex[:8]}"
-        risk = Path(demo_risk_config_path()).read_text() if risk is None else risk
-        text = pod_yaml(name, images.engine, images.sidecars[sidecar], env, risk, engine_env)
-        pod = PlayedPod(tmp_path, name, text)
-        pods.append(pod)
+    key, entry = new_key("kube-play", ["desk-1"], ["orders:write", "ticks:write"])
+    port = free_port()
+    values = values_for("http")
+    values["engine"] = {"venue": "sandbox:?ledger=/var/lib/wojak/sandbox.sqlite",
+                        "extraEnv": [{"name": "WOJAK_SANDBOX_FILL_PROBABILITY", "value": "1"}]}  # fmt: skip
+    values["source"]["http"].update({"apiKeysSecret": "api-keys", "port": port, "service": {"type": "ClusterIP", "port": port}})
+    pod = chart_pod(images, kube_bin, tmp_path, values, {"api-keys": {"keys.yaml": yaml.safe_dump({"principals": [entry]})}})
+    try:
         pod.play()
-        return pod
+        base = f"http://127.0.0.1:{port}"
+        _wait(lambda: _ready(f"{base}/readyz"), 120, "the pod's HTTP source /readyz", lambda: pod.state(pod.source)["Running"])
+        assert pod.state("engine")["Running"]
+        for which in ("engine", pod.source):
+            inspected = json.loads(podman("inspect", "--format", "{{json .HostConfig}}", pod.container(which)).stdout)
+            assert inspected["ReadonlyRootfs"], which
+            caps = pod.exec(which, "/opt/wojak/bin/python3", "-c", CAPS_SCRIPT)
+            assert caps.stdout.split() == ["0000000000000000"] * 3, caps.stdout + caps.stderr
+            written = pod.exec(which, "/opt/wojak/bin/python3", "-c", "open('/opt/wojak/x', 'w')")
+            assert written.returncode != 0 and "Read-only file system" in written.stderr, written.stderr
+            uid = pod.exec(which, "/opt/wojak/bin/python3", "-c", "import os; print(os.getuid(), os.getgid())")
+            assert uid.stdout.split() == [str(UID), str(UID)], uid.stdout + uid.stderr
 
-    yield make
-    for pod in pods:
+        assert _http("POST", f"{base}/v1/ticks", TICK, key=key)[0] == 200
+        status, reply = _http("POST", f"{base}/v1/orders", order("kp-1", account="desk-1"), key=key)
+        assert status == 200 and reply["verdict"] == "filled", reply
+        assert pod.executions() == {"kp-1": 1}
+
+        # the ConfigMap changes (its volume's file replaced, as the kubelet swaps it): HALTED reaches the engine
+        risk = pod.risk_file()
+        staged = risk.with_name(".risk.yaml.new")
+        staged.write_text(risk.read_text().replace("trading_state: ACTIVE", "trading_state: HALTED", 1))
+        os.replace(staged, risk)
+        tries: list[dict[str, Any]] = []
+
+        def denied() -> bool:
+            status, reply = _http("POST", f"{base}/v1/orders", order(f"kp-h-{len(tries)}", account="desk-1"), key=key)
+            tries.append(reply)
+            return status == 200 and reply["verdict"] == "denied" and "trading_halted" in str(reply.get("reason"))
+
+        _wait(denied, 30, "the engine to deny orders once the ConfigMap says HALTED")
+
+        # SIGTERM to the pod: both containers stop cleanly
+        assert pod.stop() == {"engine": 0, pod.source: 0}, pod.logs("engine")[-2000:] + pod.logs(pod.source)[-2000:]
+        assert "Traceback" not in pod.logs("engine") + pod.logs(pod.source)
+    finally:
         pod.down()
-
-
-def test_the_pod_yaml_is_restricted_and_has_no_native_sidecar(images):
-    docs = list(yaml.safe_load_all(pod_yaml("p", images.engine, images.sidecars["http"], {}, "x: 1\n")))
-    spec = docs[1]["spec"]
-    assert "initContainers" not in spec
-    assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    for container in spec["containers"]:
-        assert container["securityContext"] == RESTRICTED
-    # podman names an emptyDir's volume after it: a pod's own names keep two pods' stores apart
-    assert all(v["name"].startswith("p-") for v in spec["volumes"] if "emptyDir" in v)
-
-
-def test_kube_play_an_order_to_the_http_source_is_filled_and_a_configmap_risk_change_reaches_the_engine(played):
-    port, health = free_port(), free_port()
-    pod = played("http", {"WOJAK_API_KEYS": KEY, "WOJAK_DEV": "1", "WOJAK_SIDECAR_HOST": "127.0.0.1",
-                          "WOJAK_SIDECAR_PORT": str(port), "WOJAK_SIDECAR_HEALTH_HOST": "127.0.0.1",
-                          "WOJAK_SIDECAR_HEALTH_PORT": str(health)})  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    _wait(lambda: _ready(f"{base}/readyz"), 120, "the pod's HTTP source /readyz", lambda: pod.state("sidecar")["Running"])
-    assert pod.state("engine")["Running"]
-    for which in ("engine", "sidecar"):
-        inspected = json.loads(podman("inspect", "--format", "{{json .HostConfig}}", pod.container(which)).stdout)
-        assert inspected["ReadonlyRootfs"], which
-        caps = pod.exec(which, "/opt/wojak/bin/python3", "-c", CAPS_SCRIPT)
-        assert caps.stdout.split() == ["0000000000000000"] * 3, caps.stdout + caps.stderr
-        written = pod.exec(which, "/opt/wojak/bin/python3", "-c", "open('/opt/wojak/x', 'w')")
-        assert written.returncode != 0 and "Read-only file system" in written.stderr, written.stderr
-        uid = pod.exec(which, "/opt/wojak/bin/python3", "-c", "import os; print(os.getuid(), os.getgid())")
-        assert uid.stdout.split() == [str(UID), str(UID)], uid.stdout + uid.stderr
-
-    assert _http("POST", f"{base}/v1/ticks", TICK)[0] == 200
-    status, reply = _http("POST", f"{base}/v1/orders", order("kp-1", account="desk-1"))
-    assert status == 200 and reply["verdict"] == "filled", reply
-    assert pod.executions() == {"kp-1": 1}
-
-    # the ConfigMap changes (its volume's file replaced, as the kubelet swaps it): HALTED reaches the engine
-    risk = pod.risk_file()
-    staged = risk.with_name(".risk.yaml.new")
-    staged.write_text(risk.read_text().replace("trading_state: ACTIVE", "trading_state: HALTED", 1))
-    os.replace(staged, risk)
-    tries: list[dict[str, Any]] = []
-
-    def denied() -> bool:
-        status, reply = _http("POST", f"{base}/v1/orders", order(f"kp-h-{len(tries)}", account="desk-1"))
-        tries.append(reply)
-        return status == 200 and reply["verdict"] == "denied" and "trading_halted" in str(reply.get("reason"))
-
-    _wait(denied, 30, "the engine to deny orders once the ConfigMap says HALTED")
-
-    # SIGTERM to the pod: both containers stop cleanly
-    assert pod.stop() == {"engine": 0, "sidecar": 0}, pod.logs("engine")[-2000:] + pod.logs("sidecar")[-2000:]
-    assert "Traceback" not in pod.logs("engine") + pod.logs("sidecar")
 
 
 def chart_pod(images, kube_bin, tmp_path: Path, values: dict[str, Any], secrets: dict[str, dict[str, str]]) -> PlayedPod:
