@@ -17,9 +17,10 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -251,6 +252,30 @@ def assert_each_executed_or_denied_once(
 
 async def rabbit_empty(rabbit) -> bool:
     return await rabbit.pending() == 0
+
+
+async def each_message_decided_and_acked(
+    ids: list[str],
+    rabbit: Any,
+    orders: Callable[[], dict[str, dict[str, Any]]],
+    executions: Callable[[], dict[str, int]],
+    logs: Callable[[], str],
+    timeout: float,
+) -> None:
+    """Wait until every one of ``ids`` has a verdict in the engine's store (``orders``) and the
+    queue is empty; on a timeout, say where the rest are: queued, dead-lettered, or held."""
+    from wojak.sidecars.testing.contract import eventually
+
+    try:
+        await eventually(lambda: len(verdicts(ids, orders())) == len(ids), timeout, "every message's verdict")
+        await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
+    except AssertionError as exc:
+        letters = await rabbit.dead_letters()
+        states = Counter(o["state"] for o in orders().values())
+        raise AssertionError(
+            f"{exc}: {len(executions())} executed, the store holds {dict(states)}, {await rabbit.pending()} ready in the "
+            f"queue, {len(letters)} dead-lettered {[d.reason for d in letters][:5]}\n{logs()}"
+        ) from None
 
 
 @pytest.fixture

@@ -31,10 +31,10 @@ from tests.images.conftest import (
     TICK_SCRIPT,
     UID,
     assert_each_executed_or_denied_once,
+    each_message_decided_and_acked,
     lock_pins,
     podman,
     rabbit_empty,
-    verdicts,
 )
 from wojak.sidecars.testing.contract import ACCOUNTS, CONTRACT_RISK_CONFIG, TICK, dumps, eventually, order
 
@@ -223,15 +223,8 @@ async def test_a_message_published_to_rabbitmq_is_executed_and_acked_and_sigterm
     def stored() -> dict[str, dict[str, Any]]:
         return pod.engine_orders(limit=5 * STREAM)
 
-    try:
-        await eventually(lambda: len(verdicts(ids, stored())) == STREAM, 120, "every message's verdict after the restart")
-        await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
-    except AssertionError as exc:  # say where the rest are: queued, dead-lettered, or held by a process
-        letters = await rabbit.dead_letters()
-        raise AssertionError(f"{exc}: {len(pod.executions())} executed, the store holds "
-                             f"{Counter(o['state'] for o in stored().values())}, {await rabbit.pending()} ready in the "
-                             f"queue, {len(letters)} dead-lettered {[d.reason for d in letters][:5]}\n--- sidecar\n"
-                             f"{pod.logs('rabbitmq')[-4000:]}\n--- engine\n{pod.logs('engine')[-3000:]}") from None  # fmt: skip
+    logs = lambda: f"--- sidecar\n{pod.logs('rabbitmq')[-4000:]}\n--- engine\n{pod.logs('engine')[-3000:]}"  # noqa: E731
+    await each_message_decided_and_acked(ids, rabbit, stored, pod.executions, logs, 120)
     executions = pod.executions()
     assert executions.pop("rmq-1") == 1
     denied = assert_each_executed_or_denied_once(ids, stored(), executions)

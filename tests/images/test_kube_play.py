@@ -34,9 +34,8 @@ from tests.images.conftest import (
     TICK_SCRIPT,
     UID,
     assert_each_executed_or_denied_once,
+    each_message_decided_and_acked,
     podman,
-    rabbit_empty,
-    verdicts,
 )
 from tests.images.test_helm_test import for_podman
 from tests.images.test_images import STREAM, STREAM_LATENCY_MS, _http, _ready, _wait
@@ -220,15 +219,8 @@ async def test_kube_play_of_the_chart_executes_and_acks_rabbitmq_messages_and_a_
         # the pod again, on the same volumes: every message gets one verdict (executed once or denied once) and is acked
         await asyncio.to_thread(podman, "pod", "start", pod.name)
         await asyncio.to_thread(pod.wait_engine)
-        try:
-            await eventually(lambda: len(verdicts(ids, pod.engine_orders())) == STREAM, 180, "every message's verdict")
-            await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
-        except AssertionError as exc:  # say where the rest are: queued, dead-lettered, or held by a process
-            letters = await rabbit.dead_letters()
-            raise AssertionError(f"{exc}: {len(pod.executions())} executed, the store holds {pod.stored_states()}, "
-                                 f"{await rabbit.pending()} ready in the queue, "
-                                 f"{len(letters)} dead-lettered {[d.reason for d in letters][:5]}\n--- source\n"
-                                 f"{pod.logs('source')[-4000:]}\n--- engine\n{pod.logs('engine')[-3000:]}") from None  # fmt: skip
+        logs = lambda: f"--- source\n{pod.logs('source')[-4000:]}\n--- engine\n{pod.logs('engine')[-3000:]}"  # noqa: E731
+        await each_message_decided_and_acked(ids, rabbit, pod.engine_orders, pod.executions, logs, 180)
         denied = assert_each_executed_or_denied_once(ids, pod.engine_orders(), pod.executions())
         print(f"kube play of the chart, RabbitMQ drain: {STREAM - len(denied)} executed, {len(denied)} denied {Counter(denied.values())}")
         assert not denied, f"denied under limits no order here reaches: {Counter(denied.values())}"
