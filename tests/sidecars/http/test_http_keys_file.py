@@ -12,6 +12,7 @@ import pytest
 from wojak.engine.protocol import ALL_SCOPES
 from wojak.sidecars._core import keys as keys_module
 from wojak.sidecars._core.keys import (
+    MAX_KEYS_FILE_BYTES,
     AuditTrail,
     KeysFileError,
     KeysFileWatcher,
@@ -67,7 +68,7 @@ def test_new_key_gives_a_wjk_key_and_an_entry_that_loads():
     (_yaml(f"{{name: a, key_sha256: '{H1}', scopes: [ticks:write]}}", f"{{name: a, key_sha256: '{H2}', scopes: [ticks:write]}}"),
      "principals[1] (a): the name is already used by principals[0]"),
     (_yaml(f"{{name: a, key_sha256: '{H1}', scopes: [ticks:write]}}", f"{{name: b, key_sha256: '{H1.upper()}', scopes: [ticks:write]}}"),
-     "principals[1] (b): key_sha256 is the same as a's"),
+     "principals[1] (b): key_sha256 is the same as a's; every principal needs its own key"),
     (f"principals:\n  - name: a\n    name: b\n    key_sha256: '{H1}'\n    scopes: [ticks:write]\n".encode(), "appears twice"),
     (b"principals:\n  - !!python/object:os.system {}\n", "not valid YAML"),
     (b"\xff\xfe", "not UTF-8"),
@@ -341,3 +342,57 @@ def test_key_hashes_and_new_entries_are_plain_text():
     assert key_sha256(b"wjk_some-key") == key_sha256("wjk_some-key") == hashlib.sha256(b"wjk_some-key").hexdigest()
     _, entry = new_key("feed", [], [Scope.TICKS_WRITE])
     assert entry["scopes"] == ["ticks:write"] and type(entry["scopes"][0]) is str  # written to YAML as text
+
+
+def test_a_keys_file_of_exactly_the_size_limit_loads_whole_and_one_byte_more_is_refused(tmp_path):
+    last = f"  - {{name: last, key_sha256: '{H2}', scopes: [ticks:write]}}"  # no newline: a cut file is not YAML
+    head = f"principals:\n  - {{name: first, key_sha256: '{H1}', scopes: [ticks:write]}}\n"
+    padding = MAX_KEYS_FILE_BYTES - len(head) - len(last) - 2  # "#" and its newline
+    path = tmp_path / "keys.yaml"
+    path.write_text("#" + "x" * padding + "\n" + head + last)
+    assert path.stat().st_size == MAX_KEYS_FILE_BYTES
+    assert load_keys_file(path).names == ["first", "last"]
+    assert parse_keys(path.read_bytes()).names == ["first", "last"]
+    path.write_text("#" + "x" * (padding + 1) + "\n" + head + last)
+    with pytest.raises(KeysFileError) as refused:
+        load_keys_file(path)
+    assert str(refused.value) == f"keys file {path}: is larger than {MAX_KEYS_FILE_BYTES} bytes"
+    with pytest.raises(KeysFileError, match=f"^is larger than {MAX_KEYS_FILE_BYTES} bytes$"):
+        parse_keys(path.read_bytes())
+
+
+def test_an_audit_event_dropped_while_it_is_being_sent_does_not_take_the_next_one_with_it():
+    """A full trail drops its oldest event; if that is the one in flight, the engine's answer
+    to it must not pop the event now at the head, which was never sent."""
+
+    class Held:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+            self.release = asyncio.Event()
+
+        async def audit(self, event, actor, detail):
+            self.calls.append(event)
+            if event == "e0":
+                await self.release.wait()
+            return {"verdict": "ok"}
+
+    async def scenario() -> list[str]:
+        engine = Held()
+        audit = AuditTrail(engine, "sidecar:test", max_pending=2)
+        audit.record("e0", {})
+        audit.record("e1", {})
+        sender = asyncio.create_task(audit.run())
+        for _ in range(200):
+            if engine.calls:
+                break
+            await asyncio.sleep(0.01)
+        audit.record("e2", {})  # full: e0, in flight, is dropped
+        engine.release.set()
+        for _ in range(200):
+            if not audit.pending:
+                break
+            await asyncio.sleep(0.01)
+        sender.cancel()
+        return engine.calls
+
+    assert asyncio.run(scenario()) == ["e0", "e1", "e2"]
