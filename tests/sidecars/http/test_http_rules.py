@@ -359,6 +359,54 @@ async def test_the_lifespan_connects_audits_reloads_the_keys_file_and_drains(tmp
         assert (await c.get("/readyz")).json()["draining"] is True
 
 
+async def _lifespan(app: Any) -> tuple[asyncio.Task[None], asyncio.Queue[dict[str, Any]], list[dict[str, Any]]]:
+    """Start ``app``'s lifespan as an ASGI server does; (its task, its inbox, what it sent)."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        outbox.append(message)
+
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, send))
+    await inbox.put({"type": "lifespan.startup"})
+    for _ in range(400):
+        if outbox:
+            break
+        await asyncio.sleep(0.01)
+    return task, inbox, outbox
+
+
+async def test_with_development_keys_the_lifespan_starts_serves_and_stops_without_a_keys_watcher(tmp_path, monkeypatch):
+    engine = AuditingEngine()
+    engine.answers["list"] = {"verdict": "ok", "orders": [], "next_cursor": None}
+    dev_key = "wjk_development-key-0123456789"
+    app = app_of(tmp_path, monkeypatch, engine, dev_keys=dev_key)
+    task, inbox, outbox = await _lifespan(app)
+    assert [m["type"] for m in outbox] == ["lifespan.startup.complete"] and engine.connected
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wojak") as c:
+        assert (await c.get("/v1/orders", headers={"X-API-Key": dev_key})).status_code == 200
+    await inbox.put({"type": "lifespan.shutdown"})
+    await asyncio.wait_for(task, 5)
+    assert [m["type"] for m in outbox] == ["lifespan.startup.complete", "lifespan.shutdown.complete"] and engine.closed
+    assert engine.audited == []  # no keys file: nothing loaded to audit
+
+
+def test_the_keys_file_is_polled_at_the_configured_interval(tmp_path, monkeypatch):
+    from wojak.sidecars.http import source
+
+    intervals: list[float] = []
+
+    class Recording(source.KeysFileWatcher):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            intervals.append(self.interval)
+
+    monkeypatch.setattr(source, "KeysFileWatcher", Recording)
+    monkeypatch.setenv("WOJAK_API_KEYS_RELOAD_SECONDS", "7.5")
+    app_of(tmp_path, monkeypatch, ScriptedEngine())
+    assert intervals == [7.5]
+
+
 @pytest.fixture
 def scripted() -> ScriptedEngine:
     return ScriptedEngine()
