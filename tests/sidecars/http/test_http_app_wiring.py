@@ -78,6 +78,23 @@ def test_keys_settings_refusals(clean_env, tmp_path):
         HttpSidecarSettings()
 
 
+def test_each_keys_setting_refusal_says_what_to_do_in_full(clean_env, tmp_path):
+    from wojak.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        HttpSidecarSettings().to_config()
+    assert str(refused.value) == (
+        "WOJAK_API_KEYS is empty and WOJAK_API_KEYS_FILE is not set: the HTTP intake needs at least one"
+        " API key (a keys file from `wojak keys new`, or WOJAK_API_KEYS for development)")  # fmt: skip
+    clean_env.setenv("WOJAK_API_KEYS", "k" * 16)
+    clean_env.setenv("WOJAK_API_KEYS_FILE", str(tmp_path / "keys.yaml"))
+    with pytest.raises(ConfigError) as refused:
+        HttpSidecarSettings().to_config()
+    assert str(refused.value) == (
+        "WOJAK_API_KEYS_FILE and WOJAK_API_KEYS are both set: use WOJAK_API_KEYS_FILE (scoped keys)"
+        " or WOJAK_API_KEYS (development: one key with every account and scope), not both")  # fmt: skip
+
+
 async def test_metrics_count_refusals_verdicts_and_round_trips(api, engine):  # noqa: F811
     engine.answers["submit"] = {"verdict": "filled", "client_order_id": "r-1", "order": STORED}
     async with api() as c:

@@ -396,3 +396,70 @@ def test_an_audit_event_dropped_while_it_is_being_sent_does_not_take_the_next_on
         return engine.calls
 
     assert asyncio.run(scenario()) == ["e0", "e1", "e2"]
+
+
+ENTRY = f"{{name: a, key_sha256: '{H1}', scopes: [ticks:write]}}"
+
+
+@pytest.mark.parametrize("raw, name, message", [
+    (b"[1, 2]\n", "keys.yaml", "must be a mapping with a principals list"),
+    (b"principals: [" + ENTRY.encode() + b"]\nzeta: 1\nalpha: 2\n", "keys.yaml",
+     "unknown top-level field(s) alpha, zeta; only principals is allowed"),
+    (b"principals: []\n", "keys.yaml", "principals must be a non-empty list"),
+    (_yaml(f"{{name: a, key_sha256: '{H1}', scopes: [ticks:write], zz: 1, extra: 2}}"), "keys.yaml",
+     "principals[0] (a): unknown field(s) extra, zz; allowed: name, key_sha256, accounts, scopes"),
+    (_yaml(f"{{name: a, key_sha256: '{H1}', scopes: []}}"), "keys.yaml",
+     f"principals[0] (a): scopes must be a non-empty list of {', '.join(sorted(ALL_SCOPES))}"),
+    (b"principals:\n  - name: a\n\n    name: b\n", "keys.yaml", "line 4: key 'name' appears twice in one mapping"),
+])  # fmt: skip
+def test_each_refusal_of_a_keys_file_in_full(raw, name, message):
+    with pytest.raises(KeysFileError) as refused:
+        parse_keys(raw, name)
+    assert str(refused.value) == message
+
+
+def test_an_unreadable_keys_file_and_an_empty_development_list_in_full(tmp_path):
+    with pytest.raises(KeysFileError) as refused:
+        load_keys_file(tmp_path / "missing.yaml")
+    assert str(refused.value) == f"keys file {tmp_path / 'missing.yaml'}: cannot be read: No such file or directory"
+    with pytest.raises(KeysFileError) as refused:
+        dev_keyring([])
+    assert str(refused.value) == "WOJAK_API_KEYS is empty: the HTTP intake needs at least one API key"
+    with pytest.raises(KeysFileError) as refused:
+        new_key("a b", [], ["ticks:write"])
+    assert str(refused.value) == "principals[0] (a b): principal name 'a b' must match [A-Za-z0-9._:@-]{1,64}"
+
+
+def test_the_audit_trail_logs_what_it_drops_and_what_the_engine_did_not_record(caplog):
+    caplog.set_level("INFO", logger="wojak.sidecars._core.keys")
+    audit = AuditTrail(_Flaky([{"verdict": "ok"}, {"verdict": "invalid", "reason": "detail too large"}]), "sidecar:test",
+                       max_pending=2)  # fmt: skip
+    for i in range(3):
+        audit.record(f"e{i}", {"i": i})
+
+    async def drain() -> None:
+        sender = asyncio.create_task(audit.run())
+        for _ in range(200):
+            if not audit.pending:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        sender.cancel()
+
+    asyncio.run(drain())
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "wojak.sidecars._core.keys"] == [
+        ("ERROR", "audit: 2 events wait for the engine; dropping the oldest (e0)"),
+        ("WARNING", "audit: the engine did not record e2: {'verdict': 'invalid', 'reason': 'detail too large'}"),
+    ]
+
+
+def test_a_refused_keys_file_is_logged_with_its_path_and_the_reason(tmp_path, caplog):
+    path = tmp_path / "keys.yaml"
+    path.write_bytes(_yaml(ENTRY))
+    ring = load_keys_file(path)
+    watcher = KeysFileWatcher(str(path), ring, lambda _: None, None, 0.01)
+    path.write_bytes(b"principals: []\n")
+    caplog.set_level("ERROR", logger="wojak.sidecars._core.keys")
+    assert watcher.check() is False
+    assert [r.getMessage() for r in caplog.records if r.name == "wojak.sidecars._core.keys"] == [
+        f"keys file {path} refused, the keys in use stay: principals must be a non-empty list"]

@@ -188,6 +188,36 @@ async def test_a_credential_parameter_is_refused_even_blank_or_in_other_case(api
     assert scripted.calls == []
 
 
+async def test_a_refused_credential_parameter_is_named_and_a_key_in_the_query_is_logged_for_rotation(
+    tmp_path, monkeypatch, caplog
+):
+    """The 401 names the parameter (its first 32 characters); a valid key sent as a query value
+    is logged with its principal, so the operator knows which key to rotate (never the key)."""
+    app = app_of(tmp_path, monkeypatch, ScriptedEngine())
+    name = " " * 30 + "API_KEY"  # a credential's name, padded past what the refusal quotes
+    status, _, content = await raw(app, method="GET", query=b"%20" * 30 + b"API_KEY=1")
+    assert status == 401 and json.loads(content) == {"detail": f"credentials in the query string ({name[:32]}) are not"
+                                                               " accepted: use the Authorization or X-API-Key header"}  # fmt: skip
+    caplog.set_level("WARNING", logger="wojak.sidecars.http.source")
+    status, _, _ = await raw(app, method="GET", query=b"note=" + KEYS["reader"].encode())
+    assert status == 401
+    assert [r.getMessage() for r in caplog.records if r.name == "wojak.sidecars.http.source"] == [
+        "principal reader's API key was sent in a query string (refused): rotate that key"]
+    assert KEYS["reader"] not in caplog.text
+
+
+@pytest.mark.parametrize("dev, warned", [(False, True), (True, False)])
+def test_development_keys_outside_development_are_warned_about(tmp_path, monkeypatch, caplog, dev, warned):
+    caplog.set_level("WARNING", logger="wojak.sidecars.http.source")
+    monkeypatch.setenv("WOJAK_API_KEYS", "wjk_development-key-0123456789")
+    monkeypatch.delenv("WOJAK_API_KEYS_FILE", raising=False)
+    monkeypatch.setenv("WOJAK_DEV", "1" if dev else "0")
+    create_app(HttpSidecarSettings().to_config(), client=ScriptedEngine())  # type: ignore[arg-type]
+    expected = ["WOJAK_API_KEYS is the development form: every key is principal 'dev' with every account and every scope."
+                " Use WOJAK_API_KEYS_FILE (wojak keys new) for scoped keys."]  # fmt: skip
+    assert [r.getMessage() for r in caplog.records if r.name == "wojak.sidecars.http.source"] == (expected if warned else [])
+
+
 @pytest.mark.parametrize("length", [16, 1024])
 async def test_a_valid_key_of_any_accepted_length_is_refused_in_any_parameter(tmp_path, monkeypatch, length):
     key = ("k" * length)[:length]
