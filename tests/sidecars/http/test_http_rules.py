@@ -421,6 +421,15 @@ async def test_with_development_keys_the_lifespan_starts_serves_and_stops_withou
     assert engine.audited == []  # no keys file: nothing loaded to audit
 
 
+async def test_readiness_is_exported_as_the_http_sources_gauge(tmp_path, monkeypatch):
+    app = app_of(tmp_path, monkeypatch, AuditingEngine())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wojak") as c:
+        assert (await c.get("/readyz")).json()["ready"] is True
+        exposition = (await c.get("/metrics")).text
+    assert [line for line in exposition.splitlines() if line.startswith("wojak_sidecar_ready")] == [
+        'wojak_sidecar_ready{source="http"} 1.0']
+
+
 def test_the_keys_file_is_polled_at_the_configured_interval(tmp_path, monkeypatch):
     from wojak.sidecars.http import source
 
