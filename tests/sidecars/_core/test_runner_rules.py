@@ -202,8 +202,9 @@ async def test_in_flight_messages_finish_during_a_short_drain_window():
     assert [m.actions for m in source.all] == [[("ack", None)]] * 2, "finished, not given back"
 
 
-async def test_a_broker_call_that_ignores_cancellation_does_not_hold_the_drain():
+async def test_a_broker_call_that_ignores_cancellation_does_not_hold_the_drain(caplog):
     freed = asyncio.Event()
+    caplog.set_level("WARNING", logger="wojak.sidecars._core.runner")
 
     class Deaf(FakeMessage):
         async def _ack(self) -> None:
@@ -228,6 +229,8 @@ async def test_a_broker_call_that_ignores_cancellation_does_not_hold_the_drain()
         took = asyncio.get_running_loop().time() - started
         assert took < 0.3 + 0.6, f"the drain took {took:.2f}s with a 0.3 s window"
         assert deaf.actions == []  # the ack never landed: closing the connection returns the message
+        assert runner_log(caplog)[-1] == ("WARNING", "1 message(s) still waiting on the broker at the end of the drain"
+                                                     " window; closing the connection returns them to the queue")  # fmt: skip
     finally:
         freed.set()
         await asyncio.wait_for(task, 5)
@@ -300,8 +303,9 @@ def test_the_per_message_counts_are_bounded_and_forget_the_oldest():
     assert (failures.get("a"), failures.get("b"), failures.get("c"), failures.last("c")) == (0, 1, 1, "c failed")
 
 
-async def test_a_stop_consuming_that_hangs_takes_no_more_than_the_drain_window():
+async def test_a_stop_consuming_that_hangs_takes_no_more_than_the_drain_window(caplog):
     stop = asyncio.Event()
+    caplog.set_level("WARNING", logger="wojak.sidecars._core.runner")
     runner2, source2, _, _ = make([order()], verdict("filled"), drain_seconds=0.2, settle_timeout=5)
     source2.stop_hangs = True
     task = asyncio.create_task(runner2.run(stop))
@@ -312,6 +316,7 @@ async def test_a_stop_consuming_that_hangs_takes_no_more_than_the_drain_window()
     await asyncio.wait_for(task, 5)
     took = asyncio.get_running_loop().time() - started
     assert took < 0.2 + 0.6, f"stopping took {took:.2f}s with a 0.2 s drain window"
+    assert runner_log(caplog) == [("WARNING", "stopping the consumer took longer than 5.0s; draining anyway")]
 
 
 @pytest.mark.parametrize("counts", [True, False])
@@ -334,3 +339,98 @@ async def test_a_settlement_that_failed_does_not_restart_the_messages_backoff(co
     delays = [m.actions[0][1] for m in deliveries]
     assert refused.actions == [] and 0.8 <= delays[0] <= 1 and 1.6 <= delays[1] <= 2
     assert 3.2 <= delays[2] <= 4, "the ack failed: the message was not settled, its backoff goes on"
+
+
+# -- what the operator reads: the log lines of a settlement, a give-up, an unknown verdict, a drain --
+
+
+def runner_log(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "wojak.sidecars._core.runner"]
+
+
+@pytest.mark.parametrize("size", [100, 65536, 65537])
+async def test_a_given_up_message_is_logged_whole_up_to_64_KiB_with_its_hash_size_and_attributes(caplog, size):
+    """A message taken off the queue unhandled leaves one ERROR record: its coordinates, how many
+    settlements failed and the last one's words, then the whole message (sha256, size, attributes,
+    and the body, cut after 65,536 bytes and marked so)."""
+    import hashlib
+    import json
+    from decimal import Decimal
+
+    runner, source, client, metrics = make([], verdict("filled"), settle_attempts=1, concurrency=1)
+    body = b'{"note": "' + b"x" * (size - 12) + b'",'  # not JSON: dead-lettered, and that is refused
+    assert len(body) == size
+    attributes = {"reply_to": "r", "priority": Decimal("1.5")}
+    source.add(body, ("q", "g"), fail=frozenset({"dead_letter"})).attributes = attributes
+    again = source.add(body, ("q", "g"))
+    again.attributes = attributes
+    caplog.set_level("INFO", logger="wojak.sidecars._core.runner")
+    await run_until(runner, source, lambda: again.settled is not None)
+    assert [a for a, _ in again.actions] == ["give_up"]
+    shown = body[:65536].decode()
+    assert runner_log(caplog) == [
+        ("WARNING", "dead-lettering message ('q', 'g'): invalid_json"),
+        ("WARNING", "settling message ('q', 'g') failed (dead_letter: dead_letter refused); the broker will redeliver"
+                    " it (1 of 1 before it is given up)"),
+        ("ERROR", "giving up message ('q', 'g') after 1 failed settlements (last: dead_letter: dead_letter refused); the"
+                  " source takes it off the queue without handling it again."
+                  f" sha256={hashlib.sha256(body).hexdigest()} bytes={size}"
+                  ' attributes={"reply_to":"r","priority":"1.5"}'
+                  f" body{'' if size <= 65536 else '[:65536]'}={json.dumps(shown)}"),
+    ]  # fmt: skip
+
+
+async def test_a_broker_failure_that_does_not_count_is_logged_as_such(caplog):
+    from wojak.sidecars._core.source import SettleFailed
+
+    runner, source, client, _ = make([order()], verdict("filled"), settle_attempts=3, concurrency=1)
+    message = source.all[0]
+
+    async def unreachable() -> None:
+        raise SettleFailed("broker unreachable", counts=False)
+
+    message._ack = unreachable  # type: ignore[method-assign]
+    caplog.set_level("WARNING", logger="wojak.sidecars._core.runner")
+    await run_until(runner, source, lambda: bool(runner_log(caplog)))
+    assert runner_log(caplog) == [
+        ("WARNING", "settling message ('q', 'm-0') failed (ack: broker unreachable); the broker will redeliver it"
+                    " (not counted toward giving it up)")]  # fmt: skip
+
+
+async def test_a_failed_publication_and_an_unknown_verdict_are_logged_naming_the_message(caplog):
+    runner, source, client, _ = make([order("p-1")], verdict("rejected"), backoff_base=0.001, concurrency=1)
+    source.publish_fails = True
+    caplog.set_level("WARNING", logger="wojak.sidecars._core.runner")
+    await run_until(runner, source, settled(source))
+    assert runner_log(caplog) == [
+        ("WARNING", "publishing the rejected result of ('q', 'm-0') failed (reply exchange unreachable); requeueing it:"
+                    " its redelivery publishes it")]  # fmt: skip
+    caplog.clear()
+    runner, source, client, _ = make([order("u-1")], verdict("weird"), backoff_base=0.001, concurrency=1)
+    await run_until(runner, source, settled(source))
+    assert runner_log(caplog) == [("ERROR", "engine answered unknown verdict 'weird' for ('q', 'm-0'); requeueing")]
+
+
+async def test_a_drain_says_how_many_messages_it_waits_for_and_how_many_it_gives_back(caplog):
+    import re
+
+    release = asyncio.Event()
+
+    async def held(o: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return {"verdict": "filled", "client_order_id": o["client_order_id"]}
+
+    runner, source, client, _ = make([order("d-1"), order("d-2")], held, drain_seconds=0.4)
+    caplog.set_level("INFO", logger="wojak.sidecars._core.runner")
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    while client.active < 2:
+        await asyncio.sleep(0.005)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    lines = runner_log(caplog)
+    assert [level for level, _ in lines] == ["INFO", "WARNING"]
+    assert re.fullmatch(r"draining 2 in-flight message\(s\) for up to 0\.[34]s", lines[0][1]), lines[0][1]
+    assert lines[1][1] == "2 message(s) did not finish within the drain window; requeueing them"
+    assert [m.actions for m in source.all] == [[("requeue", 0)]] * 2
+    release.set()
