@@ -434,3 +434,41 @@ async def test_a_drain_says_how_many_messages_it_waits_for_and_how_many_it_gives
     assert lines[1][1] == "2 message(s) did not finish within the drain window; requeueing them"
     assert [m.actions for m in source.all] == [[("requeue", 0)]] * 2
     release.set()
+
+
+def test_a_refused_runner_says_why_in_full():
+    with pytest.raises(ValueError) as refused:
+        build(concurrency=0)
+    assert str(refused.value) == "concurrency must be at least 1"
+    with pytest.raises(ValueError) as refused:
+        build(settle_attempts=0)
+    assert str(refused.value) == "settle_timeout must be positive and settle_attempts at least 1"
+
+
+async def test_a_failed_settlement_is_described_by_its_kind_and_the_brokers_words_cut_at_300(caplog):
+    """What a failed settlement is recorded as (the log, and the give-up record's last_failure):
+    no answer within its deadline, the exception's words (300 characters at most, the kind
+    included), or its type when it has no words."""
+    from wojak.sidecars._core.source import SettleFailed
+
+    errors = iter([SettleFailed("w" * 400), SettleFailed()])
+
+    class Refusing(FakeMessage):
+        async def _ack(self) -> None:
+            raise next(errors)
+
+    runner, source, client, _ = make([], verdict("filled"), settle_attempts=10, concurrency=1, settle_timeout=0.1)
+    hanging = source.add(order("h-1"), ("q", "hang"), hang=frozenset({"ack"}))
+    for coid in ("w-1", "w-2"):
+        refusing = Refusing(order(coid), ("q", coid))
+        source.all.append(refusing)
+        source.queue.put_nowait(refusing)
+    caplog.set_level("WARNING", logger="wojak.sidecars._core.runner")
+    await run_until(runner, source, lambda: len(runner_log(caplog)) == 3)
+    described = {line.split(" failed (")[0]: line.split(" failed (", 1)[1].rsplit("); the broker", 1)[0]
+                 for _, line in runner_log(caplog)}  # fmt: skip
+    assert described == {"settling message ('q', 'hang')": "ack: no answer within 0.3s",
+                         "settling message ('q', 'w-1')": ("ack: " + "w" * 400)[:300],
+                         "settling message ('q', 'w-2')": "ack: SettleFailed"}  # fmt: skip
+    assert runner._settle_failures.last(("q", "w-1")) == ("ack: " + "w" * 400)[:300]
+    assert hanging.actions == []
