@@ -265,7 +265,8 @@ def test_a_full_audit_trail_drops_the_oldest():
     assert asyncio.run(drain()) == ["e1", "e2"]
 
 
-def test_the_watcher_keeps_polling_after_a_failure_and_audits_the_path_and_names(tmp_path):
+def test_the_watcher_keeps_polling_after_a_failure_and_audits_the_path_and_names(tmp_path, caplog):
+    caplog.set_level("ERROR", logger="wojak.sidecars._core.keys")
     path = tmp_path / "keys.yaml"
     path.write_bytes(_yaml(f"{{name: a, key_sha256: '{key_sha256('key-a' * 4)}', scopes: [ticks:write]}}"))
     taken: list = []
@@ -284,6 +285,9 @@ def test_the_watcher_keeps_polling_after_a_failure_and_audits_the_path_and_names
         path.write_bytes(_yaml(f"{{name: b, key_sha256: '{key_sha256('key-b' * 4)}', scopes: [ticks:write]}}"))
         await asyncio.sleep(0.1)  # the first reload fails in use(): logged, the watcher goes on
         assert not runner.done() and taken == []
+        [failed] = [r for r in caplog.records if r.name == "wojak.sidecars._core.keys"]
+        assert failed.getMessage() == f"keys file {path}: reload failed; the keys in use stay"
+        assert failed.exc_info is not None and str(failed.exc_info[1]) == "a use() that fails once"
         path.write_bytes(_yaml(f"{{name: c, key_sha256: '{key_sha256('key-c' * 4)}', scopes: [ticks:write]}}"))
         for _ in range(100):
             if taken and not audit.pending:
