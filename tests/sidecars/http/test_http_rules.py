@@ -430,6 +430,28 @@ async def test_readiness_is_exported_as_the_http_sources_gauge(tmp_path, monkeyp
         'wojak_sidecar_ready{source="http"} 1.0']
 
 
+async def test_what_the_intake_publishes_about_itself_reads_as_written(tmp_path, monkeypatch):
+    """The OpenAPI description, the refusal counter's help (it lists every reason label), one
+    documentation page (/docs, no /redoc), and an engine reply without a verdict counted as
+    "unknown"."""
+    engine = AuditingEngine()
+    engine.answers["submit"] = {"client_order_id": "r-1"}
+    app = app_of(tmp_path, monkeypatch, engine)
+    async with api_for(app)() as c:
+        spec = (await c.get("/openapi.json")).json()
+        assert [(await c.get(path)).status_code for path in ("/docs", "/redoc")] == [200, 404]
+        await c.post("/v1/orders", json=ORDER)
+        exposition = (await c.get("/metrics")).text
+    assert spec["info"]["description"] == (
+        "Submit orders and ticks to the wojak engine, read and cancel orders. Decimals are strings. Every /v1 route"
+        " needs an API key (Authorization: Bearer, or X-API-Key) whose principal has the route's scope and may act for"
+        " the order's account.")  # fmt: skip
+    assert "# HELP wojak_sidecar_http_refused_total HTTP requests and connections refused before any route, by status" \
+        " (401, 403, 408_header, 408_body, 413, 415, 431, 503_connections)" in exposition.splitlines()  # fmt: skip
+    registry = app.state.metrics.registry
+    assert registry.get_sample_value("wojak_sidecar_messages_total", {"source": "http", "verdict": "unknown"}) == 1
+
+
 def test_the_keys_file_is_polled_at_the_configured_interval(tmp_path, monkeypatch):
     from wojak.sidecars.http import source
 
