@@ -490,11 +490,14 @@ def test_the_app_talks_to_the_configured_engine_socket_with_its_deadline(tmp_pat
     monkeypatch.setenv("WOJAK_ENGINE_SOCKET", str(tmp_path / "engine.sock"))
     monkeypatch.setenv("WOJAK_SIDECAR_ENGINE_DEADLINE", "2.5")
     monkeypatch.setenv("WOJAK_SIDECAR_ENGINE_WINDOW", "77")
+    monkeypatch.setenv("WOJAK_SIDECAR_ENGINE_BATCH", "9")
+    monkeypatch.setenv("WOJAK_SIDECAR_ENGINE_LINGER_MS", "4")
     monkeypatch.setenv("WOJAK_API_KEYS", "wjk_dev-key-0123456789abcdef")
     monkeypatch.delenv("WOJAK_API_KEYS_FILE", raising=False)
     config = HttpSidecarSettings().to_config()
     client = create_app(config).state.client
     assert (client.endpoint, client.deadline) == (f"ipc://{tmp_path / 'engine.sock'}", 2.5)
+    assert (client.max_batch, client.linger, client._window._value) == (9, 0.004, 77)  # in flight at most: the window
 
 
 @pytest.mark.parametrize("scheme", ["Basic  ", "Token  ", "bearer", "Bearer"])
