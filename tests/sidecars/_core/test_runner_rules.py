@@ -472,3 +472,108 @@ async def test_a_failed_settlement_is_described_by_its_kind_and_the_brokers_word
                          "settling message ('q', 'w-2')": "ack: SettleFailed"}  # fmt: skip
     assert runner._settle_failures.last(("q", "w-1")) == ("ack: " + "w" * 400)[:300]
     assert hanging.actions == []
+
+
+# -- a source that carries ticks (WOJAK_SIDECAR_CARRIES=ticks) ------------------------------------
+
+
+class TickClient:
+    """The engine's side of a tick: answers from ``answer(tick)``; records what was sent."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.ticks: list[tuple[dict[str, Any], Any]] = []
+
+    async def tick(self, tick: dict[str, Any], principal: Any) -> dict[str, Any]:
+        self.ticks.append((tick, principal))
+        return self.answer(tick)
+
+
+def tick_body(symbol: str = "NIFTY-FUT", **kw: Any) -> bytes:
+    import json
+
+    return json.dumps({"symbol": symbol, "bid": "100.5", "ask": "101", "last": "100.75", **kw}).encode()
+
+
+def tick_runner(bodies: list[bytes], answer: Any, principal: Any = "ticks") -> tuple[Runner, FakeSource, TickClient, Any]:
+    from wojak.engine.protocol import Principal, Scope
+
+    if principal == "ticks":
+        principal = Principal.of("sidecar:fake", (), [Scope.TICKS_WRITE])
+    source, client, metrics = FakeSource(bodies), TickClient(answer), SidecarMetrics("fake")
+    runner = Runner(source, client, metrics, carries="ticks", principal=principal, backoff_base=0.001, backoff_max=0.002)  # type: ignore[arg-type]
+    return runner, source, client, metrics
+
+
+@pytest.mark.parametrize("status", ["applied", "duplicate", "stale", "suspect"])
+async def test_a_tick_is_sent_under_its_principal_acked_and_counted_by_what_the_engine_did(status):
+    runner, source, client, metrics = tick_runner([tick_body(sequence=7)], lambda t: {"verdict": "ok", "status": status})
+    await run_until(runner, source, settled(source))
+    [(tick, principal)] = client.ticks
+    assert tick == {"symbol": "NIFTY-FUT", "bid": "100.5", "ask": "101", "last": "100.75", "sequence": 7}
+    assert principal is runner.principal and principal.name == "sidecar:fake"
+    assert source.all[0].actions == [("ack", None)]
+    assert sample(metrics, "wojak_sidecar_messages_total", verdict=f"tick_{status}") == 1
+    assert sample(metrics, "wojak_sidecar_engine_seconds_count") == 1
+    assert sample(metrics, "wojak_sidecar_settlements_total", settlement="ack") == 1
+
+
+async def test_an_invalid_tick_is_dead_lettered_naming_its_fields_and_never_sent():
+    runner, source, client, metrics = tick_runner([b'{"symbol": "NIFTY-FUT", "bid": "x", "ask": "1", "last": "1"}', b"[1]"],
+                                                  lambda t: {"verdict": "ok", "status": "applied"})  # fmt: skip
+    await run_until(runner, source, settled(source))
+    assert client.ticks == []
+    [(action, (reason, detail))] = source.all[0].actions
+    assert (action, reason) == ("dead_letter", "invalid")
+    assert [e["field"] for e in detail["errors"]] == ["bid"] and list(detail) == ["errors"]
+    [(action, (reason, detail))] = source.all[1].actions
+    assert (action, reason, detail["errors"][0]["code"]) == ("dead_letter", "invalid", "model_type")
+    assert sample(metrics, "wojak_sidecar_messages_total", verdict="invalid") == 2
+
+
+async def test_a_tick_from_a_principal_without_ticks_write_is_dead_lettered_unsent():
+    from wojak.engine.protocol import ALL_SCOPES, Principal, Scope
+
+    orders_only = Principal.of("sidecar:fake", ["*"], [s for s in ALL_SCOPES if s != Scope.TICKS_WRITE.value])
+    runner, source, client, metrics = tick_runner([tick_body()], lambda t: {"verdict": "ok"}, principal=orders_only)
+    await run_until(runner, source, settled(source))
+    assert client.ticks == []
+    [(action, (reason, detail))] = source.all[0].actions
+    assert (action, reason) == ("dead_letter", "scope_missing")
+    assert detail == {"symbol": "NIFTY-FUT", "detail": "principal sidecar:fake lacks the ticks:write scope"}
+    assert sample(metrics, "wojak_sidecar_messages_total", verdict="forbidden") == 1
+
+
+async def test_a_tick_the_engine_refuses_is_dead_lettered_with_what_it_said():
+    def refuse(tick: dict[str, Any]) -> dict[str, Any]:
+        if tick["symbol"] == "BAD":
+            return {"verdict": "invalid", "errors": [{"loc": ["bid"]}], "reason": None, "detail": "bid above ask"}
+        return {"verdict": "forbidden", "reason": "scope_missing"}
+
+    runner, source, client, metrics = tick_runner([tick_body("BAD"), tick_body("NOPE")], refuse)
+    await run_until(runner, source, settled(source))
+    assert source.all[0].actions == [("dead_letter", ("invalid", {"symbol": "BAD", "errors": [{"loc": ["bid"]}],
+                                                                   "detail": "bid above ask"}))]  # fmt: skip
+    assert source.all[1].actions == [("dead_letter", ("forbidden", {"symbol": "NOPE", "reason": "scope_missing"}))]
+    assert sample(metrics, "wojak_sidecar_messages_total", verdict="invalid") == 1
+    assert sample(metrics, "wojak_sidecar_messages_total", verdict="forbidden") == 1
+
+
+async def test_a_tick_the_engine_cannot_take_now_is_requeued_and_an_unknown_verdict_is_logged(caplog):
+    answers = iter([{"verdict": "retry", "retry_after": 0.002}, {"verdict": "weird"}, {"verdict": "ok", "status": "applied"}])
+    runner, source, client, metrics = tick_runner([tick_body()], lambda t: next(answers))
+    message = source.all[0]
+
+    async def requeue(delay: float) -> None:  # the broker redelivers at once
+        message.actions.append(("requeue", delay))
+        message.settled = None
+        source.queue.put_nowait(message)
+
+    message._requeue = requeue  # type: ignore[method-assign]
+    caplog.set_level("ERROR", logger="wojak.sidecars._core.runner")
+    await run_until(runner, source, lambda: message.actions[-1:] == [("ack", None)])
+    assert [a for a, _ in message.actions] == ["requeue", "requeue", "ack"]
+    assert message.actions[0][1] == 0.002  # the engine's retry_after is the floor (backoff_max caps it)
+    assert runner_log(caplog) == [("ERROR", "engine answered unknown verdict 'weird' for tick ('q', 'm-0'); requeueing")]
+    assert sample(metrics, "wojak_sidecar_messages_total", verdict="retry") == 1
+    assert sample(metrics, "wojak_sidecar_messages_total", verdict="weird") == 1
