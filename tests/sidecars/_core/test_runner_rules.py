@@ -387,14 +387,14 @@ async def test_a_broker_failure_that_does_not_count_is_logged_as_such(caplog):
     message = source.all[0]
 
     async def unreachable() -> None:
-        raise SettleFailed("broker unreachable", counts=False)
+        raise SettleFailed("broker unreachable " + "z" * 400, counts=False)
 
     message._ack = unreachable  # type: ignore[method-assign]
     caplog.set_level("WARNING", logger="wojak.sidecars._core.runner")
     await run_until(runner, source, lambda: bool(runner_log(caplog)))
     assert runner_log(caplog) == [
-        ("WARNING", "settling message ('q', 'm-0') failed (ack: broker unreachable); the broker will redeliver it"
-                    " (not counted toward giving it up)")]  # fmt: skip
+        ("WARNING", f"settling message ('q', 'm-0') failed ({('ack: broker unreachable ' + 'z' * 400)[:300]}); the broker"
+                    " will redeliver it (not counted toward giving it up)")]  # fmt: skip
 
 
 async def test_a_failed_publication_and_an_unknown_verdict_are_logged_naming_the_message(caplog):
@@ -577,3 +577,61 @@ async def test_a_tick_the_engine_cannot_take_now_is_requeued_and_an_unknown_verd
     assert runner_log(caplog) == [("ERROR", "engine answered unknown verdict 'weird' for tick ('q', 'm-0'); requeueing")]
     assert sample(metrics, "wojak_sidecar_messages_total", verdict="retry") == 1
     assert sample(metrics, "wojak_sidecar_messages_total", verdict="weird") == 1
+
+
+def test_a_runner_for_anything_but_orders_or_ticks_is_refused_naming_both():
+    with pytest.raises(ValueError) as refused:
+        build(carries="quotes")
+    assert str(refused.value) == "a source carries orders or ticks, not 'quotes'"
+
+
+async def test_a_message_whose_handling_fails_is_logged_with_the_error_and_requeued(caplog):
+    """handle() never raises: a failure is logged with its error and the message requeued; if
+    even that fails (here: the backoff), that is logged too and the broker redelivers it."""
+
+    def broken(o: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("client bug")
+
+    runner, source, client, _ = make([order("b-1"), order("b-2")], broken, concurrency=1)
+    delays = iter([0.01])
+
+    def backoff(attempt: int, retry_after: float | None = None) -> float:
+        try:
+            return next(delays)
+        except StopIteration:
+            raise ValueError("no backoff left") from None
+
+    runner.backoff = backoff  # type: ignore[method-assign]
+    caplog.set_level("ERROR", logger="wojak.sidecars._core.runner")
+    await run_until(runner, source, lambda: len(runner_log(caplog)) == 3)
+    assert runner_log(caplog) == [("ERROR", "handling message ('q', 'm-0') failed"),
+                                  ("ERROR", "handling message ('q', 'm-1') failed"),
+                                  ("ERROR", "requeueing message ('q', 'm-1') failed; the broker will redeliver it")]  # fmt: skip
+    errors = [str(r.exc_info[1]) for r in caplog.records if r.name == "wojak.sidecars._core.runner" and r.exc_info]
+    assert errors == ["client bug", "client bug", "no backoff left"]
+    assert source.all[0].actions == [("requeue", 0.01)] and source.all[1].actions == []
+
+
+@pytest.mark.parametrize("broken", ["stop_consuming", "messages"])
+async def test_a_source_that_fails_while_stopping_or_consuming_is_logged_and_the_runner_ends(caplog, broken):
+    class Broken(FakeSource):
+        async def stop_consuming(self) -> None:
+            await super().stop_consuming()
+            if broken == "stop_consuming":
+                raise ConnectionError("cancel refused")
+
+        async def messages(self):  # type: ignore[override]
+            async for message in super().messages():
+                yield message
+            if broken == "messages":
+                raise ConnectionError("consumer lost")
+
+    source = Broken([order()])
+    runner = Runner(source, FakeClient(verdict("filled")), SidecarMetrics("fake"),  # type: ignore[arg-type]
+                    principal=make([], None)[0].principal)  # fmt: skip
+    caplog.set_level("ERROR", logger="wojak.sidecars._core.runner")
+    await run_until(runner, source, settled(source))
+    expected = {"stop_consuming": ("stopping the consumer failed", "cancel refused"),
+                "messages": ("the source's message iterator failed", "consumer lost")}[broken]  # fmt: skip
+    assert [(r.getMessage(), str(r.exc_info[1])) for r in caplog.records if r.name == "wojak.sidecars._core.runner"] == [
+        expected]
