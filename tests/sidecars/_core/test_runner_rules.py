@@ -635,3 +635,22 @@ async def test_a_source_that_fails_while_stopping_or_consuming_is_logged_and_the
                 "messages": ("the source's message iterator failed", "consumer lost")}[broken]  # fmt: skip
     assert [(r.getMessage(), str(r.exc_info[1])) for r in caplog.records if r.name == "wojak.sidecars._core.runner"] == [
         expected]
+
+
+async def test_a_tick_reply_without_a_verdict_is_an_unknown_verdict_and_its_round_trip_is_timed(caplog):
+    answers = iter([{}, {"verdict": "ok", "status": "applied"}])
+    runner, source, client, metrics = tick_runner([tick_body()], lambda t: next(answers))
+    message = source.all[0]
+
+    async def requeue(delay: float) -> None:
+        message.actions.append(("requeue", delay))
+        message.settled = None
+        source.queue.put_nowait(message)
+
+    message._requeue = requeue  # type: ignore[method-assign]
+    caplog.set_level("ERROR", logger="wojak.sidecars._core.runner")
+    await run_until(runner, source, lambda: message.actions[-1:] == [("ack", None)])
+    assert runner_log(caplog) == [("ERROR", "engine answered unknown verdict 'unknown' for tick ('q', 'm-0'); requeueing")]
+    assert sample(metrics, "wojak_sidecar_messages_total", verdict="unknown") == 1
+    assert sample(metrics, "wojak_sidecar_engine_seconds_count") == 2
+    assert 0 <= sample(metrics, "wojak_sidecar_engine_seconds_sum") < 60  # a duration, not a clock reading
