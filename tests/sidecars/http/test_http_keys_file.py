@@ -467,3 +467,13 @@ def test_a_refused_keys_file_is_logged_with_its_path_and_the_reason(tmp_path, ca
     assert watcher.check() is False
     assert [r.getMessage() for r in caplog.records if r.name == "wojak.sidecars._core.keys"] == [
         f"keys file {path} refused, the keys in use stay: principals must be a non-empty list"]
+
+
+def test_a_loaded_keys_file_is_logged_with_its_path_principals_and_hash(tmp_path, caplog):
+    path = tmp_path / "keys.yaml"
+    path.write_bytes(_yaml(ENTRY, f"{{name: b, key_sha256: '{H2}', scopes: [ticks:write]}}"))
+    ring = load_keys_file(path)
+    caplog.set_level("INFO", logger="wojak.sidecars._core.keys")
+    KeysFileWatcher(str(path), ring, lambda _: None, None).loaded(ring)
+    assert [r.getMessage() for r in caplog.records if r.name == "wojak.sidecars._core.keys"] == [
+        f"keys file {path} loaded: 2 principal(s) a, b (sha256 {ring.sha256})"]
