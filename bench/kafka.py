@@ -38,14 +38,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import free_port, process, progress, workdir  # noqa: E402
-from bench.rabbitmq import _counter, cpu_seconds, engine_ping, tick  # noqa: E402
+from bench._sidecar import check, counter, cpu_text, engine_ready, first_ack, metrics_text, per_order_us, verdicts  # noqa: E402
+from bench.rabbitmq import cpu_seconds  # noqa: E402
 
 PY = sys.executable
 BOOTSTRAP = os.environ.get("WOJAK_TEST_KAFKA_BOOTSTRAP") or "127.0.0.1:9092"
@@ -239,16 +239,6 @@ def broker_cpu() -> float:
     return cpu_seconds(broker_pid())
 
 
-def _verdicts(text: str) -> dict[str, int]:
-    return {m.group(1): int(float(m.group(2)))
-            for m in re.finditer(r'^wojak_sidecar_messages_total\{source="kafka",verdict="([^"]+)"\} (\S+)$', text, re.M)}  # fmt: skip
-
-
-def _metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-        return r.read().decode()
-
-
 async def run_wojak(n: int, partitions: int, accounts: int, prefetch: int, synchronous: str) -> dict:
     with workdir() as tmp:
         sock = tmp / "run" / "engine.sock"
@@ -266,23 +256,9 @@ async def run_wojak(n: int, partitions: int, accounts: int, prefetch: int, synch
             preload = await topic.preload(bodies(n, f"w{uuid.uuid4().hex[:6]}", accounts))
             ends = await topic.ends()
             with process([PY, "-m", "wojak", "engine"], engine_env, tmp / "engine.log") as engine:
-                deadline = time.monotonic() + 30
-                while not await asyncio.to_thread(engine_ping, sock):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("engine did not come up")
-                    await asyncio.sleep(0.05)
-                await tick(sock)
+                await engine_ready(sock)
                 with process([PY, "-m", "wojak", "sidecar", "kafka"], sidecar_env, tmp / "sidecar.log") as sidecar:
-                    spawned = time.perf_counter()
-                    while True:  # the first ack
-                        check(sidecar, tmp, spawned, "first ack", 60)
-                        try:
-                            text = await asyncio.to_thread(_metrics, port)
-                        except OSError:
-                            text = ""
-                        if _counter(text, "wojak_sidecar_settlements", settlement="ack") > 0:
-                            break
-                        await asyncio.sleep(0.02)
+                    spawned = await first_ack(sidecar, port, tmp)
                     t0 = time.perf_counter()
                     cpu0 = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid), "broker": broker_cpu()}
                     while {p: max(o, 0) for p, o in (await topic.committed(group)).items()} != ends:  # -1: none (an empty partition)
@@ -290,7 +266,7 @@ async def run_wojak(n: int, partitions: int, accounts: int, prefetch: int, synch
                         await asyncio.sleep(0.02)
                     t1 = time.perf_counter()
                     cpu = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid), "broker": broker_cpu()}
-                    text = await asyncio.to_thread(_metrics, port)
+                    text = await asyncio.to_thread(metrics_text, port)
                     sidecar.send_signal(signal.SIGTERM)
                     code = await asyncio.to_thread(sidecar.wait, 30)
             dead = sum((await topic.ends(topic.dlt, 1)).values())
@@ -300,18 +276,11 @@ async def run_wojak(n: int, partitions: int, accounts: int, prefetch: int, synch
     return {
         "prefetch": prefetch, "accounts": accounts, "partitions": partitions, "synchronous": synchronous, "orders": n,
         "seconds": secs, "per_s": n / secs, "from_spawn_s": t1 - spawned, "dead_lettered": dead, "sidecar_exit": code,
-        "verdicts": _verdicts(text),
-        "commits": _counter(text, "wojak_sidecar_kafka_commits", result="ok"), "preload_s": preload,
-        "cpu_us_per_order": {k: (cpu[k] - cpu0[k]) / n * 1e6 for k in cpu},
+        "verdicts": verdicts(text, "kafka"),
+        "commits": counter(text, "wojak_sidecar_kafka_commits", result="ok"), "preload_s": preload,
+        "cpu_us_per_order": per_order_us(cpu0, cpu, n),
         "mean_batch": float(sizes.group(1)) / float(batches.group(1)) if batches and sizes and float(batches.group(1)) else None,
     }  # fmt: skip
-
-
-def check(proc: subprocess.Popen[bytes], tmp: Path, t0: float, what: str, limit: float) -> None:
-    if proc.poll() is not None:
-        raise RuntimeError(f"sidecar exited {proc.returncode}:\n" + (tmp / "sidecar.log").read_text()[-3000:])
-    if time.perf_counter() - t0 > limit:
-        raise RuntimeError(f"no {what} after {limit:.0f} s:\n" + (tmp / "sidecar.log").read_text()[-3000:])
 
 
 # -- the section ---------------------------------------------------------------------------
@@ -345,23 +314,19 @@ def report(out: dict) -> None:
     print(f"\n  Kafka ingest ({os.cpu_count()} cores, load average {load} at the end; N preloaded records, consumed, "
           "decided and committed; CPU us/order from /proc: the broker's is its whole JVM)")  # fmt: skip
     print(f"    bare aiokafka consume+commit  {bare['per_s']:9,.0f} msg/s   ({bare['orders']:,} in {bare['seconds']:.2f} s; "
-          f"{bare['commits']} commits; lag left {bare['lag']}; CPU us/msg {_cpu(bare)})")  # fmt: skip
+          f"{bare['commits']} commits; lag left {bare['lag']}; CPU us/msg {cpu_text(bare)})")  # fmt: skip
     for f in out.get("faststream", []):
         print(f"    FastStream subscriber, no-op    {f['per_s']:9,.0f} msg/s   ({f['orders']:,} in {f['seconds']:.2f} s; "
-              f"ack_policy={f['ack_policy']}; CPU us/msg {_cpu(f)})")  # fmt: skip
+              f"ack_policy={f['ack_policy']}; CPU us/msg {cpu_text(f)})")  # fmt: skip
     for w in out["wojak"]:
         share = w["per_s"] / bare["per_s"]
         vs_fs = ", ".join(f"{w['per_s'] / f['per_s']:.0%} of FastStream {f['ack_policy']}" for f in out.get("faststream", []))
         ok = w["dead_lettered"] == 0 and w["sidecar_exit"] == 0
         print(f"    wojak sync={w['synchronous']:<6} prefetch {w['prefetch']:>5}  {w['per_s']:9,.0f} orders/s  = {share:4.0%} of bare, {vs_fs}"
               f"   ({w['orders']:,} in {w['seconds']:.2f} s, {w['from_spawn_s']:.2f} s from spawn; {w['accounts']} accounts over "
-              f"{w['partitions']} partitions; {w['commits']:.0f} commits; CPU us/order {_cpu(w)}; mean engine batch "
+              f"{w['partitions']} partitions; {w['commits']:.0f} commits; CPU us/order {cpu_text(w)}; mean engine batch "
               f"{w['mean_batch'] or 0:.1f}; verdicts {w['verdicts']}; DLT {w['dead_lettered']}, exit {w['sidecar_exit']}"
               f"{'' if ok else '  <-- NOT CLEAN'})")  # fmt: skip
-
-
-def _cpu(r: dict) -> str:
-    return ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us_per_order"].items())
 
 
 def maybe_run(sections, args, results: dict) -> None:

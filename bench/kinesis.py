@@ -34,15 +34,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import free_port, process, progress, workdir  # noqa: E402
-from bench.kafka import check  # noqa: E402
-from bench.rabbitmq import _counter, cpu_seconds, engine_ping, tick  # noqa: E402
+from bench._sidecar import check, counter, cpu_text, engine_ready, first_ack, metrics_text, per_order_us, verdicts  # noqa: E402
+from bench.rabbitmq import cpu_seconds  # noqa: E402
 
 PY = sys.executable
 ENDPOINT = os.environ.get("WOJAK_TEST_AWS_ENDPOINT") or "http://127.0.0.1:5000"
@@ -175,11 +174,6 @@ def run_bare(n: int, shards: int, accounts: int) -> dict:
 # -- the subject: wojak sidecar + engine -----------------------------------------------------
 
 
-def _metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-        return r.read().decode()
-
-
 async def run_wojak(n: int, shards: int, accounts: int, synchronous: str, profile: Path | None) -> dict:
     stream = Stream(shards)
     try:
@@ -198,23 +192,9 @@ async def run_wojak(n: int, shards: int, accounts: int, synchronous: str, profil
             if profile is not None:  # py-spy's view of the sidecar, when asked for and installed
                 command = ["py-spy", "record", "-o", str(profile), "-f", "speedscope", "--nonblocking", "--", *command]
             with process([PY, "-m", "wojak", "engine"], engine_env, tmp / "engine.log") as engine:
-                deadline = time.monotonic() + 30
-                while not await asyncio.to_thread(engine_ping, sock):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("engine did not come up")
-                    await asyncio.sleep(0.05)
-                await tick(sock)
+                await engine_ready(sock)
                 with process(command, sidecar_env, tmp / "sidecar.log") as sidecar:
-                    spawned = time.perf_counter()
-                    while True:  # the first ack
-                        check(sidecar, tmp, spawned, "first ack", 60)
-                        try:
-                            text = await asyncio.to_thread(_metrics, port)
-                        except OSError:
-                            text = ""
-                        if _counter(text, "wojak_sidecar_settlements", settlement="ack") > 0:
-                            break
-                        await asyncio.sleep(0.02)
+                    spawned = await first_ack(sidecar, port, tmp)
                     t0 = time.perf_counter()
                     emulator = emulator_pid()
                     pid = _child_pid(sidecar.pid) if profile is not None else sidecar.pid
@@ -227,19 +207,17 @@ async def run_wojak(n: int, shards: int, accounts: int, synchronous: str, profil
                         await asyncio.sleep(0.05)
                     t1 = time.perf_counter()
                     cpu = {"sidecar": cpu_seconds(pid), "engine": cpu_seconds(engine.pid), "emulator": cpu_seconds(emulator)}
-                    text = await asyncio.to_thread(_metrics, port)
+                    text = await asyncio.to_thread(metrics_text, port)
                     sidecar.send_signal(signal.SIGINT if profile is not None else signal.SIGTERM)
                     code = await asyncio.to_thread(sidecar.wait, 60)
             dead = await asyncio.to_thread(stream.dead_letters)
     finally:
         stream.close()
     secs = t1 - t0
-    verdicts = {m.group(1): int(float(m.group(2)))
-                for m in re.finditer(r'^wojak_sidecar_messages_total\{source="kinesis",verdict="([^"]+)"\} (\S+)$', text, re.M)}
     return {"synchronous": synchronous, "accounts": accounts, "shards": shards, "orders": n, "seconds": secs, "per_s": n / secs,
-            "from_spawn_s": t1 - spawned, "dead_lettered": dead, "sidecar_exit": code, "verdicts": verdicts, "preload_s": preload,
-            "checkpoints": _counter(text, "wojak_sidecar_kinesis_leases", kind="checkpoints"),
-            "cpu_us_per_order": {k: (cpu[k] - cpu0[k]) / n * 1e6 for k in cpu}}
+            "from_spawn_s": t1 - spawned, "dead_lettered": dead, "sidecar_exit": code, "verdicts": verdicts(text, "kinesis"), "preload_s": preload,
+            "checkpoints": counter(text, "wojak_sidecar_kinesis_leases", kind="checkpoints"),
+            "cpu_us_per_order": per_order_us(cpu0, cpu, n)}
 
 
 def _child_pid(pid: int) -> int:
@@ -280,17 +258,13 @@ def report(out: dict) -> None:
     print(f"\n  Kinesis ingest on moto ({os.cpu_count()} cores, load average {load} at the end; N preloaded records; CPU "
           "us/order from /proc, the emulator's is its whole process)")
     print(f"    bare boto3 GetRecords loop    {bare['per_s']:9,.0f} msg/s   ({bare['orders']:,} in {bare['seconds']:.2f} s; "
-          f"{bare['calls']} calls; CPU us/msg {_cpu(bare)})")
+          f"{bare['calls']} calls; CPU us/msg {cpu_text(bare)})")
     for w in out["wojak"]:
         ok = w["dead_lettered"] == 0 and w["sidecar_exit"] == 0
         print(f"    wojak sync={w['synchronous']:<6}             {w['per_s']:9,.0f} orders/s  = {w['per_s'] / bare['per_s']:4.0%} of bare"
               f"   ({w['orders']:,} in {w['seconds']:.2f} s, {w['from_spawn_s']:.2f} s from spawn; {w['accounts']} accounts over "
-              f"{w['shards']} shards; {w['checkpoints']:.0f} checkpoints; CPU us/order {_cpu(w)}; verdicts {w['verdicts']}; "
+              f"{w['shards']} shards; {w['checkpoints']:.0f} checkpoints; CPU us/order {cpu_text(w)}; verdicts {w['verdicts']}; "
               f"DLQ {w['dead_lettered']}, exit {w['sidecar_exit']}{'' if ok else '  <-- NOT CLEAN'})")
-
-
-def _cpu(r: dict) -> str:
-    return ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us_per_order"].items())
 
 
 def maybe_run(sections, args, results: dict) -> None:

@@ -26,14 +26,14 @@ import signal
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import free_port, process, progress, wait_until, workdir  # noqa: E402
-from bench.rabbitmq import _counter, _profile, bodies, cpu_seconds, engine_ping, own_time, tick  # noqa: E402
+from bench._common import free_port, process, progress, workdir  # noqa: E402
+from bench._sidecar import engine_ready, per_order_us, until_acked  # noqa: E402
+from bench.rabbitmq import _profile, bodies, own_time  # noqa: E402
 
 PY = sys.executable
 PROJECT = os.environ.get("PUBSUB_PROJECT_ID", "test")
@@ -123,11 +123,6 @@ def run_bare(n: int, max_messages: int) -> dict:
     return {"orders": n, "seconds": secs, "per_s": n / secs, "left": left, "preload_s": preload, "cpu_us": cpu / n * 1e6}
 
 
-def _metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-        return r.read().decode()
-
-
 async def run_wojak(
     n: int, max_messages: int, synchronous: str, profile: Path | None = None, lease_extension: int | None = None
 ) -> dict:
@@ -156,31 +151,16 @@ async def run_wojak(
             if lease_extension:
                 sidecar_env["WOJAK_SIDECAR_PUBSUB_LEASE_EXTENSION"] = str(lease_extension)
             with process([PY, "-m", "wojak", "engine"], engine_env, tmp / "engine.log") as engine:
-                await asyncio.to_thread(wait_until, lambda: engine_ping(sock), 30.0, "engine")
-                await tick(sock)
+                await engine_ready(sock)
                 with process([PY, "-m", "wojak", "sidecar", "pubsub"], sidecar_env, tmp / "sidecar.log") as sidecar:
-                    t0 = cpu0 = None
                     profilers: list = []
-                    acked = duplicates = 0.0
-                    text = ""
-                    deadline = time.monotonic() + 900
-                    while acked < n:
-                        if sidecar.poll() is not None or time.monotonic() > deadline:
-                            raise RuntimeError(f"{acked:.0f} of {n} acked:\n" + (tmp / "sidecar.log").read_text()[-3000:])
-                        try:
-                            text = await asyncio.to_thread(_metrics, port)
-                        except OSError:
-                            text = ""
-                        # orders settled: acks less the duplicates (a redelivery is acked again)
-                        duplicates = _counter(text, "wojak_sidecar_messages", verdict="duplicate")
-                        acked = _counter(text, "wojak_sidecar_settlements", settlement="ack") - duplicates
-                        if acked > 0 and t0 is None:
-                            t0 = time.perf_counter()
-                            cpu0 = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid)}
-                            profilers = _profile(profile, engine.pid, sidecar.pid) if profile else []
-                        await asyncio.sleep(0.02)
-                    t1 = time.perf_counter()
-                    cpu = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid)}
+
+                    def start_profilers() -> None:
+                        if profile:
+                            profilers.extend(_profile(profile, engine.pid, sidecar.pid))
+
+                    # orders settled: acks less the duplicates (a redelivery is acked again)
+                    run = await until_acked(sidecar, engine, port, n, tmp, less_duplicates=True, on_first=start_profilers)
                     for p in profilers:
                         p.wait()
                     sidecar.send_signal(signal.SIGTERM)
@@ -188,8 +168,7 @@ async def run_wojak(
         left = topic.left()
     finally:
         topic.close()
-    assert t0 is not None and cpu0 is not None
-    secs = t1 - t0
+    secs = run["t1"] - run["t0"]
     return {
         "synchronous": synchronous,
         "orders": n,
@@ -197,9 +176,9 @@ async def run_wojak(
         "per_s": n / secs,
         "left": left,
         "sidecar_exit": code,
-        "duplicates": int(duplicates),
+        "duplicates": int(run["duplicates"]),
         "preload_s": preload,
-        "cpu_us_per_order": {k: (cpu[k] - cpu0[k]) / n * 1e6 for k in cpu},
+        "cpu_us_per_order": per_order_us(run["cpu0"], run["cpu"], n),
     }
 
 

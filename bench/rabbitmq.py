@@ -35,17 +35,16 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import free_port, process, progress, rss_mb, wait_until, workdir  # noqa: E402
+from bench._common import free_port, process, progress, rss_mb, workdir  # noqa: E402
+from bench._sidecar import counter, cpu_text, engine_ready, metrics_text, per_order_us, verdicts  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
-TICK = {"symbol": "NIFTY-FUT", "bid": "23999", "ask": "24001", "last": "24000"}
 URL = os.environ.get("WOJAK_TEST_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"
 TARGET_RATE, TARGET_SHARE = 5000, 0.6  # issue 11: >= 60% of the bare loop
 
@@ -236,49 +235,6 @@ def check(proc: subprocess.Popen[bytes], tmp: Path, t0: float, n: int, what: str
         raise RuntimeError(f"not all {n} {what} after {limit:.0f} s:\n" + (tmp / "sidecar.log").read_text()[-3000:])
 
 
-def _metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-        return r.read().decode()
-
-
-def _counter(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for m in re.finditer(rf"^{name}_total\{{([^}}]*)\}} (\S+)$", text, re.M):
-        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        if all(got.get(k) == v for k, v in labels.items()):
-            total += float(m.group(2))
-    return total
-
-
-def _verdicts(text: str) -> dict[str, int]:
-    return {m.group(1): int(float(m.group(2)))
-            for m in re.finditer(r'^wojak_sidecar_messages_total\{source="rabbitmq",verdict="([^"]+)"\} (\S+)$', text, re.M)}  # fmt: skip
-
-
-async def tick(sock: Path) -> None:
-    """The tick risk prices the orders from, sent as a principal that may write ticks (the
-    engine refuses a tick without one: principal_missing)."""
-    from wojak.engine.protocol import MessageType, Principal, Scope
-    from wojak.engine.protocol.client import EngineClient
-
-    principal = Principal.of("bench-feed", [], [Scope.TICKS_WRITE]).to_wire()
-    async with EngineClient(str(sock)) as client:
-        reply = await client.request(MessageType.TICK, {"tick": TICK, "principal": principal}, 5.0)
-    if reply.get("verdict") != "ok":
-        raise RuntimeError(f"tick refused: {reply}")
-
-
-def engine_ping(sock: Path) -> bool:
-    from wojak.engine.protocol import MessageType
-    from wojak.engine.protocol.client import EngineClient
-
-    async def ping() -> bool:
-        async with EngineClient(str(sock)) as client:
-            return (await client.request(MessageType.PING, {}, 0.3)).get("verdict") == "ok"
-
-    return asyncio.run(ping())
-
-
 async def run_wojak(n: int, prefetch: int, concurrency: int | None, synchronous: str, profile: Path | None = None,
                     env: dict[str, str] | None = None) -> dict:
     cfg = queue_config(f"wojak-bench.{uuid.uuid4().hex[:10]}", prefetch)
@@ -301,8 +257,7 @@ async def run_wojak(n: int, prefetch: int, concurrency: int | None, synchronous:
             preload = await broker.preload(bodies(n, f"w{uuid.uuid4().hex[:6]}"))
             assert await broker.count() == n
             with process([PY, "-m", "wojak", "engine"], engine_env, tmp / "engine.log") as engine:
-                await asyncio.to_thread(wait_until, lambda: engine_ping(sock), 30.0, "engine")
-                await tick(sock)
+                await engine_ready(sock)
                 with process([PY, "-m", "wojak", "sidecar", "rabbitmq"], sidecar_env, tmp / "sidecar.log") as sidecar:
                     spawned = time.perf_counter()
                     t0 = await broker.first_delivery(n, sidecar)
@@ -316,10 +271,10 @@ async def run_wojak(n: int, prefetch: int, concurrency: int | None, synchronous:
                     acked = 0.0
                     while True:
                         try:
-                            text = await asyncio.to_thread(_metrics, port)
+                            text = await asyncio.to_thread(metrics_text, port)
                         except OSError:
                             text = ""
-                        acked = _counter(text, "wojak_sidecar_settlements", settlement="ack")
+                        acked = counter(text, "wojak_sidecar_settlements", settlement="ack")
                         if acked >= n:
                             break
                         check(sidecar, tmp, t0, n, f"acked ({acked:.0f})")
@@ -338,8 +293,8 @@ async def run_wojak(n: int, prefetch: int, concurrency: int | None, synchronous:
     return {
         "prefetch": prefetch, "concurrency": min(concurrency or prefetch, prefetch), "synchronous": synchronous,
         "orders": n, "seconds": secs, "per_s": n / secs, "from_spawn_s": t1 - spawned, "left": left,
-        "dead_lettered": dead, "sidecar_exit": code, "verdicts": _verdicts(text), "preload_s": preload,
-        "cpu_us_per_order": {k: (cpu[k] - cpu0[k]) / n * 1e6 for k in cpu}, "rss_mb": rss,
+        "dead_lettered": dead, "sidecar_exit": code, "verdicts": verdicts(text, "rabbitmq"), "preload_s": preload,
+        "cpu_us_per_order": per_order_us(cpu0, cpu, n), "rss_mb": rss,
         "variant": ",".join(f"{k}={v}" for k, v in (env or {}).items()) or "default",
         "mean_batch": float(sizes.group(1)) / float(batches.group(1)) if batches and sizes and float(batches.group(1)) else None,
     }  # fmt: skip
@@ -409,10 +364,10 @@ def report(out: dict) -> None:
     faststream = {b["prefetch"]: b for b in out.get("faststream", [])}
     for b in out.get("faststream", []):
         print(f"    FastStream subscriber      prefetch {b['prefetch']:>5}  {b['per_s']:9,.0f} msg/s"
-              f"   ({b['orders']:,} in {b['seconds']:.2f} s; left {b['left']}; CPU us/msg {_cpu(b)})")  # fmt: skip
+              f"   ({b['orders']:,} in {b['seconds']:.2f} s; left {b['left']}; CPU us/msg {cpu_text(b)})")  # fmt: skip
     for b in out["bare"]:
         print(f"    bare aio-pika consume+ack  prefetch {b['prefetch']:>5}  {b['per_s']:9,.0f} msg/s"
-              f"   ({b['orders']:,} in {b['seconds']:.2f} s; left {b['left']}; CPU us/msg {_cpu(b)})")  # fmt: skip
+              f"   ({b['orders']:,} in {b['seconds']:.2f} s; left {b['left']}; CPU us/msg {cpu_text(b)})")  # fmt: skip
     for w in out["wojak"]:
         share = w["per_s"] / bare[w["prefetch"]]["per_s"]
         ok = w["left"] == 0 and w["dead_lettered"] == 0 and w["sidecar_exit"] == 0
@@ -420,7 +375,7 @@ def report(out: dict) -> None:
             print(f"    variant: {w['variant']}")
         print(f"    wojak sync={w['synchronous']:<6}       prefetch {w['prefetch']:>5}  {w['per_s']:9,.0f} orders/s"
               f"  = {share:4.0%} of bare   ({w['orders']:,} in {w['seconds']:.2f} s, {w['from_spawn_s']:.2f} s from spawn;"
-              f" CPU us/order {_cpu(w)}; RSS MB sidecar {w['rss_mb']['sidecar']:.0f}, engine {w['rss_mb']['engine']:.0f}; mean engine batch {w['mean_batch'] or 0:.1f}; verdicts {w['verdicts']};"
+              f" CPU us/order {cpu_text(w)}; RSS MB sidecar {w['rss_mb']['sidecar']:.0f}, engine {w['rss_mb']['engine']:.0f}; mean engine batch {w['mean_batch'] or 0:.1f}; verdicts {w['verdicts']};"
               f" queue left {w['left']}, DLQ {w['dead_lettered']}, exit {w['sidecar_exit']}{'' if ok else '  <-- NOT CLEAN'})")  # fmt: skip
         fs = faststream.get(w["prefetch"])
         versus = f"; {w['per_s'] / fs['per_s']:.2f}x the FastStream subscriber doing nothing (aim >= 1.0x)" if fs else ""
@@ -435,10 +390,6 @@ def report(out: dict) -> None:
 def _variant(text: str) -> dict[str, str]:
     """``K=V,K=V`` (settings of one variant run) -> dict."""
     return dict(item.split("=", 1) for item in text.split(",") if item)
-
-
-def _cpu(r: dict) -> str:
-    return ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us_per_order"].items())
 
 
 def maybe_run(sections, args, results: dict) -> None:

@@ -31,9 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import free_port, process, progress, wait_until, workdir  # noqa: E402
-from bench.pubsub import _metrics  # noqa: E402
-from bench.rabbitmq import _counter, bodies, cpu_seconds, engine_ping, tick  # noqa: E402
+from bench._common import free_port, process, progress, workdir  # noqa: E402
+from bench._sidecar import cpu_text, engine_ready, per_order_us, until_acked  # noqa: E402
+from bench.rabbitmq import bodies  # noqa: E402
 
 PY = sys.executable
 ENDPOINT = os.environ.get("WOJAK_TEST_AWS_ENDPOINT") or "http://127.0.0.1:5000"
@@ -164,33 +164,15 @@ async def run_wojak(n: int, broker: str, synchronous: str) -> dict:
             if broker == "sns":
                 sidecar_env[prefix + "TOPIC_ARN"] = queue.topic_arn
             with process([PY, "-m", "wojak", "engine"], engine_env, tmp / "engine.log") as engine:
-                await asyncio.to_thread(wait_until, lambda: engine_ping(sock), 30.0, "engine")
-                await tick(sock)
+                await engine_ready(sock)
                 with process([PY, "-m", "wojak", "sidecar", broker], sidecar_env, tmp / "sidecar.log") as sidecar:
-                    t0 = cpu0 = None
-                    acked = 0.0
-                    deadline = time.monotonic() + 900
-                    while acked < n:
-                        if sidecar.poll() is not None or time.monotonic() > deadline:
-                            raise RuntimeError(f"{acked:.0f} of {n} acked:\n" + (tmp / "sidecar.log").read_text()[-3000:])
-                        try:
-                            text = await asyncio.to_thread(_metrics, port)
-                        except OSError:
-                            text = ""
-                        acked = _counter(text, "wojak_sidecar_settlements", settlement="ack")
-                        if acked > 0 and t0 is None:
-                            t0 = time.perf_counter()
-                            cpu0 = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid)}
-                        await asyncio.sleep(0.02)
-                    t1 = time.perf_counter()
-                    cpu = {"sidecar": cpu_seconds(sidecar.pid), "engine": cpu_seconds(engine.pid)}
+                    run = await until_acked(sidecar, engine, port, n, tmp)
                     sidecar.send_signal(signal.SIGTERM)
                     code = await asyncio.to_thread(sidecar.wait, 30)
         left = queue.left()
     finally:
         queue.close()
-    assert t0 is not None and cpu0 is not None
-    secs = t1 - t0
+    secs = run["t1"] - run["t0"]
     return {
         "synchronous": synchronous,
         "orders": n,
@@ -199,7 +181,7 @@ async def run_wojak(n: int, broker: str, synchronous: str) -> dict:
         "left": left,
         "sidecar_exit": code,
         "preload_s": preload,
-        "cpu_us_per_order": {k: (cpu[k] - cpu0[k]) / n * 1e6 for k in cpu},
+        "cpu_us_per_order": per_order_us(run["cpu0"], run["cpu"], n),
     }
 
 
@@ -213,13 +195,12 @@ def bench(args, results: dict, broker: str = "sqs") -> None:
     results[broker] = out
     b, w = out["bare"], out["wojak"]
     share = w["per_s"] / b["per_s"]
-    cpu = ", ".join(f"{k} {v:.0f}" for k, v in w["cpu_us_per_order"].items())
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\n  {broker.upper()} ingest on moto ({os.cpu_count()} cores, load average {load}; {RECEIVERS} receivers)")
     print(f"    bare receive+delete  {b['per_s']:8,.0f} msg/s    ({b['orders']:,} in {b['seconds']:.2f} s; left {b['left']})")
     print(
         f"    wojak sync={w['synchronous']:<6}    {w['per_s']:8,.0f} orders/s = {share:4.0%} of bare ({w['orders']:,} in "
-        f"{w['seconds']:.2f} s; CPU us/order {cpu}; left {w['left']}, exit {w['sidecar_exit']}); target >= "
+        f"{w['seconds']:.2f} s; CPU us/order {cpu_text(w)}; left {w['left']}, exit {w['sidecar_exit']}); target >= "
         f"{TARGET_SHARE:.0%} of bare {'met' if share >= TARGET_SHARE else 'MISSED'}"
     )
 

@@ -129,6 +129,81 @@ def test_the_engine_renders_as_an_ordinary_container_for_runtimes_without_native
     assert "restartPolicy" not in pod["containers"][0]
 
 
+@pytest.mark.parametrize(("drain", "delay"), [(20, 25), (41.5, 47), (0, 5)])
+def test_an_ordinary_container_engine_outlasts_the_source_drain_before_its_own_sigterm(kube_bin, tmp_path, drain, delay):
+    """Both containers of a pod get SIGTERM at once; the engine's preStop waits out the source's
+    drain (plus 5 s), so the messages in flight still get the engine's answer, and the engine
+    still stops inside the grace period."""
+    values = values_for("rabbitmq", engine={"nativeSidecar": False}, terminationGracePeriodSeconds=90)
+    values["source"]["drainSeconds"] = drain
+    pod = by_kind(documents(render(kube_bin, tmp_path, values).stdout), "Deployment")[0]["spec"]["template"]["spec"]
+    engine, source = pod["containers"]
+    env = {e["name"]: e.get("value") for e in source["env"]}
+    assert float(env.get("WOJAK_SIDECAR_DRAIN_SECONDS", "20")) == drain
+    command = engine["lifecycle"]["preStop"]["exec"]["command"]
+    assert command == ["/opt/wojak/bin/python3", "-c", f"import time; time.sleep({delay})"]
+    assert drain < delay < pod["terminationGracePeriodSeconds"]
+    assert "lifecycle" not in source  # the source drains on SIGTERM at once
+    # as a native sidecar the kubelet itself stops the engine after the source: no delay there
+    values["engine"]["nativeSidecar"] = True
+    pod = by_kind(documents(render(kube_bin, tmp_path, values).stdout), "Deployment")[0]["spec"]["template"]["spec"]
+    assert "lifecycle" not in pod["initContainers"][0]
+
+
+@pytest.mark.parametrize("source_type", [t for t in SOURCE_TYPES if t != "http"])
+def test_a_broker_source_carries_orders_by_default_or_ticks_without_accounts(kube_bin, tmp_path, source_type):
+    def source_env(values: dict[str, Any]) -> dict[str, Any]:
+        pod = by_kind(documents(render(kube_bin, tmp_path, values).stdout), "Deployment")[0]["spec"]["template"]["spec"]
+        return {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+    orders = source_env(values_for(source_type))
+    assert orders["WOJAK_SIDECAR_CARRIES"] == "orders" and orders["WOJAK_SIDECAR_ACCOUNTS"]
+    values = values_for(source_type)
+    values["source"]["carries"] = "ticks"
+    del values["source"]["accounts"]
+    ticks = source_env(values)
+    assert ticks["WOJAK_SIDECAR_CARRIES"] == "ticks" and "WOJAK_SIDECAR_ACCOUNTS" not in ticks
+    # the settings the sidecar builds from that environment: a ticks source with no account
+    from wojak.sidecars._core.settings import BrokerSidecarSettings
+
+    config = BrokerSidecarSettings.model_validate(ticks).runner_config(8)
+    assert config.carries == "ticks" and config.accounts == ()
+    assert BrokerSidecarSettings.model_validate(orders).runner_config(8).accounts == tuple(orders["WOJAK_SIDECAR_ACCOUNTS"].split(","))
+
+
+def test_carries_is_refused_when_misspelt_with_accounts_on_a_ticks_source_or_on_the_http_source(kube_bin, tmp_path):
+    values = values_for("kafka")
+    values["source"]["carries"] = "tick"
+    result = render(kube_bin, tmp_path, values, check=False)
+    assert result.returncode != 0 and "carries" in result.stderr and "orders" in result.stderr, result.stderr
+    values["source"]["carries"] = "ticks"  # with accounts still set
+    result = render(kube_bin, tmp_path, values, check=False)
+    assert result.returncode != 0 and "source.accounts: a source with carries: ticks trades no account" in result.stderr
+    values = values_for("http")
+    values["source"]["carries"] = "ticks"
+    result = render(kube_bin, tmp_path, values, check=False)
+    assert result.returncode != 0 and "carries: ticks is for a broker source" in result.stderr, result.stderr
+
+
+def test_the_operator_runs_the_operator_image_not_the_engine_image(kube_bin, tmp_path):
+    """The engine image holds no kopf (Dockerfile.engine's default lock): the operator Deployment
+    runs the image built with LOCK=operator, with the release's tag unless its own is set."""
+    docs = documents(render(kube_bin, tmp_path, values_for("http", operator={"enabled": True})).stdout)
+    deployments = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in by_kind(docs, "Deployment")}
+    [operator] = deployments["wojak-operator"]["containers"]
+    engine = deployments["wojak"]["initContainers"][0]
+    assert operator["image"] == "ghcr.io/wojak/wojak-operator:0.1.0"
+    assert engine["image"] == "ghcr.io/wojak/wojak-engine:0.1.0"
+    assert operator["command"][0] == "wojak-operator"
+    values = values_for("http", image={"tag": "1.2.3"}, operator={"enabled": True, "image": {"repository": "registry.example/op"}})
+    docs = documents(render(kube_bin, tmp_path, values).stdout)
+    [operator] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "wojak-operator"][0]["spec"]["template"]["spec"]["containers"]
+    assert operator["image"] == "registry.example/op:1.2.3"
+    values["operator"]["image"] = {"repository": ""}
+    result = render(kube_bin, tmp_path, values, check=False)
+    assert result.returncode != 0 and "repository" in result.stderr, result.stderr
+
+
 def _env_names(pod: dict[str, Any], container: str) -> set[str]:
     [c] = [c for c in pod.get("initContainers", []) + pod["containers"] if c["name"] == container]
     return {e["name"] for e in c["env"]}

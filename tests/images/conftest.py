@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "images"
 TAG = os.environ.get("WOJAK_TEST_IMAGE_TAG", "test")
 BROKERS = ("http", "rabbitmq")
+# and the RiskPolicy operator's image (Dockerfile.engine with LOCK=operator), in the same build
+BUILT = (*BROKERS, "operator")
 UID = 10001
 BUILD_TIMEOUT = float(os.environ.get("WOJAK_TEST_IMAGES_TIMEOUT", "3600"))
 
@@ -42,18 +44,19 @@ def podman(*args: str, timeout: float = 120, check: bool = True, input: str | No
 class Images:
     engine: str
     sidecars: dict[str, str]
+    operator: str
     build_log: str
 
 
 @pytest.fixture(scope="session")
 def images() -> Images:
-    """`scripts/images build http rabbitmq` once per session; CONTAINERS_CONF for every podman call."""
+    """`scripts/images build http rabbitmq operator` once per session; CONTAINERS_CONF for every podman call."""
     env = {**os.environ, "WOJAK_IMAGE_TAG": TAG}
     conf = subprocess.run([str(SCRIPT), "env"], capture_output=True, text=True, env=env, timeout=60)
     assert conf.returncode == 0, conf.stderr
     os.environ["CONTAINERS_CONF"] = conf.stdout.strip().split("=", 1)[1]
     try:
-        built = subprocess.run([str(SCRIPT), "build", *BROKERS], capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT)
+        built = subprocess.run([str(SCRIPT), "build", *BUILT], capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"scripts/images build did not finish in {BUILD_TIMEOUT:.0f}s: {exc.stderr!r:.3000}", pytrace=False)
     if built.returncode != 0:
@@ -61,6 +64,7 @@ def images() -> Images:
     return Images(
         engine=f"localhost/wojak-engine:{TAG}",
         sidecars={b: f"localhost/wojak-sidecar-{b}:{TAG}" for b in BROKERS},
+        operator=f"localhost/wojak-operator:{TAG}",
         build_log=built.stderr,
     )
 
@@ -147,9 +151,9 @@ class Pod:
             assert time.monotonic() < deadline, f"the engine did not answer ping: {answer.stderr}\n{self.logs('engine')[-3000:]}"
             time.sleep(0.5)
 
-    def engine_orders(self) -> dict[str, dict[str, Any]]:
+    def engine_orders(self, limit: int = 1000) -> dict[str, dict[str, Any]]:
         """client_order_id -> the order as the engine's store holds it (`wojak-engine orders --json`)."""
-        result = self.exec("engine", "/opt/wojak/bin/wojak-engine", "orders", "--json", "--limit", "1000")
+        result = self.exec("engine", "/opt/wojak/bin/wojak-engine", "orders", "--json", "--limit", str(limit))
         assert result.returncode == 0, result.stderr
         return {o["client_order_id"]: o for o in json.loads(result.stdout)}
 
@@ -215,6 +219,34 @@ def lock_pins(lock: Path) -> dict[str, str]:
         if match and (not match.group(3) or Marker(match.group(3).strip()).evaluate()):
             pins[match.group(1).lower().replace("_", "-").replace(".", "-")] = match.group(2)
     return pins
+
+
+def verdicts(ids: list[str], stored: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """client_order_id -> the engine's final verdict (filled or denied) for those of ``ids`` that have one."""
+    return {i: stored[i]["state"] for i in ids if stored.get(i, {}).get("state") in ("filled", "denied")}
+
+
+def assert_each_executed_or_denied_once(
+    ids: list[str], stored: dict[str, dict[str, Any]], executions: dict[str, int]
+) -> dict[str, str]:
+    """Every order has exactly one verdict: filled and executed once at the venue, or denied by
+    risk (with its reason) and never sent there; no order missing, none executed twice, no
+    execution of an order that was not sent. Returns client_order_id -> reason of the denials."""
+    final = verdicts(ids, stored)
+    missing = sorted(set(ids) - set(final))
+    assert not missing, f"{len(missing)} orders without a verdict, e.g. {[stored.get(i) for i in missing[:3]]}"
+    filled = {i for i, state in final.items() if state == "filled"}
+    denied = {i: str(stored[i].get("reason")) for i, state in final.items() if state == "denied"}
+    assert not set(executions) - set(ids), f"executions of orders never sent: {sorted(set(executions) - set(ids))[:5]}"
+    twice = {i: n for i, n in executions.items() if n != 1}
+    assert not twice, f"executed more than once: {dict(list(twice.items())[:5])}"
+    assert set(executions) == filled, (
+        f"filled but not executed: {sorted(filled - set(executions))[:5]}; "
+        f"executed but not filled: {sorted(set(executions) - filled)[:5]}"
+    )
+    assert all(denied.values()) and not set(denied) & set(executions), "a denial carries its reason and never executes"
+    assert len(filled) + len(denied) == len(ids)
+    return denied
 
 
 async def rabbit_empty(rabbit) -> bool:

@@ -14,17 +14,29 @@ non-root, read-only root filesystem, no capabilities, the engine's socket on a s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from typing import Any
 
 import pytest
 
 from tests._processes import free_port
-from tests.images.conftest import CAPS_SCRIPT, REPO, UID, lock_pins, podman
-from wojak.sidecars.testing.contract import TICK, order
+from tests.images.conftest import (
+    CAPS_SCRIPT,
+    REPO,
+    TICK_SCRIPT,
+    UID,
+    assert_each_executed_or_denied_once,
+    lock_pins,
+    podman,
+    rabbit_empty,
+    verdicts,
+)
+from wojak.sidecars.testing.contract import ACCOUNTS, CONTRACT_RISK_CONFIG, TICK, dumps, eventually, order
 
 pytestmark = pytest.mark.slow
 
@@ -157,3 +169,74 @@ def test_an_order_to_the_http_sidecar_container_is_filled_and_a_risk_change_reac
     pod.wait_engine()
     stored = pod.engine_orders()
     assert stored["img-1"]["state"] == "filled", stored["img-1"]
+
+
+# Orders the RabbitMQ SIGTERM tests publish, and the sandbox's round trip: with a prefetch of 16
+# (orders of one account go to the venue one batch at a time) at most 160 orders a second, so the
+# stream lasts seconds and the SIGTERM lands mid-stream however fast the machine.
+STREAM = 1000
+STREAM_LATENCY_MS = "100"
+
+
+@pytest.mark.rabbitmq
+async def test_a_message_published_to_rabbitmq_is_executed_and_acked_and_sigterm_drains(images, pod, rabbit):
+    pod.write_risk(CONTRACT_RISK_CONFIG)  # the contract's limits (order rates no sidecar reaches): this is about delivery
+    pod.start_engine(images.engine, "-e", f"WOJAK_SANDBOX_LATENCY_MS={STREAM_LATENCY_MS}")
+    await asyncio.to_thread(pod.wait_engine)
+    c = rabbit.config
+    env = {"WOJAK_SIDECAR_RABBITMQ_URL": rabbit.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
+           "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
+           "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue, "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
+           "WOJAK_SIDECAR_HEALTH_HOST": "127.0.0.1", "WOJAK_SIDECAR_HEALTH_PORT": str(free_port()),
+           "WOJAK_SIDECAR_RABBITMQ_PREFETCH": "16"}  # fmt: skip
+    args = ["-v", f"{pod.run_dir}:/run/wojak"] + [x for k, v in env.items() for x in ("-e", f"{k}={v}")]
+
+    def start_sidecar() -> None:
+        pod.start("rabbitmq", images.sidecars["rabbitmq"], *args, network="host")
+
+    await asyncio.to_thread(start_sidecar)
+    # the engine prices orders from the last tick: one, through the engine client in the sidecar's container
+    sent = await asyncio.to_thread(pod.exec, "rabbitmq", "/opt/wojak/bin/python3", "-c", TICK_SCRIPT)
+    assert sent.returncode == 0 and json.loads(sent.stdout)["verdict"] == "ok", sent.stdout + sent.stderr
+
+    await rabbit.publish(dumps(order("rmq-1")), "rmq-1")
+
+    def executed() -> bool:
+        assert pod.running("rabbitmq"), pod.logs("rabbitmq")[-3000:]
+        return pod.executions().get("rmq-1") == 1
+
+    await eventually(executed, 60, "the message's order at the venue")
+    await eventually(lambda: rabbit_empty(rabbit), 30, "the message acked")
+    assert (await asyncio.to_thread(pod.engine_orders))["rmq-1"]["state"] == "filled"
+    assert await rabbit.dead_letters() == []
+
+    # SIGTERM mid-stream: the sidecar drains (in-flight ones finish or go back, exactly once), exits 0
+    ids = [f"rmq-s-{i}" for i in range(STREAM)]
+    await asyncio.gather(*(rabbit.publish(dumps(order(i)), i) for i in ids))
+    await eventually(lambda: len(pod.executions()) > 20, 60, "the stream to start")
+    assert await asyncio.to_thread(pod.stop, "rabbitmq", 60) == 0, pod.logs("rabbitmq")[-3000:]
+    assert await rabbit.pending() > 0, "stopped mid-stream (else it proves nothing about the drain)"
+
+    # restarted: every message gets one verdict (executed once, or denied once and never executed) and is acked
+    await asyncio.to_thread(start_sidecar)
+
+    def stored() -> dict[str, dict[str, Any]]:
+        return pod.engine_orders(limit=5 * STREAM)
+
+    try:
+        await eventually(lambda: len(verdicts(ids, stored())) == STREAM, 120, "every message's verdict after the restart")
+        await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
+    except AssertionError as exc:  # say where the rest are: queued, dead-lettered, or held by a process
+        letters = await rabbit.dead_letters()
+        raise AssertionError(f"{exc}: {len(pod.executions())} executed, the store holds "
+                             f"{Counter(o['state'] for o in stored().values())}, {await rabbit.pending()} ready in the "
+                             f"queue, {len(letters)} dead-lettered {[d.reason for d in letters][:5]}\n--- sidecar\n"
+                             f"{pod.logs('rabbitmq')[-4000:]}\n--- engine\n{pod.logs('engine')[-3000:]}") from None  # fmt: skip
+    executions = pod.executions()
+    assert executions.pop("rmq-1") == 1
+    denied = assert_each_executed_or_denied_once(ids, stored(), executions)
+    print(f"RabbitMQ container drain: {STREAM - len(denied)} executed, {len(denied)} denied {Counter(denied.values())}")
+    assert not denied, f"denied under limits no order here reaches: {Counter(denied.values())}"
+    assert await rabbit.dead_letters() == []
+    assert await asyncio.to_thread(pod.stop, "rabbitmq") == 0
+    assert await asyncio.to_thread(pod.stop, "engine") == 0

@@ -12,10 +12,12 @@ test reaches the HTTP intake on loopback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,17 @@ import pytest
 import yaml
 
 from tests._processes import free_port
-from tests.images.conftest import CAPS_SCRIPT, UID, podman
-from tests.images.test_images import KEY, _http, _ready, _wait
-from wojak.sidecars.testing.contract import TICK, order
+from tests.images.conftest import (
+    CAPS_SCRIPT,
+    TICK_SCRIPT,
+    UID,
+    assert_each_executed_or_denied_once,
+    podman,
+    rabbit_empty,
+    verdicts,
+)
+from tests.images.test_images import KEY, STREAM, STREAM_LATENCY_MS, _http, _ready, _wait
+from wojak.sidecars.testing.contract import ACCOUNTS, CONTRACT_RISK_CONFIG, TICK, dumps, eventually, order
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +47,15 @@ RESTRICTED = {
 }
 
 
-def pod_yaml(name: str, engine_image: str, sidecar_image: str, sidecar_env: dict[str, str], risk: str) -> str:
-    """A ConfigMap with the risk file and the pod: the engine as an ordinary container."""
+def pod_yaml(
+    name: str, engine_image: str, sidecar_image: str, sidecar_env: dict[str, str], risk: str, engine_env: dict[str, str] | None = None
+) -> str:
+    """A ConfigMap with the risk file and the pod: the engine as an ordinary container. The
+    volumes are named after the pod: podman 4.3 makes an emptyDir a named volume of the volume's
+    name, which every pod with an emptyDir of that name would share (and a later pod reuse)."""
     configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-risk"}, "data": {"risk.yaml": risk}}
-    mounts = [{"name": "run", "mountPath": "/run/wojak"}]
+    run, data = f"{name}-run", f"{name}-data"
+    mounts = [{"name": run, "mountPath": "/run/wojak"}]
     engine = {
         "name": "engine",
         "image": engine_image,
@@ -48,9 +63,10 @@ def pod_yaml(name: str, engine_image: str, sidecar_image: str, sidecar_env: dict
             {"name": "WOJAK_ENGINE_RISK_CONFIG", "value": "/etc/wojak/risk/risk.yaml"},
             {"name": "WOJAK_VENUE", "value": "sandbox:?ledger=/var/lib/wojak/sandbox.sqlite"},
             {"name": "WOJAK_SANDBOX_FILL_PROBABILITY", "value": "1"},  # every order fills (default: 9 in 10)
+            *({"name": k, "value": v} for k, v in (engine_env or {}).items()),
         ],
         "securityContext": RESTRICTED,
-        "volumeMounts": [*mounts, {"name": "data", "mountPath": "/var/lib/wojak"},
+        "volumeMounts": [*mounts, {"name": data, "mountPath": "/var/lib/wojak"},
                          {"name": "risk", "mountPath": "/etc/wojak/risk", "readOnly": True}],  # fmt: skip
         "livenessProbe": {"exec": {"command": ["/opt/wojak/bin/wojak-engine", "ping"]}, "periodSeconds": 10},
     }
@@ -71,7 +87,7 @@ def pod_yaml(name: str, engine_image: str, sidecar_image: str, sidecar_env: dict
             "terminationGracePeriodSeconds": 60,
             "restartPolicy": "Never",
             "containers": [engine, sidecar],
-            "volumes": [{"name": "run", "emptyDir": {}}, {"name": "data", "emptyDir": {}},
+            "volumes": [{"name": run, "emptyDir": {}}, {"name": data, "emptyDir": {}},
                         {"name": "risk", "configMap": {"name": f"{name}-risk"}}],  # fmt: skip
         },
     }
@@ -115,14 +131,15 @@ class PlayedPod:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
+    def engine_orders(self, limit: int = 5000) -> dict[str, dict[str, Any]]:
+        """client_order_id -> the order as the engine's store holds it (`wojak-engine orders --json`)."""
+        result = self.exec("engine", "/opt/wojak/bin/wojak-engine", "orders", "--json", "--limit", str(limit))
+        assert result.returncode == 0, result.stderr
+        return {o["client_order_id"]: o for o in json.loads(result.stdout)}
+
     def stored_states(self) -> dict[str, int]:
         """How many orders the engine's store holds in each state."""
-        result = self.exec("engine", "/opt/wojak/bin/wojak-engine", "orders", "--json", "--limit", "5000")
-        assert result.returncode == 0, result.stderr
-        states: dict[str, int] = {}
-        for stored in json.loads(result.stdout):
-            states[stored["state"]] = states.get(stored["state"], 0) + 1
-        return states
+        return dict(Counter(o["state"] for o in self.engine_orders().values()))
 
     def risk_file(self) -> Path:
         """The ConfigMap volume's risk.yaml on the host (where a ConfigMap update lands)."""
@@ -138,18 +155,20 @@ class PlayedPod:
     def down(self) -> None:
         podman("kube", "down", str(self.file), check=False, timeout=120)
         podman("pod", "rm", "-f", self.name, check=False)
-        podman("volume", "rm", "-f", f"{self.name}-risk", check=False)  # the ConfigMap's volume
+        for volume in ("risk", "run", "data"):  # the ConfigMap's and the emptyDirs' named volumes
+            podman("volume", "rm", "-f", f"{self.name}-{volume}", check=False)
 
 
 @pytest.fixture
 def played(images, tmp_path):
     pods: list[PlayedPod] = []
 
-    def make(sidecar: str, env: dict[str, str]) -> PlayedPod:
+    def make(sidecar: str, env: dict[str, str], risk: str | None = None, engine_env: dict[str, str] | None = None) -> PlayedPod:
         from wojak.engine.risk import demo_risk_config_path
 
         name = f"wojak-kp-{uuid.uuid4().hex[:8]}"
-        text = pod_yaml(name, images.engine, images.sidecars[sidecar], env, Path(demo_risk_config_path()).read_text())
+        risk = Path(demo_risk_config_path()).read_text() if risk is None else risk
+        text = pod_yaml(name, images.engine, images.sidecars[sidecar], env, risk, engine_env)
         pod = PlayedPod(tmp_path, name, text)
         pods.append(pod)
         pod.play()
@@ -167,6 +186,8 @@ def test_the_pod_yaml_is_restricted_and_has_no_native_sidecar(images):
     assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     for container in spec["containers"]:
         assert container["securityContext"] == RESTRICTED
+    # podman names an emptyDir's volume after it: a pod's own names keep two pods' stores apart
+    assert all(v["name"].startswith("p-") for v in spec["volumes"] if "emptyDir" in v)
 
 
 def test_kube_play_an_order_to_the_http_source_is_filled_and_a_configmap_risk_change_reaches_the_engine(played):
@@ -209,3 +230,48 @@ def test_kube_play_an_order_to_the_http_source_is_filled_and_a_configmap_risk_ch
     # SIGTERM to the pod: both containers stop cleanly
     assert pod.stop() == {"engine": 0, "sidecar": 0}, pod.logs("engine")[-2000:] + pod.logs("sidecar")[-2000:]
     assert "Traceback" not in pod.logs("engine") + pod.logs("sidecar")
+
+
+@pytest.mark.rabbitmq
+async def test_kube_play_messages_published_to_rabbitmq_are_executed_and_acked_and_a_pod_sigterm_drains(played, rabbit):
+    c = rabbit.config
+    env = {"WOJAK_SIDECAR_RABBITMQ_URL": rabbit.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
+           "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
+           "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue, "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
+           "WOJAK_SIDECAR_HEALTH_HOST": "127.0.0.1", "WOJAK_SIDECAR_HEALTH_PORT": str(free_port()),
+           "WOJAK_SIDECAR_RABBITMQ_PREFETCH": "16"}  # fmt: skip
+    # the contract's risk limits (order rates no sidecar reaches): this test is about delivery; a
+    # venue round trip of STREAM_LATENCY_MS keeps the stream going for seconds, so the SIGTERM lands mid-stream
+    pod = await asyncio.to_thread(played, "rabbitmq", env, CONTRACT_RISK_CONFIG, {"WOJAK_SANDBOX_LATENCY_MS": STREAM_LATENCY_MS})
+    await asyncio.to_thread(pod.wait_engine)
+    tick = TICK_SCRIPT
+    sent = await asyncio.to_thread(pod.exec, "sidecar", "/opt/wojak/bin/python3", "-c", tick)
+    assert sent.returncode == 0 and json.loads(sent.stdout)["verdict"] == "ok", sent.stdout + sent.stderr
+
+    ids = [f"kp-r-{i}" for i in range(STREAM)]
+    await asyncio.gather(*(rabbit.publish(dumps(order(i)), i) for i in ids))
+    await eventually(lambda: len(pod.executions()) > 20, 120, "the stream to start")
+
+    # SIGTERM to the pod mid-stream: both containers drain and exit 0; what was not taken stays queued
+    codes = await asyncio.to_thread(pod.stop)
+    assert codes == {"engine": 0, "sidecar": 0}, pod.logs("sidecar")[-2000:] + pod.logs("engine")[-2000:]
+    assert await rabbit.pending() > 0, "stopped mid-stream (else it proves nothing about the drain)"
+
+    # the pod again, on the same volumes: every message gets one verdict (executed once or denied once) and is acked
+    await asyncio.to_thread(podman, "pod", "start", pod.name)
+    await asyncio.to_thread(pod.wait_engine)
+    try:
+        await eventually(lambda: len(verdicts(ids, pod.engine_orders())) == STREAM, 180, "every message's verdict")
+        await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
+    except AssertionError as exc:  # say where the rest are: queued, dead-lettered, or held by a process
+        letters = await rabbit.dead_letters()
+        raise AssertionError(f"{exc}: {len(pod.executions())} executed, the store holds {pod.stored_states()}, "
+                             f"{await rabbit.pending()} ready in the queue, "
+                             f"{len(letters)} dead-lettered {[d.reason for d in letters][:5]}\n--- sidecar\n"
+                             f"{pod.logs('sidecar')[-4000:]}\n--- engine\n{pod.logs('engine')[-3000:]}") from None  # fmt: skip
+    denied = assert_each_executed_or_denied_once(ids, pod.engine_orders(), pod.executions())
+    print(f"kube play RabbitMQ drain: {STREAM - len(denied)} executed, {len(denied)} denied {Counter(denied.values())}")
+    assert not denied, f"denied under limits no order here reaches: {Counter(denied.values())}"
+    assert await rabbit.dead_letters() == []
+    codes = await asyncio.to_thread(pod.stop)
+    assert codes == {"engine": 0, "sidecar": 0}, pod.logs("sidecar")[-2000:]

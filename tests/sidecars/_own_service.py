@@ -1,6 +1,7 @@
-"""A broker emulator of a test's own: `scripts/services up <name>` on a free port with its own
+"""A broker or emulator of a test's own: `scripts/services up <name>` on a free port with its own
 state directory (the shared services are never touched), stopped with ``kill -STOP`` for an
-outage and ``kill -CONT`` after it, and `scripts/services down <name>` at the end.
+outage and ``kill -CONT`` after it (or `down` and `up` again, for a broker that keeps its data on
+disk, as Kafka does), and `scripts/services down <name>` at the end.
 
 The AWS emulator (moto) and the Pub/Sub emulator keep their state in memory only: a process
 stopped and started again would come back empty, with every message gone, which says nothing
@@ -24,11 +25,15 @@ SCRIPT = REPO / "scripts" / "services"
 
 
 class OwnService:
-    def __init__(self, name: str, tmp_path: Path) -> None:
+    def __init__(self, name: str, tmp_path: Path, *, more_ports: tuple[str, ...] = ()) -> None:
+        """``more_ports``: the service's other ports, each on a free one of its own (Kafka's
+        ``CONTROLLER``: ``WOJAK_SERVICES_KAFKA_CONTROLLER_PORT``)."""
         self.name = name
         self.port = free_port()
         self.state = tmp_path / "services"
         self.env = {**os.environ, "WOJAK_SERVICES_STATE": str(self.state), f"WOJAK_SERVICES_{name.upper()}_PORT": str(self.port)}
+        for port in more_ports:
+            self.env[f"WOJAK_SERVICES_{name.upper()}_{port}_PORT"] = str(free_port())
         self.exports: dict[str, str] = {}
 
     def _script(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -74,6 +74,7 @@ def test_wojak_irsa_role_covers_exactly_its_queue_topic_stream_function_and_key(
         "${aws_sqs_queue.orders_dlq.arn}",
         "${aws_sns_topic.orders.arn}",
         "${aws_kinesis_stream.orders.arn}",
+        "${aws_dynamodb_table.kinesis_leases.arn}",
         "${aws_lambda_function.sandbox.arn}",
         "${aws_kms_key.data.arn}",
     }

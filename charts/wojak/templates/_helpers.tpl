@@ -103,6 +103,11 @@ seccompProfile:
 {{- if eq .Values.source.type "http" -}}{{ .Values.source.http.port }}{{- else -}}{{ .Values.source.healthPort }}{{- end -}}
 {{- end -}}
 
+{{/* Seconds an ordinary-container engine waits after the pod's SIGTERM before its own: the source's drain, plus 5 */}}
+{{- define "wojak.engineStopDelay" -}}
+{{- add (.Values.source.drainSeconds | ceil | int) 5 -}}
+{{- end -}}
+
 {{/* The engine container (a native sidecar or an ordinary container) */}}
 {{- define "wojak.engineContainer" -}}
 - name: engine
@@ -110,6 +115,13 @@ seccompProfile:
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   {{- if .Values.engine.nativeSidecar }}
   restartPolicy: Always
+  {{- else }}
+  # An ordinary container gets SIGTERM with the source: wait out the source's drain first, so the
+  # in-flight messages still get the engine's answer (a native sidecar is stopped after the source).
+  lifecycle:
+    preStop:
+      exec:
+        command: ["/opt/wojak/bin/python3", "-c", "import time; time.sleep({{ include "wojak.engineStopDelay" . }})"]
   {{- end }}
   command: ["wojak-engine"]
   env:
@@ -252,8 +264,14 @@ seccompProfile:
   value: "0.0.0.0"
 - name: WOJAK_SIDECAR_HEALTH_PORT
   value: {{ include "wojak.str" $s.healthPort | quote }}
+- name: WOJAK_SIDECAR_CARRIES
+  value: {{ $s.carries | quote }}
+{{- if eq $s.carries "orders" }}
 - name: WOJAK_SIDECAR_ACCOUNTS
   value: {{ required (printf "source.accounts: name the accounts a %s source may trade (anyone who can publish to it trades as them)" $s.type) (join "," $s.accounts | default "") | quote }}
+{{- else if $s.accounts }}
+{{- fail "source.accounts: a source with carries: ticks trades no account (its messages are market data ticks, sent under ticks:write); leave source.accounts empty" }}
+{{- end }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_CONCURRENCY" $s.concurrency) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_DRAIN_SECONDS" $s.drainSeconds) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_SETTLE_TIMEOUT" $s.settleTimeout) }}

@@ -13,7 +13,7 @@ locals {
   source_values = {
     sqs     = { queueUrl = module.services.orders_queue_url, deadLetterQueueUrl = module.services.orders_dlq_url, region = var.region }
     sns     = { topicArn = module.services.orders_topic_arn, queueUrl = module.services.orders_queue_url, deadLetterQueueUrl = module.services.orders_dlq_url, region = var.region }
-    kinesis = { streamName = module.services.orders_stream_name, deadLetterQueueUrl = module.services.orders_dlq_url, region = var.region }
+    kinesis = { streamName = module.services.orders_stream_name, deadLetterQueueUrl = module.services.orders_dlq_url, region = var.region, leaseTable = module.services.kinesis_lease_table_name, createLeaseTable = false }
   }
 }
 

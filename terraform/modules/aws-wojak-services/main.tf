@@ -1,5 +1,5 @@
 # The AWS side of wojak: the order sources (SQS with a DLQ, SNS fanning out
-# into it, Kinesis), the sandbox broker Lambda (the default venue) and the
+# into it, Kinesis with its lease table), the sandbox broker Lambda (the default venue) and the
 # IRSA role of the wojak pods, scoped to exactly these resources.
 
 data "aws_caller_identity" "current" {}
@@ -143,6 +143,32 @@ resource "aws_kinesis_stream" "orders" {
 
   stream_mode_details {
     stream_mode = "ON_DEMAND"
+  }
+
+  tags = local.tags
+}
+
+# The Kinesis sidecar's lease table: which replica reads which shard, and each shard's
+# checkpoint. Made here (the release sets createLeaseTable=false), so the pods need no
+# dynamodb:CreateTable. Its key schema is the one the sidecar creates when it makes one itself.
+resource "aws_dynamodb_table" "kinesis_leases" {
+  name                        = "${var.name}-kinesis-leases"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "leaseKey"
+  deletion_protection_enabled = true
+
+  attribute {
+    name = "leaseKey"
+    type = "S"
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.data.arn
+  }
+
+  point_in_time_recovery {
+    enabled = true
   }
 
   tags = local.tags
@@ -319,6 +345,29 @@ resource "aws_iam_role_policy" "wojak" {
           "kinesis:PutRecords",
         ]
         Resource = [aws_kinesis_stream.orders.arn]
+      },
+      {
+        # the shard leases and checkpoints of the Kinesis sidecar (conditional writes, consistent scans)
+        Sid    = "KinesisLeaseTable"
+        Effect = "Allow"
+        Action = [
+          "dynamodb:DescribeTable",
+          "dynamodb:Scan",
+          "dynamodb:GetItem",
+          "dynamodb:PutItem",
+          "dynamodb:UpdateItem",
+        ]
+        Resource = [aws_dynamodb_table.kinesis_leases.arn]
+      },
+      {
+        # DynamoDB uses the table's key on the caller's behalf, only through DynamoDB
+        Sid      = "LeaseTableKey"
+        Effect   = "Allow"
+        Action   = ["kms:Encrypt", "kms:DescribeKey", "kms:CreateGrant"]
+        Resource = [aws_kms_key.data.arn]
+        Condition = {
+          StringEquals = { "kms:ViaService" = "dynamodb.${local.region}.amazonaws.com" }
+        }
       },
       {
         Sid      = "InvokeSandboxBroker"

@@ -38,6 +38,11 @@ output "orders_stream_arn" {
   value       = aws_kinesis_stream.orders.arn
 }
 
+output "kinesis_lease_table_name" {
+  description = "Name of the Kinesis sidecar's DynamoDB lease table (source.kinesis.leaseTable, with createLeaseTable = false)."
+  value       = aws_dynamodb_table.kinesis_leases.name
+}
+
 output "sandbox_function_name" {
   description = "Name of the sandbox broker Lambda."
   value       = aws_lambda_function.sandbox.function_name

@@ -15,55 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.sidecars._own_service import OwnService
+from tests.sidecars._probes import engine_with_a_slow_venue, ready, readyz
 from tests.sidecars.kafka._broker import KafkaBroker
 from tests.sidecars.kafka.test_kafka_stream import sidecar_env
-from wojak.engine.protocol import MessageType
-from wojak.sidecars.testing.contract import TICK, ProcessSidecar, _get, dumps, eventually, free_port, ledger, order
+from wojak.sidecars.testing.contract import ProcessSidecar, dumps, eventually, free_port, ledger, order
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[3]
-SCRIPT = REPO / "scripts" / "services"
 OUTAGE = float(os.environ.get("WOJAK_TEST_KAFKA_OUTAGE_SECONDS", "20"))
 BEFORE, AFTER, INVALID, ACCOUNT_COUNT = 3000, 1000, 20, 64
 
 
-class OwnKafka:
-    """`scripts/services up kafka` on free ports with its own state directory (its data survives
-    `down`, so `up` again is the same broker restarted), stopped at the end."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.port, self.controller = free_port(), free_port()
-        self.env = {**os.environ, "WOJAK_SERVICES_STATE": str(tmp_path / "services"),
-                    "WOJAK_SERVICES_KAFKA_PORT": str(self.port),
-                    "WOJAK_SERVICES_KAFKA_CONTROLLER_PORT": str(self.controller)}  # fmt: skip
-        self.env.pop("WOJAK_TEST_KAFKA_BOOTSTRAP", None)
-        self.bootstrap = f"127.0.0.1:{self.port}"
-
-    def _script(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(SCRIPT), *args, "kafka"], env=self.env, cwd=REPO,
-                              capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)  # fmt: skip
-
-    def up(self) -> None:
-        proc = self._script("up")
-        assert proc.returncode == 0 and self.bootstrap in proc.stdout, proc.stderr[-3000:]
-
-    def down(self) -> None:
-        proc = self._script("down")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-
-
 @pytest.fixture
 def own_kafka(tmp_path):
-    kafka = OwnKafka(tmp_path)
-    kafka.up()
+    # its data survives `down`, so `up` again is the same broker restarted
+    kafka = OwnService("kafka", tmp_path, more_ports=("CONTROLLER",)).up()
     try:
         yield kafka
     finally:
@@ -72,21 +44,11 @@ def own_kafka(tmp_path):
 
 @pytest.fixture
 def engine(engine_factory):
-    # a venue round trip of 25 ms per batch: the stream is still running when the broker stops
-    proc = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1", WOJAK_SANDBOX_LATENCY_MS="25")
-    assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
-    return proc
-
-
-async def readyz(port: int) -> tuple[int, dict]:
-    try:
-        return await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
-    except OSError:
-        return 0, {}
+    return engine_with_a_slow_venue(engine_factory)  # the stream is still running when the broker stops
 
 
 async def test_kafka_stopped_for_20s_under_load(engine, own_kafka):
-    kafka = await KafkaBroker(own_kafka.bootstrap, partitions=4).open()
+    kafka = await KafkaBroker(own_kafka.exports["WOJAK_TEST_KAFKA_BOOTSTRAP"], partitions=4).open()
     valid = [dumps(order(f"out-{i}", account=f"acct-{i % ACCOUNT_COUNT}")) for i in range(BEFORE + AFTER)]
     invalid = [dumps(order(f"bad-{k}", account=f"acct-{k}", quantity="0")) for k in range(INVALID)]
     # the invalid ones sit where the sidecar is when the broker stops, and their accounts' orders behind them
@@ -98,7 +60,7 @@ async def test_kafka_stopped_for_20s_under_load(engine, own_kafka):
                              engine.data_dir / "sidecar-outage.log")  # fmt: skip
     samples: list[tuple[float, int, bool | None]] = []
     try:
-        await eventually(lambda: _ready(port), 60, "/readyz 200")
+        await eventually(lambda: ready(port), 60, "/readyz 200")
         await eventually(lambda: engine.execution_count() >= 1900, 120, "1,900 executions")
         at_stop = engine.execution_count()
         stopped = time.monotonic()
@@ -115,7 +77,7 @@ async def test_kafka_stopped_for_20s_under_load(engine, own_kafka):
         outage_cpu = cpu_seconds(sidecar.proc.pid) - cpu_at_down
         await asyncio.to_thread(own_kafka.up)  # the same broker (its data kept) back
         back_at = time.monotonic()
-        await eventually(lambda: _ready(port), 120, "/readyz 200 again, without a restart")
+        await eventually(lambda: ready(port), 120, "/readyz 200 again, without a restart")
         ready_again = time.monotonic() - back_at
         await kafka.open_producer()
         await kafka.publish_many(valid[BEFORE:])
@@ -158,6 +120,3 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _ready(port: int) -> bool:
-    status, _ = await readyz(port)
-    return status == 200

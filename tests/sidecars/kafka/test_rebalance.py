@@ -15,15 +15,14 @@ import asyncio
 import json
 import os
 import random
-import re
 import time
 
 import pytest
 
+from tests.sidecars._probes import engine_with_a_slow_venue, metric_total
 from tests.sidecars.kafka._broker import KafkaBroker
 from tests.sidecars.kafka.test_kafka_stream import execution_order, sidecar_env
-from wojak.engine.protocol import MessageType
-from wojak.sidecars.testing.contract import TICK, ProcessSidecar, _get, dumps, eventually, free_port, ledger, order
+from wojak.sidecars.testing.contract import ProcessSidecar, dumps, eventually, free_port, ledger, order
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -40,10 +39,7 @@ async def kafka(kafka_service):
 
 @pytest.fixture
 def engine(engine_factory):
-    # a venue round trip of 25 ms per batch: the stream lasts long enough for every phase to meet records
-    proc = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1", WOJAK_SANDBOX_LATENCY_MS="25")
-    assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
-    return proc
+    return engine_with_a_slow_venue(engine_factory)  # the stream lasts long enough for every phase to meet records
 
 
 class Replica:
@@ -56,16 +52,7 @@ class Replica:
         self.handle = ProcessSidecar("kafka", env, engine.data_dir / f"replica-{name}.log")
 
     def metric(self, name: str, **labels: str) -> float:
-        try:
-            text = _get(f"http://127.0.0.1:{self.port}/metrics")[1]
-        except OSError:
-            return -1.0
-        total = 0.0
-        for m in re.finditer(rf"^{name}\{{([^}}]*)\}} (\S+)$", text if isinstance(text, str) else "", re.M):
-            got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-            if all(got.get(k) == v for k, v in labels.items()):
-                total += float(m.group(2))
-        return total
+        return metric_total(self.port, name, **labels)
 
     async def assigned(self) -> float:
         return await asyncio.to_thread(self.metric, "wojak_sidecar_kafka_rebalances_total", kind="assigned")

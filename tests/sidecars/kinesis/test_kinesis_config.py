@@ -46,6 +46,12 @@ def test_exactly_one_dead_letter_destination_and_the_accounts_are_required(monke
     with pytest.raises(ConfigError, match="must differ"):
         KinesisSidecarSettings().to_config()
     monkeypatch.setenv("WOJAK_SIDECAR_KINESIS_DEAD_LETTER_STREAM", "orders-dlq")
+    assert KinesisSidecarSettings().to_config().results_stream == "", "no results stream unless one is set"
+    monkeypatch.setenv("WOJAK_SIDECAR_KINESIS_RESULTS_STREAM", "wojak-orders")
+    with pytest.raises(ConfigError, match="RESULTS_STREAM must differ"):
+        KinesisSidecarSettings().to_config()
+    monkeypatch.setenv("WOJAK_SIDECAR_KINESIS_RESULTS_STREAM", "orders-results")
+    assert KinesisSidecarSettings().to_config().results_stream == "orders-results"
     monkeypatch.delenv("WOJAK_SIDECAR_ACCOUNTS")
     with pytest.raises(ConfigError, match="WOJAK_SIDECAR_ACCOUNTS is not set"):
         KinesisSidecarSettings().to_config()

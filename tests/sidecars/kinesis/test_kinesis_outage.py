@@ -16,68 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.sidecars._own_service import OwnService
+from tests.sidecars._probes import engine_with_a_slow_venue, ready, readyz
 from tests.sidecars.kinesis._broker import KinesisStream
-from wojak.engine.protocol import MessageType
-from wojak.sidecars.testing.contract import ACCOUNTS, TICK, ProcessSidecar, _get, dumps, eventually, free_port, ledger, order
+from wojak.sidecars.testing.contract import ACCOUNTS, ProcessSidecar, dumps, eventually, free_port, ledger, order
 
 pytestmark = [pytest.mark.aws, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[3]
-SCRIPT = REPO / "scripts" / "services"
 OUTAGE = float(os.environ.get("WOJAK_TEST_KINESIS_OUTAGE_SECONDS", "20"))
 BEFORE, AFTER, INVALID, ACCOUNT_COUNT = 3000, 1000, 20, 64
 
 
-class OwnMoto:
-    """`scripts/services up aws` on a free port with its own state directory; stopped at the end."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.state = tmp_path / "services"
-        self.env = {**os.environ, "WOJAK_SERVICES_STATE": str(self.state), "WOJAK_SERVICES_AWS_PORT": str(self.port)}
-        self.env.pop("WOJAK_TEST_AWS_ENDPOINT", None)
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-
-    def _script(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(SCRIPT), *args, "aws"], env=self.env, cwd=REPO, capture_output=True,
-                              text=True, timeout=600, stdin=subprocess.DEVNULL)
-
-    def up(self) -> None:
-        proc = self._script("up")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-
-    def down(self) -> None:
-        self.resume()
-        self._script("down")
-
-    @property
-    def pid(self) -> int:
-        return int(json.loads((self.state / "aws" / "pid.json").read_text())["pid"])
-
-    def stop(self) -> None:
-        os.kill(self.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGCONT)
-        except (OSError, ValueError):
-            pass
-
-
 @pytest.fixture
 def own_moto(tmp_path, aws_service):
-    moto = OwnMoto(tmp_path)
-    moto.up()
+    moto = OwnService("aws", tmp_path).up()
     try:
         yield moto
     finally:
@@ -86,25 +43,11 @@ def own_moto(tmp_path, aws_service):
 
 @pytest.fixture
 def engine(engine_factory):
-    # a venue round trip of 25 ms per batch: the stream is still running when the emulator stops
-    proc = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1", WOJAK_SANDBOX_LATENCY_MS="25")
-    assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
-    return proc
-
-
-async def readyz(port: int) -> tuple[int, dict]:
-    try:
-        return await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
-    except OSError:
-        return 0, {}
-
-
-async def _ready(port: int) -> bool:
-    return (await readyz(port))[0] == 200
+    return engine_with_a_slow_venue(engine_factory)  # the stream is still running when the emulator stops
 
 
 async def test_the_emulator_stopped_for_20s_under_load(engine, own_moto, aws_service):
-    aws = dataclasses.replace(aws_service, endpoint_url=own_moto.endpoint)
+    aws = dataclasses.replace(aws_service, endpoint_url=own_moto.exports["WOJAK_TEST_AWS_ENDPOINT"])
     stream = KinesisStream(aws, shards=4)
     valid = [dumps(order(f"out-{i}", account=f"acct-{i % ACCOUNT_COUNT}")) for i in range(BEFORE + AFTER)]
     invalid = [dumps(order(f"bad-{k}", account=f"acct-{k}", quantity="0")) for k in range(INVALID)]
@@ -115,7 +58,7 @@ async def test_the_emulator_stopped_for_20s_under_load(engine, own_moto, aws_ser
     sidecar = ProcessSidecar("kinesis", env, engine.data_dir / "sidecar-outage.log")
     samples: list[tuple[float, int, bool | None]] = []
     try:
-        await eventually(lambda: _ready(port), 60, "/readyz 200")
+        await eventually(lambda: ready(port), 60, "/readyz 200")
         await eventually(lambda: engine.execution_count() >= 1000, 120, "1,000 executions")
         at_stop = engine.execution_count()
         own_moto.stop()  # the emulator stops answering under load
@@ -128,7 +71,7 @@ async def test_the_emulator_stopped_for_20s_under_load(engine, own_moto, aws_ser
         during = engine.execution_count()
         own_moto.resume()
         back_at = time.monotonic()
-        await eventually(lambda: _ready(port), 120, "/readyz 200 again, without a restart")
+        await eventually(lambda: ready(port), 120, "/readyz 200 again, without a restart")
         ready_again = time.monotonic() - back_at
         await stream.publish_many([(b, None) for b in valid[BEFORE:]])
         await eventually(lambda: engine.execution_count() >= BEFORE + AFTER, 180, f"{BEFORE + AFTER} executions")

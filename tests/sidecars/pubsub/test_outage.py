@@ -19,9 +19,9 @@ import time
 import pytest
 
 from tests.sidecars._own_service import OwnService
+from tests.sidecars._probes import engine_with_a_slow_venue, ready, readyz
 from tests.sidecars.pubsub.test_pubsub import PubSubTopic
-from wojak.engine.protocol import MessageType
-from wojak.sidecars.testing.contract import ACCOUNTS, TICK, ProcessSidecar, _get, dumps, eventually, free_port, order
+from wojak.sidecars.testing.contract import ACCOUNTS, ProcessSidecar, dumps, eventually, free_port, order
 
 pytestmark = [pytest.mark.pubsub, pytest.mark.slow]
 
@@ -41,17 +41,7 @@ def own_pubsub(tmp_path, monkeypatch):
 
 @pytest.fixture
 def engine(engine_factory):
-    # a venue round trip of 25 ms per batch: the stream is still running when the emulator stops
-    proc = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1", WOJAK_SANDBOX_LATENCY_MS="25")
-    assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
-    return proc
-
-
-async def readyz(port: int) -> int:
-    try:
-        return (await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz"))[0]
-    except OSError:
-        return 0
+    return engine_with_a_slow_venue(engine_factory)  # the stream is still running when the emulator stops
 
 
 async def test_pubsub_stopped_for_20s_under_load(engine, own_pubsub):
@@ -75,19 +65,19 @@ async def test_pubsub_stopped_for_20s_under_load(engine, own_pubsub):
         sidecar = ProcessSidecar("pubsub", env, engine.data_dir / "sidecar-outage.log")
         samples: list[tuple[float, int]] = []
         try:
-            await eventually(lambda: _ready(port), 60, "/readyz 200")
+            await eventually(lambda: ready(port), 60, "/readyz 200")
             await eventually(lambda: engine.execution_count() >= 1000, 120, "1,000 executions")
             at_stop = engine.execution_count()
             own_pubsub.stop()  # the emulator goes away under load
             stopped = time.monotonic()
             while time.monotonic() - stopped < OUTAGE:
-                samples.append((round(time.monotonic() - stopped, 1), await readyz(port)))
+                samples.append((round(time.monotonic() - stopped, 1), (await readyz(port))[0]))
                 assert sidecar.alive(), sidecar.log_tail()
                 await asyncio.sleep(1.0)
             during = engine.execution_count()
             own_pubsub.resume()
             back = time.monotonic()
-            await eventually(lambda: _ready(port), 60, "/readyz 200 again, without a restart")
+            await eventually(lambda: ready(port), 60, "/readyz 200 again, without a restart")
             ready_again = time.monotonic() - back
             await topic.publish_many([(b, None) for b in valid[BEFORE:]])
             await eventually(lambda: engine.execution_count() >= BEFORE + AFTER, 300, "every order executed")
@@ -114,9 +104,6 @@ async def test_pubsub_stopped_for_20s_under_load(engine, own_pubsub):
     finally:
         topic.close()
 
-
-async def _ready(port: int) -> bool:
-    return await readyz(port) == 200
 
 
 async def _pending_is_zero(topic: PubSubTopic) -> bool:

@@ -21,6 +21,7 @@ import pytest
 
 from tests._processes import free_port
 from tests.engine.test_disk_full import fill, small_disk  # noqa: F401  (a fixture: the tmpfs)
+from tests.sidecars._probes import readyz
 from tests.sidecars.rabbitmq.test_rabbitmq import RabbitMQBroker
 from wojak.engine.protocol import MessageType
 from wojak.sidecars.testing.contract import ACCOUNTS, TICK, _get, dumps, eventually, ledger, order
@@ -34,14 +35,6 @@ def engine(engine_factory, small_disk):  # noqa: F811
     proc = engine_factory(WOJAK_STORE=f"sqlite:///{small_disk}/wojak.sqlite", WOJAK_SANDBOX_FILL_PROBABILITY="1")
     assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
     return proc
-
-
-async def readyz(port: int) -> tuple[int, dict]:
-    """(status, body) of /readyz; (0, {}) while the health server is not listening yet."""
-    try:
-        return await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
-    except OSError:
-        return 0, {}
 
 
 async def test_readyz_turns_503_while_the_engines_store_refuses_writes_and_back(engine, small_disk, rabbit):  # noqa: F811

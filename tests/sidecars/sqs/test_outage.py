@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from tests.sidecars._own_service import OwnService
+from tests.sidecars._probes import engine_with_a_slow_venue, ready, readyz
 from tests.sidecars.sns.test_sns import SnsTopic
 from tests.sidecars.sqs._broker import SqsQueues
-from wojak.engine.protocol import MessageType
-from wojak.sidecars.testing.contract import ACCOUNTS, TICK, ProcessSidecar, _get, dumps, eventually, free_port, order
+from wojak.sidecars.testing.contract import ACCOUNTS, ProcessSidecar, dumps, eventually, free_port, order
 
 pytestmark = [pytest.mark.aws, pytest.mark.slow]
 
@@ -66,20 +66,8 @@ def own_aws(tmp_path):
 
 @pytest.fixture
 def engine(engine_factory):
-    proc = engine_factory(WOJAK_SANDBOX_FILL_PROBABILITY="1", WOJAK_SANDBOX_LATENCY_MS="25")
-    assert proc.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
-    return proc
+    return engine_with_a_slow_venue(engine_factory)  # the stream is still running when the emulator stops
 
-
-async def readyz(port: int) -> int:
-    try:
-        return (await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz"))[0]
-    except OSError:
-        return 0
-
-
-async def _ready(port: int) -> bool:
-    return await readyz(port) == 200
 
 
 @pytest.mark.parametrize("broker", ["sqs", "sns"])
@@ -104,19 +92,19 @@ async def test_aws_emulator_stopped_for_20s_under_load(engine, own_aws, broker):
         sidecar = ProcessSidecar(broker, env, engine.data_dir / f"sidecar-outage-{broker}.log")
         samples: list[tuple[float, int]] = []
         try:
-            await eventually(lambda: _ready(port), 60, "/readyz 200")
+            await eventually(lambda: ready(port), 60, "/readyz 200")
             await eventually(lambda: engine.execution_count() >= 100, 120, "100 executions")
             at_stop = engine.execution_count()
             own_aws.stop()  # the emulator goes away under load
             stopped = time.monotonic()
             while time.monotonic() - stopped < OUTAGE:
-                samples.append((round(time.monotonic() - stopped, 1), await readyz(port)))
+                samples.append((round(time.monotonic() - stopped, 1), (await readyz(port))[0]))
                 assert sidecar.alive(), sidecar.log_tail()
                 await asyncio.sleep(1.0)
             during = engine.execution_count()
             own_aws.resume()
             back = time.monotonic()
-            await eventually(lambda: _ready(port), 90, "/readyz 200 again, without a restart")
+            await eventually(lambda: ready(port), 90, "/readyz 200 again, without a restart")
             ready_again = time.monotonic() - back
             await target.publish_many([(b, None) for b in valid[BEFORE:]])
             await eventually(lambda: engine.execution_count() >= BEFORE + AFTER, 300, "every order executed")

@@ -3,6 +3,9 @@
 * :mod:`.source`: the source-message contract (``Source``, ``SourceMessage``, each message
   settled once) and ``BrokerSource``, the base of a broker's source (bounded settling calls,
   the connect-with-backoff loop, pausing a held message until the sidecar stops);
+* :mod:`.ordered`: ``OrderedPartitions``, a partitioned stream's hand-out (order per lane, a
+  held partition hands out nothing else, the commit watermark behind every unsettled record,
+  redelivery with backoff) for a broker that commits a position (Kafka, Kinesis);
 * :mod:`.settings`: ``BrokerSidecarSettings``, the settings every broker sidecar shares;
 * :mod:`.runner`: the loop (verdict -> settlement, backoff, drain, give-up);
 * :mod:`.health`: /healthz, /readyz, /metrics and their server; :mod:`.metrics`;
@@ -23,6 +26,10 @@ _EXPORTS = {
     "SettleFailed": "source",
     "Source": "source",
     "SourceMessage": "source",
+    "OrderedMessage": "ordered",
+    "OrderedPartition": "ordered",
+    "OrderedPartitions": "ordered",
+    "OrderedRecord": "ordered",
     "BrokerSidecarSettings": "settings",
     "RunnerConfig": "settings",
     "Runner": "runner",

@@ -54,6 +54,10 @@ forgotten; a record still in flight after that is left to the new owner (its lat
 is ignored here). On assign, consumption resumes from the committed offsets. SIGTERM does the
 same for every partition (the runner drains; ``__aexit__`` commits, then leaves the group).
 
+The hand-out (order per lane, holds, redeliveries, the settled prefix) is the kit's
+``OrderedPartitions`` (``wojak.sidecars._core.ordered``); this module keeps the fetching, the
+commits, the rebalances and the produces.
+
 Coordinates are ``(topic, partition, offset)``: an order without ``client_order_id`` gets one
 derived from them (``derive_client_order_id``), the same on every redelivery.
 
@@ -65,7 +69,6 @@ producer reconnect by themselves.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hashlib
 import logging
@@ -79,8 +82,9 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from wojak.engine.protocol import SocketDirError
 from wojak.sidecars._core.metrics import SidecarMetrics
+from wojak.sidecars._core.ordered import OrderedMessage, OrderedPartition, OrderedPartitions, OrderedRecord
 from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage, capped_backoff, wait_any
+from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage
 from wojak.sidecars.kafka.config import KafkaSidecarSettings, check_transport
 
 log = logging.getLogger(__name__)
@@ -107,7 +111,6 @@ _OWN_HEADERS = frozenset(
         DROPPED_HEADER,
     }
 )
-BODY_TOO_LARGE = "body_too_large"
 MAX_DETAIL_BYTES = 4096
 # a dead letter stays below the producer's max_request_size and the broker's default
 # message.max.bytes (1 MiB): past it the publisher's headers, then the body, are left out
@@ -238,12 +241,6 @@ _PRODUCER_FATAL: tuple[type[BaseException], ...] = tuple(
 )
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Marks a produce's failure as seen (whoever awaits it next reports it)."""
-    if not future.cancelled():
-        future.exception()
-
-
 def _why(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return f"no answer within {timeout:.1f}s"
@@ -253,52 +250,29 @@ def _why(exc: BaseException, timeout: float) -> str:
 # -- per-partition state ------------------------------------------------------------------
 
 
-class _Record:
-    __slots__ = ("partition", "record", "lane", "state", "retrying", "failures", "last_reason", "produces")
+class _Partition(OrderedPartition):
+    """A partition's ordered records (the kit's) and what Kafka adds: the fetch position and the
+    last commit."""
 
-    def __init__(self, partition: "_Partition", record: Any, lane: Hashable) -> None:
-        self.partition = partition
-        self.record = record
-        self.lane = lane
-        self.state = "waiting"  # waiting | ready | inflight | parked | done
-        self.retrying = False  # held or redelivered after a requeue / failed settlement: the partition is paused
-        self.failures = 0  # failed settlements (drives the redelivery backoff)
-        self.last_reason: str | None = None  # the reason of its last dead letter attempt
-        # its dead letter / result still being produced: a redelivery waits for that one instead of
-        # producing another copy (a produce that timed out is still in the producer's queue)
-        self.produces: dict[str, asyncio.Future[Any]] = {}
-
-
-class _Partition:
     def __init__(self, tp: Any) -> None:
+        super().__init__(tp)
         self.tp = tp
-        self.unsettled: dict[int, _Record] = {}  # offset -> record, in offset order (fetch order)
-        self.lanes: dict[Hashable, collections.deque[_Record]] = {}
-        self.dispatched: set["KafkaMessage"] = set()  # handed to the runner, settlement not done
-        self.retrying = 0  # records retried in place: while > 0, nothing else is handed out
         self.position: int | None = None  # the offset after the last fetched record
         self.committed: int | None = None  # what this process last committed
-        self.revoked = False
-        self.wake = asyncio.Event()  # set on revoke: held retries end at once
-        self.timers: set[asyncio.Task[None]] = set()
 
     def committable(self) -> int | None:
-        for offset in self.unsettled:  # the lowest unsettled offset (dicts keep insertion order)
-            return offset
-        return self.position
-
-    def busy(self) -> bool:
-        """A record handed out whose settlement has not finished."""
-        return any(m.settled is None or m._busy for m in self.dispatched)
+        """The lowest unsettled offset; with nothing unsettled, the next to fetch."""
+        first = self.first_unsettled()
+        return first.position if first is not None else self.position
 
 
-class KafkaMessage(SourceMessage):
-    def __init__(self, source: "KafkaSource", rec: _Record) -> None:
+class KafkaMessage(OrderedMessage):
+    def __init__(self, source: "KafkaSource", rec: OrderedRecord) -> None:
         self._source = source
-        self._rec = rec
-        self._busy = False
-        r = rec.record
+        r = rec.item
         super().__init__(
+            source._order,
+            rec,
             r.value if r.value is not None else b"",
             (r.topic, r.partition, r.offset),
             {"key": r.key, "timestamp": r.timestamp, "headers": [(k, v) for k, v in (r.headers or ())]},
@@ -306,24 +280,10 @@ class KafkaMessage(SourceMessage):
 
     @property
     def record(self) -> Any:
-        return self._rec.record
+        return self._rec.item
 
-    async def _ack(self) -> None:
-        self._source._finish(self)
-
-    async def _requeue(self, delay: float) -> None:
-        self._busy = True
-        try:
-            await self._source._retry_in_place(self, delay)
-        finally:
-            self._busy = False
-
-    async def _dead_letter(self, reason: str, detail: Any) -> None:
-        self._rec.last_reason = reason
-        await self._source._produce_dead_letter(self, reason, detail, minimal=False)
-
-    async def _give_up(self, reason: str, detail: Any) -> None:
-        await self._source._produce_dead_letter(self, reason, detail, minimal=True)
+    async def _send_dead_letter(self, reason: str, detail: Any, *, minimal: bool) -> None:
+        await self._source._produce_dead_letter(self, reason, detail, minimal=minimal)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -485,15 +445,17 @@ class KafkaSource(BrokerSource):
         super().__init__(config.settle_timeout)
         self.config = config
         self.clients = clients or AIOKafkaClients(config)
-        self.backoff_base = config.backoff_base
-        self.backoff_max = config.backoff_max
         self._consumer: Any = None
         self._producer: Any = None
-        self._partitions: dict[Any, _Partition] = {}
-        self._unsettled = 0
+        self._order: OrderedPartitions[_Partition] = OrderedPartitions.for_source(
+            self,
+            config,
+            lambda rec: KafkaMessage(self, rec),
+            on_hold_change=self._apply_pause,
+            on_settled=self._apply_fetch_pause,
+        )
+        self._partitions = self._order.partitions
         self._fetch_paused = False
-        self._ready: collections.deque[KafkaMessage] = collections.deque()
-        self._ready_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._commit_lock = asyncio.Lock()
         self._replacing: asyncio.Task[None] | None = None
@@ -596,176 +558,31 @@ class KafkaSource(BrokerSource):
     async def stop_consuming(self) -> None:
         if not self.begin_stopping():
             return
-        for p in self._partitions.values():
-            p.wake.set()
-        self._ready.clear()  # handed to nobody: unsettled, so the commit stays below them
-        self._ready_event.set()  # the iterator ends
+        self._order.stop()  # what was ready stays unsettled, so the commit stays below it
 
     def is_ready(self) -> bool:
         return self._consumer is not None and self._broker_ok and not self.stopping
 
     # -- the runner's side -------------------------------------------------------------
 
-    async def messages(self) -> AsyncIterator[SourceMessage]:
-        while True:
-            while not self._ready:
-                if self.stopping:
-                    return
-                self._ready_event.clear()
-                await self._ready_event.wait()
-            if self.stopping:
-                return
-            message = self._ready.popleft()
-            rec = message._rec
-            p = rec.partition
-            if p.revoked or self._partitions.get(p.tp) is not p or rec.state != "ready":
-                continue  # revoked meanwhile: the new owner has it
-            if p.retrying and not rec.retrying:
-                rec.state = "parked"  # the partition is paused for a retry: handed out when it resumes
-                continue
-            rec.state = "inflight"
-            p.dispatched.add(message)
-            yield message
-
-    def _make_message(self, rec: _Record) -> KafkaMessage:
-        message = KafkaMessage(self, rec)
-        size, limit = len(message.body), self.config.max_body_bytes
-        if size > limit:  # refused: never parsed, never sent to the engine
-            log.warning("message %s is %d bytes (> %d): %s", message.coordinates, size, limit, BODY_TOO_LARGE)
-            message.refusal = (BODY_TOO_LARGE, {"bytes": size, "limit": limit})
-        return message
-
-    def _offer(self, rec: _Record, *, first: bool = False) -> None:
-        """Hand ``rec`` (the head of its lane) out, unless its partition is paused for a retry."""
-        p = rec.partition
-        if p.revoked or self.stopping:
-            return
-        if p.retrying and not rec.retrying:
-            rec.state = "parked"
-            return
-        rec.state = "ready"
-        message = self._make_message(rec)
-        if first:
-            self._ready.appendleft(message)
-        else:
-            self._ready.append(message)
-        self._ready_event.set()
-
-    def _current(self, message: KafkaMessage) -> bool:
-        p = message._rec.partition
-        return not p.revoked and self._partitions.get(p.tp) is p and not self.stopping
-
-    def _finish(self, message: KafkaMessage) -> None:
-        """``message``'s record is settled: the commit may move past it; its lane goes on."""
-        rec = message._rec
-        p = rec.partition
-        p.dispatched.discard(message)
-        if self._partitions.get(p.tp) is not p or rec.state == "done":
-            return  # revoked and forgotten: the new owner settles it again (a duplicate)
-        rec.state = "done"
-        record = rec.record
-        if p.unsettled.pop(record.offset, None) is not None:
-            self._unsettled -= 1
-        lane = p.lanes.get(rec.lane)
-        if lane is not None:
-            with contextlib.suppress(ValueError):
-                lane.remove(rec)  # the head, always
-            if not lane:
-                del p.lanes[rec.lane]
-        if rec.retrying:
-            rec.retrying = False
-            p.retrying -= 1
-            if p.retrying == 0:
-                self._resume(p)
-        elif lane:
-            self._offer(lane[0])
-        self._apply_fetch_pause()
-
-    def _resume(self, p: _Partition) -> None:
-        """The partition's retries are over: hand out its parked lane heads, fetch again."""
-        if p.revoked:
-            return
-        for lane in p.lanes.values():
-            head = lane[0]
-            if head.state in ("parked", "waiting"):
-                self._offer(head)
-        self._apply_pause(p)
-
-    def _hold_partition(self, rec: _Record) -> None:
-        if not rec.retrying:
-            rec.retrying = True
-            rec.partition.retrying += 1
-            self._apply_pause(rec.partition)
-
-    async def _retry_in_place(self, message: KafkaMessage, delay: float) -> None:
-        """``requeue``: hold the record ``delay`` seconds with its partition paused, then hand it
-        out again ahead of everything else. When stopping or revoked it is simply left unsettled
-        (the commit stays below it; whoever consumes the partition next gets it again)."""
-        rec = message._rec
-        p = rec.partition
-        try:
-            if not self._current(message):
-                return
-            self._hold_partition(rec)
-            await self._hold(p, delay)
-        finally:
-            p.dispatched.discard(message)
-        if self._current(message) and rec.state != "done":
-            self._offer(rec, first=True)
-
-    async def _hold(self, p: _Partition, delay: float) -> None:
-        await wait_any(delay, self._stopping, p.wake)
-
-    def _redeliver_later(self, message: KafkaMessage) -> None:
-        """A settlement the broker did not take: the record is handed out again after a capped
-        backoff, its partition paused meanwhile (order kept)."""
-        rec = message._rec
-        p = rec.partition
-        p.dispatched.discard(message)
-        if not self._current(message) or rec.state == "done":
-            return
-        self._hold_partition(rec)
-        rec.failures += 1
-        delay = capped_backoff(rec.failures, self.backoff_base, self.backoff_max)
-
-        async def later() -> None:
-            await self._hold(p, delay)
-            if self._current(message) and rec.state != "done":
-                self._offer(rec, first=True)
-
-        timer = asyncio.create_task(later(), name=f"wojak-kafka-redeliver-{message.coordinates}")
-        p.timers.add(timer)
-        timer.add_done_callback(p.timers.discard)
+    def messages(self) -> AsyncIterator[SourceMessage]:
+        return self._order.messages()
 
     async def _produce_dead_letter(self, message: KafkaMessage, reason: str, detail: Any, *, minimal: bool) -> None:
         record = message.record
         original = message._rec.last_reason if minimal else None
         value, key, headers = dead_letter_record(record, reason, detail, minimal=minimal, original_reason=original)
-        message._busy = True
-        try:
-            await self._produce(
-                self.config.dead_letter_topic, value, key, headers, message._rec, "give_up" if minimal else "dead_letter"
-            )
-        except asyncio.CancelledError:
-            message._busy = False
-            raise
-        except Exception as exc:
-            message._busy = False
-            counts = _counts(exc)
-            log.warning(
-                "dead-lettering %s (%s) failed (%s); it is retried in place%s",
-                message.coordinates,
-                reason,
-                _why(exc, self.settle_timeout),
-                "" if counts else " (the broker's failure: not counted toward giving it up)",
-            )
-            self._redeliver_later(message)
-            raise SettleFailed(f"the dead letter was not confirmed ({_why(exc, self.settle_timeout)})", counts=counts) from None
-        message._busy = False
-        self._finish(message)
+        topic, what = self.config.dead_letter_topic, "give_up" if minimal else "dead_letter"
+        await self._order.settle_by_send(
+            message,
+            reason,
+            lambda: self._produce(topic, value, key, headers, message._rec, what),
+            counts=_counts,
+            why=lambda exc: _why(exc, self.settle_timeout),
+        )
 
     async def _produce(
-        self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]], rec: _Record, what: str
+        self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]], rec: OrderedRecord, what: str
     ) -> None:
         """One record, confirmed by the broker (acks=all) within ``settle_timeout``. A produce that
         did not answer in time stays in the producer's queue (it may still be delivered): the
@@ -773,17 +590,11 @@ class KafkaSource(BrokerSource):
         producer = self._producer
         if producer is None:
             raise SettleFailed("not connected to Kafka (the producer is being replaced)", counts=False)
-        pending = rec.produces.get(what)
-        if pending is None or (pending.done() and (pending.cancelled() or pending.exception() is not None)):
-            pending = asyncio.ensure_future(producer.send_and_wait(topic, value=value, key=key, headers=headers))
-            pending.add_done_callback(_retrieve)
-            rec.produces[what] = pending
         try:
-            await asyncio.wait_for(asyncio.shield(pending), self.settle_timeout)
+            await self._order.send_once(rec, what, lambda: producer.send_and_wait(topic, value=value, key=key, headers=headers))
         except _PRODUCER_FATAL as exc:
             self._replace_producer(producer, exc)
             raise
-        rec.produces.pop(what, None)
 
     def _replace_producer(self, producer: Any, exc: BaseException) -> None:
         """Stop ``producer`` and start a new one (a new producer id), once, in the background."""
@@ -842,10 +653,7 @@ class KafkaSource(BrokerSource):
         if not parts:
             return
         for p in parts:
-            p.revoked = True
-            p.wake.set()
-            for timer in list(p.timers):
-                timer.cancel()
+            self._order.close(p)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.drain_seconds
         while any(p.busy() for p in parts) and loop.time() < deadline:
@@ -853,9 +661,7 @@ class KafkaSource(BrokerSource):
         late = sum(1 for p in parts for m in p.dispatched if m.settled is None or m._busy)
         await self._commit(parts, final=True)
         for p in parts:
-            if self._partitions.get(p.tp) is p:
-                del self._partitions[p.tp]
-                self._unsettled -= len(p.unsettled)
+            self._order.forget(p)
         self.rebalances["revoked"] += len(parts)
         if self._rebalance_counter is not None:
             self._rebalance_counter.labels(self.name, "revoked").inc(len(parts))
@@ -868,7 +674,7 @@ class KafkaSource(BrokerSource):
 
     def _apply_pause(self, p: _Partition) -> None:
         consumer = self._consumer
-        if consumer is None or p.revoked:
+        if consumer is None or p.closed:
             return
         try:
             if p.retrying or self._fetch_paused:
@@ -881,7 +687,8 @@ class KafkaSource(BrokerSource):
     def _apply_fetch_pause(self) -> None:
         """Past ``prefetch`` unsettled records every partition is paused; below half of it they resume."""
         limit = self.config.prefetch
-        paused = self._unsettled >= limit or (self._fetch_paused and self._unsettled > limit // 2)
+        unsettled = self._order.unsettled
+        paused = unsettled >= limit or (self._fetch_paused and unsettled > limit // 2)
         if paused != self._fetch_paused:
             self._fetch_paused = paused
             for p in self._partitions.values():
@@ -891,7 +698,7 @@ class KafkaSource(BrokerSource):
         consumer = self._consumer
         max_body = self.config.max_body_bytes
         while not self.stopping:
-            room = max(1, self.config.prefetch - self._unsettled)
+            room = max(1, self.config.prefetch - self._order.unsettled)
             try:
                 batch = await consumer.getmany(timeout_ms=200, max_records=room)
             except kafka_errors.ConsumerStoppedError:
@@ -902,21 +709,13 @@ class KafkaSource(BrokerSource):
                 continue
             for tp, records in batch.items():
                 p = self._partitions.get(tp)
-                if p is None or p.revoked:
+                if p is None or p.closed:
                     continue
                 for record in records:
                     if p.position is not None and record.offset < p.position:
                         continue  # already held (fetched again after a pause)
-                    rec = _Record(p, record, lane_of(record.value, record.key, max_body))
-                    p.unsettled[record.offset] = rec
-                    self._unsettled += 1
                     p.position = record.offset + 1
-                    lane = p.lanes.get(rec.lane)
-                    if lane is None:
-                        p.lanes[rec.lane] = collections.deque((rec,))
-                        self._offer(rec)
-                    else:
-                        lane.append(rec)
+                    self._order.add(p, OrderedRecord(p, record, record.offset, lane_of(record.value, record.key, max_body)))
             self._apply_fetch_pause()
 
     # -- commits -----------------------------------------------------------------------
@@ -924,7 +723,7 @@ class KafkaSource(BrokerSource):
     async def _commit_loop(self) -> None:
         while not self.stopping:
             await asyncio.sleep(self.config.commit_interval)
-            await self._commit([p for p in self._partitions.values() if not p.revoked])
+            await self._commit([p for p in self._partitions.values() if not p.closed])
 
     async def _commit(self, parts: list[_Partition], *, final: bool = False) -> bool:
         """Commit each partition's lowest unsettled offset where it moved; False if that failed."""

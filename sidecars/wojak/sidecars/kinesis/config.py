@@ -1,5 +1,5 @@
-"""Settings of the Kinesis sidecar: ``WOJAK_SIDECAR_KINESIS_*`` for the stream, its lease table
-and its dead letters; the settings every broker sidecar shares (``WOJAK_SIDECAR_ACCOUNTS``,
+"""Settings of the Kinesis sidecar: ``WOJAK_SIDECAR_KINESIS_*`` for the stream, its lease table,
+its dead letters and its results; the settings every broker sidecar shares (``WOJAK_SIDECAR_ACCOUNTS``,
 concurrency, drain, backoff, health port, body cap, settle timeout and attempts,
 ``WOJAK_ENGINE_SOCKET``) come from the kit's ``BrokerSidecarSettings``.
 
@@ -46,6 +46,8 @@ class KinesisSidecarSettings(BrokerSidecarSettings):
     # dead letters: one of the two (an SQS queue, with the reason as message attributes; or a stream)
     dead_letter_queue_url: str = Field(default="", pattern=_QUEUE_URL)
     dead_letter_stream: str = Field(default="", pattern=r"^$|" + _STREAM)
+    # the verdicts of ack_and_publish (rejected, denied, venue_anomaly), as Kafka's results topic; "": none
+    results_stream: str = Field(default="", pattern=r"^$|" + _STREAM)
     region: str | None = Field(default=None, pattern=_REGION)  # else AWS_REGION / AWS_DEFAULT_REGION
     endpoint: str | None = None  # e.g. a VPC endpoint or a local emulator; http:// only on loopback
     # a lease not renewed for this long is taken over by another replica (the KCL's failover time)
@@ -83,6 +85,8 @@ class KinesisSidecarSettings(BrokerSidecarSettings):
             )
         if self.dead_letter_stream == self.stream:
             raise ConfigError("WOJAK_SIDECAR_KINESIS_DEAD_LETTER_STREAM must differ from WOJAK_SIDECAR_KINESIS_STREAM")
+        if self.results_stream == self.stream:
+            raise ConfigError("WOJAK_SIDECAR_KINESIS_RESULTS_STREAM must differ from WOJAK_SIDECAR_KINESIS_STREAM")
         _ = self.runner  # WOJAK_SIDECAR_ACCOUNTS is required: refused here, in one line
         return self
 
@@ -90,5 +94,6 @@ class KinesisSidecarSettings(BrokerSidecarSettings):
         where = self.dead_letter_queue_url.rsplit("/", 1)[-1] if self.dead_letter_queue_url else self.dead_letter_stream
         return (
             f"KinesisSidecarSettings(stream={self.stream!r}, lease_table={self.lease_table!r}, worker={self.worker_id!r}, "
-            f"dead_letters={where!r}, lease={self.lease_seconds}s, prefetch={self.prefetch})"
+            f"dead_letters={where!r}, results={self.results_stream or None!r}, lease={self.lease_seconds}s, "
+            f"prefetch={self.prefetch})"
         )

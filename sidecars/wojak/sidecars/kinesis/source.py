@@ -44,6 +44,17 @@ so a parent is read to its end before its children. A shard ends when GetRecords
 iterator (or, closed, returns nothing past its ending sequence number); once every record read
 from it is settled its checkpoint becomes ``SHARD_END`` and its lease is released.
 
+Results. With ``results_stream`` set, the verdict of an ``ack_and_publish`` (rejected, denied,
+venue_anomaly) is put on that stream before the record is acked: a JSON record of the engine's
+answer (``client_order_id``, ``verdict``, ``reason``, ``order``; ``duplicate: true`` when published
+again for a redelivery) and the record's ``stream``, ``shard`` and ``sequence_number``, under the
+record's partition key (one account's results in order). A put that was not confirmed requeues
+the record (retried in place); its redelivery is answered ``duplicate`` and published again.
+
+The hand-out (order per partition key, holds, redeliveries, the settled prefix) is the kit's
+``OrderedPartitions`` (``wojak.sidecars._core.ordered``); this module keeps the leases, the
+reading and the dead letters.
+
 Coordinates are ``(stream, shard id, sequence number)``: an order without ``client_order_id`` gets
 one derived from them, the same on every redelivery. ``/readyz`` is false while the stream or the
 lease table does not answer; every call is retried with a capped backoff (no restart needed).
@@ -73,14 +84,14 @@ import orjson
 from wojak.engine.protocol import SocketDirError
 from wojak.errors import WojakError
 from wojak.sidecars._core.metrics import SidecarMetrics
+from wojak.sidecars._core.ordered import OrderedMessage, OrderedPartition, OrderedPartitions, OrderedRecord
 from wojak.sidecars._core.serve import serve_sidecar
-from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage, capped_backoff, wait_any
+from wojak.sidecars._core.source import BrokerSource, SourceMessage, capped_backoff
 from wojak.sidecars.kinesis.config import KinesisSidecarSettings
 
 log = logging.getLogger(__name__)
 
 SHARD_END = "SHARD_END"
-BODY_TOO_LARGE = "body_too_large"
 REASON_ATTRIBUTE = "wojak-reason"
 DETAIL_ATTRIBUTE = "wojak-detail"
 STREAM_ATTRIBUTE = "wojak-stream"
@@ -131,7 +142,7 @@ def _error_code(exc: BaseException) -> str:
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Marks a send's failure as seen (whoever awaits it next reports it)."""
+    """Marks a lease write's failure as seen (it is reported to whoever still waits for it)."""
     if not future.cancelled():
         future.exception()
 
@@ -175,6 +186,18 @@ def sqs_dead_letter(
         attributes[ENCODING_ATTRIBUTE] = _string("base64")
         return base64.b64encode(body).decode() or "=", attributes
     return text, attributes
+
+
+def result_record(reply: dict[str, Any], coordinates: tuple[str, str, str]) -> bytes:
+    """The data of a verdict on the results stream: the engine's answer (``client_order_id``,
+    ``verdict``, ``reason``, ``order``; ``duplicate`` when published again for a redelivery) and
+    the record's coordinates (a Kinesis record has no attributes)."""
+    stream, shard, sequence = coordinates
+    fields = {k: reply.get(k) for k in ("client_order_id", "verdict", "reason", "order")}
+    if reply.get("duplicate"):  # published again for a redelivery: the same outcome as the first
+        fields["duplicate"] = True
+    fields.update(stream=stream, shard=shard, sequence_number=sequence)
+    return orjson.dumps(fields, default=str)
 
 
 def stream_dead_letter(
@@ -341,73 +364,37 @@ class LeaseTable:
 # -- per-shard state -----------------------------------------------------------------------
 
 
-class _Record:
-    __slots__ = ("shard", "raw", "sequence", "lane", "state", "retrying", "failures", "last_reason", "sending")
+class _Shard(OrderedPartition):
+    """A shard's ordered records (the kit's: ``settled_upto`` is the checkpoint to write) and its
+    lease."""
 
-    def __init__(self, shard: "_Shard", raw: dict[str, Any]) -> None:
-        self.shard = shard
-        self.raw = raw
-        self.sequence = str(raw["SequenceNumber"])
-        self.lane = str(raw.get("PartitionKey", ""))
-        self.state = "waiting"  # waiting | ready | inflight | parked | done
-        self.retrying = False  # held after a requeue or a failed settlement: its shard hands out nothing else
-        self.failures = 0
-        self.last_reason: str | None = None
-        # its dead letter still on its way (a send that outlasted the settle timeout may yet arrive):
-        # the next attempt waits for that one instead of sending another copy
-        self.sending: dict[bool, asyncio.Future[Any]] = {}
-
-
-class _Shard:
     def __init__(self, shard_id: str, counter: int, checkpoint: str) -> None:
+        super().__init__(shard_id)
         self.shard_id = shard_id
         self.counter = counter  # the lease's counter as this replica last wrote it
         self.checkpoint = checkpoint  # what the table holds
-        self.records: collections.deque[_Record] = collections.deque()  # read, in sequence order, not yet past the checkpoint
-        self.lanes: dict[str, collections.deque[_Record]] = {}
-        self.dispatched: set[KinesisMessage] = set()
-        self.retrying = 0
-        self.settled_upto: str | None = None  # the last sequence number with it and all before it settled
         self.last_read: str | None = None
-        self.unsettled = 0
         self.ended = False  # read to its end (SHARD_END once everything read is settled)
-        self.lost = False
         self.renewed = time.monotonic()
         self.lock = asyncio.Lock()  # one conditional write at a time (each moves the counter)
-        self.wake = asyncio.Event()  # set when the shard is dropped: held retries end at once
-        self.timers: set[asyncio.Task[None]] = set()
         self.task: asyncio.Task[None] | None = None
 
 
-class KinesisMessage(SourceMessage):
-    def __init__(self, source: "KinesisSource", rec: _Record) -> None:
+class KinesisMessage(OrderedMessage):
+    def __init__(self, source: "KinesisSource", rec: OrderedRecord) -> None:
         self._source = source
-        self._rec = rec
-        self._busy = False
-        raw = rec.raw
+        raw = rec.item
         data = raw.get("Data") or b""
         super().__init__(
+            source._order,
+            rec,
             bytes(data),
-            coordinates_for(source.config.stream, rec.shard.shard_id, rec.sequence),
+            coordinates_for(source.config.stream, str(rec.partition.key), rec.position),
             {"partition_key": rec.lane, "arrival": str(raw.get("ApproximateArrivalTimestamp", ""))},
         )
 
-    async def _ack(self) -> None:
-        self._source._finish(self)
-
-    async def _requeue(self, delay: float) -> None:
-        self._busy = True
-        try:
-            await self._source._retry_in_place(self, delay)
-        finally:
-            self._busy = False
-
-    async def _dead_letter(self, reason: str, detail: Any) -> None:
-        self._rec.last_reason = reason
-        await self._source._send_dead_letter(self, reason, detail, minimal=False)
-
-    async def _give_up(self, reason: str, detail: Any) -> None:
-        await self._source._send_dead_letter(self, reason, detail, minimal=True)
+    async def _send_dead_letter(self, reason: str, detail: Any, *, minimal: bool) -> None:
+        await self._source._send_dead_letter(self, reason, detail, minimal=minimal)
 
 
 @dataclass
@@ -428,20 +415,18 @@ class KinesisSource(BrokerSource):
         super().__init__(config.settle_timeout)
         self.config = config
         self._make_clients = clients or make_clients
-        self.backoff_base = config.backoff_base
-        self.backoff_max = config.backoff_max
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="wojak-kinesis")
         self._kinesis: Any = None
         self._dynamodb: Any = None
         self._sqs: Any = None
         self._table: LeaseTable | None = None
-        self._shards: dict[str, _Shard] = {}
+        self._order: OrderedPartitions[_Shard] = OrderedPartitions.for_source(
+            self, config, lambda rec: KinesisMessage(self, rec), on_settled=self._settled
+        )
+        self._shards = self._order.partitions
         self._shard_info: dict[str, dict[str, Any]] = {}  # ListShards: shard id -> its description
         self._seen: dict[str, _Seen] = {}
-        self._unsettled = 0
         self._room = asyncio.Event()
-        self._ready: collections.deque[KinesisMessage] = collections.deque()
-        self._ready_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._synced_at = -math.inf
         self._stream_ok = self._table_ok = False
@@ -517,10 +502,7 @@ class KinesisSource(BrokerSource):
     async def stop_consuming(self) -> None:
         if not self.begin_stopping():
             return
-        for shard in self._shards.values():
-            shard.wake.set()
-        self._ready.clear()  # handed to nobody: unsettled, so the checkpoint stays below them
-        self._ready_event.set()
+        self._order.stop()  # what was ready stays unsettled, so the checkpoint stays below it
         self._room.set()
 
     def is_ready(self) -> bool:
@@ -528,166 +510,59 @@ class KinesisSource(BrokerSource):
 
     # -- the runner's side -------------------------------------------------------------
 
-    async def messages(self) -> AsyncIterator[SourceMessage]:
-        while True:
-            while not self._ready:
-                if self.stopping:
-                    return
-                self._ready_event.clear()
-                await self._ready_event.wait()
-            if self.stopping:
-                return
-            message = self._ready.popleft()
-            rec = message._rec
-            shard = rec.shard
-            if shard.lost or rec.state != "ready":
-                continue  # its lease went meanwhile: the new owner reads it again
-            if shard.retrying and not rec.retrying:
-                rec.state = "parked"  # the shard waits for a retry: handed out when it is settled
-                continue
-            rec.state = "inflight"
-            shard.dispatched.add(message)
-            yield message
+    def messages(self) -> AsyncIterator[SourceMessage]:
+        return self._order.messages()
 
-    def _offer(self, rec: _Record, *, first: bool = False) -> None:
-        shard = rec.shard
-        if shard.lost or self.stopping:
-            return
-        if shard.retrying and not rec.retrying:
-            rec.state = "parked"
-            return
-        rec.state = "ready"
-        message = KinesisMessage(self, rec)
-        size, limit = len(message.body), self.config.max_body_bytes
-        if size > limit:  # refused: never parsed, never sent to the engine
-            message.refusal = (BODY_TOO_LARGE, {"bytes": size, "limit": limit})
-        if first:
-            self._ready.appendleft(message)
-        else:
-            self._ready.append(message)
-        self._ready_event.set()
-
-    def _current(self, message: KinesisMessage) -> bool:
-        shard = message._rec.shard
-        return not shard.lost and self._shards.get(shard.shard_id) is shard and not self.stopping
-
-    def _finish(self, message: KinesisMessage) -> None:
-        """Settled: the checkpoint may move past it; the next record of its partition key goes out."""
-        rec = message._rec
-        shard = rec.shard
-        shard.dispatched.discard(message)
-        if shard.lost or rec.state == "done":
-            return  # the lease went: the new owner reads it again (a duplicate)
-        rec.state = "done"
-        shard.unsettled -= 1
-        self._unsettled -= 1
-        while shard.records and shard.records[0].state == "done":
-            shard.settled_upto = shard.records.popleft().sequence
-        lane = shard.lanes.get(rec.lane)
-        if lane is not None:
-            with contextlib.suppress(ValueError):
-                lane.remove(rec)  # the head, always
-            if not lane:
-                del shard.lanes[rec.lane]
-        if rec.retrying:
-            rec.retrying = False
-            shard.retrying -= 1
-            if shard.retrying == 0:
-                for waiting in shard.lanes.values():
-                    if waiting[0].state in ("parked", "waiting"):
-                        self._offer(waiting[0])
-        elif lane:
-            self._offer(lane[0])
-        if self._unsettled < self.config.prefetch:
+    def _settled(self) -> None:
+        if self._order.unsettled < self.config.prefetch:
             self._room.set()
-
-    def _hold_shard(self, rec: _Record) -> None:
-        if not rec.retrying:
-            rec.retrying = True
-            rec.shard.retrying += 1
-
-    async def _hold(self, shard: _Shard, delay: float) -> None:
-        await wait_any(delay, self._stopping, shard.wake)
-
-    async def _retry_in_place(self, message: KinesisMessage, delay: float) -> None:
-        """``requeue``: hold the record ``delay`` seconds with its shard handing out nothing else, then
-        hand it out again first. Stopping or its lease gone, it is left unsettled (the checkpoint
-        stays below it; whoever reads the shard next gets it again)."""
-        rec = message._rec
-        shard = rec.shard
-        try:
-            if not self._current(message):
-                return
-            self._hold_shard(rec)
-            await self._hold(shard, delay)
-        finally:
-            shard.dispatched.discard(message)
-        if self._current(message) and rec.state != "done":
-            self._offer(rec, first=True)
-
-    def _redeliver_later(self, message: KinesisMessage) -> None:
-        """A dead letter that was not confirmed: handed out again after a capped backoff, its shard
-        holding everything else meanwhile (order kept)."""
-        rec = message._rec
-        shard = rec.shard
-        shard.dispatched.discard(message)
-        if not self._current(message) or rec.state == "done":
-            return
-        self._hold_shard(rec)
-        rec.failures += 1
-        delay = capped_backoff(rec.failures, self.backoff_base, self.backoff_max)
-
-        async def later() -> None:
-            await self._hold(shard, delay)
-            if self._current(message) and rec.state != "done":
-                self._offer(rec, first=True)
-
-        timer = asyncio.create_task(later(), name=f"wojak-kinesis-redeliver-{rec.sequence}")
-        shard.timers.add(timer)
-        timer.add_done_callback(shard.timers.discard)
 
     async def _send_dead_letter(self, message: KinesisMessage, reason: str, detail: Any, *, minimal: bool) -> None:
         c = self.config
         rec = message._rec
         original = rec.last_reason if minimal else None
         coordinates: tuple[str, str, str] = message.coordinates
-        message._busy = True
+        lane = str(rec.lane)
 
         def send() -> Any:
             if c.dead_letter_queue_url:
                 body, attributes = sqs_dead_letter(
-                    message.body, reason, detail, coordinates, rec.lane, minimal=minimal, original_reason=original
+                    message.body, reason, detail, coordinates, lane, minimal=minimal, original_reason=original
                 )
                 return self._run(
                     self._sqs.send_message, QueueUrl=c.dead_letter_queue_url, MessageBody=body, MessageAttributes=attributes
                 )
-            data = stream_dead_letter(
-                message.body, reason, detail, coordinates, rec.lane, minimal=minimal, original_reason=original
-            )
-            return self._run(self._kinesis.put_record, StreamName=c.dead_letter_stream, Data=data, PartitionKey=rec.lane or "-")
+            data = stream_dead_letter(message.body, reason, detail, coordinates, lane, minimal=minimal, original_reason=original)
+            return self._run(self._kinesis.put_record, StreamName=c.dead_letter_stream, Data=data, PartitionKey=lane or "-")
 
-        try:
-            pending = rec.sending.get(minimal)
-            if pending is None or (pending.done() and (pending.cancelled() or pending.exception() is not None)):
-                pending = asyncio.ensure_future(send())
-                pending.add_done_callback(_retrieve)
-                rec.sending[minimal] = pending
-            response = await asyncio.wait_for(asyncio.shield(pending), self.settle_timeout)
-            rec.sending.pop(minimal, None)
+        async def confirmed() -> None:
+            response = await self._order.send_once(rec, "give_up" if minimal else "dead_letter", send)
             if not (response.get("MessageId") or response.get("SequenceNumber")):
                 raise RuntimeError("the dead letter was not confirmed")
-        except asyncio.CancelledError:
-            message._busy = False
-            raise
-        except Exception as exc:
-            message._busy = False
-            counts = _error_code(exc) in _RECORD_AT_FAULT
-            why = "no answer in time" if isinstance(exc, asyncio.TimeoutError) else _why(exc)
-            log.warning("dead-lettering %s (%s) failed (%s); it is retried in place", message.coordinates, reason, why)
-            self._redeliver_later(message)
-            raise SettleFailed(f"the dead letter was not confirmed ({why})", counts=counts) from None
-        message._busy = False
-        self._finish(message)
+
+        await self._order.settle_by_send(
+            message,
+            reason,
+            confirmed,
+            counts=lambda exc: _error_code(exc) in _RECORD_AT_FAULT,
+            why=lambda exc: "no answer in time" if isinstance(exc, asyncio.TimeoutError) else _why(exc),
+        )
+
+    async def publish_result(self, message: SourceMessage, reply: dict[str, Any]) -> None:
+        """A verdict of ``ack_and_publish`` to ``results_stream`` (partition key: the record's, so one
+        account's results stay in order), confirmed before the record is acked."""
+        assert isinstance(message, KinesisMessage)
+        stream = self.config.results_stream
+        if not stream:
+            return
+        rec = message._rec
+        data = result_record(reply, message.coordinates)
+        key = str(rec.lane) or "-"
+        response = await self._order.send_once(
+            rec, "result", lambda: self._run(self._kinesis.put_record, StreamName=stream, Data=data, PartitionKey=key)
+        )
+        if not response.get("SequenceNumber"):
+            raise RuntimeError("the result was not confirmed")
 
     # -- reading a shard ---------------------------------------------------------------
 
@@ -714,18 +589,18 @@ class KinesisSource(BrokerSource):
         c = self.config
         iterator: str | None = None
         failures = 0
-        while not self.stopping and not shard.lost:
-            while self._unsettled >= c.prefetch and not self.stopping and not shard.lost:
+        while not self.stopping and not shard.closed:
+            while self._order.unsettled >= c.prefetch and not self.stopping and not shard.closed:
                 self._room.clear()
                 await self._room.wait()
-            if self.stopping or shard.lost:
+            if self.stopping or shard.closed:
                 return
             try:
                 if iterator is None:
                     iterator = await self._iterator(shard)
                     if iterator is None:
                         break
-                room = max(1, min(c.batch_size, c.prefetch - self._unsettled))
+                room = max(1, min(c.batch_size, c.prefetch - self._order.unsettled))
                 response = await self._run(self._kinesis.get_records, ShardIterator=iterator, Limit=room)
             except Exception as exc:
                 if _error_code(exc) == "ExpiredIteratorException":
@@ -740,23 +615,15 @@ class KinesisSource(BrokerSource):
                 continue
             failures = 0
             self._stream_ok = True
-            if shard.lost or self.stopping:
+            if shard.closed or self.stopping:
                 return
             raws = response.get("Records") or []
             for raw in raws:
                 if shard.last_read is not None and _seq(raw["SequenceNumber"]) <= _seq(shard.last_read):
                     continue
-                rec = _Record(shard, raw)
-                shard.records.append(rec)
-                shard.unsettled += 1
-                self._unsettled += 1
-                shard.last_read = rec.sequence
-                lane = shard.lanes.get(rec.lane)
-                if lane is None:
-                    shard.lanes[rec.lane] = collections.deque((rec,))
-                    self._offer(rec)
-                else:
-                    lane.append(rec)
+                sequence = str(raw["SequenceNumber"])
+                shard.last_read = sequence
+                self._order.add(shard, OrderedRecord(shard, raw, sequence, str(raw.get("PartitionKey", ""))))
             iterator = response.get("NextShardIterator")
             if iterator is None or (not raws and self._at_end(shard)):
                 break
@@ -803,18 +670,34 @@ class KinesisSource(BrokerSource):
         leases = await self._run(self._table.scan)
         await self._take(leases)
 
+    async def _lease_write(self, shard: _Shard, write: Callable[..., int], *args: Any, timeout: float | None = None) -> bool:
+        """One conditional write of ``shard``'s lease (``write(shard_id, counter, *args)``), under its
+        lock, keeping the new counter even when the caller stops waiting (cancelled at stop, or past
+        ``timeout``): the write goes on in its thread, and a counter lost there would make this
+        replica's next write look like another replica's (LeaseLost: the shard dropped, its lease
+        neither checkpointed nor released at stop). False if the shard was dropped meanwhile."""
+
+        async def locked() -> bool:
+            async with shard.lock:
+                if shard.closed:
+                    return False
+                shard.counter = await self._run(write, shard.shard_id, shard.counter, *args)
+                return True
+
+        task = asyncio.ensure_future(locked())
+        task.add_done_callback(_retrieve)
+        return await asyncio.wait_for(asyncio.shield(task), timeout)
+
     async def _renew(self, shard: _Shard) -> None:
         assert self._table is not None
-        async with shard.lock:
-            if shard.lost:
+        try:
+            if not await self._lease_write(shard, self._table.renew):
                 return
-            try:
-                shard.counter = await self._run(self._table.renew, shard.shard_id, shard.counter)
-            except LeaseLost:
-                log.warning("lease of %s was taken by another replica: dropped", shard.shard_id)
-                self._drop(shard, "lost")
-                return
-            shard.renewed = time.monotonic()
+        except LeaseLost:
+            log.warning("lease of %s was taken by another replica: dropped", shard.shard_id)
+            self._drop(shard, "lost")
+            return
+        shard.renewed = time.monotonic()
 
     async def _sync_shards(self) -> None:
         """ListShards; a lease for every shard without one."""
@@ -904,18 +787,12 @@ class KinesisSource(BrokerSource):
     def _drop(self, shard: _Shard, kind: str | None) -> None:
         """Forget ``shard`` (its lease is gone, released or ended): nothing more of it is handed out,
         and a late settlement of what is in flight is ignored (the next owner reads it again)."""
-        if shard.lost:
+        if shard.closed:
             return
-        shard.lost = True
-        shard.wake.set()
-        for timer in list(shard.timers):
-            timer.cancel()
+        self._order.close(shard)
         if shard.task is not None and shard.task is not asyncio.current_task():
             shard.task.cancel()
-        if self._shards.get(shard.shard_id) is shard:
-            del self._shards[shard.shard_id]
-        self._unsettled -= shard.unsettled
-        shard.unsettled = 0
+        self._order.forget(shard)
         self._room.set()
         if kind:
             self._count(kind)
@@ -924,19 +801,16 @@ class KinesisSource(BrokerSource):
         """At stop: the settled prefix checkpointed, then the lease given up."""
         assert self._table is not None
         await self._write_checkpoint(shard)
-        async with shard.lock:
-            if shard.lost:
-                return
-            try:
-                await asyncio.wait_for(self._run(self._table.release, shard.shard_id, shard.counter), self.settle_timeout)
+        try:
+            if await self._lease_write(shard, self._table.release, timeout=self.settle_timeout):
                 self._count("released")
-            except Exception as exc:
-                log.warning(
-                    "releasing the lease of %s failed (%s); it expires in %.0fs",
-                    shard.shard_id,
-                    _why(exc),
-                    self.config.lease_seconds,
-                )
+        except Exception as exc:
+            log.warning(
+                "releasing the lease of %s failed (%s); it expires in %.0fs",
+                shard.shard_id,
+                _why(exc),
+                self.config.lease_seconds,
+            )
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -951,35 +825,30 @@ class KinesisSource(BrokerSource):
         target = SHARD_END if end else shard.settled_upto
         if target is None or target == shard.checkpoint:
             return
-        async with shard.lock:
-            if shard.lost:
+        try:
+            if not await self._lease_write(shard, self._table.checkpoint, target, timeout=self.settle_timeout):
                 return
-            try:
-                shard.counter = await asyncio.wait_for(
-                    self._run(self._table.checkpoint, shard.shard_id, shard.counter, target), self.settle_timeout
-                )
-            except LeaseLost:
-                log.warning("checkpoint of %s refused: another replica holds its lease now; dropped", shard.shard_id)
-                self._drop(shard, "lost")
-                return
-            except Exception as exc:
-                self._table_ok = False
-                self._warn(
-                    f"checkpoint-{shard.shard_id}",
-                    "checkpointing %s at %s failed (%s); retrying",
-                    shard.shard_id,
-                    target,
-                    _why(exc),
-                )
-                return
-            shard.checkpoint = target
-            shard.renewed = time.monotonic()
-            self._count("checkpoints")
+        except LeaseLost:
+            log.warning("checkpoint of %s refused: another replica holds its lease now; dropped", shard.shard_id)
+            self._drop(shard, "lost")
+            return
+        except Exception as exc:
+            self._table_ok = False
+            self._warn(
+                f"checkpoint-{shard.shard_id}",
+                "checkpointing %s at %s failed (%s); retrying",
+                shard.shard_id,
+                target,
+                _why(exc) if not isinstance(exc, asyncio.TimeoutError) else f"no answer within {self.settle_timeout:.1f}s",
+            )
+            return
+        shard.checkpoint = target
+        shard.renewed = time.monotonic()
+        self._count("checkpoints")
         if end:
             log.info("shard %s finished (checkpoint SHARD_END): its children may be read", shard.shard_id)
             with contextlib.suppress(Exception):
-                async with shard.lock:
-                    shard.counter = await self._run(self._table.release, shard.shard_id, shard.counter)
+                await self._lease_write(shard, self._table.release)
             self._drop(shard, "ended")
             self._synced_at = -math.inf
 
@@ -1053,6 +922,7 @@ __all__ = [
     "Lease",
     "LeaseTable",
     "coordinates_for",
+    "result_record",
     "serve",
     "sqs_dead_letter",
     "stream_dead_letter",

@@ -49,7 +49,6 @@ from wojak.sidecars._core.settings import BrokerSidecarSettings, RunnerConfig
 from wojak.sidecars._core.source import Source, SourceMessage
 from wojak.sidecars.testing.memory import DeadLetter
 
-
 # The contract engine's risk limits: the demo file's (the engine's default_risk.yaml), but with
 # order rates no sidecar reaches. The contract is about delivery; at full speed a sidecar on an
 # idle machine passes the demo's 500 orders/s per account, and an order denied for its rate is
