@@ -52,8 +52,11 @@ def engine_env(tmp: Path, sock: Path, synchronous: str = "full") -> dict[str, st
     }
 
 
-def start_engine(tmp: Path, sock: Path, synchronous: str):
-    ctx = process([PY, "-m", "wojak", "engine"], engine_env(tmp, sock, synchronous), tmp / "engine.log")
+def start_engine(tmp: Path, sock: Path, synchronous: str, lanes: int | None = None):
+    env = engine_env(tmp, sock, synchronous)
+    if lanes is not None:
+        env["WOJAK_ENGINE_LANES"] = str(lanes)
+    ctx = process([PY, "-m", "wojak", "engine"], env, tmp / "engine.log")
     proc = ctx.__enter__()
 
     def ready() -> bool:
@@ -87,12 +90,13 @@ def bench_engine(args, results: dict) -> None:
             client.close()
         results["zmq_raw"] = {"unloaded_us": {k: v * 1e6 for k, v in raw_lat.items()}, "pipelined_per_s": raw_rate}
 
-        for synchronous in args.synchronous:
-            progress(f"wojak engine (SQLite synchronous={synchronous}, in-process sandbox with ledger)")
-            sock = tmp / f"engine-{synchronous}" / "engine.sock"
-            data = tmp / f"data-{synchronous}"
+        for synchronous, lanes in [(s, n) for s in args.synchronous for n in args.lanes or [None]]:
+            name = synchronous if lanes is None else f"{synchronous}_lanes{lanes}"
+            progress(f"wojak engine (SQLite synchronous={synchronous}, lanes={lanes or 'default'}, in-process sandbox)")
+            sock = tmp / f"engine-{name}" / "engine.sock"
+            data = tmp / f"data-{name}"
             data.mkdir()
-            ctx, proc = start_engine(data, sock, synchronous)
+            ctx, proc = start_engine(data, sock, synchronous, lanes)
             try:
                 client = Client(str(sock))
                 client.call(encode_frames(MessageType.TICK, {"request_id": 0, "tick": TICK, "principal": PRINCIPAL}))
@@ -101,7 +105,7 @@ def bench_engine(args, results: dict) -> None:
                 frames = order_frames(args.pipelined, "pip")
                 before = _batches(client)
                 cpu = cpu_seconds(proc.pid)
-                profiler = _profile(Path(args.profile) / f"engine-{synchronous}.raw", proc.pid) if args.profile else None
+                profiler = _profile(Path(args.profile) / f"engine-{name}.raw", proc.pid) if args.profile else None
                 secs, replies = client.pipelined(frames, args.window)
                 cpu = cpu_seconds(proc.pid) - cpu
                 if profiler is not None:
@@ -115,10 +119,8 @@ def bench_engine(args, results: dict) -> None:
             finally:
                 ctx.__exit__(None, None, None)
             if args.profile:
-                results[f"profile_engine_{synchronous}"] = rabbitmq_bench.own_time(
-                    Path(args.profile) / f"engine-{synchronous}.raw", 20
-                )
-            results[f"engine_{synchronous}"] = {
+                results[f"profile_engine_{name}"] = rabbitmq_bench.own_time(Path(args.profile) / f"engine-{name}.raw", 20)
+            results[f"engine_{name}"] = {
                 "unloaded_us": {k: v * 1e6 for k, v in lat.items()},
                 "pipelined_per_s": len(frames) / secs,
                 "engine_cpu_us_per_order": cpu / len(frames) * 1e6,
@@ -229,18 +231,18 @@ def report(results: dict) -> None:
     if "zmq_raw" in results:
         raw = results["zmq_raw"]
         print("\n  engine over ipc (one blocking DEALER client for both)")
-        print(f"    raw pyzmq echo    unloaded p50 {raw['unloaded_us']['p50']:7.1f} us  p99 {raw['unloaded_us']['p99']:7.1f} us"
+        print(f"    raw pyzmq echo         unloaded p50 {raw['unloaded_us']['p50']:7.1f} us  p99 {raw['unloaded_us']['p99']:7.1f} us"
               f"   pipelined {raw['pipelined_per_s']:9,.0f} msg/s")  # fmt: skip
         for key, r in results.items():
             if not key.startswith("engine_"):
                 continue
             ratio = r["unloaded_us"]["p50"] / raw["unloaded_us"]["p50"]
-            print(f"    {key:<17} unloaded p50 {r['unloaded_us']['p50']:7.1f} us  p99 {r['unloaded_us']['p99']:7.1f} us"
+            print(f"    {key:<22} unloaded p50 {r['unloaded_us']['p50']:7.1f} us  p99 {r['unloaded_us']['p99']:7.1f} us"
                   f"   pipelined {r['pipelined_per_s']:9,.0f} orders/s   (mean batch {r['mean_batch']:.0f},"
                   f" engine CPU {r['engine_cpu_us_per_order']:.1f} us/order, engine RSS {r['engine_rss_mb']:.0f} MB at the end)")  # fmt: skip
             for share_, fn in results.get(f"profile_{key}", [])[:12]:
                 print(f"      py-spy own time {share_:6.1%}  {fn}")
-            print(f"    {'':<17} unloaded p50 = {ratio:.1f}x raw (target <= 6x);"
+            print(f"    {'':<22} unloaded p50 = {ratio:.1f}x raw (target <= 6x);"
                   f" pipelined = {r['pipelined_per_s'] / raw['pipelined_per_s']:.2f}x raw; target >= 20,000/s:"
                   f" {'met' if r['pipelined_per_s'] >= 20000 else 'MISSED'}; verdicts {r['verdicts']}")  # fmt: skip
     if "http_bare" in results:
@@ -276,6 +278,7 @@ def main() -> None:
     parser.add_argument("--pipelined", type=int, default=60000, help="orders for the pipelined run")
     parser.add_argument("--window", type=int, default=2000, help="requests in flight when pipelined")
     parser.add_argument("--synchronous", action="append", help="SQLite synchronous mode(s) (default: full, normal)")
+    parser.add_argument("--lanes", type=int, action="append", help="engine section: WOJAK_ENGINE_LANES (repeat to compare)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=float, default=1000, help="orders/s offered in the paced HTTP run")

@@ -362,3 +362,64 @@ def test_metrics_are_scraped_through_the_service_or_from_the_pods(kube_bin, tmp_
     [deployment] = by_kind(docs, "Deployment")
     ports = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert endpoints[0]["port"] in ports
+
+
+def test_the_trading_helm_test_needs_an_explicit_symbol_and_price(kube_bin, tmp_path):
+    """With a test key, `helm test` posts a tick and sends a real order: the chart never picks the
+    instrument or the price for it (a default would price a real instrument at a made-up figure)."""
+    for given in ({}, {"symbol": "TEST-FUT"}, {"price": "100"}, {"symbol": "TEST-FUT", "price": "a lot"}):
+        values = values_for("http", tests={"http": {"apiKeySecret": "k", **given}})
+        result = render(kube_bin, tmp_path, values, check=False)
+        assert result.returncode != 0 and "/tests/http/" in result.stderr, (given, result.stderr)
+    values = values_for("http", tests={"http": {"apiKeySecret": "k", "symbol": "TEST-FUT", "price": "100.5"}})
+    docs = documents(render(kube_bin, tmp_path, values).stdout)
+    [pod] = [d for d in by_kind(docs, "Pod") if d["metadata"]["name"].endswith("-test-http")]
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert (env["WOJAK_TEST_SYMBOL"], env["WOJAK_TEST_PRICE"]) == ("TEST-FUT", "100.5")
+    assert render(kube_bin, tmp_path, values_for("http")).returncode == 0, "without a test key nothing is required"
+
+
+def test_a_kinesis_source_publishes_results_only_to_the_stream_named(kube_bin, tmp_path, monkeypatch):
+    from wojak.sidecars.kinesis.config import KinesisSidecarSettings
+
+    def source_env(values: dict[str, Any]) -> dict[str, Any]:
+        pod = by_kind(documents(render(kube_bin, tmp_path, values).stdout), "Deployment")[0]["spec"]["template"]["spec"]
+        return {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+    assert "WOJAK_SIDECAR_KINESIS_RESULTS_STREAM" not in source_env(values_for("kinesis")), "none by default"
+    values = values_for("kinesis")
+    values["source"]["kinesis"]["resultsStream"] = "desk-results"
+    env = source_env(values)
+    assert env["WOJAK_SIDECAR_KINESIS_RESULTS_STREAM"] == "desk-results"
+    for name, value in env.items():  # the container's environment, as the sidecar reads it
+        if name.startswith("WOJAK_SIDECAR_KINESIS_") and value is not None:
+            monkeypatch.setenv(name, value)
+    assert KinesisSidecarSettings().results_stream == "desk-results"
+    values["source"]["kinesis"]["resultsStream"] = "not a stream name"
+    result = render(kube_bin, tmp_path, values, check=False)
+    assert result.returncode != 0 and "/source/kinesis/resultsStream" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_extra_env_reaches_its_container_and_never_replaces_what_the_chart_sets(kube_bin, tmp_path, native):
+    values = values_for("rabbitmq", engine={"nativeSidecar": native, "extraEnv": [{"name": "WOJAK_SANDBOX_LATENCY_MS", "value": "100"}]})
+    values["source"]["extraEnv"] = [{"name": "WOJAK_SIDECAR_ENGINE_LINGER_MS", "value": "2"}]
+    pod = by_kind(documents(render(kube_bin, tmp_path, values).stdout), "Deployment")[0]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"] + pod.get("initContainers", [])}
+    engine = {e["name"]: e.get("value") for e in containers["engine"]["env"]}
+    source = {e["name"]: e.get("value") for e in containers["source"]["env"]}
+    assert engine["WOJAK_SANDBOX_LATENCY_MS"] == "100" and "WOJAK_SANDBOX_LATENCY_MS" not in source
+    assert source["WOJAK_SIDECAR_ENGINE_LINGER_MS"] == "2" and "WOJAK_SIDECAR_ENGINE_LINGER_MS" not in engine
+    assert engine["WOJAK_ENGINE_RISK_CONFIG"] == "/etc/wojak/risk/risk.yaml", "the chart's own environment is still there"
+    for where, name in (("engine", "WOJAK_STORE"), ("engine", "WOJAK_ENGINE_RISK_CONFIG"), ("source", "WOJAK_ENGINE_SOCKET")):
+        bad = values_for("rabbitmq", engine={"nativeSidecar": native})
+        bad[where]["extraEnv"] = [{"name": name, "value": "elsewhere"}]
+        result = render(kube_bin, tmp_path, bad, check=False)
+        assert result.returncode != 0 and f"{where}.extraEnv: {name} is set by the chart" in result.stderr, result.stderr
+    bad = values_for("rabbitmq", engine={"extraEnv": [{"name": "lower-case", "value": "x"}]})
+    result = render(kube_bin, tmp_path, bad, check=False)
+    assert result.returncode != 0 and "/engine/extraEnv/0/name" in result.stderr, result.stderr
+    bad = values_for("rabbitmq")
+    bad["source"]["extraEnv"] = [{"name": "WOJAK_SIDECAR_RABBITMQ_PREFETCH", "value": "16"}]  # source.rabbitmq.prefetch's
+    result = render(kube_bin, tmp_path, bad, check=False)
+    assert result.returncode != 0 and "WOJAK_SIDECAR_RABBITMQ_PREFETCH is set by the chart" in result.stderr, result.stderr

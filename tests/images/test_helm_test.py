@@ -86,7 +86,7 @@ def test_helm_test_of_the_http_release_passes_against_the_chart_pod_under_kube_p
     values = values_for("http", replicaCount=1, engine={"nativeSidecar": False},
                         image={"engine": {"repository": "localhost/wojak-engine"}, "sidecar": {"repository": "localhost/wojak-sidecar"},
                                "tag": TAG, "pullPolicy": "Never"},
-                        tests={"http": {"apiKeySecret": f"{release}-test-key"}})  # fmt: skip
+                        tests={"http": {"apiKeySecret": f"{release}-test-key", "symbol": "NIFTY-FUT", "price": "24000"}})  # fmt: skip
     values["source"]["http"].update({"apiKeysSecret": f"{release}-keys", "port": port, "service": {"type": "ClusterIP", "port": port}})
     (tmp_path / "values.json").write_text(json.dumps(values))
     rendered = helm(kube_bin, "template", release, str(CHART), "--namespace", "trading", "-f", str(tmp_path / "values.json"))
@@ -136,7 +136,7 @@ def test_helm_test_of_the_http_release_passes_against_the_chart_pod_under_kube_p
 def test_for_podman_changes_only_what_kube_play_cannot_run(kube_bin, tmp_path):
     """The substitutions, and nothing else: images, commands, env, security contexts and probes
     of the played pod are the chart's."""
-    values = values_for("http", engine={"nativeSidecar": False}, tests={"http": {"apiKeySecret": "k"}})
+    values = values_for("http", engine={"nativeSidecar": False}, tests={"http": {"apiKeySecret": "k", "symbol": "NIFTY-FUT", "price": "24000"}})
     (tmp_path / "values.json").write_text(json.dumps(values))
     rendered = helm(kube_bin, "template", "wojak", str(CHART), "-f", str(tmp_path / "values.json")).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]

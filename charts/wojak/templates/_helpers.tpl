@@ -125,57 +125,9 @@ seccompProfile:
   {{- end }}
   command: ["wojak-engine"]
   env:
-    - name: WOJAK_ENGINE_SOCKET
-      value: {{ include "wojak.socketPath" . | quote }}
-    - name: WOJAK_ENGINE_RISK_CONFIG
-      value: /etc/wojak/risk/risk.yaml
-    - name: WOJAK_ENGINE_RISK_RELOAD_SECONDS
-      value: {{ include "wojak.str" .Values.engine.riskReloadSeconds | quote }}
-    - name: WOJAK_STORE
-      value: {{ .Values.engine.store | quote }}
-    - name: WOJAK_VENUE
-      value: {{ .Values.engine.venue | quote }}
-    - name: WOJAK_ENGINE_LEASE_SECONDS
-      value: {{ include "wojak.str" .Values.engine.leaseSeconds | quote }}
-    - name: WOJAK_ENGINE_RECONCILE_SECONDS
-      value: {{ include "wojak.str" .Values.engine.reconcileSeconds | quote }}
-    - name: WOJAK_LOG_LEVEL
-      value: {{ .Values.engine.logLevel | quote }}
-    - name: WOJAK_ENGINE_ID
-      valueFrom:
-        fieldRef:
-          fieldPath: metadata.name
-    {{- with .Values.engine.cluster }}
-    - name: WOJAK_ENGINE_CLUSTER
-      value: {{ . | quote }}
-    {{- end }}
-    {{- with .Values.engine.escalation.sink }}
-    - name: WOJAK_ENGINE_ESCALATION_SINK
-      value: {{ . | quote }}
-    {{- end }}
-    {{- with .Values.engine.escalation.webhookSecret.secretName }}
-    - name: WOJAK_ESCALATION_WEBHOOK_SECRET
-      valueFrom:
-        secretKeyRef:
-          name: {{ . }}
-          key: {{ $.Values.engine.escalation.webhookSecret.key }}
-    {{- end }}
-    {{- with .Values.engine.storeCredentials.secretName }}
-    - name: WOJAK_COUCHBASE_USERNAME
-      valueFrom:
-        secretKeyRef:
-          name: {{ . }}
-          key: {{ $.Values.engine.storeCredentials.usernameKey }}
-    - name: WOJAK_COUCHBASE_PASSWORD
-      valueFrom:
-        secretKeyRef:
-          name: {{ . }}
-          key: {{ $.Values.engine.storeCredentials.passwordKey }}
-    {{- end }}
-    {{- if .Values.engine.allowInsecureTransport }}
-    - name: WOJAK_ALLOW_INSECURE_TRANSPORT
-      value: "1"
-    {{- end }}
+    {{- $env := include "wojak.engineEnv" . }}
+    {{- $env | nindent 4 }}
+    {{- include "wojak.extraEnv" (list $env .Values.engine.extraEnv "engine.extraEnv") | nindent 4 }}
   securityContext:
     {{- include "wojak.containerSecurityContext" . | nindent 4 }}
   # Liveness over the socket; the source starts only once the engine answers (startupProbe).
@@ -372,6 +324,7 @@ seccompProfile:
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_INITIAL_POSITION" $b.initialPosition) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_DEAD_LETTER_QUEUE_URL" $b.deadLetterQueueUrl) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_DEAD_LETTER_STREAM" $b.deadLetterStream) }}
+{{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_RESULTS_STREAM" $b.resultsStream) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_BATCH_SIZE" $b.batchSize) }}
 {{- include "wojak.envIf" (list "WOJAK_SIDECAR_KINESIS_PREFETCH" $b.prefetch) }}
 - name: WOJAK_SIDECAR_KINESIS_WORKER_ID
@@ -398,4 +351,70 @@ seccompProfile:
 {{- range $i, $id := . }}
 checkov.io/skip{{ add $i 1 }}: {{ printf "%s=%s" $id (index $reasons $id) | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* The engine's environment as the chart sets it (engine.extraEnv comes after it) */}}
+{{- define "wojak.engineEnv" -}}
+- name: WOJAK_ENGINE_SOCKET
+  value: {{ include "wojak.socketPath" . | quote }}
+- name: WOJAK_ENGINE_RISK_CONFIG
+  value: /etc/wojak/risk/risk.yaml
+- name: WOJAK_ENGINE_RISK_RELOAD_SECONDS
+  value: {{ include "wojak.str" .Values.engine.riskReloadSeconds | quote }}
+- name: WOJAK_STORE
+  value: {{ .Values.engine.store | quote }}
+- name: WOJAK_VENUE
+  value: {{ .Values.engine.venue | quote }}
+- name: WOJAK_ENGINE_LEASE_SECONDS
+  value: {{ include "wojak.str" .Values.engine.leaseSeconds | quote }}
+- name: WOJAK_ENGINE_RECONCILE_SECONDS
+  value: {{ include "wojak.str" .Values.engine.reconcileSeconds | quote }}
+- name: WOJAK_LOG_LEVEL
+  value: {{ .Values.engine.logLevel | quote }}
+- name: WOJAK_ENGINE_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- with .Values.engine.cluster }}
+- name: WOJAK_ENGINE_CLUSTER
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.engine.escalation.sink }}
+- name: WOJAK_ENGINE_ESCALATION_SINK
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.engine.escalation.webhookSecret.secretName }}
+- name: WOJAK_ESCALATION_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.engine.escalation.webhookSecret.key }}
+{{- end }}
+{{- with .Values.engine.storeCredentials.secretName }}
+- name: WOJAK_COUCHBASE_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.engine.storeCredentials.usernameKey }}
+- name: WOJAK_COUCHBASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.engine.storeCredentials.passwordKey }}
+{{- end }}
+{{- if .Values.engine.allowInsecureTransport }}
+- name: WOJAK_ALLOW_INSECURE_TRANSPORT
+  value: "1"
+{{- end }}
+{{- end -}}
+
+{{/* (list RENDERED_ENV EXTRA SETTING): the EXTRA entries, refused by SETTING's name where one
+would replace a variable the chart sets (Kubernetes keeps the last of two, silently) */}}
+{{- define "wojak.extraEnv" -}}
+{{- $set := dict -}}
+{{- range (index . 0 | fromYamlArray) }}{{ $_ := set $set .name true }}{{ end -}}
+{{- range (index . 1) }}
+{{- if hasKey $set .name }}{{ fail (printf "%s: %s is set by the chart; use its own value instead" (index $ 2) .name) }}{{ end }}
+{{- end -}}
+{{- with (index . 1) }}{{ toYaml . }}{{ end -}}
 {{- end -}}

@@ -63,6 +63,11 @@ class EngineMetrics:
         self.day_orders_expired = Counter(
             "wojak_engine_day_orders_expired", "DAY orders cancelled at the end of their exchange trading day", registry=r
         )
+        self.leases_lapsed = Counter(
+            "wojak_engine_leases_lapsed",
+            "Pending orders not submitted because their execution lease lapsed mid-batch and another holder had it",
+            registry=r,
+        )
         self.pending_released = Counter(
             "wojak_engine_pending_released", "Stranded pending orders the venue never saw, expired and released", registry=r
         )

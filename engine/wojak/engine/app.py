@@ -43,8 +43,7 @@ class EngineSettings(BaseSettings):
     risk_config: str | None = Field(default=None, description="risk YAML/JSON file: required (`wojak dev` passes the demo one)")
     max_inflight: int = Field(default=8192, ge=1)
     max_batch: int = Field(default=512, ge=1)
-    # 1 until the reconcile/recorder race seen once with two replicas on Couchbase under lanes is ruled out
-    lanes: int = Field(default=1, ge=1, le=256, description="batches running at once (an account is in one at a time)")
+    lanes: int = Field(default=8, ge=1, le=256, description="batches running at once (an account is in one at a time)")
     max_frame_bytes: int = Field(
         default=DEFAULT_MAX_FRAME_BYTES,
         ge=4096,

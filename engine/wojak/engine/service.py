@@ -366,10 +366,14 @@ class OrderService:
                 awaiting.append((i, record))
             else:  # a new order that risk denied or escalated
                 out.append((i, _outcome(record)))
+        lapsed: set[str] = set()
         if to_execute or to_lookup:
-            await self._venue_phase(to_execute, to_lookup)
+            lapsed = await self._venue_phase(to_execute, to_lookup)
         for i, record in awaiting:
-            out.append((i, _retry("venue_unavailable") if record.state is OrderState.PENDING else _outcome(record)))
+            if record.state is not OrderState.PENDING:
+                out.append((i, _outcome(record)))
+            else:  # left to the lease's new holder, or the venue did not answer
+                out.append((i, _retry("order_in_flight", 0.05) if record.key in lapsed else _retry("venue_unavailable")))
         for i, _request, leader in followers:
             if leader.state is OrderState.PENDING:
                 out.append((i, _retry("venue_unavailable")))
@@ -425,8 +429,38 @@ class OrderService:
             wire["reference_price"] = str(last)
         return wire
 
-    async def _venue_phase(self, to_execute: list[Order], to_lookup: list[Order]) -> None:
+    async def _hold_leases(self, orders: list[Order], lapsed: set[str]) -> list[Order]:
+        """The orders whose execution lease this engine still holds for long enough to reach the
+        venue: a lease with less than half its length left is renewed first (``take_leases``: only
+        if the order is unchanged and the lease still ours or free). A batch can outlast a lease
+        (a large one on a contended store, a loaded machine); once it lapses another replica may
+        take the order over, so this engine must not submit it (nor book a lookup of it): those
+        are added to ``lapsed``."""
+        now = time.time()
+        short = [o for o in orders if o.lease_owner != self.engine_id or o.lease_until - now < self.lease_seconds / 2]
+        if not short:
+            return orders
+        renewed = {o.key: o.lease_until for o in await self.store.take_leases(short, self.engine_id, self.lease_seconds)}
+        lost = {o.key for o in short} - renewed.keys()
+        lapsed |= lost
+        held = []
+        for order in orders:
+            until = renewed.get(order.key)
+            if until is not None:
+                order.lease_owner, order.lease_until = self.engine_id, until
+            elif order.key in lost:
+                log.warning("lease on %s lapsed before the venue and was taken over: left to its holder", order.key)
+                if self.metrics is not None:
+                    self.metrics.leases_lapsed.inc()
+                continue
+            held.append(order)
+        return held
+
+    async def _venue_phase(self, to_execute: list[Order], to_lookup: list[Order]) -> set[str]:
+        """Look up, execute and record; returns the keys of orders left to another lease holder."""
         resolved: list[tuple[Order, VenueReport]] = []
+        lapsed: set[str] = set()
+        to_lookup = await self._hold_leases(to_lookup, lapsed) if to_lookup else to_lookup
         if to_lookup:
             try:
                 reports = await self.venue.lookup([self._venue_order(o) for o in to_lookup])
@@ -438,6 +472,7 @@ class OrderService:
                     to_execute.append(order)  # never reached the venue: safe to submit now
                 else:
                     resolved.append((order, report))
+        to_execute = await self._hold_leases(to_execute, lapsed) if to_execute else to_execute
         if to_execute:
             try:
                 suspended = _Suspended()  # a call that never waits holds up no other lane, however long
@@ -456,6 +491,7 @@ class OrderService:
         if resolved:
             await self._record(resolved)
         crash_point("recorded")
+        return lapsed
 
     def _note_venue_time(self, orders: list[Order], seconds: float) -> None:
         """Mark the accounts of a slow venue call that waited (over 20 ms and 5x the usual), clear

@@ -4,6 +4,7 @@ ambiguous writes, and the ``couchbase://`` URL. The contract suite covers the re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import time
 import uuid
@@ -211,6 +212,54 @@ async def test_the_next_record_of_an_order_rolls_its_earlier_outcome_forward_fir
     assert position.quantity == Decimal(10) and position.pending_buy == 0
     assert sorted((t.trade_id, t.quantity) for t in await store.list_trades(client_order_id="c1")) == [
         ("acct/c1#1", Decimal(4)), ("acct/c1#2", Decimal(6))]  # fmt: skip
+
+
+@pytest.mark.couchbase
+@pytest.mark.parametrize("late", ["other", "writer"])
+async def test_an_outcome_rolled_forward_by_two_writers_at_once_is_applied_once(handles, late):
+    """The race behind a position counted twice (two replicas, lanes on): a record commits a
+    closing outcome (``fx`` on the order doc) and rolls it forward; meanwhile another writer's
+    record of the same order (a replica that took over the order's lapsed lease, the
+    reconciliation loop, a cancel, a replica's start-up scan) reads the doc, sees the ``fx``
+    and rolls it forward too. The ``late`` one reaches the position only after the other has
+    applied the fill, cleared ``fx`` and dropped the closed order's reservation marker (the
+    marker that said the fill was applied)."""
+    writer, other = handles(2)
+    [(o, _)] = await writer.admit([order()], approve)
+    stale = dataclasses.replace(o)  # the other writer's copy, read while the order was pending
+    committed, seen = asyncio.Event(), asyncio.Event()
+    done = {"writer": asyncio.Event(), "other": asyncio.Event()}
+    real = CouchbaseStore._roll_forward
+
+    def rolls(store: CouchbaseStore, name: str):
+        async def roll_forward(doc):
+            committed.set()
+            if name == "writer":
+                await seen.wait()  # the other writer has read the order doc with this outcome on it
+            else:
+                seen.set()
+            if name == late:
+                await done["writer" if late == "other" else "other"].wait()
+            await real(store, doc)
+            done[name].set()
+
+        return roll_forward
+
+    writer._roll_forward = rolls(writer, "writer")  # type: ignore[method-assign]
+    other._roll_forward = rolls(other, "other")  # type: ignore[method-assign]
+    first, replay = fill(o, "10", "101"), fill(stale, "10", "101")
+
+    async def rewrite() -> None:
+        await committed.wait()
+        await other.record([replay])
+
+    await asyncio.wait_for(asyncio.gather(writer.record([first]), rewrite()), 30)
+    assert first.applied and not replay.applied
+    for store in (writer, other):
+        assert await store.pending_orders() == []
+        position = await store.get_position("acct", "SYM")
+        assert (position.quantity, position.pending_buy) == (Decimal(10), Decimal(0))
+    assert [(t.trade_id, t.quantity) for t in await writer.list_trades()] == [("acct/c1#1", Decimal(10))]
 
 
 @pytest.mark.couchbase

@@ -68,7 +68,11 @@ Crash safety:
   effect (``fx``); then the trade is inserted, the position is updated (skipped if its
   ``res[coid].v`` already shows this effect) and ``fx`` is cleared. Whoever sees an ``fx``
   (the next ``record`` of that order, or ``pending_orders`` at engine start) rolls it
-  forward first, so a crash anywhere loses nothing and applies nothing twice.
+  forward first, so a crash anywhere loses nothing and applies nothing twice. Two writers
+  may roll one effect forward at once (a stale record of the order finds the ``fx``):
+  ``res[coid].v`` says "applied" only until a closed order's entry is dropped, so the
+  position is written only if, read after the position, the order doc still carries that
+  ``fx`` (it is cleared before the entry is dropped).
 - ``set_account_state``: the audit entry first, then the account doc, so no change goes
   unaudited (a crash between leaves an entry for a change the caller saw fail).
 - Ambiguous writes (timeouts, durability ambiguity) are resolved by reading the document
@@ -495,16 +499,32 @@ class CouchbaseStore(CouchbaseKV):
             res[path_key(coid)] = kept
             return new
 
-        await self._cas_loop(pkey, apply)
-
         key = f"{fx['account']}/{coid}"
+        okey = self._order_key(key)
+        for attempt in range(CAS_ATTEMPTS):
+            doc, cas = await self._get(pkey)
+            new = apply(doc)
+            if new is None:
+                break
+            # Another writer may be rolling this outcome forward too (a stale record of the order
+            # found ``fx``): once it has applied it, cleared ``fx`` and dropped a closed order's
+            # marker, the marker can no longer say "applied". ``fx`` is cleared before the marker
+            # is dropped, so an outcome still on its order doc after the position was read is
+            # unapplied in that read, and the CAS below keeps it so.
+            if ((await self._get_doc(okey) or {}).get("fx") or {}).get("v") != ver:
+                break
+            if await self._put(pkey, new, cas):
+                break
+            await backoff(attempt)
+        else:
+            raise StoreUnavailable(f"couchbase: {pkey!r} stayed contended")
 
         def clear(doc: dict[str, Any] | None) -> dict[str, Any] | None:
             if doc is None or (doc.get("fx") or {}).get("v") != ver:
                 return None
             return {k: v for k, v in doc.items() if k != "fx"}
 
-        await self._cas_loop(self._order_key(key), clear)
+        await self._cas_loop(okey, clear)
         if fx["close"]:  # the position's marker for this order is no longer needed
             await self._drop_reservation(pkey, coid)
             await self._map_remove("idx::open", key)

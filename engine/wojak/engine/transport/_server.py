@@ -150,7 +150,7 @@ class EngineServer:
         *,
         max_inflight: int = 8192,
         max_batch: int = 512,
-        lanes: int = 1,
+        lanes: int = 8,
         alone: Collection[str] = (),
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         metrics: Any = None,
