@@ -60,17 +60,23 @@ def for_podman(docs: list[dict[str, Any]], release: str) -> tuple[list[dict[str,
             container.pop("ports", None)
             for mount in container.get("volumeMounts", []):
                 mount["name"] = renamed.get(mount["name"], mount["name"])
+            _secret_refs_as_values(container, secrets)
     return played, secrets
+
+
+def _secret_refs_as_values(container: dict[str, Any], secrets: dict[str, dict[str, str]]) -> None:
+    for env in container.get("env", []):
+        ref = env.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            del env["valueFrom"]
+            env["value"] = secrets[ref["name"]][ref["key"]]
 
 
 def helm_test_pod_for_podman(pod: dict[str, Any], secrets: dict[str, dict[str, str]], service: str, port: int) -> dict[str, Any]:
     pod["metadata"]["annotations"] = {k: v for k, v in pod["metadata"]["annotations"].items() if not k.startswith("checkov.io/")}
     for container in pod["spec"]["containers"]:
+        _secret_refs_as_values(container, secrets)
         for env in container.get("env", []):
-            ref = env.get("valueFrom", {}).get("secretKeyRef")
-            if ref:
-                del env["valueFrom"]
-                env["value"] = secrets[ref["name"]][ref["key"]]
             if env["name"] == "WOJAK_URL":
                 assert env["value"] == f"http://{service}:{port}", env
                 env["value"] = f"http://127.0.0.1:{port}"

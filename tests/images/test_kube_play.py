@@ -24,9 +24,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests._kube import CHART, helm
 from tests._processes import free_port
+from tests.charts._values import values_for
 from tests.images.conftest import (
     CAPS_SCRIPT,
+    TAG,
     TICK_SCRIPT,
     UID,
     assert_each_executed_or_denied_once,
@@ -34,6 +37,7 @@ from tests.images.conftest import (
     rabbit_empty,
     verdicts,
 )
+from tests.images.test_helm_test import for_podman
 from tests.images.test_images import KEY, STREAM, STREAM_LATENCY_MS, _http, _ready, _wait
 from wojak.sidecars.testing.contract import ACCOUNTS, CONTRACT_RISK_CONFIG, TICK, dumps, eventually, order
 
@@ -95,9 +99,14 @@ def pod_yaml(
 
 
 class PlayedPod:
-    def __init__(self, tmp_path: Path, name: str, text: str) -> None:
+    """A pod under kube play: ``name`` the pod's, ``source`` its sidecar container's name, and the
+    named volumes podman made for it (removed by ``down``)."""
+
+    def __init__(self, tmp_path: Path, name: str, text: str, source: str = "sidecar", volumes: list[str] | None = None) -> None:
         self.name = name
-        self.file = tmp_path / "pod.yaml"
+        self.source = source
+        self.volumes = [f"{name}-{v}" for v in ("risk", "run", "data")] if volumes is None else volumes
+        self.file = tmp_path / f"{name}.yaml"
         self.file.write_text(text)
 
     def play(self) -> None:
@@ -150,13 +159,13 @@ class PlayedPod:
     def stop(self) -> dict[str, int]:
         """SIGTERM to the pod (podman pod stop): each container's exit code."""
         podman("pod", "stop", "-t", "60", self.name, timeout=120)
-        return {which: int(self.state(which)["ExitCode"]) for which in ("engine", "sidecar")}
+        return {which: int(self.state(which)["ExitCode"]) for which in ("engine", self.source)}
 
     def down(self) -> None:
         podman("kube", "down", str(self.file), check=False, timeout=120)
         podman("pod", "rm", "-f", self.name, check=False)
-        for volume in ("risk", "run", "data"):  # the ConfigMap's and the emptyDirs' named volumes
-            podman("volume", "rm", "-f", f"{self.name}-{volume}", check=False)
+        for volume in self.volumes:  # the ConfigMaps' and the emptyDirs' named volumes
+            podman("volume", "rm", "-f", volume, check=False)
 
 
 @pytest.fixture
@@ -232,46 +241,73 @@ def test_kube_play_an_order_to_the_http_source_is_filled_and_a_configmap_risk_ch
     assert "Traceback" not in pod.logs("engine") + pod.logs("sidecar")
 
 
+def chart_pod(images, kube_bin, tmp_path: Path, values: dict[str, Any], secrets: dict[str, dict[str, str]]) -> PlayedPod:
+    """The chart's Deployment, rendered by helm with ``values`` (the engine as an ordinary
+    container, the images built here), as kube play runs it (``for_podman``), with ``secrets``
+    standing for the Secrets the user creates beside the release."""
+    release = f"wojak-{uuid.uuid4().hex[:8]}"
+    values = {**values, "replicaCount": 1, "engine": {**values.get("engine", {}), "nativeSidecar": False},
+              "image": {"engine": {"repository": images.engine.rsplit(":", 1)[0]},
+                        "sidecar": {"repository": "localhost/wojak-sidecar"}, "tag": TAG, "pullPolicy": "Never"}}  # fmt: skip
+    (tmp_path / "values.json").write_text(json.dumps(values))
+    rendered = helm(kube_bin, "template", release, str(CHART), "--namespace", "trading", "-f", str(tmp_path / "values.json"))
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    docs += [{"kind": "Secret", "metadata": {"name": name}, "stringData": data} for name, data in secrets.items()]
+    [deployment] = [d for d in docs if d["kind"] == "Deployment"]
+    assert [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]] == ["engine", "source"]
+    played, _ = for_podman(docs, release)
+    volumes = [d["metadata"]["name"] for d in played if d["kind"] == "ConfigMap"]
+    volumes += [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "emptyDir" in v]
+    # kube play's name for the Deployment's pod
+    return PlayedPod(tmp_path, f"{release}-pod-0", yaml.safe_dump_all(played), source="source", volumes=volumes)
+
+
 @pytest.mark.rabbitmq
-async def test_kube_play_messages_published_to_rabbitmq_are_executed_and_acked_and_a_pod_sigterm_drains(played, rabbit):
+async def test_kube_play_of_the_chart_executes_and_acks_rabbitmq_messages_and_a_pod_sigterm_drains(images, kube_bin, tmp_path, rabbit):
+    """The chart's own pod (helm template, rabbitmq source, the engine as an ordinary container)."""
     c = rabbit.config
-    env = {"WOJAK_SIDECAR_RABBITMQ_URL": rabbit.url, "WOJAK_SIDECAR_RABBITMQ_QUEUE": c.queue,
-           "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_EXCHANGE": c.dead_letter_exchange,
-           "WOJAK_SIDECAR_RABBITMQ_DEAD_LETTER_QUEUE": c.dead_letter_queue, "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
-           "WOJAK_SIDECAR_HEALTH_HOST": "127.0.0.1", "WOJAK_SIDECAR_HEALTH_PORT": str(free_port()),
-           "WOJAK_SIDECAR_RABBITMQ_PREFETCH": "16"}  # fmt: skip
+    values = values_for("rabbitmq", risk={"config": yaml.safe_load(CONTRACT_RISK_CONFIG)})
     # the contract's risk limits (order rates no sidecar reaches): this test is about delivery; a
     # venue round trip of STREAM_LATENCY_MS keeps the stream going for seconds, so the SIGTERM lands mid-stream
-    pod = await asyncio.to_thread(played, "rabbitmq", env, CONTRACT_RISK_CONFIG, {"WOJAK_SANDBOX_LATENCY_MS": STREAM_LATENCY_MS})
-    await asyncio.to_thread(pod.wait_engine)
-    tick = TICK_SCRIPT
-    sent = await asyncio.to_thread(pod.exec, "sidecar", "/opt/wojak/bin/python3", "-c", tick)
-    assert sent.returncode == 0 and json.loads(sent.stdout)["verdict"] == "ok", sent.stdout + sent.stderr
-
-    ids = [f"kp-r-{i}" for i in range(STREAM)]
-    await asyncio.gather(*(rabbit.publish(dumps(order(i)), i) for i in ids))
-    await eventually(lambda: len(pod.executions()) > 20, 120, "the stream to start")
-
-    # SIGTERM to the pod mid-stream: both containers drain and exit 0; what was not taken stays queued
-    codes = await asyncio.to_thread(pod.stop)
-    assert codes == {"engine": 0, "sidecar": 0}, pod.logs("sidecar")[-2000:] + pod.logs("engine")[-2000:]
-    assert await rabbit.pending() > 0, "stopped mid-stream (else it proves nothing about the drain)"
-
-    # the pod again, on the same volumes: every message gets one verdict (executed once or denied once) and is acked
-    await asyncio.to_thread(podman, "pod", "start", pod.name)
-    await asyncio.to_thread(pod.wait_engine)
+    values["engine"] = {"venue": "sandbox:?ledger=/var/lib/wojak/sandbox.sqlite",
+                        "extraEnv": [{"name": "WOJAK_SANDBOX_FILL_PROBABILITY", "value": "1"},
+                                     {"name": "WOJAK_SANDBOX_LATENCY_MS", "value": STREAM_LATENCY_MS}]}  # fmt: skip
+    values["source"].update(accounts=ACCOUNTS.split(","), healthPort=free_port())
+    values["source"]["rabbitmq"].update(queue=c.queue, prefetch=16, deadLetterExchange=c.dead_letter_exchange,
+                                        deadLetterQueue=c.dead_letter_queue, urlSecret={"name": "rabbitmq-url", "key": "url"})  # fmt: skip
+    pod = chart_pod(images, kube_bin, tmp_path, values, {"rabbitmq-url": {"url": rabbit.url}})
     try:
-        await eventually(lambda: len(verdicts(ids, pod.engine_orders())) == STREAM, 180, "every message's verdict")
-        await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
-    except AssertionError as exc:  # say where the rest are: queued, dead-lettered, or held by a process
-        letters = await rabbit.dead_letters()
-        raise AssertionError(f"{exc}: {len(pod.executions())} executed, the store holds {pod.stored_states()}, "
-                             f"{await rabbit.pending()} ready in the queue, "
-                             f"{len(letters)} dead-lettered {[d.reason for d in letters][:5]}\n--- sidecar\n"
-                             f"{pod.logs('sidecar')[-4000:]}\n--- engine\n{pod.logs('engine')[-3000:]}") from None  # fmt: skip
-    denied = assert_each_executed_or_denied_once(ids, pod.engine_orders(), pod.executions())
-    print(f"kube play RabbitMQ drain: {STREAM - len(denied)} executed, {len(denied)} denied {Counter(denied.values())}")
-    assert not denied, f"denied under limits no order here reaches: {Counter(denied.values())}"
-    assert await rabbit.dead_letters() == []
-    codes = await asyncio.to_thread(pod.stop)
-    assert codes == {"engine": 0, "sidecar": 0}, pod.logs("sidecar")[-2000:]
+        await asyncio.to_thread(pod.play)
+        await asyncio.to_thread(pod.wait_engine)
+        sent = await asyncio.to_thread(pod.exec, pod.source, "/opt/wojak/bin/python3", "-c", TICK_SCRIPT)
+        assert sent.returncode == 0 and json.loads(sent.stdout)["verdict"] == "ok", sent.stdout + sent.stderr
+
+        ids = [f"kp-r-{i}" for i in range(STREAM)]
+        await asyncio.gather(*(rabbit.publish(dumps(order(i)), i) for i in ids))
+        await eventually(lambda: len(pod.executions()) > 20, 120, "the stream to start")
+
+        # SIGTERM to the pod mid-stream: both containers drain and exit 0; what was not taken stays queued
+        codes = await asyncio.to_thread(pod.stop)
+        assert codes == {"engine": 0, "source": 0}, pod.logs("source")[-2000:] + pod.logs("engine")[-2000:]
+        assert await rabbit.pending() > 0, "stopped mid-stream (else it proves nothing about the drain)"
+
+        # the pod again, on the same volumes: every message gets one verdict (executed once or denied once) and is acked
+        await asyncio.to_thread(podman, "pod", "start", pod.name)
+        await asyncio.to_thread(pod.wait_engine)
+        try:
+            await eventually(lambda: len(verdicts(ids, pod.engine_orders())) == STREAM, 180, "every message's verdict")
+            await eventually(lambda: rabbit_empty(rabbit), 30, "every message acked")
+        except AssertionError as exc:  # say where the rest are: queued, dead-lettered, or held by a process
+            letters = await rabbit.dead_letters()
+            raise AssertionError(f"{exc}: {len(pod.executions())} executed, the store holds {pod.stored_states()}, "
+                                 f"{await rabbit.pending()} ready in the queue, "
+                                 f"{len(letters)} dead-lettered {[d.reason for d in letters][:5]}\n--- source\n"
+                                 f"{pod.logs('source')[-4000:]}\n--- engine\n{pod.logs('engine')[-3000:]}") from None  # fmt: skip
+        denied = assert_each_executed_or_denied_once(ids, pod.engine_orders(), pod.executions())
+        print(f"kube play of the chart, RabbitMQ drain: {STREAM - len(denied)} executed, {len(denied)} denied {Counter(denied.values())}")
+        assert not denied, f"denied under limits no order here reaches: {Counter(denied.values())}"
+        assert await rabbit.dead_letters() == []
+        codes = await asyncio.to_thread(pod.stop)
+        assert codes == {"engine": 0, "source": 0}, pod.logs("source")[-2000:]
+    finally:
+        await asyncio.to_thread(pod.down)
