@@ -16,6 +16,7 @@ one order, a millisecond, a day) breaches with the rule's code.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable
@@ -262,3 +263,20 @@ def test_a_sell_below_the_last_tick_counts_the_loss_it_is_marked_at():
         ("max_daily_loss", "max_daily_loss_exceeded", "loss today 200.10 > 200")]
     # selling above the last tick is no loss
     assert rules_and_check({"max_daily_loss": "1"}, Side({"side": "sell", "limit_price": "101"})) == []
+
+
+def test_a_ticks_age_is_judged_at_the_time_check_is_given_on_both_paths():
+    """``check(..., now)`` judges a tick's age at ``now``, on the fast path too, not at the wall
+    clock: a tick fresh by the wall clock but stale at ``now`` is a breach, and one fresh at a
+    past ``now`` (stale by the wall clock) passes."""
+    e = RiskEngine(RiskConfig.model_validate({"limits": {"stale_tick_seconds": "2"}, "rules": ALL_DENY,
+                                              "instruments": INSTRUMENTS}))  # fmt: skip
+    wall = time.time()
+    later = wall + 3600  # an hour ahead of the wall clock
+    o, view = Side({"order_type": "market"}).build()
+    d = e.check(o, view, {"FUT": D(100)}, {"FUT": wall}, later)
+    assert d.action is Action.DENY and [b.code for b in d.breaches] == ["stale_tick"]
+    assert e._passes(o, view, {"FUT": D(100)}, {"FUT": wall}, later) is None
+    o, view = Side({"order_type": "market"}).build()
+    assert e.check(o, view, {"FUT": D(100)}, {"FUT": NOW - 1}, NOW).action is None
+    assert e._passes(o, view, {"FUT": D(100)}, {"FUT": NOW - 1}, NOW) is not None

@@ -17,6 +17,7 @@ from tests.engine.store.test_store_contract import apply_all, approve, by_sequen
 from wojak.engine.domain import Order, OrderEvent, OrderState
 from wojak.engine.store import Execution, StoreUnavailable, open_store
 from wojak.engine.store._couchbase import CouchbaseStore, from_url, resolve_ambiguous
+from wojak.errors import ConfigError
 
 
 @pytest.fixture
@@ -671,6 +672,24 @@ def test_open_store_couchbase_urls(monkeypatch):
     for bad in ("couchbase://h", "couchbase://?bucket=b"):
         with pytest.raises(ValueError, match="WOJAK_STORE"):
             open_store(bad)
+
+
+def test_a_couchbase_url_s_defaults_timeouts_and_sdk_options(monkeypatch):
+    """What a couchbase:// URL leaves out gets the defaults (no prefix, 10 s to connect, 2.5 s per
+    KV call); the timeouts are read from the URL; every other option is the SDK's, passed on in
+    order; a timeout that is not a number is refused naming both settings."""
+    monkeypatch.setenv("WOJAK_COUCHBASE_USERNAME", "u")
+    monkeypatch.setenv("WOJAK_COUCHBASE_PASSWORD", "p")
+    store = open_store("couchbase://h?bucket=b")
+    assert (store.connstr, store.prefix, store.scope_name, store.collection_name) == ("couchbase://h", "", None, None)
+    assert (store.connect_timeout, store.kv_timeout) == (10.0, 2.5)
+    store = open_store("couchbase://h?bucket=b&connect_timeout=3&kv_timeout=0.5&network=external&tls_verify=none")
+    assert store.connstr == "couchbase://h?network=external&tls_verify=none"
+    assert (store.connect_timeout, store.kv_timeout) == (3.0, 0.5)
+    for bad in ("connect_timeout=soon", "kv_timeout=1s"):
+        with pytest.raises(ConfigError) as refused:
+            open_store(f"couchbase://h?bucket=b&{bad}")
+        assert str(refused.value) == "WOJAK_STORE: connect_timeout and kv_timeout are seconds (numbers)"
 
 
 def test_a_missing_sdk_names_the_extra(monkeypatch):

@@ -78,6 +78,23 @@ def test_keys_settings_refusals(clean_env, tmp_path):
         HttpSidecarSettings()
 
 
+def test_each_keys_setting_refusal_says_what_to_do_in_full(clean_env, tmp_path):
+    from wojak.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        HttpSidecarSettings().to_config()
+    assert str(refused.value) == (
+        "WOJAK_API_KEYS is empty and WOJAK_API_KEYS_FILE is not set: the HTTP intake needs at least one"
+        " API key (a keys file from `wojak keys new`, or WOJAK_API_KEYS for development)")  # fmt: skip
+    clean_env.setenv("WOJAK_API_KEYS", "k" * 16)
+    clean_env.setenv("WOJAK_API_KEYS_FILE", str(tmp_path / "keys.yaml"))
+    with pytest.raises(ConfigError) as refused:
+        HttpSidecarSettings().to_config()
+    assert str(refused.value) == (
+        "WOJAK_API_KEYS_FILE and WOJAK_API_KEYS are both set: use WOJAK_API_KEYS_FILE (scoped keys)"
+        " or WOJAK_API_KEYS (development: one key with every account and scope), not both")  # fmt: skip
+
+
 async def test_metrics_count_refusals_verdicts_and_round_trips(api, engine):  # noqa: F811
     engine.answers["submit"] = {"verdict": "filled", "client_order_id": "r-1", "order": STORED}
     async with api() as c:
@@ -144,3 +161,52 @@ async def test_get_and_delete_bodies_are_not_read_by_the_guard(api, engine):  # 
     async with api() as c:
         r = await c.request("GET", "/v1/orders/r-1?account=desk-1", content=b"x" * 100_000)
     assert r.status_code == 200
+
+
+async def test_serve_listens_with_every_listener_setting_and_counts_its_refusals(clean_env, tmp_path, monkeypatch):
+    """``serve`` (what ``wojak sidecar http`` runs) hands each listener setting to the server
+    and its refusals to the app's counter; it serves until the server is told to stop."""
+    import asyncio
+    import socket
+
+    from wojak.sidecars.http import server as server_module
+    from wojak.sidecars.http import source
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"WOJAK_API_KEYS": KEYS["trader"], "WOJAK_SIDECAR_HOST": "127.0.0.1", "WOJAK_SIDECAR_PORT": str(port),
+           "WOJAK_ENGINE_SOCKET": str(tmp_path / "engine.sock"), "WOJAK_SIDECAR_MAX_HEADER_BYTES": "2048",
+           "WOJAK_SIDECAR_MAX_HEADERS": "9", "WOJAK_SIDECAR_HEADER_TIMEOUT": "3", "WOJAK_SIDECAR_BODY_TIMEOUT": "4",
+           "WOJAK_SIDECAR_KEEPALIVE_TIMEOUT": "6", "WOJAK_SIDECAR_MAX_CONNECTIONS": "11"}  # fmt: skip
+    for k, v in env.items():
+        clean_env.setenv(k, v)
+    built: list[tuple[object, dict, object]] = []
+    real = server_module.uvicorn_server
+
+    def recording(app, **kwargs):
+        server = real(app, **kwargs)
+        built.append((app, kwargs, server))
+        return server
+
+    monkeypatch.setattr(server_module, "uvicorn_server", recording)
+    task = asyncio.create_task(source.serve(HttpSidecarSettings().to_config()))
+    for _ in range(1000):
+        if built and built[0][2].started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    app, kwargs, server = built[0]
+    assert server.started
+    limits = kwargs["limits"]
+    assert (kwargs["host"], kwargs["port"], kwargs["keepalive_timeout"]) == ("127.0.0.1", port, 6.0)
+    assert (limits.max_header_bytes, limits.max_headers, limits.header_timeout, limits.body_timeout,
+            limits.max_connections) == (2048, 9, 3.0, 4.0, 11)  # fmt: skip
+    assert limits.on_refusal == app.state.count_refusal
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+        assert (await c.get("/healthz")).json() == {"status": "ok"}
+        many = {f"x-h{i}": "1" for i in range(10)}  # more headers than WOJAK_SIDECAR_MAX_HEADERS
+        assert (await c.get("/healthz", headers=many)).status_code == 431
+    registry = app.state.metrics.registry
+    assert registry.get_sample_value("wojak_sidecar_http_refused_total", {"reason": "431"}) == 1
+    server.should_exit = True
+    await asyncio.wait_for(task, 30)

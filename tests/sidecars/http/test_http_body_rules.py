@@ -61,6 +61,21 @@ def test_media_types(value, ok):
     assert (check_media_type(value) is None) is ok
 
 
+@pytest.mark.parametrize("value, why", [
+    # a parameter needs a name and a value: a name alone, or a value alone, is refused
+    (b"application/json; charset", "charset '' is not supported: JSON bodies must be UTF-8"),
+    (b"application/json; =utf-8", "Content-Type parameter '' is not supported: only charset=utf-8"),
+    # an empty parameter is skipped, and the ones after it are still checked
+    (b"application/json;; charset=latin-1", "charset 'latin-1' is not supported: JSON bodies must be UTF-8"),
+    (b"application/json; ; boundary=x", "Content-Type parameter 'boundary' is not supported: only charset=utf-8"),
+    # only double quotes are taken off a value, and the value is split at its first "="
+    (b"application/json; charset=Xutf-8X", "charset 'xutf-8x' is not supported: JSON bodies must be UTF-8"),
+    (b"application/json; charset=utf-8=x", "charset 'utf-8=x' is not supported: JSON bodies must be UTF-8"),
+])  # fmt: skip
+def test_every_media_type_parameter_is_checked_and_the_refusal_names_it(value, why):
+    assert check_media_type(value) == why
+
+
 def test_a_reply_is_always_encodable():
     bad = {"detail": [{"loc": ["body", "\ud800"], "input": "a\udfffb", "n": 1, "x": None, "t": True, "l": [b"raw"]}]}
     out = orjson.loads(dumps(bad))

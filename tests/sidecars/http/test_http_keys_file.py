@@ -12,6 +12,7 @@ import pytest
 from wojak.engine.protocol import ALL_SCOPES
 from wojak.sidecars._core import keys as keys_module
 from wojak.sidecars._core.keys import (
+    MAX_KEYS_FILE_BYTES,
     AuditTrail,
     KeysFileError,
     KeysFileWatcher,
@@ -67,7 +68,7 @@ def test_new_key_gives_a_wjk_key_and_an_entry_that_loads():
     (_yaml(f"{{name: a, key_sha256: '{H1}', scopes: [ticks:write]}}", f"{{name: a, key_sha256: '{H2}', scopes: [ticks:write]}}"),
      "principals[1] (a): the name is already used by principals[0]"),
     (_yaml(f"{{name: a, key_sha256: '{H1}', scopes: [ticks:write]}}", f"{{name: b, key_sha256: '{H1.upper()}', scopes: [ticks:write]}}"),
-     "principals[1] (b): key_sha256 is the same as a's"),
+     "principals[1] (b): key_sha256 is the same as a's; every principal needs its own key"),
     (f"principals:\n  - name: a\n    name: b\n    key_sha256: '{H1}'\n    scopes: [ticks:write]\n".encode(), "appears twice"),
     (b"principals:\n  - !!python/object:os.system {}\n", "not valid YAML"),
     (b"\xff\xfe", "not UTF-8"),
@@ -264,7 +265,8 @@ def test_a_full_audit_trail_drops_the_oldest():
     assert asyncio.run(drain()) == ["e1", "e2"]
 
 
-def test_the_watcher_keeps_polling_after_a_failure_and_audits_the_path_and_names(tmp_path):
+def test_the_watcher_keeps_polling_after_a_failure_and_audits_the_path_and_names(tmp_path, caplog):
+    caplog.set_level("ERROR", logger="wojak.sidecars._core.keys")
     path = tmp_path / "keys.yaml"
     path.write_bytes(_yaml(f"{{name: a, key_sha256: '{key_sha256('key-a' * 4)}', scopes: [ticks:write]}}"))
     taken: list = []
@@ -283,6 +285,9 @@ def test_the_watcher_keeps_polling_after_a_failure_and_audits_the_path_and_names
         path.write_bytes(_yaml(f"{{name: b, key_sha256: '{key_sha256('key-b' * 4)}', scopes: [ticks:write]}}"))
         await asyncio.sleep(0.1)  # the first reload fails in use(): logged, the watcher goes on
         assert not runner.done() and taken == []
+        [failed] = [r for r in caplog.records if r.name == "wojak.sidecars._core.keys"]
+        assert failed.getMessage() == f"keys file {path}: reload failed; the keys in use stay"
+        assert failed.exc_info is not None and str(failed.exc_info[1]) == "a use() that fails once"
         path.write_bytes(_yaml(f"{{name: c, key_sha256: '{key_sha256('key-c' * 4)}', scopes: [ticks:write]}}"))
         for _ in range(100):
             if taken and not audit.pending:
@@ -341,3 +346,134 @@ def test_key_hashes_and_new_entries_are_plain_text():
     assert key_sha256(b"wjk_some-key") == key_sha256("wjk_some-key") == hashlib.sha256(b"wjk_some-key").hexdigest()
     _, entry = new_key("feed", [], [Scope.TICKS_WRITE])
     assert entry["scopes"] == ["ticks:write"] and type(entry["scopes"][0]) is str  # written to YAML as text
+
+
+def test_a_keys_file_of_exactly_the_size_limit_loads_whole_and_one_byte_more_is_refused(tmp_path):
+    last = f"  - {{name: last, key_sha256: '{H2}', scopes: [ticks:write]}}"  # no newline: a cut file is not YAML
+    head = f"principals:\n  - {{name: first, key_sha256: '{H1}', scopes: [ticks:write]}}\n"
+    padding = MAX_KEYS_FILE_BYTES - len(head) - len(last) - 2  # "#" and its newline
+    path = tmp_path / "keys.yaml"
+    path.write_text("#" + "x" * padding + "\n" + head + last)
+    assert path.stat().st_size == MAX_KEYS_FILE_BYTES
+    assert load_keys_file(path).names == ["first", "last"]
+    assert parse_keys(path.read_bytes()).names == ["first", "last"]
+    path.write_text("#" + "x" * (padding + 1) + "\n" + head + last)
+    with pytest.raises(KeysFileError) as refused:
+        load_keys_file(path)
+    assert str(refused.value) == f"keys file {path}: is larger than {MAX_KEYS_FILE_BYTES} bytes"
+    with pytest.raises(KeysFileError, match=f"^is larger than {MAX_KEYS_FILE_BYTES} bytes$"):
+        parse_keys(path.read_bytes())
+
+
+def test_an_audit_event_dropped_while_it_is_being_sent_does_not_take_the_next_one_with_it():
+    """A full trail drops its oldest event; if that is the one in flight, the engine's answer
+    to it must not pop the event now at the head, which was never sent."""
+
+    class Held:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+            self.release = asyncio.Event()
+
+        async def audit(self, event, actor, detail):
+            self.calls.append(event)
+            if event == "e0":
+                await self.release.wait()
+            return {"verdict": "ok"}
+
+    async def scenario() -> list[str]:
+        engine = Held()
+        audit = AuditTrail(engine, "sidecar:test", max_pending=2)
+        audit.record("e0", {})
+        audit.record("e1", {})
+        sender = asyncio.create_task(audit.run())
+        for _ in range(200):
+            if engine.calls:
+                break
+            await asyncio.sleep(0.01)
+        audit.record("e2", {})  # full: e0, in flight, is dropped
+        engine.release.set()
+        for _ in range(200):
+            if not audit.pending:
+                break
+            await asyncio.sleep(0.01)
+        sender.cancel()
+        return engine.calls
+
+    assert asyncio.run(scenario()) == ["e0", "e1", "e2"]
+
+
+ENTRY = f"{{name: a, key_sha256: '{H1}', scopes: [ticks:write]}}"
+
+
+@pytest.mark.parametrize("raw, name, message", [
+    (b"[1, 2]\n", "keys.yaml", "must be a mapping with a principals list"),
+    (b"principals: [" + ENTRY.encode() + b"]\nzeta: 1\nalpha: 2\n", "keys.yaml",
+     "unknown top-level field(s) alpha, zeta; only principals is allowed"),
+    (b"principals: []\n", "keys.yaml", "principals must be a non-empty list"),
+    (_yaml(f"{{name: a, key_sha256: '{H1}', scopes: [ticks:write], zz: 1, extra: 2}}"), "keys.yaml",
+     "principals[0] (a): unknown field(s) extra, zz; allowed: name, key_sha256, accounts, scopes"),
+    (_yaml(f"{{name: a, key_sha256: '{H1}', scopes: []}}"), "keys.yaml",
+     f"principals[0] (a): scopes must be a non-empty list of {', '.join(sorted(ALL_SCOPES))}"),
+    (b"principals:\n  - name: a\n\n    name: b\n", "keys.yaml", "line 4: key 'name' appears twice in one mapping"),
+])  # fmt: skip
+def test_each_refusal_of_a_keys_file_in_full(raw, name, message):
+    with pytest.raises(KeysFileError) as refused:
+        parse_keys(raw, name)
+    assert str(refused.value) == message
+
+
+def test_an_unreadable_keys_file_and_an_empty_development_list_in_full(tmp_path):
+    with pytest.raises(KeysFileError) as refused:
+        load_keys_file(tmp_path / "missing.yaml")
+    assert str(refused.value) == f"keys file {tmp_path / 'missing.yaml'}: cannot be read: No such file or directory"
+    with pytest.raises(KeysFileError) as refused:
+        dev_keyring([])
+    assert str(refused.value) == "WOJAK_API_KEYS is empty: the HTTP intake needs at least one API key"
+    with pytest.raises(KeysFileError) as refused:
+        new_key("a b", [], ["ticks:write"])
+    assert str(refused.value) == "principals[0] (a b): principal name 'a b' must match [A-Za-z0-9._:@-]{1,64}"
+
+
+def test_the_audit_trail_logs_what_it_drops_and_what_the_engine_did_not_record(caplog):
+    caplog.set_level("INFO", logger="wojak.sidecars._core.keys")
+    audit = AuditTrail(_Flaky([{"verdict": "ok"}, {"verdict": "invalid", "reason": "detail too large"}]), "sidecar:test",
+                       max_pending=2)  # fmt: skip
+    for i in range(3):
+        audit.record(f"e{i}", {"i": i})
+
+    async def drain() -> None:
+        sender = asyncio.create_task(audit.run())
+        for _ in range(200):
+            if not audit.pending:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        sender.cancel()
+
+    asyncio.run(drain())
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "wojak.sidecars._core.keys"] == [
+        ("ERROR", "audit: 2 events wait for the engine; dropping the oldest (e0)"),
+        ("WARNING", "audit: the engine did not record e2: {'verdict': 'invalid', 'reason': 'detail too large'}"),
+    ]
+
+
+def test_a_refused_keys_file_is_logged_with_its_path_and_the_reason(tmp_path, caplog):
+    path = tmp_path / "keys.yaml"
+    path.write_bytes(_yaml(ENTRY))
+    ring = load_keys_file(path)
+    watcher = KeysFileWatcher(str(path), ring, lambda _: None, None, 0.01)
+    path.write_bytes(b"principals: []\n")
+    caplog.set_level("ERROR", logger="wojak.sidecars._core.keys")
+    assert watcher.check() is False
+    assert [r.getMessage() for r in caplog.records if r.name == "wojak.sidecars._core.keys"] == [
+        f"keys file {path} refused, the keys in use stay: principals must be a non-empty list"]
+
+
+def test_a_loaded_keys_file_is_logged_with_its_path_principals_and_hash(tmp_path, caplog):
+    path = tmp_path / "keys.yaml"
+    path.write_bytes(_yaml(ENTRY, f"{{name: b, key_sha256: '{H2}', scopes: [ticks:write]}}"))
+    ring = load_keys_file(path)
+    caplog.set_level("INFO", logger="wojak.sidecars._core.keys")
+    KeysFileWatcher(str(path), ring, lambda _: None, None).loaded(ring)
+    assert [r.getMessage() for r in caplog.records if r.name == "wojak.sidecars._core.keys"] == [
+        f"keys file {path} loaded: 2 principal(s) a, b (sha256 {ring.sha256})"]

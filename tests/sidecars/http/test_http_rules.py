@@ -188,6 +188,36 @@ async def test_a_credential_parameter_is_refused_even_blank_or_in_other_case(api
     assert scripted.calls == []
 
 
+async def test_a_refused_credential_parameter_is_named_and_a_key_in_the_query_is_logged_for_rotation(
+    tmp_path, monkeypatch, caplog
+):
+    """The 401 names the parameter (its first 32 characters); a valid key sent as a query value
+    is logged with its principal, so the operator knows which key to rotate (never the key)."""
+    app = app_of(tmp_path, monkeypatch, ScriptedEngine())
+    name = " " * 30 + "API_KEY"  # a credential's name, padded past what the refusal quotes
+    status, _, content = await raw(app, method="GET", query=b"%20" * 30 + b"API_KEY=1")
+    assert status == 401 and json.loads(content) == {"detail": f"credentials in the query string ({name[:32]}) are not"
+                                                               " accepted: use the Authorization or X-API-Key header"}  # fmt: skip
+    caplog.set_level("WARNING", logger="wojak.sidecars.http.source")
+    status, _, _ = await raw(app, method="GET", query=b"note=" + KEYS["reader"].encode())
+    assert status == 401
+    assert [r.getMessage() for r in caplog.records if r.name == "wojak.sidecars.http.source"] == [
+        "principal reader's API key was sent in a query string (refused): rotate that key"]
+    assert KEYS["reader"] not in caplog.text
+
+
+@pytest.mark.parametrize("dev, warned", [(False, True), (True, False)])
+def test_development_keys_outside_development_are_warned_about(tmp_path, monkeypatch, caplog, dev, warned):
+    caplog.set_level("WARNING", logger="wojak.sidecars.http.source")
+    monkeypatch.setenv("WOJAK_API_KEYS", "wjk_development-key-0123456789")
+    monkeypatch.delenv("WOJAK_API_KEYS_FILE", raising=False)
+    monkeypatch.setenv("WOJAK_DEV", "1" if dev else "0")
+    create_app(HttpSidecarSettings().to_config(), client=ScriptedEngine())  # type: ignore[arg-type]
+    expected = ["WOJAK_API_KEYS is the development form: every key is principal 'dev' with every account and every scope."
+                " Use WOJAK_API_KEYS_FILE (wojak keys new) for scoped keys."]  # fmt: skip
+    assert [r.getMessage() for r in caplog.records if r.name == "wojak.sidecars.http.source"] == (expected if warned else [])
+
+
 @pytest.mark.parametrize("length", [16, 1024])
 async def test_a_valid_key_of_any_accepted_length_is_refused_in_any_parameter(tmp_path, monkeypatch, length):
     key = ("k" * length)[:length]
@@ -359,6 +389,85 @@ async def test_the_lifespan_connects_audits_reloads_the_keys_file_and_drains(tmp
         assert (await c.get("/readyz")).json()["draining"] is True
 
 
+async def _lifespan(app: Any) -> tuple[asyncio.Task[None], asyncio.Queue[dict[str, Any]], list[dict[str, Any]]]:
+    """Start ``app``'s lifespan as an ASGI server does; (its task, its inbox, what it sent)."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        outbox.append(message)
+
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, send))
+    await inbox.put({"type": "lifespan.startup"})
+    for _ in range(400):
+        if outbox:
+            break
+        await asyncio.sleep(0.01)
+    return task, inbox, outbox
+
+
+async def test_with_development_keys_the_lifespan_starts_serves_and_stops_without_a_keys_watcher(tmp_path, monkeypatch):
+    engine = AuditingEngine()
+    engine.answers["list"] = {"verdict": "ok", "orders": [], "next_cursor": None}
+    dev_key = "wjk_development-key-0123456789"
+    app = app_of(tmp_path, monkeypatch, engine, dev_keys=dev_key)
+    task, inbox, outbox = await _lifespan(app)
+    assert [m["type"] for m in outbox] == ["lifespan.startup.complete"] and engine.connected
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wojak") as c:
+        assert (await c.get("/v1/orders", headers={"X-API-Key": dev_key})).status_code == 200
+    await inbox.put({"type": "lifespan.shutdown"})
+    await asyncio.wait_for(task, 5)
+    assert [m["type"] for m in outbox] == ["lifespan.startup.complete", "lifespan.shutdown.complete"] and engine.closed
+    assert engine.audited == []  # no keys file: nothing loaded to audit
+
+
+async def test_readiness_is_exported_as_the_http_sources_gauge(tmp_path, monkeypatch):
+    app = app_of(tmp_path, monkeypatch, AuditingEngine())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wojak") as c:
+        assert (await c.get("/readyz")).json()["ready"] is True
+        exposition = (await c.get("/metrics")).text
+    assert [line for line in exposition.splitlines() if line.startswith("wojak_sidecar_ready")] == [
+        'wojak_sidecar_ready{source="http"} 1.0']
+
+
+async def test_what_the_intake_publishes_about_itself_reads_as_written(tmp_path, monkeypatch):
+    """The OpenAPI description, the refusal counter's help (it lists every reason label), one
+    documentation page (/docs, no /redoc), and an engine reply without a verdict counted as
+    "unknown"."""
+    engine = AuditingEngine()
+    engine.answers["submit"] = {"client_order_id": "r-1"}
+    app = app_of(tmp_path, monkeypatch, engine)
+    async with api_for(app)() as c:
+        spec = (await c.get("/openapi.json")).json()
+        assert [(await c.get(path)).status_code for path in ("/docs", "/redoc")] == [200, 404]
+        await c.post("/v1/orders", json=ORDER)
+        exposition = (await c.get("/metrics")).text
+    assert spec["info"]["description"] == (
+        "Submit orders and ticks to the wojak engine, read and cancel orders. Decimals are strings. Every /v1 route"
+        " needs an API key (Authorization: Bearer, or X-API-Key) whose principal has the route's scope and may act for"
+        " the order's account.")  # fmt: skip
+    assert "# HELP wojak_sidecar_http_refused_total HTTP requests and connections refused before any route, by status" \
+        " (401, 403, 408_header, 408_body, 413, 415, 431, 503_connections)" in exposition.splitlines()  # fmt: skip
+    registry = app.state.metrics.registry
+    assert registry.get_sample_value("wojak_sidecar_messages_total", {"source": "http", "verdict": "unknown"}) == 1
+
+
+def test_the_keys_file_is_polled_at_the_configured_interval(tmp_path, monkeypatch):
+    from wojak.sidecars.http import source
+
+    intervals: list[float] = []
+
+    class Recording(source.KeysFileWatcher):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            intervals.append(self.interval)
+
+    monkeypatch.setattr(source, "KeysFileWatcher", Recording)
+    monkeypatch.setenv("WOJAK_API_KEYS_RELOAD_SECONDS", "7.5")
+    app_of(tmp_path, monkeypatch, ScriptedEngine())
+    assert intervals == [7.5]
+
+
 @pytest.fixture
 def scripted() -> ScriptedEngine:
     return ScriptedEngine()
@@ -381,11 +490,14 @@ def test_the_app_talks_to_the_configured_engine_socket_with_its_deadline(tmp_pat
     monkeypatch.setenv("WOJAK_ENGINE_SOCKET", str(tmp_path / "engine.sock"))
     monkeypatch.setenv("WOJAK_SIDECAR_ENGINE_DEADLINE", "2.5")
     monkeypatch.setenv("WOJAK_SIDECAR_ENGINE_WINDOW", "77")
+    monkeypatch.setenv("WOJAK_SIDECAR_ENGINE_BATCH", "9")
+    monkeypatch.setenv("WOJAK_SIDECAR_ENGINE_LINGER_MS", "4")
     monkeypatch.setenv("WOJAK_API_KEYS", "wjk_dev-key-0123456789abcdef")
     monkeypatch.delenv("WOJAK_API_KEYS_FILE", raising=False)
     config = HttpSidecarSettings().to_config()
     client = create_app(config).state.client
     assert (client.endpoint, client.deadline) == (f"ipc://{tmp_path / 'engine.sock'}", 2.5)
+    assert (client.max_batch, client.linger, client._window._value) == (9, 0.004, 77)  # in flight at most: the window
 
 
 @pytest.mark.parametrize("scheme", ["Basic  ", "Token  ", "bearer", "Bearer"])
