@@ -696,3 +696,66 @@ def test_a_missing_sdk_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "acouchbase.cluster", None)
     with pytest.raises(ImportError, match=r"pip install 'wojak\[couchbase\]'"):
         from_url(urlparse("couchbase://h?bucket=b"), {"bucket": "b"}, "u", "p")
+
+
+@pytest.mark.couchbase
+async def test_two_replicas_taking_one_lapsed_lease_at_once_get_it_once(handles):
+    """An order whose execution lease lapsed is taken over with a CAS on the order doc: when two
+    replicas read it at the same moment and both write their lease, one write lands and the
+    other replica sees the winner's live lease (else both would submit the order)."""
+    first, b, c = handles(3)
+    [(o, _)] = await first.admit([order("lapsed")], approve, lease=("first", 0.05))
+    assert o.state is OrderState.PENDING and o.lease_owner == "first"
+    await asyncio.sleep(0.2)  # the lease lapses
+    arrived, both_read = 0, asyncio.Event()
+
+    def gated(store: CouchbaseStore):
+        real = store._replace
+
+        async def replace(key, doc, cas):  # both replicas have read the doc before either writes
+            nonlocal arrived
+            arrived += 1
+            if arrived == 2:
+                both_read.set()
+            await asyncio.wait_for(both_read.wait(), 10)
+            return await real(key, doc, cas)
+
+        return replace
+
+    b._replace = gated(b)  # type: ignore[method-assign]
+    c._replace = gated(c)  # type: ignore[method-assign]
+    (got_b, existed_b), (got_c, existed_c) = [
+        r[0] for r in await asyncio.gather(b.admit([order("lapsed")], approve, lease=("b", 60)),
+                                            c.admit([order("lapsed")], approve, lease=("c", 60)))  # fmt: skip
+    ]
+    assert existed_b and existed_c
+    assert {got_b.lease_owner, got_c.lease_owner} in ({"b"}, {"c"}), "one lease, the same one seen by both"
+    [stored] = [p for p in await first.pending_orders() if p.client_order_id == "lapsed"]
+    assert stored.lease_owner == got_b.lease_owner
+
+
+@pytest.mark.couchbase
+async def test_a_tick_published_late_never_replaces_a_newer_tick_of_its_symbol(handles):
+    """Writer A has written its tick (provisional) but not yet published it when writer B writes a
+    newer tick of the same symbol and publishes it: A's late publication is a CAS on the doc it
+    wrote, so it finds B's tick there and leaves it (else the older price would come back)."""
+    a, b = handles(2)
+    paused, resume = asyncio.Event(), asyncio.Event()
+    real_next_seq = a._next_seq
+
+    async def slow_next_seq(key="idx::seq"):
+        if key == "ticks::version" and not resume.is_set():
+            paused.set()
+            await resume.wait()
+        return await real_next_seq(key)
+
+    a._next_seq = slow_next_seq  # type: ignore[method-assign]
+    writing = asyncio.create_task(a.apply_ticks([tick("S1", "101")], apply_all))
+    await paused.wait()  # A's tick written, its version not taken yet
+    assert await b.apply_ticks([tick("S1", "102")], apply_all) == ["applied"]
+    resume.set()
+    assert await asyncio.wait_for(writing, 30) == ["applied"]
+    loaded = (await b.load_ticks())["S1"]
+    assert loaded["last"] == "102", loaded
+    newest, ticks = await b.ticks_since(-1)
+    assert [(t["symbol"], str(t["last"])) for t in ticks] == [("S1", "102")]
