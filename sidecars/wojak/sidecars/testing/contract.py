@@ -341,17 +341,12 @@ class SidecarHandle(abc.ABC):
     def log_tail(self) -> str:
         return ""
 
-    def settled(self) -> float | None:
-        """How many settlements this sidecar has made (its /metrics); None where it serves none."""
-        return None
-
 
 class ProcessSidecar(SidecarHandle):
     """``python -m wojak sidecar <cli_name>`` with ``env``, its output in ``log``."""
 
     def __init__(self, cli_name: str, env: dict[str, str], log: Path) -> None:
         self.log = log
-        self.health_port = env.get("WOJAK_SIDECAR_HEALTH_PORT")
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "wojak", "sidecar", cli_name],
@@ -380,17 +375,6 @@ class ProcessSidecar(SidecarHandle):
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-    def settled(self) -> float | None:
-        if not self.health_port:
-            return None
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/metrics", timeout=5) as response:
-                text = response.read().decode()
-        except (OSError, urllib.error.URLError):
-            return None
-        counted = [line for line in text.splitlines() if line.startswith("wojak_sidecar_settlements_total{")]
-        return sum(float(line.rsplit(" ", 1)[1]) for line in counted)
 
 
 class InProcessSidecar(SidecarHandle):
