@@ -1,5 +1,5 @@
 """Two `wojak sidecar kinesis` replicas sharing one stream (4 shards) through the lease table
-on moto, under load: 4,000 orders (64 accounts, 400 of them published twice). A and B split the
+on moto, under load: 8,000 orders (64 accounts, 400 of them published twice). A and B split the
 shards (B takes its share from A); A is killed with `kill -9` mid-stream; once A's leases have
 not been renewed for the lease time, B takes them over and reads on from A's checkpoints.
 Nothing is lost, nothing executes twice, one account's orders execute in the order published,
@@ -23,7 +23,7 @@ from wojak.sidecars.testing.contract import ACCOUNTS, ProcessSidecar, dumps, eve
 
 pytestmark = [pytest.mark.aws, pytest.mark.slow]
 
-ORDERS = int(os.environ.get("WOJAK_TEST_KINESIS_REBALANCE_ORDERS", "4000"))
+ORDERS = int(os.environ.get("WOJAK_TEST_KINESIS_REBALANCE_ORDERS", "8000"))  # enough that the replicas share the shards mid-stream on a fast machine
 ACCOUNT_COUNT, SHARDS, LEASE_SECONDS = 64, 4, 3
 
 
