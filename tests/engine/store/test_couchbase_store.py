@@ -38,6 +38,22 @@ async def handles(request):
         await store.close()
 
 
+def hold_tick_versions(store: CouchbaseStore) -> tuple[asyncio.Event, asyncio.Event]:
+    """``store`` stops before taking a tick's version (its tick written, not yet published):
+    ``paused`` is set when it gets there, and it goes on once ``resume`` is set."""
+    paused, resume = asyncio.Event(), asyncio.Event()
+    real_next_seq = store._next_seq
+
+    async def slow_next_seq(key="idx::seq"):
+        if key == "ticks::version" and not resume.is_set():
+            paused.set()
+            await resume.wait()
+        return await real_next_seq(key)
+
+    store._next_seq = slow_next_seq  # type: ignore[method-assign]
+    return paused, resume
+
+
 class Crash(Exception):
     """Stands for the process dying between two writes."""
 
@@ -319,16 +335,7 @@ async def test_a_reader_never_skips_a_tick_whose_version_comes_after_a_newer_one
     """Writer A has written its tick but not yet taken its version when writer B's tick (another
     symbol) is versioned and a replica reads: the reader sees A's tick then, and never loses it."""
     a, b, reader = handles(3)
-    paused, resume = asyncio.Event(), asyncio.Event()
-    real_next_seq = a._next_seq
-
-    async def slow_next_seq(key="idx::seq"):
-        if key == "ticks::version" and not resume.is_set():
-            paused.set()
-            await resume.wait()
-        return await real_next_seq(key)
-
-    a._next_seq = slow_next_seq
+    paused, resume = hold_tick_versions(a)
     writing = asyncio.create_task(a.apply_ticks([tick("S1", "101")], apply_all))
     await paused.wait()  # S1 written (provisional), its version not taken yet
     await b.apply_ticks([tick("S2", "202")], apply_all)
@@ -740,16 +747,7 @@ async def test_a_tick_published_late_never_replaces_a_newer_tick_of_its_symbol(h
     newer tick of the same symbol and publishes it: A's late publication is a CAS on the doc it
     wrote, so it finds B's tick there and leaves it (else the older price would come back)."""
     a, b = handles(2)
-    paused, resume = asyncio.Event(), asyncio.Event()
-    real_next_seq = a._next_seq
-
-    async def slow_next_seq(key="idx::seq"):
-        if key == "ticks::version" and not resume.is_set():
-            paused.set()
-            await resume.wait()
-        return await real_next_seq(key)
-
-    a._next_seq = slow_next_seq  # type: ignore[method-assign]
+    paused, resume = hold_tick_versions(a)
     writing = asyncio.create_task(a.apply_ticks([tick("S1", "101")], apply_all))
     await paused.wait()  # A's tick written, its version not taken yet
     assert await b.apply_ticks([tick("S1", "102")], apply_all) == ["applied"]
