@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.engine._sql_steps import sqlite_steps
 from wojak.engine.venue import InProcessSandboxVenue, VenueStatus
 from wojak.engine.venue.sandbox import Sandbox, SandboxConfig, handler
 
@@ -183,3 +184,23 @@ def test_later_fill_setting_from_the_environment(monkeypatch, tmp_path):
     [o] = orders(1, account="desk")
     assert handler({"orders": [o]})["reports"][0]["status"] == "accepted"
     assert handler({"action": "lookup", "orders": [o]})["reports"][0]["status"] in ("filled", "partially_filled")
+
+
+def _ledger_steps(tmp_path, stored: int) -> int:
+    """SQLite instructions for executing, then looking up, 20 new orders on a ledger already
+    holding ``stored`` orders."""
+    sb = Sandbox(SandboxConfig(ledger=str(tmp_path / f"steps-{stored}.sqlite"), fill_probability=Decimal(0),
+                               accept_probability=Decimal(1), later_fill_seconds=Decimal(0)))  # fmt: skip
+    old = orders(stored, account="desk")
+    for start in range(0, stored, 1000):
+        sb.handle({"orders": old[start : start + 1000]})
+    new = [{**o, "client_order_id": f"new{i}"} for i, o in enumerate(orders(20, account="desk"))]
+    with sqlite_steps(sb._db) as steps:
+        assert {r["status"] for r in sb.handle({"orders": new})["reports"]} == {"accepted"}
+        assert {r["status"] for r in lookup(sb, new)} <= {"filled", "partially_filled"}  # stepped: read by key too
+    return steps[0]
+
+
+def test_the_ledger_reads_a_batch_by_key_not_by_scanning_every_order_it_holds(tmp_path):
+    small, large = _ledger_steps(tmp_path, 200), _ledger_steps(tmp_path, 6000)
+    assert large < small * 1.5, (small, large)

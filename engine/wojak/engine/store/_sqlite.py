@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from wojak.engine._sqlite_keys import rows_by_pairs
 from wojak.engine.domain import AccountView, Order, OrderState, Position, Side
 from wojak.engine.store._base import (
     TICK_APPLIED,
@@ -126,7 +127,8 @@ _REKEY_ORDERS = (
     "CREATE INDEX IF NOT EXISTS orders_by_state ON orders(state) WHERE state = 'pending'",
     "CREATE INDEX IF NOT EXISTS orders_by_account ON orders(account, created_at)",
 )
-_SELECT_ORDER = f"SELECT {_ORDER_COLUMNS}, principal, lease_owner, lease_until FROM orders"
+_ORDER_SELECT_COLUMNS = f"{_ORDER_COLUMNS}, principal, lease_owner, lease_until"
+_SELECT_ORDER = f"SELECT {_ORDER_SELECT_COLUMNS} FROM orders"
 _UPSERT_STATE = (
     "INSERT INTO account_state VALUES (?,?,?,?) ON CONFLICT(account) DO UPDATE SET"
     " state=excluded.state, reason=excluded.reason, at=excluded.at"
@@ -508,16 +510,9 @@ class SQLiteStore:
     def _orders_by_key(self, keys: set[tuple[str, str]]) -> dict[str, Order]:
         """Stored orders for (account, client_order_id) pairs, by ``Order.key``."""
         found: dict[str, Order] = {}
-        flat = [k for pair in keys for k in pair]
-        for i in range(0, len(flat), 900):
-            part = flat[i : i + 900]
-            rows = self._db.execute(
-                f"{_SELECT_ORDER} WHERE (account, client_order_id) IN (VALUES {','.join(['(?,?)'] * (len(part) // 2))})",
-                part,
-            )
-            for r in rows:
-                order = _order_from_row(r)
-                found[order.key] = order
+        for r in rows_by_pairs(self._db, _ORDER_SELECT_COLUMNS, "orders", ("account", "client_order_id"), keys):
+            order = _order_from_row(r)
+            found[order.key] = order
         return found
 
     def _views(self, accounts: set[str], day: str, now: float) -> dict[str, AccountView]:
@@ -549,17 +544,16 @@ class SQLiteStore:
         try:
             states: dict[str, str] = {}
             loss_per_unit: dict[str, Decimal] = {}
-            flat = [k for pair in {(ex.order.account, ex.order.client_order_id) for ex in executions} for k in pair]
-            for i in range(0, len(flat), 900):
-                part = flat[i : i + 900]
-                for account, coid, state, per_unit in db.execute(
-                    "SELECT account, client_order_id, state, loss_per_unit FROM orders WHERE (account, client_order_id)"
-                    f" IN (VALUES {','.join(['(?,?)'] * (len(part) // 2))})",
-                    part,
-                ):
-                    states[f"{account}/{coid}"] = state
-                    if per_unit is not None:
-                        loss_per_unit[f"{account}/{coid}"] = Decimal(per_unit)
+            for account, coid, state, per_unit in rows_by_pairs(
+                db,
+                "t.account, t.client_order_id, t.state, t.loss_per_unit",
+                "orders",
+                ("account", "client_order_id"),
+                {(ex.order.account, ex.order.client_order_id) for ex in executions},
+            ):
+                states[f"{account}/{coid}"] = state
+                if per_unit is not None:
+                    loss_per_unit[f"{account}/{coid}"] = Decimal(per_unit)
             positions = self._positions({(ex.order.account, ex.order.symbol) for ex in executions})
             updates, trades = [], []
             realised: dict[tuple[str, str], Decimal] = {}
@@ -635,15 +629,8 @@ class SQLiteStore:
     def _positions(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Position]:
         """Positions for (account, symbol) keys in one query; absent ones start flat."""
         found: dict[tuple[str, str], Position] = {}
-        flat = [k for pair in keys for k in pair]
-        for i in range(0, len(flat), 900):
-            part = flat[i : i + 900]
-            rows = self._db.execute(
-                f"SELECT * FROM positions WHERE (account, symbol) IN (VALUES {','.join(['(?,?)'] * (len(part) // 2))})",
-                part,
-            )
-            for r in rows:
-                found[(r[0], r[1])] = _position_from_row(r)
+        for r in rows_by_pairs(self._db, "t.*", "positions", ("account", "symbol"), keys):
+            found[(r[0], r[1])] = _position_from_row(r)
         return {k: found.get(k) or Position(*k) for k in keys}
 
     def _position(self, account: str, symbol: str) -> Position:

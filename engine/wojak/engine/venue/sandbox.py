@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, Inexact, localcontext
 from typing import Any, Mapping
 
+from wojak.engine._sqlite_keys import rows_by_pairs
+
 _SCALE = 1_000_000
 
 
@@ -200,15 +202,10 @@ class Sandbox:
     def _known(self, orders: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
         assert self._db is not None
         known: dict[tuple[str, str], dict[str, Any]] = {}
-        flat = [k for o in orders for k in _key(o)]
-        for i in range(0, len(flat), 900):
-            part = flat[i : i + 900]
-            rows = self._db.execute(
-                "SELECT account, client_order_id, report FROM executions WHERE (account, client_order_id)"
-                f" IN (VALUES {','.join(['(?,?)'] * (len(part) // 2))})",
-                part,
-            )
-            known.update(((a, c), json.loads(r)) for a, c, r in rows)
+        rows = rows_by_pairs(
+            self._db, "t.account, t.client_order_id, t.report", "executions", _LEDGER_KEY, {_key(o) for o in orders}
+        )
+        known.update(((a, c), json.loads(r)) for a, c, r in rows)
         return known
 
     def _lookup(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -229,15 +226,11 @@ class Sandbox:
             known = self._known(orders)
             now = self.clock()
             due: dict[tuple[str, str], float] = {}
-            flat = [k for key, r in known.items() if r.get("status") in _RESTING for k in key]
-            for i in range(0, len(flat), 900):
-                part = flat[i : i + 900]
-                rows = db.execute(
-                    "SELECT account, client_order_id, coalesce(stepped_at, first_at) FROM executions"
-                    f" WHERE (account, client_order_id) IN (VALUES {','.join(['(?,?)'] * (len(part) // 2))})",
-                    part,
-                )
-                due.update(((a, c), at) for a, c, at in rows if now - at >= self._later)
+            resting = [key for key, r in known.items() if r.get("status") in _RESTING]
+            rows = rows_by_pairs(
+                db, "t.account, t.client_order_id, coalesce(t.stepped_at, t.first_at)", "executions", _LEDGER_KEY, resting
+            )
+            due.update(((a, c), at) for a, c, at in rows if now - at >= self._later)
             updates = []
             for order in orders:
                 key = _key(order)
@@ -331,6 +324,7 @@ class Sandbox:
 
 
 _RESTING = ("accepted", "partially_filled")
+_LEDGER_KEY = ("account", "client_order_id")  # the ledger's primary key
 
 
 def _plain(value: Decimal) -> str:
