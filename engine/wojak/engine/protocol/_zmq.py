@@ -14,6 +14,28 @@ from typing import Callable
 
 import zmq
 
+# plain ints: pyzmq's send_multipart/recv_multipart combine its enum flags on every frame,
+# which was half the cost of a message's trip through the socket (7 vs 16 us for 3 frames)
+_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+
+
+def recv_frames(sock: zmq.Socket) -> list[bytes]:
+    """One whole multipart message without blocking (raises ``zmq.Again`` when none waits)."""
+    frames = [sock.recv(_NOBLOCK)]
+    while sock.get(_RCVMORE):
+        frames.append(sock.recv(_NOBLOCK))
+    return frames
+
+
+def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
+    """Send a multipart message without blocking: all of it or, on ``zmq.Again``, none of it
+    (ZeroMQ refuses only at the first frame)."""
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        sock.send(frame, _NOBLOCK_MORE if i < last else _NOBLOCK)
+
 
 class LoopSocket:
     def __init__(self, sock: zmq.Socket, on_message: Callable[[list[bytes]], None], *, burst: int = 1024) -> None:
@@ -41,10 +63,10 @@ class LoopSocket:
 
     def _drain(self) -> None:
         self._scheduled = False
-        recv = self.sock.recv_multipart
+        sock = self.sock
         for _ in range(self.burst):
             try:
-                frames = recv(zmq.NOBLOCK)
+                frames = recv_frames(sock)
             except zmq.Again:
                 return
             except zmq.ZMQError:  # closed under us
@@ -65,7 +87,7 @@ class LoopSocket:
         ``recheck=False`` is for a burst of sends: call ``recheck()`` once after it.
         """
         try:
-            self.sock.send_multipart(frames, zmq.NOBLOCK)
+            send_frames(self.sock, frames)
         finally:
             if recheck:
                 self.recheck()

@@ -347,6 +347,8 @@ class RiskEngine:
         self._all_active = config.trading_state is TradingState.ACTIVE and all(
             s is TradingState.ACTIVE for s in self._account_states.values()
         )
+        # read for every order (service._not_home): worked out once per config, not per order
+        self.has_homes = config.home_cluster is not None or any(a.home for a in config.accounts.values())
         self._day_sec = -1
         self._day = ""
         self._today = dt.date(1970, 1, 1)
@@ -364,10 +366,6 @@ class RiskEngine:
         """The cluster that alone may trade ``account`` (None: no homes configured)."""
         acct = self.config.accounts.get(account)
         return (acct.home if acct is not None and acct.home else None) or self.config.home_cluster
-
-    @property
-    def has_homes(self) -> bool:
-        return self.config.home_cluster is not None or any(a.home for a in self.config.accounts.values())
 
     def pnl_quantum(self, symbol: str) -> Decimal | None:
         """The currency unit realised P&L of ``symbol`` is rounded to (None: an unknown symbol)."""
