@@ -472,3 +472,30 @@ async def test_a_batch_reads_its_orders_by_key_not_by_scanning_the_orderbook(tmp
     the book grew."""
     small, large = await _batch_steps(tmp_path, 200), await _batch_steps(tmp_path, 6000)
     assert large < small * 1.5, (small, large)
+
+
+async def _outbox_poll_steps(tmp_path, delivered: int) -> int:
+    """SQLite instructions for one poll of the escalation outbox (3 undelivered) after
+    ``delivered`` escalations were raised and delivered."""
+    store = SQLiteStore(tmp_path / f"outbox-{delivered}.sqlite", synchronous="normal")
+    try:
+        for start in range(0, delivered, 500):
+            keys = [f"esc:old{i}" for i in range(start, min(start + 500, delivered))]
+            for key in keys:
+                await store.raise_escalation(key, key[4:], {"reason": "max_order_value"})
+            await store.mark_escalations_delivered(keys)
+        for i in range(3):
+            await store.raise_escalation(f"esc:new{i}", f"new{i}", {"reason": "max_order_value"})
+        with sqlite_steps(store._db, every=10) as steps:
+            pending = await store.undelivered_escalations()
+        assert [e["key"] for e in pending] == ["esc:new0", "esc:new1", "esc:new2"]
+        return steps[0]
+    finally:
+        await store.close()
+
+
+async def test_polling_the_escalation_outbox_reads_only_the_undelivered(tmp_path):
+    """The outbox is polled every half second on the engine's loop: its cost must not grow with
+    every escalation ever delivered."""
+    small, large = await _outbox_poll_steps(tmp_path, 10), await _outbox_poll_steps(tmp_path, 3000)
+    assert large < small * 1.5, (small, large)

@@ -87,6 +87,8 @@ CREATE TABLE IF NOT EXISTS escalations (
   key TEXT PRIMARY KEY, client_order_id TEXT NOT NULL, payload TEXT NOT NULL,
   created_at REAL NOT NULL, delivered_at REAL
 );
+-- the outbox is polled every half second: it reads the undelivered, not every escalation ever raised
+CREATE INDEX IF NOT EXISTS escalations_undelivered ON escalations(created_at) WHERE delivered_at IS NULL;
 """
 
 _ORDER_COLUMNS = (
