@@ -416,6 +416,11 @@ def test_extra_env_reaches_its_container_and_never_replaces_what_the_chart_sets(
         bad[where]["extraEnv"] = [{"name": name, "value": "elsewhere"}]
         result = render(kube_bin, tmp_path, bad, check=False)
         assert result.returncode != 0 and f"{where}.extraEnv: {name} is set by the chart" in result.stderr, result.stderr
+    for where, name in (("engine", "WOJAK_TEST_FAULTS"), ("engine", "WOJAK_ENGINE_CRASH_AT"), ("source", "WOJAK_TEST_ANYTHING")):
+        bad = values_for("rabbitmq")
+        bad.setdefault(where, {})["extraEnv"] = [{"name": name, "value": "1"}]  # fault injection armed in a deployment
+        result = render(kube_bin, tmp_path, bad, check=False)
+        assert result.returncode != 0 and f"{where}.extraEnv: {name} is a test-only switch" in result.stderr, result.stderr
     bad = values_for("rabbitmq", engine={"extraEnv": [{"name": "lower-case", "value": "x"}]})
     result = render(kube_bin, tmp_path, bad, check=False)
     assert result.returncode != 0 and "/engine/extraEnv/0/name" in result.stderr, result.stderr

@@ -409,12 +409,14 @@ checkov.io/skip{{ add $i 1 }}: {{ printf "%s=%s" $id (index $reasons $id) | quot
 {{- end -}}
 
 {{/* (list RENDERED_ENV EXTRA SETTING): the EXTRA entries, refused by SETTING's name where one
-would replace a variable the chart sets (Kubernetes keeps the last of two, silently) */}}
+would replace a variable the chart sets (Kubernetes keeps the last of two, silently) or is one of
+the test suite's fault switches (WOJAK_TEST_FAULTS arms WOJAK_ENGINE_CRASH_AT: a SIGKILL mid-order) */}}
 {{- define "wojak.extraEnv" -}}
 {{- $set := dict -}}
 {{- range (index . 0 | fromYamlArray) }}{{ $_ := set $set .name true }}{{ end -}}
 {{- range (index . 1) }}
 {{- if hasKey $set .name }}{{ fail (printf "%s: %s is set by the chart; use its own value instead" (index $ 2) .name) }}{{ end }}
+{{- if or (hasPrefix "WOJAK_TEST_" .name) (eq .name "WOJAK_ENGINE_CRASH_AT") }}{{ fail (printf "%s: %s is a test-only switch (crash and fault injection); a deployment cannot set it" (index $ 2) .name) }}{{ end }}
 {{- end -}}
 {{- with (index . 1) }}{{ toYaml . }}{{ end -}}
 {{- end -}}
