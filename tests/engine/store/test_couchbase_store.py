@@ -757,3 +757,71 @@ async def test_a_tick_published_late_never_replaces_a_newer_tick_of_its_symbol(h
     assert loaded["last"] == "102", loaded
     newest, ticks = await b.ticks_since(-1)
     assert [(t["symbol"], str(t["last"])) for t in ticks] == [("S1", "102")]
+
+
+async def test_an_account_waiting_on_couchbase_does_not_hold_up_the_other_accounts_of_its_batch(handles):
+    """A batch's accounts are admitted and recorded concurrently, each account's orders in turn:
+    the slow account's first read is held until every order of the other account was decided
+    (admit) and recorded. Done one order after another, the batch would wait forever on it."""
+    [store] = handles()
+    others_done, decided = asyncio.Event(), []
+    real_get = store._get
+
+    async def get(key):
+        if "order::slow/" in key:
+            await others_done.wait()
+        return await real_get(key)
+
+    store._get = get  # type: ignore[method-assign]
+
+    def decide(o, view):
+        decided.append(o.client_order_id)
+        if o.account == "fast" and sum(c.startswith("f") for c in decided) == 3:
+            others_done.set()
+        return approve(o, view)
+
+    batch = [order("s1", account="slow"), order("f1", account="fast"), order("s2", account="slow"),
+             order("f2", account="fast"), order("f3", account="fast")]  # fmt: skip
+    results = await asyncio.wait_for(store.admit(batch, decide), 30)
+    assert [o.client_order_id for o, _ in results] == ["s1", "f1", "s2", "f2", "f3"]  # answers in the order given
+    assert decided == ["f1", "f2", "f3", "s1", "s2"]  # the fast account first; each account's orders in turn
+    others_done.clear()
+    executions = [fill(o, "10") for o, _ in results]
+    real_record_one, recorded = store._record_one, []
+
+    async def record_one(ex):
+        applied = await real_record_one(ex)
+        recorded.append(ex.order.client_order_id)
+        if recorded == ["f1", "f2", "f3"]:
+            others_done.set()
+        return applied
+
+    store._record_one = record_one  # type: ignore[method-assign]
+    await asyncio.wait_for(store.record(executions), 30)
+    assert all(ex.applied for ex in executions) and recorded == ["f1", "f2", "f3", "s1", "s2"]
+    assert (await store.get_position("slow", "SYM")).quantity == 20 and (await store.get_position("fast", "SYM")).quantity == 30
+
+
+async def test_a_store_failure_in_one_account_fails_the_batch_at_once_and_stops_the_other_accounts(handles):
+    """One account's store error is raised as it came (the batch is answered ``retry``), and the
+    other accounts' work still under way is cancelled rather than left running behind the answer."""
+    [store] = handles()
+    real_get, never, cancelled = store._get, asyncio.Event(), []
+
+    async def get(key):
+        if "order::broken/" in key:
+            raise StoreUnavailable("couchbase: the node went away")
+        if "order::held/" in key:
+            try:
+                await never.wait()
+            except asyncio.CancelledError:
+                cancelled.append(key)
+                raise
+        return await real_get(key)
+
+    store._get = get  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable, match="the node went away"):
+        await asyncio.wait_for(store.admit([order("h1", account="held"), order("b1", account="broken")], approve), 30)
+    assert cancelled == ["order::held/h1"]
+    store._get = real_get  # type: ignore[method-assign]
+    assert await store.get_order("held", "h1") is None and await store.get_order("broken", "b1") is None

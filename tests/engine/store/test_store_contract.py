@@ -1097,10 +1097,10 @@ async def test_take_leases_goes_past_orders_it_cannot_take_and_never_takes_a_sta
 
 async def test_a_halt_set_by_decide_is_seen_by_the_next_order_of_the_same_batch(make_store):
     store = make_store()
-    states = []
+    states = {}  # by order: accounts may be decided concurrently, an account's orders in turn
 
     def decide(o, view):
-        states.append(view.state)
+        states[o.client_order_id] = view.state
         if o.client_order_id == "first":
             view.halt = "max_daily_loss_exceeded"
             o.apply(OrderEvent.DENIED)
@@ -1108,4 +1108,4 @@ async def test_a_halt_set_by_decide_is_seen_by_the_next_order_of_the_same_batch(
         return approve(o, view)
 
     await store.admit([order("first"), order("second"), order("third", account="other")], decide)
-    assert states == [None, "HALTED", None]  # the account's later orders see it; another account does not
+    assert states == {"first": None, "second": "HALTED", "third": None}  # the account's later orders see it; another account does not
