@@ -9,9 +9,10 @@
   accounts run concurrently), each KV call delayed by ``--rtt-ms`` to stand for the network
   between the engine and Couchbase (on loopback the client is CPU-bound and the mock answers in
   microseconds, which says nothing about a real cluster).
-* **index growth**: admit then record 50 orders with the store's index documents (``idx::orders``,
-  ``idx::trades``) empty vs holding ``--index-keys`` keys (a long-lived orderbook): the known
-  limit in docs/architecture.md ("State"), kept here so its fix can be measured against it.
+* **index growth**: admit then record 50 orders with the store's order and trade indexes empty vs
+  holding ``--index-keys`` keys (a long-lived orderbook), in both layouts: one document per index
+  (``idx::orders``, ``idx::trades``: every admit and fill rewrote it, until 2026-12-01) and
+  buckets of ``INDEX_BUCKET`` keys (``idx::orders::<n>``, counters at ``--index-keys``).
 
 Every run uses its own key prefix in the mock's bucket (WOJAK_TEST_COUCHBASE_URL, _USERNAME,
 _PASSWORD, _BUCKET, as `scripts/services env` prints them).
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import progress  # noqa: E402
 from wojak.engine.domain import Order, OrderEvent, OrderState  # noqa: E402
 from wojak.engine.protocol import validate_order  # noqa: E402
-from wojak.engine.store import Execution  # noqa: E402
+from wojak.engine.store import Execution, _couchbase  # noqa: E402
 from wojak.engine.store._couchbase import CouchbaseStore  # noqa: E402
 
 
@@ -118,17 +119,26 @@ async def index_growth(keys: int) -> None:
         progress(f"index growth: 50 orders with {held:,} keys in idx::orders and idx::trades")
         store = _store(0)
         try:
-            if held:
+            if held:  # both layouts: one document per index (before 2026-12-01) and full buckets after it
                 coll = await store._c()
-                await coll.upsert(store._k("idx::orders"), {"k": [f"acct-{i % 100}/old-{i:09d}" for i in range(held)]})
-                await coll.upsert(store._k("idx::trades"), {"k": [f"acct-{i % 100}/old-{i:09d}#1" for i in range(held)]})
+                orders = [f"acct-{i % 100}/old-{i:09d}" for i in range(held)]
+                await coll.upsert(store._k("idx::orders"), {"k": orders})
+                await coll.upsert(store._k("idx::trades"), {"k": [f"{k}#1" for k in orders]})
+                if hasattr(_couchbase, "INDEX_BUCKET"):
+                    size = _couchbase.INDEX_BUCKET
+                    for n in range(held // size):
+                        part = orders[n * size : (n + 1) * size]
+                        await coll.upsert(store._k(f"idx::orders::{n}"), {"k": part})
+                        await coll.upsert(store._k(f"idx::trades::{n}"), {"k": [f"{k}#1" for k in part]})
+                    for counter in ("idx::seq", "idx::trade-seq"):
+                        await coll.upsert(store._k(counter), held)
             results[held] = await _admit_and_record(store, [_order(f"o{i}", "acct-1") for i in range(50)])
         finally:
             await store.close()
         admit, record = results[held]
         print(f"    index documents holding {held:>9,} keys: admit {admit * 1000:8.0f} ms  record {record * 1000:8.0f} ms", flush=True)
     base, grown = sum(results[0]), sum(results[keys])
-    print(f"    {grown / base:.1f}x slower with {keys:,} keys than with none (the same 50 orders)")
+    print(f"    with {keys:,} keys / with none: {grown / base:.2f}x (the same 50 orders)")
 
 
 async def main() -> None:

@@ -825,3 +825,61 @@ async def test_a_store_failure_in_one_account_fails_the_batch_at_once_and_stops_
     assert cancelled == ["order::held/h1"]
     store._get = real_get  # type: ignore[method-assign]
     assert await store.get_order("held", "h1") is None and await store.get_order("broken", "b1") is None
+
+
+async def test_the_order_and_trade_indexes_are_bucketed_so_a_write_never_grows_with_the_orderbook(handles, monkeypatch):
+    """Each admit and fill adds its key to an index document of at most INDEX_BUCKET keys (here 4),
+    so the document it rewrites stays the same size however many orders were ever stored; listings
+    still answer newest first and page through every order once."""
+    from wojak.engine.store import _couchbase
+
+    monkeypatch.setattr(_couchbase, "INDEX_BUCKET", 4)
+    [store] = handles()
+    admitted = []
+    for i in range(23):  # six buckets, the last one partly filled
+        [(o, _)] = await store.admit([order(f"c{i:02d}", account=f"a{i % 3}")], approve)
+        admitted.append(o)
+        await store.record([fill(o, "10")])
+    coll = await store._c()
+    for name in ("idx::orders", "idx::trades"):
+        sizes = []
+        for n in range(8):
+            try:
+                sizes.append(len((await coll.get(store._k(f"{name}::{n}"))).content_as[dict]["k"]))
+            except Exception:  # noqa: BLE001 - a bucket not (yet) written
+                sizes.append(0)
+        assert max(sizes) == 4 and sum(sizes) == 23, (name, sizes)
+    newest = [o.client_order_id for o in await store.list_orders(limit=5)]
+    assert newest == [f"c{i:02d}" for i in range(22, 17, -1)]
+    pages, cursor = [], None
+    while True:
+        page = await store.list_orders(limit=5, before=cursor)
+        if not page:
+            break
+        pages.extend(o.client_order_id for o in page)
+        cursor = (page[-1].created_at, page[-1].account, page[-1].client_order_id)
+    assert pages == [f"c{i:02d}" for i in range(22, -1, -1)]  # each once, newest first
+    assert [o.client_order_id for o in await store.list_orders(limit=3, account="a1")] == ["c22", "c19", "c16"]
+    assert [t.client_order_id for t in await store.list_trades(limit=3)] == ["c22", "c21", "c20"]
+    assert [t.client_order_id for t in await store.list_trades(limit=2, account="a0")] == ["c21", "c18"]
+    assert [t.trade_id for t in await store.list_trades(client_order_id="c05")] == ["a2/c05#1"]
+    assert len(await store.list_trades(limit=-1)) == 23 and len(await store.list_orders(limit=-1)) == 23
+
+
+async def test_orders_and_trades_an_earlier_version_indexed_in_one_document_are_still_listed(handles):
+    """Before the indexes were bucketed, every key went to one ``idx::orders`` / ``idx::trades``
+    document: those are read as the oldest bucket."""
+    [store] = handles()
+    [(old, _)] = await store.admit([order("old")], approve)
+    await store.record([fill(old, "10")])
+    coll = await store._c()
+    for name in ("idx::orders", "idx::trades"):  # as an earlier version left them: one document each
+        key = store._k(f"{name}::0")
+        keys = (await coll.get(key)).content_as[dict]["k"]
+        await coll.remove(key)
+        await coll.upsert(store._k(name), {"k": keys})
+    [(new, _)] = await store.admit([order("new")], approve)
+    await store.record([fill(new, "10")])
+    assert [o.client_order_id for o in await store.list_orders()] == ["new", "old"]
+    assert [t.client_order_id for t in await store.list_trades()] == ["new", "old"]
+    assert [t.trade_id for t in await store.list_trades(client_order_id="old")] == ["acct/old#1"]

@@ -29,9 +29,13 @@ account; ``/`` is in neither alphabet). Documents (every key starts with the sto
 - ``audit::<n>``: the audit log, insert-only documents named by the ``audit::seq`` counter
   (the counter is their index: ``list_audit`` reads down from it; an ``n`` whose insert never
   landed, after a crash, is a hole that is skipped).
-- Index documents, because there is no query service: ``idx::orders`` (order keys),
-  ``idx::trades`` (trade ids), ``idx::positions``, ``idx::accounts``, ``idx::ticks`` (arrays,
-  sub-document ``array_addunique``), ``idx::open`` (map, by order key, of orders that may hold
+- Index documents, because there is no query service: ``idx::orders::<n>`` (order keys, in
+  buckets of ``INDEX_BUCKET`` by admission number ``seq``: n = seq // INDEX_BUCKET),
+  ``idx::trades::<n>`` (trade ids, bucketed by the ``idx::trade-seq`` counter), so a write
+  rewrites one bounded document, never one that grows with the orderbook (an earlier version's
+  single ``idx::orders`` / ``idx::trades`` is read as the oldest bucket), ``idx::positions``,
+  ``idx::accounts``, ``idx::ticks`` (arrays, sub-document ``array_addunique``), ``idx::open``
+  (map, by order key, of orders that may hold
   a reservation or an unapplied effect: the recovery scan) and ``idx::esc`` (map, by entry
   key, of undelivered escalations: ``{"k": entry key, "o": order key}``, ``o`` for ``admit``'s,
   which count only once their order is recorded ``escalated``), sub-document ``upsert`` /
@@ -39,11 +43,13 @@ account; ``/`` is in neither alphabet). Documents (every key starts with the sto
   point to, so a crash leaves at most a dangling entry (skipped when read), never an unlisted
   document.
 
-Listing (``list_orders``, ``list_trades``, ``list_positions``, ``pending_orders``,
-``open_orders``, ``load_ticks``, ``undelivered_escalations``) reads the index and then every
-document it names: O(n) key-value gets, meant for test and dev-sized data sets, not for a
-production orderbook of millions (that wants range scans or a query index off the hot path).
-``list_orders`` filters the account (and its patterns) on the index entries before reading.
+Listing: ``list_orders`` and ``list_trades`` read the buckets newest first (a page from its
+cursor's bucket), the documents of the keys they keep, until the page is full and one bucket more
+(a key's bucket number is taken just before the time it is sorted by); ``list_orders`` filters the
+account (and its patterns) on the index entries before reading. ``list_positions``,
+``pending_orders``, ``open_orders``, ``load_ticks`` and ``undelivered_escalations`` read their whole
+index and every document it names: these indexes are bounded by accounts x symbols, open orders,
+symbols and undelivered escalations, not by history.
 
 Reconciliation: ``open_orders`` reads ``idx::open`` (an order leaves it once it is closed:
 filled, rejected, canceled or ``expired``; a ``venue_anomaly`` stays, holding its reservation,
@@ -100,7 +106,7 @@ import dataclasses
 import json
 import time
 from decimal import Decimal
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from wojak.engine.domain import OPEN_STATES, AccountView, Order, OrderState, Position, Side
 from wojak.engine.store._base import (
@@ -135,6 +141,15 @@ __all__ = ["EXTRA_HINT", "CouchbaseStore", "from_url", "resolve_ambiguous"]
 _ZERO = Decimal(0)
 # states whose reservation is held: open at the venue, or a venue anomaly (held until people decide)
 _HOLDING = OPEN_STATES | {OrderState.VENUE_ANOMALY}
+
+
+INDEX_BUCKET = 1000  # keys per index document: each write rewrites (and replicates) one bounded document
+_ORDERS, _ORDER_SEQ = "idx::orders", "idx::seq"  # an order's bucket: its admission number (``seq``)
+_TRADES, _TRADE_SEQ = "idx::trades", "idx::trade-seq"  # a trade's: a counter taken as it is indexed
+
+
+def _bucket(name: str, number: int) -> str:
+    return f"{name}::{number // INDEX_BUCKET}"
 
 
 async def _by_account(items: Sequence[Any], account_of: Callable[[Any], str], one: Callable[[Any], Awaitable[Any]]) -> list[Any]:
@@ -326,11 +341,11 @@ class CouchbaseStore(CouchbaseKV):
         pkey = self._pos_key(order.account, order.symbol)
         akey = self._acct_key(order.account)
         snapshot = dataclasses.replace(order)
-        await self._index_add("idx::orders", key)
+        seq = await self._next_seq()
+        await self._index_add(_bucket(_ORDERS, seq), key)
         await self._map_put("idx::open", key, {"k": key, "c": coid, "p": pkey, "t": time.time()})
         await self._index_add("idx::positions", pkey)
         await self._index_add("idx::accounts", order.account)
-        seq = await self._next_seq()
         escalation: dict[str, Any] | None = None
         had_stale = False
         halted: str | None = None
@@ -485,8 +500,8 @@ class CouchbaseStore(CouchbaseKV):
         coid, ver = fx["coid"], fx["v"]
         pkey = self._pos_key(fx["account"], fx["symbol"])
         trade = fx.get("trade")
-        if trade is not None:
-            await self._index_add("idx::trades", trade["trade_id"])
+        if trade is not None:  # a replay may list it in a second bucket too: listings read each key once
+            await self._index_add(_bucket(_TRADES, await self._next_seq(_TRADE_SEQ)), trade["trade_id"])
             await self._insert(f"trade::{trade['trade_id']}", dict(trade))
 
         def apply(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -562,6 +577,44 @@ class CouchbaseStore(CouchbaseKV):
         doc = await self._guard(self._get_doc(self._order_key(f"{account}/{client_order_id}")))
         return None if doc is None else order_from_doc(doc)
 
+    async def _buckets(self, name: str, counter: str, start: int | None = None) -> AsyncIterator[list[str]]:
+        """The keys of the bucketed index ``name``, one bucket at a time, newest first: from the
+        bucket of ``start`` (a value of ``counter``; default its current value) down to the
+        first, then the single document an earlier version kept (read as the oldest bucket)."""
+        top = await self._counter(counter) if start is None else start
+        for n in range(top // INDEX_BUCKET, -1, -1):
+            yield await self._index_list(f"{name}::{n}")
+        yield await self._index_list(name)
+
+    async def _all_buckets(self, name: str, counter: str) -> list[list[str]]:
+        return [keys async for keys in self._buckets(name, counter)]
+
+    async def _newest_first(
+        self,
+        name: str,
+        counter: str,
+        start: int | None,
+        wanted: Callable[[str], bool],
+        doc_key_of: Callable[[str], str],
+        keep: Callable[[dict[str, Any]], bool],
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """The documents the bucketed index ``name`` names (each key once, ``wanted`` ones, those
+        ``keep`` keeps), newest bucket first, until ``limit`` (< 0: all) are found and one bucket
+        more is read: a key is bucketed by its counter value, taken just before the time it is
+        sorted by, so a neighbour bucket may still hold a newer one. The caller sorts."""
+        found: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        full = False
+        async for keys in self._buckets(name, counter, start):
+            fresh = [k for k in dict.fromkeys(keys) if k not in seen and wanted(k)]
+            seen.update(fresh)
+            found.extend(d for d in await self._get_many([doc_key_of(k) for k in fresh]) if d is not None and keep(d))
+            if full:
+                break
+            full = 0 <= limit <= len(found)
+        return found
+
     async def list_orders(
         self,
         limit: int = 100,
@@ -573,22 +626,26 @@ class CouchbaseStore(CouchbaseKV):
         given. The account and ``patterns`` are matched on the index entries (order keys name
         their account), so only the orders they keep are read."""
 
+        match = account_matcher(patterns) if patterns is not None else None
+        bound = (float(before[0]), str(before[1]), str(before[2])) if before is not None else None
+
+        def wanted(key: str) -> bool:
+            return (account is None or account_of(key) == account) and (match is None or match(account_of(key)))
+
         async def run() -> list[dict[str, Any]]:
-            keys = await self._index_list("idx::orders")
-            if account is not None:
-                keys = [k for k in keys if account_of(k) == account]
-            if patterns is not None:
-                match = account_matcher(patterns)
-                keys = [k for k in keys if match(account_of(k))]
-            return [d for d in await self._get_many([self._order_key(k) for k in keys]) if d is not None]
+            start = None
+            if bound is not None:  # page on from the cursor's own bucket (one newer: its clock's slack)
+                cursor = await self._get_doc(self._order_key(f"{bound[1]}/{bound[2]}"))
+                if cursor is not None and isinstance(cursor.get("seq"), int):
+                    start = cursor["seq"] + INDEX_BUCKET
+            return await self._newest_first(
+                _ORDERS, _ORDER_SEQ, start, wanted, self._order_key, lambda d: bound is None or position(d) < bound, limit
+            )
 
         def position(d: dict[str, Any]) -> tuple[float, str, str]:
             return d["created_at"], d["account"], d["client_order_id"]
 
         docs = await self._guard(run())
-        if before is not None:
-            bound = (float(before[0]), str(before[1]), str(before[2]))
-            docs = [d for d in docs if position(d) < bound]
         docs.sort(key=position, reverse=True)
         return [order_from_doc(d) for d in (docs[:limit] if limit >= 0 else docs)]
 
@@ -600,15 +657,17 @@ class CouchbaseStore(CouchbaseKV):
             # an order's trades are named by its fill count: no index scan for them
             if account is not None:
                 keys = [f"{account}/{client_order_id}"]
-            else:
-                keys = [k for k in await self._index_list("idx::orders") if coid_of(k) == client_order_id]
+            else:  # every order bucket's keys (not its documents): an operator's query, not the order path
+                buckets = await self._all_buckets(_ORDERS, _ORDER_SEQ)
+                keys = list(dict.fromkeys(k for bucket in buckets for k in bucket if coid_of(k) == client_order_id))
             orders = await self._get_many([self._order_key(k) for k in keys])
             ids = [f"{k}#{i}" for k, o in zip(keys, orders) for i in range(1, (o or {}).get("fills", 0) + 1)]
+            docs = [d for d in await self._get_many([f"trade::{i}" for i in ids]) if d is not None]
         else:
-            ids = await self._index_list("idx::trades")
-            if account is not None:
-                ids = [i for i in ids if account_of(i) == account]
-        docs = [d for d in await self._get_many([f"trade::{i}" for i in ids]) if d is not None]
+            docs = await self._newest_first(
+                _TRADES, _TRADE_SEQ, None, lambda i: account is None or account_of(i) == account,
+                lambda i: f"trade::{i}", lambda d: True, limit,
+            )  # fmt: skip
         docs.sort(key=lambda d: (d["executed_at"], int(d["trade_id"].rsplit("#", 1)[1]), d["trade_id"]), reverse=True)
         return [
             Trade(
