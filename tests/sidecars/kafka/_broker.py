@@ -139,6 +139,17 @@ class KafkaBroker:
         finally:
             await consumer.stop()
 
+    async def dead_letter_count(self) -> int:
+        """Dead letters after what ``dead_letter_records`` returned (the topic's end offset: read nothing)."""
+        topic = self.config.dead_letter_topic
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets([TopicPartition(topic, 0)])
+        finally:
+            await consumer.stop()
+        return sum(ends.values()) - self._positions.get(topic, {}).get(0, 0)
+
     async def dead_letter_records(self) -> list[DeadLetterRecord]:
         return [DeadLetterRecord(r) for r in await self.read_new(self.config.dead_letter_topic)]
 

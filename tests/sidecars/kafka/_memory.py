@@ -7,7 +7,8 @@ revoke/assign) without a broker: the contract suite runs against it as well as a
 Kafka. A consumer group assigns partitions round-robin; a member joining or leaving revokes
 every member's partitions (each listener is awaited) before assigning, as Kafka's eager protocol
 does. ``down`` makes the broker unreachable (produce, commit and the readiness probe fail;
-fetches return nothing); ``refuse`` makes produce to a topic fail with a given error.
+fetches return nothing); ``refuse`` makes produce to a topic fail with a given error;
+``fail_commits`` makes the next commits fail.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class MemoryKafka:
         self.down = False
         # topic -> a function of the record's size returning the error to raise (or None)
         self.refuse: dict[str, Callable[[int], BaseException | None]] = {}
+        self.fail_commits = 0  # the next commits that fail (a rebalance under way), whoever makes them
         self._arrived = asyncio.Event()
 
     # -- administration ----------------------------------------------------------------
@@ -264,6 +266,9 @@ class MemoryConsumer:
         await asyncio.sleep(0)
         if self.kafka.down or self.crashed:
             raise errors.KafkaConnectionError("the in-memory broker is down" if self.kafka.down else "crashed")
+        if self.kafka.fail_commits > 0:
+            self.kafka.fail_commits -= 1
+            raise errors.CommitFailedError("the group is rebalancing (injected)")
         group = self.kafka.group(self.group_id)
         for tp in offsets:
             if tp not in self.assigned:

@@ -52,8 +52,13 @@ class TestKafka(SidecarContract):
     async def dead_letters(self) -> list[DeadLetter]:
         return [DeadLetter(dl.reason, dl.detail, dl.body) for dl in await self.kafka.dead_letter_records()]
 
+    async def dead_letter_count(self) -> int:
+        return await self.kafka.dead_letter_count()
+
     async def pending_count(self) -> int:
         return await self.kafka.lag()
+
+    pending_counts_unsettled = True  # the lag: a record held or in flight is behind the committed offset
 
     def sidecar_env(self) -> dict[str, str]:
         c = self.kafka.config

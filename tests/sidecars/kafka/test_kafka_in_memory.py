@@ -57,8 +57,13 @@ class TestKafkaInMemory(SidecarContract):
             out.append(DeadLetter(headers[REASON_HEADER].decode(), json.loads(detail) if detail else None, r.value or b""))
         return out
 
+    async def dead_letter_count(self) -> int:
+        return len(self.memory.records(self.config.dead_letter_topic)) - self.dead_seen
+
     async def pending_count(self) -> int:
         return self.memory.lag(self.config.group_id, self.config.topic)
+
+    pending_counts_unsettled = True  # the lag: a record held or in flight is behind the committed offset
 
     async def launch(self, engine: EngineUnderTest, env: dict[str, str], name: str) -> InProcessSidecar:
         source = self.make_source()

@@ -157,6 +157,13 @@ class KinesisStream:
             self.sqs.delete_message_batch(QueueUrl=self.dlq_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                                                                           for i, m in enumerate(messages)])
 
+    async def dead_letter_count(self) -> int:
+        """Messages in the dead-letter queue, received or not (its attributes: nothing received)."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+        attributes = (await asyncio.to_thread(self.sqs.get_queue_attributes, QueueUrl=self.dlq_url,
+                                              AttributeNames=names))["Attributes"]
+        return sum(int(attributes.get(n, 0)) for n in names)
+
     async def dead_letter_messages(self) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.take)
 

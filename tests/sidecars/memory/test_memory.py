@@ -31,8 +31,14 @@ class TestMemory(SidecarContract):
     async def dead_letters(self) -> list[DeadLetter]:
         return self.memory.take_dead_letters()
 
+    async def dead_letter_count(self) -> int:
+        return len(self.memory.dead)
+
     async def pending_count(self) -> int:
-        return self.memory.pending()
+        # with what a live consumer holds (through a requeue's backoff too): nothing is out of sight
+        return self.memory.pending() + self.memory.unacked()
+
+    pending_counts_unsettled = True
 
     def coordinates_for(self, message_id: str, body: bytes) -> tuple[str, str]:
         return (self.memory.queue, message_id)

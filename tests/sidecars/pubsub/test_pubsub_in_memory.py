@@ -79,8 +79,13 @@ class TestPubSubInMemory(SidecarContract):
             letters.append(DeadLetter(m.attributes.get(REASON_ATTRIBUTE, ""), json.loads(detail) if detail else None, m.data))
         return letters
 
+    async def dead_letter_count(self) -> int:
+        return self.memory.counts(self.dlq_subscription)
+
     async def pending_count(self) -> int:
         return self.memory.counts(self.subscription)
+
+    pending_counts_unsettled = True  # every message not acked, leased or not
 
     async def launch(self, engine: EngineUnderTest, env: dict[str, str], name: str) -> InProcessSidecar:
         source = self.make_source(max_messages=128)

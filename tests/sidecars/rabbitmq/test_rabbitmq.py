@@ -51,6 +51,10 @@ class RabbitMQBroker:
         # re-declare (same arguments) for a fresh count: a robust channel caches passive declares
         return (await self.queue.declare()).message_count or 0
 
+    async def dead_letter_count(self) -> int:
+        """The DLQ's ready messages (a declare's count): no one else consumes it, so that is all of them."""
+        return (await self.dlq.declare()).message_count or 0
+
     async def dead_letters(self) -> list[DeadLetter]:
         out = []
         while (message := await self.dlq.get(no_ack=True, fail=False)) is not None:
@@ -90,7 +94,10 @@ class TestRabbitMQ(SidecarContract):
     async def dead_letters(self) -> list[DeadLetter]:
         return await self.rabbit.dead_letters()
 
-    async def pending_count(self) -> int:
+    async def dead_letter_count(self) -> int:
+        return await self.rabbit.dead_letter_count()
+
+    async def pending_count(self) -> int:  # ready only: a requeue held by the sidecar through its backoff is out of sight
         return await self.rabbit.pending()
 
     def coordinates_for(self, message_id: str, body: bytes) -> tuple[str, str]:

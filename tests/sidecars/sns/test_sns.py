@@ -130,8 +130,13 @@ class TestSns(SidecarContract):
     async def dead_letters(self) -> list[DeadLetter]:
         return await self.topic.dead_letters()
 
+    async def dead_letter_count(self) -> int:
+        return sum((await self.topic.queues.counts(self.topic.queues.dlq_url)).values())
+
     async def pending_count(self) -> int:
         return await self.topic.queues.pending()
+
+    pending_counts_unsettled = True  # the queue's visible, in flight and requeued (a visibility timeout) alike
 
     def stream_env(self) -> dict[str, str]:
         return {"WOJAK_SIDECAR_CONCURRENCY": "64", "WOJAK_SIDECAR_SNS_RECEIVERS": "3"}

@@ -113,6 +113,10 @@ class SqsQueues:
     async def pending(self) -> int:
         return sum((await self.counts()).values())
 
+    async def dead_letter_count(self) -> int:
+        """Messages in the dead-letter queue, received or not (its attributes: nothing received)."""
+        return sum((await self.counts(self.dlq_url)).values())
+
     async def take(self, url: str) -> list[dict[str, Any]]:
         """Every message now in ``url`` (received and deleted)."""
         out: list[dict[str, Any]] = []

@@ -48,8 +48,13 @@ class TestSqs(SidecarContract):
     async def dead_letters(self) -> list[DeadLetter]:
         return await self.sqs.dead_letters()
 
+    async def dead_letter_count(self) -> int:
+        return await self.sqs.dead_letter_count()
+
     async def pending_count(self) -> int:
         return await self.sqs.pending()
+
+    pending_counts_unsettled = True  # visible, in flight and requeued (a visibility timeout) alike
 
     def stream_env(self) -> dict[str, str]:
         return {"WOJAK_SIDECAR_CONCURRENCY": "64", "WOJAK_SIDECAR_SQS_RECEIVERS": "3"}

@@ -74,8 +74,13 @@ class TestSqsInMemory(SidecarContract):
                                                             for i, m in enumerate(got)])
         return letters
 
+    async def dead_letter_count(self) -> int:
+        return sum(self.memory.counts(self.dlq_url))
+
     async def pending_count(self) -> int:
         return sum(self.memory.counts(self.url))
+
+    pending_counts_unsettled = True  # visible, in flight and requeued (a visibility timeout) alike
 
     async def launch(self, engine: EngineUnderTest, env: dict[str, str], name: str) -> InProcessSidecar:
         source = self.make_source(max_held=74, receivers=3)

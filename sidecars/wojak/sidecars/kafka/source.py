@@ -16,8 +16,10 @@ Commits. Per partition the committed offset is the lowest offset not yet settled
 nothing unsettled, the next to fetch): a commit never passes a record whose verdict has not
 been acted on. "Settled" means: acked after the engine's verdict; its result confirmed on the
 results topic first (``ack_and_publish``); or its dead letter confirmed (``acks=all``,
-idempotent producer). Commits run every ``commit_interval`` seconds, on a revoke and at stop;
-a crash replays at most the unsettled suffix, which the engine answers ``duplicate``.
+idempotent producer). Commits run every ``commit_interval`` seconds, on a revoke and at stop
+(that one retried until ``max(close_timeout, settle_timeout)`` is spent: a rebalance under way
+refuses a commit); a crash replays at most the unsettled suffix, which the engine answers
+``duplicate``.
 
 Settlement of one record:
 
@@ -117,6 +119,7 @@ MAX_DETAIL_BYTES = 4096
 DEAD_LETTER_MAX_BYTES = 1_000_000
 PRODUCE_PATIENCE = 300.0  # seconds a dead letter or result waits in the producer for an unreachable broker
 METADATA_BACKOFF = 0.5  # seconds between metadata updates after one failed (the broker is away)
+STOP_COMMIT_PAUSE = 0.1  # seconds between attempts of the commit at stop
 _RECORD_OVERHEAD = 128  # a record's own framing, and its share of the batch header
 _NAMES_SHOWN = 16
 
@@ -538,7 +541,7 @@ class KafkaSource(BrokerSource):
             for timer in list(p.timers):
                 timer.cancel()
         if self._consumer is not None:
-            await self._commit(list(self._partitions.values()), final=True)
+            await self._commit_at_stop()
             try:  # leaves the group: the partitions go to the other members at once
                 await asyncio.wait_for(self._consumer.stop(), self.config.close_timeout)
             except Exception as exc:
@@ -725,11 +728,39 @@ class KafkaSource(BrokerSource):
             await asyncio.sleep(self.config.commit_interval)
             await self._commit([p for p in self._partitions.values() if not p.closed])
 
-    async def _commit(self, parts: list[_Partition], *, final: bool = False) -> bool:
-        """Commit each partition's lowest unsettled offset where it moved; False if that failed."""
+    async def _commit_at_stop(self) -> bool:
+        """The settled prefix of every partition still held, committed at stop. A failed attempt
+        (a rebalance under way, the coordinator moving, a slow broker) is retried until
+        ``max(close_timeout, settle_timeout)`` is spent, since what the commit does not cover is
+        replayed by the next owner. The partitions are looked up at each attempt: one revoked
+        meanwhile was committed by its revoke and may be another member's now."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(self.config.close_timeout, self.settle_timeout)
+        attempts = 0
+        while True:
+            attempts += 1
+            timeout = max(0.001, min(self.settle_timeout, deadline - loop.time()))
+            if await self._commit(list(self._partitions.values()), timeout=timeout):
+                if attempts > 1:
+                    log.warning("the commit at stop landed at attempt %d", attempts)
+                return True
+            if deadline - loop.time() <= STOP_COMMIT_PAUSE:
+                log.warning(
+                    "the commit at stop failed %d time(s) within %.1fs; whoever consumes these partitions next "
+                    "replays from the last commit (the engine answers the replays duplicate)",
+                    attempts,
+                    max(self.config.close_timeout, self.settle_timeout),
+                )
+                return False
+            await asyncio.sleep(STOP_COMMIT_PAUSE)
+
+    async def _commit(self, parts: list[_Partition], *, final: bool = False, timeout: float | None = None) -> bool:
+        """Commit each partition's lowest unsettled offset where it moved; False if that failed.
+        ``final``: no later attempt follows (say so if it fails)."""
         consumer = self._consumer
         if consumer is None:
             return False
+        timeout = self.settle_timeout if timeout is None else timeout
         async with self._commit_lock:
             offsets: dict[Any, Any] = {}
             targets: dict[Any, tuple[_Partition, int]] = {}
@@ -741,7 +772,7 @@ class KafkaSource(BrokerSource):
             if not offsets:
                 return True
             try:
-                await asyncio.wait_for(consumer.commit(offsets), self.settle_timeout)
+                await asyncio.wait_for(consumer.commit(offsets), timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -752,7 +783,7 @@ class KafkaSource(BrokerSource):
                     log.warning(
                         "committing %s failed (%s); %s",
                         {f"{tp.topic}[{tp.partition}]": o for tp, (_, o) in targets.items()},
-                        _why(exc, self.settle_timeout),
+                        _why(exc, timeout),
                         "whoever consumes these partitions next replays from the last commit (the engine "
                         "answers the replays duplicate)"
                         if final

@@ -2,10 +2,10 @@
 (``MemoryBroker``, on every change) and against its real broker.
 
 A broker's test class subclasses ``SidecarContract`` and provides the broker hooks
-(``make_source``, ``publish``, ``dead_letters``, ``pending_count``, and ``sidecar_env`` for its
-``wojak sidecar <cli_name>`` process, or ``launch`` for a sidecar run another way), each against
-a queue/topic of its own. The suite provides an ``engine_factory`` fixture: ``engine_factory(**env)``
-starts a REAL engine process (an ``EngineUnderTest``: sandbox venue with a ledger, whose
+(``make_source``, ``publish``, ``dead_letters``, ``dead_letter_count``, ``pending_count``, and
+``sidecar_env`` for its ``wojak sidecar <cli_name>`` process, or ``launch`` for a sidecar run
+another way), each against a queue/topic of its own. The suite provides an ``engine_factory``
+fixture: ``engine_factory(**env)`` starts a REAL engine process (an ``EngineUnderTest``: sandbox venue with a ledger, whose
 ``executions()`` count how often each order reached the venue). The tests run the real
 ``Runner`` against it and the broker:
 
@@ -442,8 +442,19 @@ class SidecarContract(abc.ABC):
         """Take every message now in this test's dead-letter queue."""
 
     @abc.abstractmethod
+    async def dead_letter_count(self) -> int:
+        """Messages now in this test's dead-letter queue and not yet taken by ``dead_letters``,
+        counted without taking them (the stream waits on it while a sidecar runs)."""
+
+    @abc.abstractmethod
     async def pending_count(self) -> int:
         """Messages waiting in the queue (none may be held by a live consumer when asked)."""
+
+    # Whether ``pending_count`` also counts, while a sidecar runs, every message it holds or
+    # requeued out of sight (a Kafka or Kinesis position behind it, an SQS visibility timeout):
+    # then the stream ends once every message is settled. Otherwise (a requeue is held by the
+    # sidecar or leased away) it ends once that has held for longer than the requeue backoff.
+    pending_counts_unsettled: bool = False
 
     def sidecar_env(self) -> dict[str, str]:
         """Environment for `wojak sidecar <cli_name>` on this test's queue (with

@@ -2,9 +2,11 @@
 
 A tenth are published twice (a publisher retry), some carry no client_order_id (derived from
 the message's coordinates), and poison messages are mixed in (bad JSON, invalid, conflicts).
-After the kill, a second sidecar finishes the stream. Every valid order reaches the venue
-exactly once, every poison message is in the DLQ with its reason, the queue ends empty and
-nothing stays unacked.
+After the kill, a second sidecar finishes the stream, and gets SIGTERM once every message is
+settled: every valid order executed, every poison message and conflicting resend counted in the
+DLQ (``dead_letter_count``, without taking them), nothing left in the queue. Every valid order
+reaches the venue exactly once, every poison message is in the DLQ with its reason, the queue
+ends empty and nothing stays unacked.
 
 It runs through the contract's hooks (``SidecarContract.test_stream_duplicates_poison_and_kill_9``):
 against the in-memory broker on every change, and against each real broker with its
@@ -81,7 +83,8 @@ async def run_stream(broker: SidecarContract, engine: EngineUnderTest) -> None:
             "WOJAK_SIDECAR_ACCOUNTS": ACCOUNTS,
             "WOJAK_SIDECAR_HEALTH_PORT": str(free_port()),
             # a requeued message is out of sight for its backoff (a lease deadline, a visibility
-            # timeout): capped at REQUEUE_MAX_SECONDS, so "stays empty" below outlasts any of them
+            # timeout, held by the sidecar): capped at REQUEUE_MAX_SECONDS, which the end of the
+            # stream outlasts where the broker's pending count cannot see it (_until_settled)
             "WOJAK_SIDECAR_BACKOFF_MAX": str(REQUEUE_MAX_SECONDS),
             **broker.stream_env(),
         }
@@ -105,11 +108,12 @@ async def run_stream(broker: SidecarContract, engine: EngineUnderTest) -> None:
                 lambda: engine.execution_count() >= len(expected), 60 + len(messages) / 50, f"{len(expected)} executions"
             )
             finish = time.monotonic() - started  # every order executed (what follows only waits)
-            await _stays_empty(broker, REQUEUE_MAX_SECONDS + 3, 90)
+            settling = await _until_settled(broker, engine, len(expected), len(poison) + conflicts, 90)
         except AssertionError as exc:  # say how far it got and what the sidecar said
             raise AssertionError(
                 f"{exc}: {engine.execution_count()} executed ({at_kill} before the kill), "
-                f"{await broker.pending_count()} pending; the second sidecar's log:\n{second.log_tail()}"
+                f"{await broker.dead_letter_count()} dead letters, {await broker.pending_count()} pending; "
+                f"the second sidecar's log:\n{second.log_tail()}"
             ) from None
         assert await second.terminate(30) == 0, second.log_tail()
     finally:
@@ -128,31 +132,40 @@ async def run_stream(broker: SidecarContract, engine: EngineUnderTest) -> None:
     assert conflicted == conflict_ids
     # at-least-once in the DLQ: a kill between the dead letter's publish and the ack dead-letters it twice
     assert len(poison) + conflicts <= len(letters) <= len(poison) + conflicts + broker.stream_in_flight
+    duplicates = len(messages) - len(expected) - len(poison) - conflicts
     print(
         f"\n{len(messages)} messages published in {published:.2f}s; {at_kill} executed before kill -9; "
         f"the rest ({len(expected) - at_kill}) in {finish:.2f}s after restart "
-        f"({(len(messages) - at_kill) / finish:.0f} msg/s incl. startup)"
+        f"({(len(messages) - at_kill) / finish:.0f} msg/s incl. startup); every message settled {settling:.1f}s later "
+        f"({len(expected)} executed, {duplicates} duplicates acked, {len(letters)} dead letters"
+        f"{f', {len(letters) - len(poison) - conflicts} of them twice' if len(letters) > len(poison) + conflicts else ''})"
     )
 
 
-async def _pending_is_zero(broker: SidecarContract) -> bool:
-    return await broker.pending_count() == 0
+async def _until_settled(broker: SidecarContract, engine: EngineUnderTest, executions: int, dead: int, timeout: float) -> float:
+    """Until every message sent is settled: each valid order executed, each poison message and
+    conflicting resend in the dead-letter queue (counted without taking them: at least ``dead``,
+    as a kill -9 may dead-letter one twice), and nothing left in the queue (each duplicate acked).
 
-
-async def _stays_empty(broker: SidecarContract, quiet: float, timeout: float) -> None:
-    """Until nothing is pending for ``quiet`` seconds on end. Every valid order has executed by
-    now, but a conflicting resend never executes, and one the engine answered ``retry`` is out of
-    sight while requeued (Pub/Sub: its ack deadline), so one empty look is not the end of the stream."""
+    A broker whose pending count sees every message not yet settled (``pending_counts_unsettled``)
+    ends the stream the moment that holds. Otherwise a duplicate answered ``retry`` is out of
+    sight while requeued, and neither executes nor is dead-lettered: it must hold for longer
+    than the requeue backoff cap. The seconds it took."""
+    quiet = 0.0 if broker.pending_counts_unsettled else REQUEUE_MAX_SECONDS + 1.0
     started = time.monotonic()
-    empty_since: float | None = None
+    settled_since: float | None = None
     while True:
         now = time.monotonic()
-        if await _pending_is_zero(broker):
-            empty_since = now if empty_since is None else empty_since
-            if now - empty_since >= quiet:
-                return
+        executed, letters, pending = engine.execution_count(), await broker.dead_letter_count(), await broker.pending_count()
+        if executed >= executions and letters >= dead and pending == 0:
+            settled_since = now if settled_since is None else settled_since
+            if now - settled_since >= quiet:
+                return now - started
         else:
-            empty_since = None
+            settled_since = None
         if now - started > timeout:
-            raise AssertionError(f"the queue did not stay empty for {quiet}s within {timeout}s")
+            raise AssertionError(
+                f"not every message settled within {timeout}s: {executed} of {executions} orders executed, "
+                f"{letters} of at least {dead} dead letters, {pending} pending"
+            )
         await asyncio.sleep(0.5)
