@@ -757,3 +757,67 @@ async def test_a_tick_published_late_never_replaces_a_newer_tick_of_its_symbol(h
     assert loaded["last"] == "102", loaded
     newest, ticks = await b.ticks_since(-1)
     assert [(t["symbol"], str(t["last"])) for t in ticks] == [("S1", "102")]
+
+
+# -- rules a mutation run found untested (docs/testing.md, fourth pass) ------------------
+
+
+@pytest.mark.couchbase
+async def test_a_tick_a_reader_published_keeps_that_version_when_its_writer_comes_back(handles):
+    """Writer A's tick is published by a reader while A waits for its version: when A goes on, its
+    own publication loses the CAS and finds the tick published; it must not give it a second one."""
+    a, reader = handles(2)
+    paused, resume = hold_tick_versions(a)
+    writing = asyncio.create_task(a.apply_ticks([tick("S1", "101")], apply_all))
+    await paused.wait()
+    _, [seen] = await reader.ticks_since(-1)
+    resume.set()
+    assert await asyncio.wait_for(writing, 30) == ["applied"]
+    assert (await reader.load_ticks())["S1"]["version"] == seen["version"]
+    newest, ticks = await reader.ticks_since(seen["version"])  # (A took a version it did not use)
+    assert ticks == []
+
+
+@pytest.mark.couchbase
+async def test_the_judge_never_sees_a_provisional_ticks_bookkeeping(handles):
+    """A tick written but not yet published (``p``, the write token ``_w``) is judged as the tick
+    the store protocol returns, with the fields of a stored tick only."""
+    a, b = handles(2)
+    paused, resume = hold_tick_versions(a)
+    writing = asyncio.create_task(a.apply_ticks([tick("S1", "101", 1)], by_sequence))
+    await paused.wait()
+    seen = []
+
+    def judge(stored, t, now):
+        seen.append(dict(stored))
+        return by_sequence(stored, t, now)
+
+    assert await b.apply_ticks([tick("S1", "102", 2)], judge) == ["applied"]
+    resume.set()
+    await asyncio.wait_for(writing, 30)
+    [stored] = seen
+    assert (stored["last"], stored["sequence"]) == ("101", 1)
+    assert set(stored) <= {"symbol", "bid", "ask", "last", "received_at", "sequence", "exchange_time", "version", "day",
+                           "sod_price"}, stored  # fmt: skip
+
+
+@pytest.mark.couchbase
+async def test_a_symbol_whose_first_tick_never_landed_is_skipped_by_readers(handles, monkeypatch):
+    """The index entry of a new symbol is written before its tick: a crash between the two leaves
+    an entry without a document, which readers skip."""
+    writer, reader = handles(2)
+    real_put_cas = CouchbaseStore._put_cas
+
+    async def put_cas(self, key, doc, cas):
+        if key.endswith("tick::LOST"):
+            raise Crash
+        return await real_put_cas(self, key, doc, cas)
+
+    monkeypatch.setattr(CouchbaseStore, "_put_cas", put_cas)
+    with pytest.raises(Crash):
+        await writer.apply_ticks([tick("LOST", "100")], apply_all)
+    monkeypatch.undo()
+    assert await reader.ticks_since(-1) == (0, [])
+    await writer.apply_ticks([tick("S1", "100")], apply_all)
+    newest, ticks = await reader.ticks_since(-1)
+    assert [t["symbol"] for t in ticks] == ["S1"] and newest == ticks[0]["version"]
