@@ -821,3 +821,27 @@ async def test_a_symbol_whose_first_tick_never_landed_is_skipped_by_readers(hand
     await writer.apply_ticks([tick("S1", "100")], apply_all)
     newest, ticks = await reader.ticks_since(-1)
     assert [t["symbol"] for t in ticks] == ["S1"] and newest == ticks[0]["version"]
+
+
+@pytest.mark.couchbase
+async def test_close_closes_the_connection_and_the_next_call_connects_again(handles):
+    [store] = handles(1)
+    await store.probe()
+    coll = store._coll
+    await store.close()
+    with pytest.raises(RuntimeError, match="closed cluster"):  # the SDK's words for a closed connection
+        await coll.get(store._k("anything"))
+    await store.probe()  # a new connection
+    assert store._coll is not None and store._coll is not coll
+
+
+@pytest.mark.couchbase
+async def test_an_earlier_layouts_order_index_entry_never_breaks_listing_an_orders_trades(handles):
+    """An earlier version indexed orders by client_order_id alone (no ``<account>/``): such an
+    entry is taken as a bare client_order_id, never split as an order key."""
+    [store] = handles(1)
+    await store._index_add("idx::orders", "old-c1")
+    [(o, _)] = await store.admit([order("c1")], approve)
+    await store.record([fill(o, "10")])
+    assert [t.trade_id for t in await store.list_trades(client_order_id="c1")] == ["acct/c1#1"]
+    assert await store.list_trades(client_order_id="old-c1") == []

@@ -1223,3 +1223,13 @@ async def test_orders_admitted_at_one_instant_page_by_account_then_client_order_
     assert newest == expected[::-1]
     assert [(o.account, o.client_order_id) for o in await store.list_orders(before=expected[2])] == [("a2", "m"), ("a1", "z")]
     assert [(o.account, o.client_order_id) for o in await store.list_orders(before=expected[1])] == [("a1", "z")]
+
+
+async def test_a_new_store_lists_nothing_and_reads_nothing(make_store):
+    store = make_store()
+    assert await store.pending_orders() == [] and await store.open_orders() == []
+    assert await store.undelivered_escalations() == [] and await store.list_account_states() == []
+    assert await store.list_orders() == [] and await store.list_trades() == [] and await store.list_positions() == []
+    assert await store.list_audit() == [] and await store.load_ticks() == {}
+    assert await store.get_order("acct", "c1") is None and await store.get_account_state("acct") is None
+    assert await store.take_leases([order("c1")], "e1:reconcile", 30) == []
