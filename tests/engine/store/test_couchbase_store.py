@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import sys
 import time
+import types
 import uuid
 from decimal import Decimal
 from urllib.parse import urlparse
@@ -17,6 +18,7 @@ from tests.engine.store.test_store_contract import apply_all, approve, by_sequen
 from wojak.engine.domain import Order, OrderEvent, OrderState
 from wojak.engine.store import Execution, StoreUnavailable, open_store
 from wojak.engine.store._couchbase import CouchbaseStore, from_url, resolve_ambiguous
+from wojak.engine.store._couchbase_kv import AMBIGUOUS_ATTEMPTS
 from wojak.errors import ConfigError
 
 
@@ -651,6 +653,62 @@ async def test_writes_that_stay_ambiguous_become_store_unavailable():
     store = fake_store(FakeCollection(ambiguous=100, lands=False))
     with pytest.raises(StoreUnavailable):
         await store._insert("k", {"a": 1})
+
+
+class FakeSubdocCollection(FakeCollection):
+    """Also sub-document writes and the counter's increment; the first ``ambiguous`` calls time
+    out ambiguously (without landing)."""
+
+    def __init__(self, ambiguous: int):
+        super().__init__(ambiguous, lands=False)
+        self.calls: list[str] = []
+        self.counter = 0
+
+    def _call(self, key):
+        self.calls.append(key)
+        if self.ambiguous:
+            self.ambiguous -= 1
+            raise self.exc.AmbiguousTimeoutException(message="ambiguous")
+
+    async def mutate_in(self, key, specs, options=None):
+        self._call(key)
+        return FakeMutation(1)
+
+    def binary(self):
+        return self
+
+    async def increment(self, key, options):
+        self._call(key)
+        self.counter += 1
+        return types.SimpleNamespace(content=self.counter)
+
+
+async def test_an_ambiguous_index_update_or_increment_is_done_again_until_it_is_not():
+    """Sub-document index updates are idempotent and an increment may skip a number: an
+    ambiguous one is simply done again, up to AMBIGUOUS_ATTEMPTS times, then StoreUnavailable
+    naming the key."""
+    calls = {
+        "_map_remove": lambda s: s._map_remove("idx::open", "a/c1"),
+        "_map_put": lambda s: s._map_put("idx::open", "a/c1", {"k": "a/c1"}),
+        "_index_add": lambda s: s._index_add("idx::orders", "a/c1"),
+        "_next_seq": lambda s: s._next_seq("audit::seq"),
+    }
+    for name, call in calls.items():
+        coll = FakeSubdocCollection(ambiguous=AMBIGUOUS_ATTEMPTS - 1)
+        result = await call(fake_store(coll))
+        assert len(coll.calls) == AMBIGUOUS_ATTEMPTS and coll.ambiguous == 0, name
+        assert result == (1 if name == "_next_seq" else None), name
+        coll = FakeSubdocCollection(ambiguous=AMBIGUOUS_ATTEMPTS)
+        with pytest.raises(StoreUnavailable, match=r"'(idx::open|idx::orders|audit::seq)' stayed ambiguous"):
+            await call(fake_store(coll))
+        assert len(coll.calls) == AMBIGUOUS_ATTEMPTS, name
+    inserting, replacing = FakeCollection(ambiguous=100, lands=False), FakeCollection(ambiguous=100, lands=False)
+    replacing.docs["k"] = ({"a": 0}, 1)
+    with pytest.raises(StoreUnavailable, match=r"insert of 'k' stayed ambiguous"):
+        await fake_store(inserting)._insert("k", {"a": 1})
+    with pytest.raises(StoreUnavailable, match=r"replace of 'k' stayed ambiguous"):
+        await fake_store(replacing)._replace("k", {"a": 1}, 1)
+    assert inserting.writes == replacing.writes == AMBIGUOUS_ATTEMPTS
 
 
 # -- connection and URLs ----------------------------------------------------------------
