@@ -1233,3 +1233,67 @@ async def test_a_new_store_lists_nothing_and_reads_nothing(make_store):
     assert await store.list_audit() == [] and await store.load_ticks() == {}
     assert await store.get_order("acct", "c1") is None and await store.get_account_state("acct") is None
     assert await store.take_leases([order("c1")], "e1:reconcile", 30) == []
+
+
+async def test_a_halt_set_by_decide_reads_back_whole_with_the_time_it_was_set(make_store):
+    store = make_store()
+
+    def halt(o, view):
+        o.apply(OrderEvent.DENIED)
+        view.halt = "max_daily_loss_exceeded"
+
+    before = time.time()
+    await store.admit([order("a")], halt)
+    after = time.time()
+    stored = await make_store().get_account_state("acct")
+    assert stored == {"account": "acct", "state": "HALTED", "reason": "max_daily_loss_exceeded", "at": stored["at"]}
+    assert before <= stored["at"] <= after
+    assert await store.list_account_states() == [stored]
+
+
+async def test_ids_with_every_character_an_id_may_hold_work_throughout(make_store):
+    """ID_PATTERN allows `.`, `:`, `-` and `_` in accounts and client_order_ids: a store that
+    builds document keys or paths from them must escape them (a `.` is a path separator)."""
+    store = make_store()
+    account = "desk.1:a-b_c"
+
+    def decide(o, view):
+        o.apply(OrderEvent.ESCALATED if o.client_order_id.startswith("e") else OrderEvent.SUBMITTED)
+        return {"why": "review"} if o.client_order_id.startswith("e") else None
+
+    admitted = await store.admit([order("o.1:x-y_z", account=account), order("o.2", account=account),
+                                  order("e.1", account=account)], decide)  # fmt: skip
+    [first, second, _] = [o for o, _ in admitted]
+    assert sorted(o.client_order_id for o in await make_store().pending_orders()) == ["o.1:x-y_z", "o.2"]
+    assert sorted(o.client_order_id for o in await store.open_orders()) == ["o.1:x-y_z", "o.2"]
+    assert (await store.get_position(account, "SYM")).pending_buy == 20
+    await store.record([fill(first, "10"), fill(second, "4", event=OrderEvent.PARTIALLY_FILLED)])
+    assert [o.client_order_id for o in await make_store().pending_orders()] == []
+    assert [o.client_order_id for o in await store.open_orders()] == ["o.2"]
+    position = await store.get_position(account, "SYM")
+    assert (position.quantity, position.pending_buy) == (14, 6)
+    trades = await store.list_trades(client_order_id="o.1:x-y_z", account=account)
+    assert [(t.account, t.client_order_id, t.quantity) for t in trades] == [(account, "o.1:x-y_z", 10)]
+    [esc] = await store.undelivered_escalations()
+    assert (esc["key"], esc["client_order_id"]) == (f"esc:{account}/e.1", "e.1")
+    await store.mark_escalations_delivered([esc["key"]])
+    assert await make_store().undelivered_escalations() == []
+
+
+async def test_escalations_under_distinct_keys_are_distinct_entries_whatever_they_hold(make_store):
+    store = make_store()
+    keys = ["a.b", "a%2Eb", "a%252Eb", "a[0]", "a%5B0%5D", "a`b"]
+    for i, key in enumerate(keys):
+        await store.raise_escalation(key, f"c{i}", {"n": i})
+    listed = await make_store().undelivered_escalations()
+    assert sorted((e["key"], e["payload"]["n"]) for e in listed) == sorted((k, i) for i, k in enumerate(keys))
+    await store.mark_escalations_delivered(["a.b"])
+    assert sorted(e["key"] for e in await store.undelivered_escalations()) == sorted(keys[1:])
+
+
+async def test_a_position_holding_only_a_reservation_has_no_day_start_yet(make_store):
+    store = make_store()
+    await store.admit([order("c1")], approve)
+    position = await make_store().get_position("acct", "SYM")
+    assert (position.sod_day, position.sod_quantity, position.sod_average) == ("", 0, 0)
+    assert [(p.symbol, p.sod_day) for p in await store.list_positions("acct")] == [("SYM", "")]
