@@ -1297,3 +1297,12 @@ async def test_a_position_holding_only_a_reservation_has_no_day_start_yet(make_s
     position = await make_store().get_position("acct", "SYM")
     assert (position.sod_day, position.sod_quantity, position.sod_average) == ("", 0, 0)
     assert [(p.symbol, p.sod_day) for p in await store.list_positions("acct")] == [("SYM", "")]
+
+
+async def test_positions_of_accounts_and_symbols_that_share_a_colon_stay_apart(make_store):
+    """`:` may end an account and begin a symbol: (a, :x) and (a:, x) are two positions."""
+    store = make_store()
+    await store.admit([order("c1", account="a", symbol=":x", quantity="10"), order("c2", account="a:", symbol="x",
+                                                                                   quantity="3")], approve)  # fmt: skip
+    assert (await make_store().get_position("a", ":x")).pending_buy == 10
+    assert (await store.get_position("a:", "x")).pending_buy == 3
