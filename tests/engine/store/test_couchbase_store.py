@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import sys
 import time
+import types
 import uuid
 from decimal import Decimal
 from urllib.parse import urlparse
@@ -17,6 +18,7 @@ from tests.engine.store.test_store_contract import apply_all, approve, by_sequen
 from wojak.engine.domain import Order, OrderEvent, OrderState
 from wojak.engine.store import Execution, StoreUnavailable, open_store
 from wojak.engine.store._couchbase import CouchbaseStore, from_url, resolve_ambiguous
+from wojak.engine.store._couchbase_kv import AMBIGUOUS_ATTEMPTS
 from wojak.errors import ConfigError
 
 
@@ -653,6 +655,62 @@ async def test_writes_that_stay_ambiguous_become_store_unavailable():
         await store._insert("k", {"a": 1})
 
 
+class FakeSubdocCollection(FakeCollection):
+    """Also sub-document writes and the counter's increment; the first ``ambiguous`` calls time
+    out ambiguously (without landing)."""
+
+    def __init__(self, ambiguous: int):
+        super().__init__(ambiguous, lands=False)
+        self.calls: list[str] = []
+        self.counter = 0
+
+    def _call(self, key):
+        self.calls.append(key)
+        if self.ambiguous:
+            self.ambiguous -= 1
+            raise self.exc.AmbiguousTimeoutException(message="ambiguous")
+
+    async def mutate_in(self, key, specs, options=None):
+        self._call(key)
+        return FakeMutation(1)
+
+    def binary(self):
+        return self
+
+    async def increment(self, key, options):
+        self._call(key)
+        self.counter += 1
+        return types.SimpleNamespace(content=self.counter)
+
+
+async def test_an_ambiguous_index_update_or_increment_is_done_again_until_it_is_not():
+    """Sub-document index updates are idempotent and an increment may skip a number: an
+    ambiguous one is simply done again, up to AMBIGUOUS_ATTEMPTS times, then StoreUnavailable
+    naming the key."""
+    calls = {
+        "_map_remove": lambda s: s._map_remove("idx::open", "a/c1"),
+        "_map_put": lambda s: s._map_put("idx::open", "a/c1", {"k": "a/c1"}),
+        "_index_add": lambda s: s._index_add("idx::orders", "a/c1"),
+        "_next_seq": lambda s: s._next_seq("audit::seq"),
+    }
+    for name, call in calls.items():
+        coll = FakeSubdocCollection(ambiguous=AMBIGUOUS_ATTEMPTS - 1)
+        result = await call(fake_store(coll))
+        assert len(coll.calls) == AMBIGUOUS_ATTEMPTS and coll.ambiguous == 0, name
+        assert result == (1 if name == "_next_seq" else None), name
+        coll = FakeSubdocCollection(ambiguous=AMBIGUOUS_ATTEMPTS)
+        with pytest.raises(StoreUnavailable, match=r"'(idx::open|idx::orders|audit::seq)' stayed ambiguous"):
+            await call(fake_store(coll))
+        assert len(coll.calls) == AMBIGUOUS_ATTEMPTS, name
+    inserting, replacing = FakeCollection(ambiguous=100, lands=False), FakeCollection(ambiguous=100, lands=False)
+    replacing.docs["k"] = ({"a": 0}, 1)
+    with pytest.raises(StoreUnavailable, match=r"insert of 'k' stayed ambiguous"):
+        await fake_store(inserting)._insert("k", {"a": 1})
+    with pytest.raises(StoreUnavailable, match=r"replace of 'k' stayed ambiguous"):
+        await fake_store(replacing)._replace("k", {"a": 1}, 1)
+    assert inserting.writes == replacing.writes == AMBIGUOUS_ATTEMPTS
+
+
 # -- connection and URLs ----------------------------------------------------------------
 
 
@@ -883,3 +941,91 @@ async def test_orders_and_trades_an_earlier_version_indexed_in_one_document_are_
     assert [o.client_order_id for o in await store.list_orders()] == ["new", "old"]
     assert [t.client_order_id for t in await store.list_trades()] == ["new", "old"]
     assert [t.trade_id for t in await store.list_trades(client_order_id="old")] == ["acct/old#1"]
+
+
+# -- rules a mutation run found untested (docs/testing.md, fourth pass) ------------------
+
+
+@pytest.mark.couchbase
+async def test_a_tick_a_reader_published_keeps_that_version_when_its_writer_comes_back(handles):
+    """Writer A's tick is published by a reader while A waits for its version: when A goes on, its
+    own publication loses the CAS and finds the tick published; it must not give it a second one."""
+    a, reader = handles(2)
+    paused, resume = hold_tick_versions(a)
+    writing = asyncio.create_task(a.apply_ticks([tick("S1", "101")], apply_all))
+    await paused.wait()
+    _, [seen] = await reader.ticks_since(-1)
+    resume.set()
+    assert await asyncio.wait_for(writing, 30) == ["applied"]
+    assert (await reader.load_ticks())["S1"]["version"] == seen["version"]
+    newest, ticks = await reader.ticks_since(seen["version"])  # (A took a version it did not use)
+    assert ticks == []
+
+
+@pytest.mark.couchbase
+async def test_the_judge_never_sees_a_provisional_ticks_bookkeeping(handles):
+    """A tick written but not yet published (``p``, the write token ``_w``) is judged as the tick
+    the store protocol returns, with the fields of a stored tick only."""
+    a, b = handles(2)
+    paused, resume = hold_tick_versions(a)
+    writing = asyncio.create_task(a.apply_ticks([tick("S1", "101", 1)], by_sequence))
+    await paused.wait()
+    seen = []
+
+    def judge(stored, t, now):
+        seen.append(dict(stored))
+        return by_sequence(stored, t, now)
+
+    assert await b.apply_ticks([tick("S1", "102", 2)], judge) == ["applied"]
+    resume.set()
+    await asyncio.wait_for(writing, 30)
+    [stored] = seen
+    assert (stored["last"], stored["sequence"]) == ("101", 1)
+    assert set(stored) <= {"symbol", "bid", "ask", "last", "received_at", "sequence", "exchange_time", "version", "day",
+                           "sod_price"}, stored  # fmt: skip
+
+
+@pytest.mark.couchbase
+async def test_a_symbol_whose_first_tick_never_landed_is_skipped_by_readers(handles, monkeypatch):
+    """The index entry of a new symbol is written before its tick: a crash between the two leaves
+    an entry without a document, which readers skip."""
+    writer, reader = handles(2)
+    real_put_cas = CouchbaseStore._put_cas
+
+    async def put_cas(self, key, doc, cas):
+        if key.endswith("tick::LOST"):
+            raise Crash
+        return await real_put_cas(self, key, doc, cas)
+
+    monkeypatch.setattr(CouchbaseStore, "_put_cas", put_cas)
+    with pytest.raises(Crash):
+        await writer.apply_ticks([tick("LOST", "100")], apply_all)
+    monkeypatch.undo()
+    assert await reader.ticks_since(-1) == (0, [])
+    await writer.apply_ticks([tick("S1", "100")], apply_all)
+    newest, ticks = await reader.ticks_since(-1)
+    assert [t["symbol"] for t in ticks] == ["S1"] and newest == ticks[0]["version"]
+
+
+@pytest.mark.couchbase
+async def test_close_closes_the_connection_and_the_next_call_connects_again(handles):
+    [store] = handles(1)
+    await store.probe()
+    coll = store._coll
+    await store.close()
+    with pytest.raises(RuntimeError, match="closed cluster"):  # the SDK's words for a closed connection
+        await coll.get(store._k("anything"))
+    await store.probe()  # a new connection
+    assert store._coll is not None and store._coll is not coll
+
+
+@pytest.mark.couchbase
+async def test_an_earlier_layouts_order_index_entry_never_breaks_listing_an_orders_trades(handles):
+    """An earlier version indexed orders by client_order_id alone (no ``<account>/``): such an
+    entry is taken as a bare client_order_id, never split as an order key."""
+    [store] = handles(1)
+    await store._index_add("idx::orders", "old-c1")
+    [(o, _)] = await store.admit([order("c1")], approve)
+    await store.record([fill(o, "10")])
+    assert [t.trade_id for t in await store.list_trades(client_order_id="c1")] == ["acct/c1#1"]
+    assert await store.list_trades(client_order_id="old-c1") == []

@@ -1109,3 +1109,200 @@ async def test_a_halt_set_by_decide_is_seen_by_the_next_order_of_the_same_batch(
 
     await store.admit([order("first"), order("second"), order("third", account="other")], decide)
     assert states == {"first": None, "second": "HALTED", "third": None}  # the account's later orders see it; another account does not
+
+
+# -- rules a mutation run of the Couchbase store found untested (docs/testing.md, fourth pass) --
+
+
+async def test_the_realised_pnl_of_a_day_without_fills_is_a_decimal_zero(make_store):
+    store = make_store()
+    await store.admit([order("c1")], approve)  # an account with a position doc, nothing realised
+    for account in ("acct", "nobody"):
+        realised = await store.daily_realised(account, "2026-11-30")
+        assert isinstance(realised, Decimal) and realised == 0, account
+
+
+async def test_account_states_are_listed_by_account_whatever_order_they_were_set_in(make_store):
+    store = make_store()
+    for account in ("desk-3", "desk-1", "desk-2"):
+        await store.set_account_state(account, "HALTED", "runaway", actor="ops")
+    assert [s["account"] for s in await make_store().list_account_states()] == ["desk-1", "desk-2", "desk-3"]
+
+
+async def test_setting_an_accounts_state_keeps_its_positions_and_its_order_rate(make_store):
+    store = make_store()
+    [(a, _)] = await store.admit([order("a", symbol="AAA")], approve)
+    [(s, _)] = await store.admit([order("s", symbol="AAA", side="sell")], approve)
+    await store.record([fill(a, "10", "100"), fill(s, "10", "104")])
+    day = (await store.get_position("acct", "AAA")).sod_day
+    assert await store.daily_realised("acct", day) == 40
+    await store.set_account_state("acct", "HALTED", "ops", actor="ops")
+    await store.set_account_state("acct", None, "resumed", actor="ops")
+    assert await store.daily_realised("acct", day) == 40  # the account still lists AAA
+    seen = []
+
+    def decide(o, view):
+        seen.append((sorted(view.positions), view.realised_today, view.orders_last_minute))
+        return approve(o, view)
+
+    await store.admit([order("b", symbol="BBB")], decide, day=day)
+    assert seen == [(["AAA", "BBB"], Decimal(40), 2)]  # every position, today's P&L, the two earlier orders
+
+
+async def test_marking_an_escalation_never_raised_as_delivered_changes_nothing(make_store):
+    store = make_store()
+    await store.raise_escalation("k1", "c1", {})
+    await store.mark_escalations_delivered(["never-raised", "k1"])
+    assert await store.undelivered_escalations() == []
+    await store.raise_escalation("k2", "c2", {})
+    assert [e["key"] for e in await store.undelivered_escalations()] == ["k2"]
+
+
+async def test_take_leases_takes_every_order_of_a_long_list_once(make_store):
+    store = make_store()
+    admitted = [o for o, _ in await store.admit([order(f"c{i:03d}", quantity="1") for i in range(70)], approve)]
+    taken = await store.take_leases(admitted, "e1:reconcile", 30)  # more than one batch of concurrent takes
+    assert sorted(o.client_order_id for o in taken) == [f"c{i:03d}" for i in range(70)]
+    assert all(o.lease_owner == "e1:reconcile" for o in taken)
+
+
+async def test_a_tick_the_judge_refuses_for_a_symbol_never_seen_stores_nothing(make_store):
+    store = make_store()
+    assert await store.apply_ticks([tick("NEW", "100")], lambda stored, t, now: "stale") == ["stale"]
+    assert "NEW" not in await store.load_ticks()
+    assert await store.apply_ticks([tick("NEW", "101")], apply_all) == ["applied"]
+    assert (await make_store().load_ticks())["NEW"]["last"] == "101"
+
+
+class _Clock:
+    """A stand-in for a store module's ``time``: ``time()`` is ``now``."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Every store's clock, stopped at 5,000 s (each store reads ``time.time()`` of its module)."""
+    from wojak.engine.store import _couchbase, _sqlite
+
+    stopped = _Clock(5_000.0)
+    for module in (_sqlite, _couchbase):
+        monkeypatch.setattr(module, "time", stopped)
+    return stopped
+
+
+async def test_a_lease_is_free_from_the_instant_it_ends_on_both_paths(make_store, clock):
+    store = make_store()
+    [(o, _)] = await store.admit([order("c1")], approve, lease=("e1", 10))
+    clock.now = 5_009.999
+    [(held, _)] = await store.admit([order("c1")], approve, lease=("e2", 10))
+    assert held.lease_owner == "e1"
+    clock.now = 5_010.0  # lease_until: ended
+    [(taken, _)] = await store.admit([order("c1")], approve, lease=("e2", 10))
+    assert (taken.lease_owner, taken.lease_until) == ("e2", 5_020.0)
+    clock.now = 5_019.999
+    assert await store.take_leases([taken], "e3:reconcile", 5) == []  # a pending order's live lease
+    clock.now = 5_020.0
+    [mine] = await store.take_leases([taken], "e3:reconcile", 5)
+    assert (mine.lease_owner, mine.lease_until) == ("e3:reconcile", 5_025.0)
+
+
+async def test_orders_admitted_at_one_instant_page_by_account_then_client_order_id(make_store, clock):
+    store = make_store()
+    # the account and the client_order_id sort apart: a bound mixing them up pages wrongly
+    await store.admit([order("z", account="a1"), order("a", account="b1"), order("m", account="a2")], approve)
+    expected = [(5_000.0, "a1", "z"), (5_000.0, "a2", "m"), (5_000.0, "b1", "a")]
+    assert [(o.created_at, o.account, o.client_order_id) for o in await store.open_orders()] == expected
+    assert [(o.account, o.client_order_id) for o in await store.open_orders(10, expected[0])] == [("a2", "m"), ("b1", "a")]
+    assert [(o.account, o.client_order_id) for o in await store.open_orders(10, expected[1])] == [("b1", "a")]
+    newest = [(o.created_at, o.account, o.client_order_id) for o in await store.list_orders()]
+    assert newest == expected[::-1]
+    assert [(o.account, o.client_order_id) for o in await store.list_orders(before=expected[2])] == [("a2", "m"), ("a1", "z")]
+    assert [(o.account, o.client_order_id) for o in await store.list_orders(before=expected[1])] == [("a1", "z")]
+
+
+async def test_a_new_store_lists_nothing_and_reads_nothing(make_store):
+    store = make_store()
+    assert await store.pending_orders() == [] and await store.open_orders() == []
+    assert await store.undelivered_escalations() == [] and await store.list_account_states() == []
+    assert await store.list_orders() == [] and await store.list_trades() == [] and await store.list_positions() == []
+    assert await store.list_audit() == [] and await store.load_ticks() == {}
+    assert await store.get_order("acct", "c1") is None and await store.get_account_state("acct") is None
+    assert await store.take_leases([order("c1")], "e1:reconcile", 30) == []
+
+
+async def test_a_halt_set_by_decide_reads_back_whole_with_the_time_it_was_set(make_store):
+    store = make_store()
+
+    def halt(o, view):
+        o.apply(OrderEvent.DENIED)
+        view.halt = "max_daily_loss_exceeded"
+
+    before = time.time()
+    await store.admit([order("a")], halt)
+    after = time.time()
+    stored = await make_store().get_account_state("acct")
+    assert stored == {"account": "acct", "state": "HALTED", "reason": "max_daily_loss_exceeded", "at": stored["at"]}
+    assert before <= stored["at"] <= after
+    assert await store.list_account_states() == [stored]
+
+
+async def test_ids_with_every_character_an_id_may_hold_work_throughout(make_store):
+    """ID_PATTERN allows `.`, `:`, `-` and `_` in accounts and client_order_ids: a store that
+    builds document keys or paths from them must escape them (a `.` is a path separator)."""
+    store = make_store()
+    account = "desk.1:a-b_c"
+
+    def decide(o, view):
+        o.apply(OrderEvent.ESCALATED if o.client_order_id.startswith("e") else OrderEvent.SUBMITTED)
+        return {"why": "review"} if o.client_order_id.startswith("e") else None
+
+    admitted = await store.admit([order("o.1:x-y_z", account=account), order("o.2", account=account),
+                                  order("e.1", account=account)], decide)  # fmt: skip
+    [first, second, _] = [o for o, _ in admitted]
+    assert sorted(o.client_order_id for o in await make_store().pending_orders()) == ["o.1:x-y_z", "o.2"]
+    assert sorted(o.client_order_id for o in await store.open_orders()) == ["o.1:x-y_z", "o.2"]
+    assert (await store.get_position(account, "SYM")).pending_buy == 20
+    await store.record([fill(first, "10"), fill(second, "4", event=OrderEvent.PARTIALLY_FILLED)])
+    assert [o.client_order_id for o in await make_store().pending_orders()] == []
+    assert [o.client_order_id for o in await store.open_orders()] == ["o.2"]
+    position = await store.get_position(account, "SYM")
+    assert (position.quantity, position.pending_buy) == (14, 6)
+    trades = await store.list_trades(client_order_id="o.1:x-y_z", account=account)
+    assert [(t.account, t.client_order_id, t.quantity) for t in trades] == [(account, "o.1:x-y_z", 10)]
+    [esc] = await store.undelivered_escalations()
+    assert (esc["key"], esc["client_order_id"]) == (f"esc:{account}/e.1", "e.1")
+    await store.mark_escalations_delivered([esc["key"]])
+    assert await make_store().undelivered_escalations() == []
+
+
+async def test_escalations_under_distinct_keys_are_distinct_entries_whatever_they_hold(make_store):
+    store = make_store()
+    keys = ["a.b", "a%2Eb", "a%252Eb", "a[0]", "a%5B0%5D", "a`b"]
+    for i, key in enumerate(keys):
+        await store.raise_escalation(key, f"c{i}", {"n": i})
+    listed = await make_store().undelivered_escalations()
+    assert sorted((e["key"], e["payload"]["n"]) for e in listed) == sorted((k, i) for i, k in enumerate(keys))
+    await store.mark_escalations_delivered(["a.b"])
+    assert sorted(e["key"] for e in await store.undelivered_escalations()) == sorted(keys[1:])
+
+
+async def test_a_position_holding_only_a_reservation_has_no_day_start_yet(make_store):
+    store = make_store()
+    await store.admit([order("c1")], approve)
+    position = await make_store().get_position("acct", "SYM")
+    assert (position.sod_day, position.sod_quantity, position.sod_average) == ("", 0, 0)
+    assert [(p.symbol, p.sod_day) for p in await store.list_positions("acct")] == [("SYM", "")]
+
+
+async def test_positions_of_accounts_and_symbols_that_share_a_colon_stay_apart(make_store):
+    """`:` may end an account and begin a symbol: (a, :x) and (a:, x) are two positions."""
+    store = make_store()
+    await store.admit([order("c1", account="a", symbol=":x", quantity="10"), order("c2", account="a:", symbol="x",
+                                                                                   quantity="3")], approve)  # fmt: skip
+    assert (await make_store().get_position("a", ":x")).pending_buy == 10
+    assert (await store.get_position("a:", "x")).pending_buy == 3
