@@ -920,6 +920,20 @@ async def test_a_trade_reads_back_field_for_field_newest_first(make_store):
         assert [t.trade_id for t in await handle.list_trades(1, "c1", "acct")] == ids[:1]
 
 
+async def test_a_cursor_naming_no_order_still_pages_by_its_position(make_store):
+    """A cursor comes back from the client: one whose account or id no order could have (too long,
+    a slash, a newline, empty) is still only a position to page from, never a lookup that fails."""
+    store = make_store()
+    for i in range(3):
+        await store.admit([order(f"c{i}")], approve)
+    mid = (await store.list_orders())[1]  # c1
+    for account, coid in (("acct", "x" * 400), ("acct/evil", "c1"), ("acct", "c1\nc0"), ("", ""), ("a" * 300, "c1")):
+        page = await store.list_orders(10, before=(mid.created_at, account, coid))
+        assert [o.client_order_id for o in page] == [
+            o.client_order_id for o in await store.list_orders(-1) if (o.created_at, o.account, o.client_order_id) < (mid.created_at, account, coid)
+        ], (account, coid)
+
+
 async def test_every_list_keeps_to_its_limit_and_its_order(make_store):
     store = make_store()
     for i in range(4):

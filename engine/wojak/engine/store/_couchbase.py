@@ -104,11 +104,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import time
 from decimal import Decimal
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from wojak.engine.domain import OPEN_STATES, AccountView, Order, OrderState, Position, Side
+from wojak.engine.protocol import ID_PATTERN
 from wojak.engine.store._base import (
     TICK_APPLIED,
     Decide,
@@ -143,6 +145,7 @@ _ZERO = Decimal(0)
 _HOLDING = OPEN_STATES | {OrderState.VENUE_ANOMALY}
 
 
+_ID = re.compile(ID_PATTERN)
 INDEX_BUCKET = 1000  # keys per index document: each write rewrites (and replicates) one bounded document
 _ORDERS, _ORDER_SEQ = "idx::orders", "idx::seq"  # an order's bucket: its admission number (``seq``)
 _TRADES, _TRADE_SEQ = "idx::trades", "idx::trade-seq"  # a trade's: a counter taken as it is indexed
@@ -634,7 +637,10 @@ class CouchbaseStore(CouchbaseKV):
 
         async def run() -> list[dict[str, Any]]:
             start = None
-            if bound is not None:  # page on from the cursor's own bucket (one newer: its clock's slack)
+            # page on from the cursor's own bucket (one newer: its clock's slack); a cursor is the
+            # client's: one naming no order an id could name reads from the top (a key past
+            # Couchbase's 250 bytes would be refused by the server, not answered)
+            if bound is not None and _ID.fullmatch(bound[1]) and _ID.fullmatch(bound[2]):
                 cursor = await self._get_doc(self._order_key(f"{bound[1]}/{bound[2]}"))
                 if cursor is not None and isinstance(cursor.get("seq"), int):
                     start = cursor["seq"] + INDEX_BUCKET
