@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tests.engine._sql_steps import sqlite_steps
-from tests.engine.store.test_store_contract import apply_all, approve, approve_reserving, fill, order, tick
+from tests.engine.store.test_store_contract import _Clock, apply_all, approve, approve_reserving, fill, order, tick
 from wojak.engine.domain import OrderEvent, OrderState
 from wojak.engine.store import Execution, SQLiteStore, StoreUnavailable
 
@@ -263,16 +263,6 @@ async def test_batches_past_sqlites_parameter_limit_are_split(tmp_path):
         await store.close()
 
 
-class _Clock:
-    """A stand-in for the store's ``time`` module: ``time()`` is ``now``."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-
 async def test_the_order_rate_windows_and_the_rate_table_keeps_only_two_minutes(tmp_path, monkeypatch):
     from wojak.engine.store import _sqlite
 
@@ -309,7 +299,11 @@ async def test_the_order_rate_windows_and_the_rate_table_keeps_only_two_minutes(
         await store.close()
 
 
-async def test_a_lease_is_free_from_the_instant_it_ends(tmp_path, monkeypatch):
+async def test_past_pending_only_another_loops_live_lease_holds_and_an_outcome_without_a_day_counts_to_the_clock(
+    tmp_path, monkeypatch
+):
+    """The order path's lease instants are the contract's
+    (test_a_lease_is_free_from_the_instant_it_ends_on_both_paths); here, past ``pending``."""
     from wojak.engine.store import _sqlite
 
     clock = _Clock(5_000.0)
@@ -317,14 +311,8 @@ async def test_a_lease_is_free_from_the_instant_it_ends(tmp_path, monkeypatch):
     store = SQLiteStore(tmp_path / "lease.sqlite")
     try:
         [(o, _)] = await store.admit([order("c1")], approve, lease=("e1", 10))
-        clock.now = 5_009.999
-        [(held, _)] = await store.admit([order("c1")], approve, lease=("e2", 10))
-        assert held.lease_owner == "e1"
-        clock.now = 5_010.0  # lease_until: ended
-        [(taken, _)] = await store.admit([order("c1")], approve, lease=("e2", 10))
-        assert (taken.lease_owner, taken.lease_until) == ("e2", 5_020.0)
         clock.now = 5_020.0
-        [mine] = await store.take_leases([taken], "e3:reconcile", 5)  # the order path's lease ended too
+        [mine] = await store.take_leases([o], "e3:reconcile", 5)  # the order path's lease has ended
         assert mine.lease_owner == "e3:reconcile"
         o.apply(OrderEvent.ACCEPTED)
         await store.record([Execution(o, OrderState.PENDING, Decimal(0), None, Decimal(0))])
