@@ -409,6 +409,37 @@ class OrderedPartitions(Generic[P]):
             message._busy = False
 
 
+STOP_WRITE_PAUSE = 0.1  # seconds between attempts of the position written at stop
+
+
+async def write_position_at_stop(
+    attempt: Callable[[float], Awaitable[bool]], budget: float, per_attempt: float, what: str
+) -> bool:
+    """The settled position written at stop (a Kafka commit, a Kinesis checkpoint): what it does not
+    cover the next owner replays, so an attempt refused (a rebalance under way, a slow coordinator
+    or table) is made again every ``STOP_WRITE_PAUSE`` until ``budget`` seconds are spent.
+    ``attempt(timeout)`` is True once written (or nothing was left to write). Says how it went."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    attempts = 0
+    while True:
+        attempts += 1
+        if await attempt(max(0.001, min(per_attempt, deadline - loop.time()))):
+            if attempts > 1:
+                log.warning("%s at stop landed at attempt %d", what, attempts)
+            return True
+        if deadline - loop.time() <= STOP_WRITE_PAUSE:
+            log.warning(
+                "%s at stop failed %d time(s) within %.1fs; whoever reads these records next replays from the "
+                "last one written (the engine answers the replays duplicate)",
+                what,
+                attempts,
+                budget,
+            )
+            return False
+        await asyncio.sleep(STOP_WRITE_PAUSE)
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     """Marks a send's failure as seen (whoever awaits it next reports it)."""
     if not future.cancelled():

@@ -84,7 +84,13 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from wojak.engine.protocol import SocketDirError
 from wojak.sidecars._core.metrics import SidecarMetrics
-from wojak.sidecars._core.ordered import OrderedMessage, OrderedPartition, OrderedPartitions, OrderedRecord
+from wojak.sidecars._core.ordered import (
+    OrderedMessage,
+    OrderedPartition,
+    OrderedPartitions,
+    OrderedRecord,
+    write_position_at_stop,
+)
 from wojak.sidecars._core.serve import serve_sidecar
 from wojak.sidecars._core.source import BrokerSource, SettleFailed, SourceMessage
 from wojak.sidecars.kafka.config import KafkaSidecarSettings, check_transport
@@ -119,7 +125,6 @@ MAX_DETAIL_BYTES = 4096
 DEAD_LETTER_MAX_BYTES = 1_000_000
 PRODUCE_PATIENCE = 300.0  # seconds a dead letter or result waits in the producer for an unreachable broker
 METADATA_BACKOFF = 0.5  # seconds between metadata updates after one failed (the broker is away)
-STOP_COMMIT_PAUSE = 0.1  # seconds between attempts of the commit at stop
 _RECORD_OVERHEAD = 128  # a record's own framing, and its share of the batch header
 _NAMES_SHOWN = 16
 
@@ -729,30 +734,15 @@ class KafkaSource(BrokerSource):
             await self._commit([p for p in self._partitions.values() if not p.closed])
 
     async def _commit_at_stop(self) -> bool:
-        """The settled prefix of every partition still held, committed at stop. A failed attempt
-        (a rebalance under way, the coordinator moving, a slow broker) is retried until
-        ``max(close_timeout, settle_timeout)`` is spent, since what the commit does not cover is
-        replayed by the next owner. The partitions are looked up at each attempt: one revoked
+        """The settled prefix of every partition still held, committed at stop (retried: see
+        ``write_position_at_stop``). The partitions are looked up at each attempt: one revoked
         meanwhile was committed by its revoke and may be another member's now."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(self.config.close_timeout, self.settle_timeout)
-        attempts = 0
-        while True:
-            attempts += 1
-            timeout = max(0.001, min(self.settle_timeout, deadline - loop.time()))
-            if await self._commit(list(self._partitions.values()), timeout=timeout):
-                if attempts > 1:
-                    log.warning("the commit at stop landed at attempt %d", attempts)
-                return True
-            if deadline - loop.time() <= STOP_COMMIT_PAUSE:
-                log.warning(
-                    "the commit at stop failed %d time(s) within %.1fs; whoever consumes these partitions next "
-                    "replays from the last commit (the engine answers the replays duplicate)",
-                    attempts,
-                    max(self.config.close_timeout, self.settle_timeout),
-                )
-                return False
-            await asyncio.sleep(STOP_COMMIT_PAUSE)
+        return await write_position_at_stop(
+            lambda timeout: self._commit(list(self._partitions.values()), timeout=timeout),
+            max(self.config.close_timeout, self.settle_timeout),
+            self.settle_timeout,
+            "the commit",
+        )
 
     async def _commit(self, parts: list[_Partition], *, final: bool = False, timeout: float | None = None) -> bool:
         """Commit each partition's lowest unsettled offset where it moved; False if that failed.

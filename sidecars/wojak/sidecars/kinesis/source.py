@@ -84,7 +84,13 @@ import orjson
 from wojak.engine.protocol import SocketDirError
 from wojak.errors import WojakError
 from wojak.sidecars._core.metrics import SidecarMetrics
-from wojak.sidecars._core.ordered import OrderedMessage, OrderedPartition, OrderedPartitions, OrderedRecord
+from wojak.sidecars._core.ordered import (
+    OrderedMessage,
+    OrderedPartition,
+    OrderedPartitions,
+    OrderedRecord,
+    write_position_at_stop,
+)
 from wojak.sidecars._core.serve import serve_sidecar
 from wojak.sidecars._core.source import BrokerSource, SourceMessage, capped_backoff
 from wojak.sidecars.kinesis.config import KinesisSidecarSettings
@@ -800,7 +806,12 @@ class KinesisSource(BrokerSource):
     async def _release(self, shard: _Shard) -> None:
         """At stop: the settled prefix checkpointed, then the lease given up."""
         assert self._table is not None
-        await self._write_checkpoint(shard)
+        await write_position_at_stop(
+            lambda timeout: self._write_checkpoint(shard, timeout),
+            self.settle_timeout,
+            self.settle_timeout,
+            f"the checkpoint of {shard.shard_id}",
+        )
         try:
             if await self._lease_write(shard, self._table.release, timeout=self.settle_timeout):
                 self._count("released")
@@ -819,19 +830,21 @@ class KinesisSource(BrokerSource):
             await asyncio.sleep(self.config.checkpoint_interval)
             await asyncio.gather(*(self._write_checkpoint(s) for s in list(self._shards.values())))
 
-    async def _write_checkpoint(self, shard: _Shard) -> None:
+    async def _write_checkpoint(self, shard: _Shard, timeout: float | None = None) -> bool:
+        """The shard's settled prefix checkpointed; False only if the write failed (to be tried again)."""
         assert self._table is not None
+        timeout = self.settle_timeout if timeout is None else timeout
         end = shard.ended and not shard.records
         target = SHARD_END if end else shard.settled_upto
         if target is None or target == shard.checkpoint:
-            return
+            return True
         try:
-            if not await self._lease_write(shard, self._table.checkpoint, target, timeout=self.settle_timeout):
-                return
+            if not await self._lease_write(shard, self._table.checkpoint, target, timeout=timeout):
+                return True  # the shard was dropped meanwhile: not ours to write
         except LeaseLost:
             log.warning("checkpoint of %s refused: another replica holds its lease now; dropped", shard.shard_id)
             self._drop(shard, "lost")
-            return
+            return True
         except Exception as exc:
             self._table_ok = False
             self._warn(
@@ -839,9 +852,9 @@ class KinesisSource(BrokerSource):
                 "checkpointing %s at %s failed (%s); retrying",
                 shard.shard_id,
                 target,
-                _why(exc) if not isinstance(exc, asyncio.TimeoutError) else f"no answer within {self.settle_timeout:.1f}s",
+                _why(exc) if not isinstance(exc, asyncio.TimeoutError) else f"no answer within {timeout:.1f}s",
             )
-            return
+            return False
         shard.checkpoint = target
         shard.renewed = time.monotonic()
         self._count("checkpoints")
@@ -851,6 +864,7 @@ class KinesisSource(BrokerSource):
                 await self._lease_write(shard, self._table.release)
             self._drop(shard, "ended")
             self._synced_at = -math.inf
+        return True
 
     # -- readiness ---------------------------------------------------------------------
 
