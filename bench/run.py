@@ -32,7 +32,7 @@ from bench import lanes as lanes_bench  # noqa: E402  (--only lanes: see bench/l
 from bench import pubsub as pubsub_bench  # noqa: E402  (--only pubsub: see bench/pubsub.py)
 from bench import rabbitmq as rabbitmq_bench  # noqa: E402  (--only rabbitmq: see bench/rabbitmq.py)
 from bench import sqs as sqs_bench  # noqa: E402  (--only sqs / sns: see bench/sqs.py)
-from bench._common import cpu_seconds, free_port, process, progress, rss_mb, summary, wait_until, workdir  # noqa: E402
+from bench._common import cpu_seconds, free_port, process, progress, py_spy, rss_mb, summary, wait_until, workdir  # noqa: E402
 from bench.paced import paced  # noqa: E402
 from bench.zmq_client import PRINCIPAL, Client, order_frames  # noqa: E402
 from wojak.engine.protocol import MessageType, encode_frames  # noqa: E402
@@ -133,7 +133,7 @@ def bench_engine(args, results: dict) -> None:
 def _profile(out: Path, pid: int, seconds: int = 4) -> subprocess.Popen[bytes]:
     """py-spy the process for ``seconds`` (raw folded stacks; ``rabbitmq_bench.own_time`` sums them)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "-f", "raw", "-o", str(out)],
+    return subprocess.Popen([py_spy(), "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "-f", "raw", "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
