@@ -339,6 +339,11 @@ class CouchbaseStore(CouchbaseKV):
         coid, key = order.client_order_id, order.key
         okey = self._order_key(key)
         existing, existing_cas = await self._get(okey)
+        if existing is not None and existing.get("fx"):
+            # an outcome recorded whose effects a failure interrupted (the tradebook, the position):
+            # a resend finishes them before it is answered from the order
+            await self._roll_forward(existing)
+            existing, existing_cas = await self._get(okey)
         if existing is not None:
             return await self._lease_existing(okey, existing, existing_cas, lease), True
         pkey = self._pos_key(order.account, order.symbol)
