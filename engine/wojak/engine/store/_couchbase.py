@@ -73,8 +73,9 @@ Crash safety:
 - ``record``: the order doc is the commit point: one CAS moves its state *and* stores the
   effect (``fx``); then the trade is inserted, the position is updated (skipped if its
   ``res[coid].v`` already shows this effect) and ``fx`` is cleared. Whoever sees an ``fx``
-  (the next ``record`` of that order, or ``pending_orders`` at engine start) rolls it
-  forward first, so a crash anywhere loses nothing and applies nothing twice. Two writers
+  (the next ``record`` of that order, a resend's ``admit``, or ``pending_orders``: at engine
+  start, and once the store answers again after an outage) rolls it forward first, so a crash
+  or an outage anywhere loses nothing and applies nothing twice. Two writers
   may roll one effect forward at once (a stale record of the order finds the ``fx``):
   ``res[coid].v`` says "applied" only until a closed order's entry is dropped, so the
   position is written only if, read after the position, the order doc still carries that
