@@ -17,6 +17,10 @@ the store came back applies what the outage cut short; reconciliation looks up a
 order left pending, once its execution lease lapsed and it is old enough, or releases it if the
 venue never saw it); nothing is left pending, and the positions add up with nothing reserved.
 
+Run with one engine and with two replicas on the same store and venue (a resend reaches either
+at random). A resend answered ``duplicate`` may find its order ``expired``: left pending by the
+outage and never seen by the venue, reconciliation released it once it was 5 s old.
+
 Found by this test: an outcome whose order doc was written but whose trade and position update
 the outage cut short was answered ``duplicate`` on resend and never applied until the engine
 restarted (the tradebook missed the trade, the position the fill).
@@ -25,6 +29,8 @@ restarted (the tradebook missed the trade, the position the fill).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import time
 import uuid
 from decimal import Decimal
@@ -56,7 +62,10 @@ def own_couchbase(tmp_path):
         service.down()
 
 
-def test_couchbase_stopped_for_8s_mid_stream_loses_nothing_and_executes_nothing_twice(engine_factory, own_couchbase):
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_couchbase_stopped_for_8s_mid_stream_loses_nothing_and_executes_nothing_twice(
+    engine_factory, own_couchbase, tmp_path, replicas
+):
     from wojak.engine.store._couchbase import CouchbaseStore
 
     url = own_couchbase.exports["WOJAK_TEST_COUCHBASE_URL"]
@@ -67,8 +76,9 @@ def test_couchbase_stopped_for_8s_mid_stream_loses_nothing_and_executes_nothing_
     bucket = own_couchbase.exports["WOJAK_TEST_COUCHBASE_BUCKET"]
     prefix = f"outage-{uuid.uuid4().hex[:8]}::"
     host = url.split("://", 1)[1]
-    engine = engine_factory(
-        None,
+    shared = tmp_path / "shared"  # with two replicas: one store, one venue (the sandbox's ledger file)
+    shared.mkdir()
+    env = dict(
         WOJAK_STORE=f"couchbase://{host}?bucket={bucket}&prefix={prefix}&kv_timeout=1&connect_timeout=5",
         WOJAK_COUCHBASE_USERNAME=user,
         WOJAK_COUCHBASE_PASSWORD=password,
@@ -80,20 +90,26 @@ def test_couchbase_stopped_for_8s_mid_stream_loses_nothing_and_executes_nothing_
         WOJAK_ENGINE_PENDING_RELEASE_SECONDS="5",
         WOJAK_ENGINE_RECONCILE_SECONDS="1",
     )
+    engines = [engine_factory(shared, **env) for _ in range(replicas)]
+    engine = engines[0]
     assert engine.request(MessageType.TICK, {"tick": TICK})["verdict"] == "ok"
+    rng = random.Random(5)
     verdicts: dict[str, list[str]] = {}
+    states: dict[str, str] = {}  # the order's state in its last reply
     during: list[dict] = []
 
     async def stream() -> None:
-        async with EngineClient(str(engine.socket), deadline=20) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(EngineClient(str(e.socket), deadline=20)) for e in engines]
 
             async def send(i: int) -> None:
                 await asyncio.sleep(i * SPACING)
                 o = order(i)
                 seen = verdicts.setdefault(o["client_order_id"], [])
                 while True:
-                    reply = await client.submit_order(dict(o), TRADER)
+                    reply = await rng.choice(clients).submit_order(dict(o), TRADER)  # a resend may reach either
                     seen.append(reply["verdict"])
+                    states[o["client_order_id"]] = (reply.get("order") or {}).get("state", reply["verdict"])
                     if reply["verdict"] != "retry" or i % 10 == 0:  # one in ten gives up
                         return
                     await asyncio.sleep(min(float(reply.get("retry_after") or 0.1), 0.5))
@@ -103,7 +119,7 @@ def test_couchbase_stopped_for_8s_mid_stream_loses_nothing_and_executes_nothing_
                 own_couchbase.stop()
                 try:
                     await asyncio.sleep(OUTAGE - 2)
-                    during.append(await client.request(MessageType.PING, {}, 5))
+                    during.extend(await asyncio.gather(*(c.request(MessageType.PING, {}, 5) for c in clients)))
                     await asyncio.sleep(2)
                 finally:
                     own_couchbase.resume()
@@ -116,9 +132,9 @@ def test_couchbase_stopped_for_8s_mid_stream_loses_nothing_and_executes_nothing_
 
     # the outage was seen: the engine answered retry and said its store was the reason
     assert sum(v.count("retry") for v in verdicts.values()) > 0
-    assert during and during[0]["verdict"] == "ok" and during[0]["ready"] is False, during
-    assert during[0]["store"]["ok"] is False, during
-    assert engine.proc is not None and engine.proc.poll() is None  # never went down
+    assert len(during) == replicas and all(p["verdict"] == "ok" and p["ready"] is False for p in during), during
+    assert all(p["store"]["ok"] is False for p in during), during
+    assert all(e.proc is not None and e.proc.poll() is None for e in engines)  # never went down
     resent = {coid: v for coid, v in verdicts.items() if int(coid.split("-")[1]) % 10}
     assert len(verdicts) == ORDERS
     assert all(v[-1] in ("filled", "duplicate") for v in resent.values()), {
@@ -126,7 +142,11 @@ def test_couchbase_stopped_for_8s_mid_stream_loses_nothing_and_executes_nothing_
     }
     executions = engine.executions()
     assert set(executions.values()) == {1}, {c: n for c, n in executions.items() if n != 1}
-    assert set(resent) <= set(executions)
+    # a resent order is filled, or was released by reconciliation (expired) because the venue never
+    # saw it: left pending by the outage, its resends answered retry until it was 5 s old
+    assert {states[c] for c in resent} <= {"filled", "expired"}, {c: states[c] for c in resent}
+    assert {c for c in resent if states[c] == "filled"} <= set(executions)
+    assert not {c for c in resent if states[c] == "expired"} & set(executions)
     signed = {order(i)["client_order_id"]: (1 if i % 3 else -1) for i in range(ORDERS)}
 
     async def books() -> tuple[list, list, list]:
@@ -158,6 +178,6 @@ def test_couchbase_stopped_for_8s_mid_stream_loses_nothing_and_executes_nothing_
     assert ok, problems
     retried = sum("retry" in v for v in verdicts.values())
     print(
-        f"{ORDERS} orders, Couchbase stopped {OUTAGE:g}s at {OUTAGE_AT:g}s: done in {took:.1f}s; {retried} answered"
+        f"{replicas} replica(s), {ORDERS} orders, Couchbase stopped {OUTAGE:g}s at {OUTAGE_AT:g}s: done in {took:.1f}s; {retried} answered"
         f" retry at least once; {len(executions)} executed, {ORDERS - len(executions)} never reached the venue"
     )
