@@ -176,6 +176,7 @@ def test_couchbase_stopped_for_8s_mid_stream_loses_nothing_and_executes_nothing_
         time.sleep(0.5)
         ok, problems = consistent()
     assert ok, problems
+    assert all("Traceback" not in e.log.read_text() for e in engines)  # failures are answered and logged
     retried = sum("retry" in v for v in verdicts.values())
     print(
         f"{replicas} replica(s), {ORDERS} orders, Couchbase stopped {OUTAGE:g}s at {OUTAGE_AT:g}s: done in {took:.1f}s; {retried} answered"

@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from wojak.engine.domain import TRANSITIONS, Order, OrderEvent, OrderState
-from wojak.engine.store import Execution
+from wojak.engine.store import Execution, StoreUnavailable
 from wojak.engine.venue import VenueError, VenueReport, VenueStatus, check_report
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,9 @@ class Reconciler:
         while not stop.is_set():
             try:
                 await self.run_once()
-            except Exception:  # noqa: BLE001 - the store or venue may be briefly unavailable: never die
+            except StoreUnavailable as exc:  # an outage: one line per pass, not a traceback (readiness says it too)
+                log.warning("reconciliation: the store is unavailable (%s); retrying in %.1fs", exc, self.interval)
+            except Exception:  # noqa: BLE001 - never die
                 log.exception("reconciliation failed; retrying in %.1fs", self.interval)
             try:
                 await asyncio.wait_for(stop.wait(), self.interval)

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from wojak.engine.escalation._sinks import EscalationSink, SinkError
+from wojak.engine.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,10 @@ class EscalationDelivery:
                     self.metrics.escalation_failures.inc()
                 log.warning("escalation sink unavailable (%s); retrying in %.1fs", exc, backoff)
                 backoff = min(backoff * 2, self.max_backoff)
-            except Exception:  # noqa: BLE001 - the store may be briefly unavailable: never die
+            except StoreUnavailable as exc:  # an outage: one line per attempt, spaced by the backoff
+                log.warning("escalation delivery: the store is unavailable (%s); retrying in %.1fs", exc, backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception:  # noqa: BLE001 - never die
                 log.exception("escalation delivery failed; retrying")
                 backoff = min(backoff * 2, self.max_backoff)
             try:

@@ -22,6 +22,23 @@ CAS_ATTEMPTS = 2000  # contention on one position doc: every loser re-reads and 
 AMBIGUOUS_ATTEMPTS = 5
 
 
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure nobody waits for any more is not logged as unretrieved
+
+
+async def _uncancelled(operation: Awaitable[T]) -> T:
+    """Await an SDK operation without ever cancelling the SDK's own future. The SDK completes it
+    from its I/O thread (``call_soon_threadsafe(future.set_exception, ...)``); on a future already
+    cancelled that raises InvalidStateError, which asyncio logs as an ERROR with a traceback, once
+    per operation: every KV call under way when a caller gives up (a deadline, a batch's other
+    account failing) during an outage. The caller still stops waiting at once; the operation ends
+    by itself within its KV timeout, and a write sent may land either way, as before."""
+    task = asyncio.ensure_future(operation)
+    task.add_done_callback(_consume)
+    return await asyncio.shield(task)
+
+
 class Outcome:
     APPLIED = "applied"  # the document carries our write token
     ABSENT = "absent"  # no document: the write did not land
@@ -133,7 +150,7 @@ class CouchbaseKV:
 
         async def run() -> None:
             coll = await self._c()
-            await coll.upsert(self._k(f"health::{doc_key(socket.gethostname())}"), {"at": time.time()})
+            await _uncancelled(coll.upsert(self._k(f"health::{doc_key(socket.gethostname())}"), {"at": time.time()}))
 
         await self._guard(run())
 
@@ -145,7 +162,7 @@ class CouchbaseKV:
     async def _get(self, key: str) -> tuple[dict[str, Any] | None, int]:
         coll = await self._c()
         try:
-            result = await coll.get(self._k(key))
+            result = await _uncancelled(coll.get(self._k(key)))
         except self._sdk.exc.DocumentNotFoundException:
             return None, 0
         return result.content_as[dict], result.cas
@@ -175,7 +192,7 @@ class CouchbaseKV:
 
         for _ in range(AMBIGUOUS_ATTEMPTS):
             try:
-                return (await coll.insert(self._k(key), doc)).cas
+                return (await _uncancelled(coll.insert(self._k(key), doc))).cas
             except self._sdk.exc.DocumentExistsException:
                 # ours if an earlier ambiguous attempt of this very write landed
                 return seen["cas"] if await resolve_ambiguous(get, key, token) == Outcome.APPLIED else None
@@ -196,7 +213,7 @@ class CouchbaseKV:
         token = doc["_w"] = write_token()
         for _ in range(AMBIGUOUS_ATTEMPTS):
             try:
-                return (await coll.replace(self._k(key), doc, self._sdk.ReplaceOptions(cas=cas))).cas
+                return (await _uncancelled(coll.replace(self._k(key), doc, self._sdk.ReplaceOptions(cas=cas)))).cas
             except (
                 self._sdk.exc.CasMismatchException,
                 self._sdk.exc.DocumentNotFoundException,
@@ -226,7 +243,7 @@ class CouchbaseKV:
         options = self._sdk.MutateInOptions(store_semantics=self._sdk.StoreSemantics.UPSERT)
         for _ in range(AMBIGUOUS_ATTEMPTS):
             try:
-                await coll.mutate_in(self._k(key), specs, options)
+                await _uncancelled(coll.mutate_in(self._k(key), specs, options))
                 return
             except ignore:
                 return
@@ -250,7 +267,7 @@ class CouchbaseKV:
         coll = await self._c()
         for _ in range(AMBIGUOUS_ATTEMPTS):
             try:
-                await coll.mutate_in(self._k(key), [self._sdk.sd.remove(f"m.{path_key(member)}")])
+                await _uncancelled(coll.mutate_in(self._k(key), [self._sdk.sd.remove(f"m.{path_key(member)}")]))
                 return
             except (self._sdk.exc.PathNotFoundException, self._sdk.exc.DocumentNotFoundException):
                 return
@@ -269,7 +286,8 @@ class CouchbaseKV:
         sdk = self._sdk
         for _ in range(AMBIGUOUS_ATTEMPTS):
             try:
-                result = await coll.binary().increment(self._k(key), sdk.IncrementOptions(initial=sdk.SignedInt64(1)))
+                initial = sdk.IncrementOptions(initial=sdk.SignedInt64(1))
+                result = await _uncancelled(coll.binary().increment(self._k(key), initial))
                 return int(result.content)
             except self._sdk.ambiguous:
                 continue
@@ -279,7 +297,7 @@ class CouchbaseKV:
         """The counter's value (0 if it was never incremented)."""
         coll = await self._c()
         try:
-            result = await coll.get(self._k(key))
+            result = await _uncancelled(coll.get(self._k(key)))
         except self._sdk.exc.DocumentNotFoundException:
             return 0
         return int(result.content_as[int])
