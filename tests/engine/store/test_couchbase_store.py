@@ -817,6 +817,7 @@ async def test_a_tick_published_late_never_replaces_a_newer_tick_of_its_symbol(h
     assert [(t["symbol"], str(t["last"])) for t in ticks] == [("S1", "102")]
 
 
+@pytest.mark.couchbase
 async def test_an_account_waiting_on_couchbase_does_not_hold_up_the_other_accounts_of_its_batch(handles):
     """A batch's accounts are admitted and recorded concurrently, each account's orders in turn:
     the slow account's first read is held until every order of the other account was decided
@@ -860,6 +861,7 @@ async def test_an_account_waiting_on_couchbase_does_not_hold_up_the_other_accoun
     assert (await store.get_position("slow", "SYM")).quantity == 20 and (await store.get_position("fast", "SYM")).quantity == 30
 
 
+@pytest.mark.couchbase
 async def test_a_store_failure_in_one_account_fails_the_batch_at_once_and_stops_the_other_accounts(handles):
     """One account's store error is raised as it came (the batch is answered ``retry``), and the
     other accounts' work still under way is cancelled rather than left running behind the answer."""
@@ -885,6 +887,7 @@ async def test_a_store_failure_in_one_account_fails_the_batch_at_once_and_stops_
     assert await store.get_order("held", "h1") is None and await store.get_order("broken", "b1") is None
 
 
+@pytest.mark.couchbase
 async def test_the_order_and_trade_indexes_are_bucketed_so_a_write_never_grows_with_the_orderbook(handles, monkeypatch):
     """Each admit and fill adds its key to an index document of at most INDEX_BUCKET keys (here 4),
     so the document it rewrites stays the same size however many orders were ever stored; listings
@@ -924,6 +927,7 @@ async def test_the_order_and_trade_indexes_are_bucketed_so_a_write_never_grows_w
     assert len(await store.list_trades(limit=-1)) == 23 and len(await store.list_orders(limit=-1)) == 23
 
 
+@pytest.mark.couchbase
 async def test_orders_and_trades_an_earlier_version_indexed_in_one_document_are_still_listed(handles):
     """Before the indexes were bucketed, every key went to one ``idx::orders`` / ``idx::trades``
     document: those are read as the oldest bucket."""
