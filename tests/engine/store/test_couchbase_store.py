@@ -10,6 +10,7 @@ import time
 import types
 import uuid
 from decimal import Decimal
+from unittest import mock
 from urllib.parse import urlparse
 
 import pytest
@@ -18,7 +19,7 @@ from tests.engine.store.test_store_contract import apply_all, approve, by_sequen
 from wojak.engine.domain import Order, OrderEvent, OrderState
 from wojak.engine.store import Execution, StoreUnavailable, open_store
 from wojak.engine.store._couchbase import CouchbaseStore, from_url, resolve_ambiguous
-from wojak.engine.store._couchbase_kv import AMBIGUOUS_ATTEMPTS
+from wojak.engine.store._couchbase_kv import AMBIGUOUS_ATTEMPTS, CAS_ATTEMPTS, backoff
 from wojak.errors import ConfigError
 
 
@@ -709,6 +710,27 @@ async def test_an_ambiguous_index_update_or_increment_is_done_again_until_it_is_
     with pytest.raises(StoreUnavailable, match=r"replace of 'k' stayed ambiguous"):
         await fake_store(replacing)._replace("k", {"a": 1}, 1)
     assert inserting.writes == replacing.writes == AMBIGUOUS_ATTEMPTS
+
+
+async def test_a_lost_cas_round_is_retried_at_once_twice_then_after_a_growing_pause_of_at_most_50_ms():
+    """The pacing of a contended read-modify-write (``backoff``, between CAS rounds): the first
+    two retries go at once; later ones pause at random (replicas racing on one document spread
+    out) up to 1 ms per round lost, never more than 50 ms (a contended order is not held up)."""
+    paused: dict[int, list[float]] = {}
+
+    async def sleep(delay: float) -> None:
+        paused.setdefault(attempt, []).append(delay)
+
+    with mock.patch("asyncio.sleep", sleep):
+        for attempt in [0, 1, 2, 3, 10, 49, 50, 51, 1000, CAS_ATTEMPTS - 1]:
+            for _ in range(200):
+                await backoff(attempt)
+    assert paused[0] == paused[1] == [0] * 200
+    for attempt, delays in paused.items():
+        bound = min(0.05, 0.001 * attempt) if attempt >= 2 else 0
+        assert all(0 <= d <= bound for d in delays), (attempt, max(delays), bound)
+        if attempt >= 2:  # spread over the whole range, not a fixed or vanishing pause
+            assert max(delays) > bound * 0.8 and min(delays) < bound * 0.2, (attempt, min(delays), max(delays))
 
 
 # -- connection and URLs ----------------------------------------------------------------
