@@ -620,6 +620,50 @@ async def test_an_ambiguous_write_reports_the_cas_it_left(lands):
     assert await store._replace_cas("k", {"a": 3}, cas) is None  # a stale CAS loses
 
 
+class LateLanding(FakeCollection):
+    """An insert that times out ambiguously and lands only later: after the read-back that
+    followed it found nothing, before the retry."""
+
+    def __init__(self):
+        super().__init__(ambiguous=0, lands=True)
+        self.in_flight: tuple[str, dict] | None = None
+
+    async def insert(self, key, value):
+        if self.in_flight is not None:  # the first attempt lands now: the retry finds it
+            self.docs[key] = (dict(self.in_flight[1]), 41)
+            self.in_flight = None
+        elif not self.writes:
+            self.writes += 1
+            self.in_flight = (key, dict(value))
+            raise self.exc.AmbiguousTimeoutException(message="ambiguous")
+        return await super().insert(key, value)
+
+
+async def test_an_ambiguous_insert_that_lands_late_is_found_as_ours_with_its_cas():
+    """The retry of an ambiguous insert is refused (the document exists) because the first
+    attempt landed after all: that is our write (it carries our token), so the insert created
+    the document, and the CAS reported is the document's (a follow-up CAS write relies on it)."""
+    coll = LateLanding()
+    assert await fake_store(coll)._insert_cas("k", {"a": 1}) == 41
+    assert coll.docs["k"][0]["a"] == 1
+    assert await fake_store(LateLanding())._insert("k", {"a": 1}) is True
+
+
+async def test_an_ambiguous_insert_that_did_not_land_where_another_writer_created_the_doc_lost():
+    """Our insert times out without landing while another writer creates the document: the read-
+    back finds their write, not ours, so ours did not create it (False / None), never their CAS."""
+    coll = FakeCollection(ambiguous=1, lands=False)
+    real_get = coll.get
+
+    async def get(key):  # their insert landed while ours was in doubt
+        coll.docs.setdefault(key, ({"_w": "someone-else"}, 7))
+        return await real_get(key)
+
+    coll.get = get
+    assert await fake_store(coll)._insert_cas("k", {"a": 1}) is None
+    assert coll.docs["k"] == ({"_w": "someone-else"}, 7) and coll.writes == 1
+
+
 async def test_an_ambiguous_insert_that_lost_to_another_writer_reports_existing():
     coll = FakeCollection(ambiguous=0, lands=True)
     coll.docs["k"] = ({"_w": "someone-else"}, 1)
