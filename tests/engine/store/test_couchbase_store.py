@@ -9,6 +9,7 @@ import sys
 import time
 import types
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 from unittest import mock
 from urllib.parse import urlparse
@@ -1135,6 +1136,27 @@ async def test_a_symbol_whose_first_tick_never_landed_is_skipped_by_readers(hand
     await writer.apply_ticks([tick("S1", "100")], apply_all)
     newest, ticks = await reader.ticks_since(-1)
     assert [t["symbol"] for t in ticks] == ["S1"] and newest == ticks[0]["version"]
+
+
+@pytest.mark.couchbase
+async def test_a_store_connects_with_the_timeouts_and_credentials_it_was_given(handles):
+    """The connect and per-call (KV) timeouts a store is given (from its URL) are the SDK's, not
+    the SDK's defaults; a connect timeout of 1 s still connects to a server that answers."""
+    [store] = handles(connect_timeout=1.0, kv_timeout=1.5)
+    real, seen = store._sdk.Cluster, []
+
+    class Recording:
+        @staticmethod
+        async def connect(connstr, options):
+            seen.append((connstr, dict(options)))
+            return await real.connect(connstr, options)
+
+    store._sdk = dataclasses.replace(store._sdk, Cluster=Recording)
+    assert await store.get_order("acct", "none") is None
+    [(connstr, options)] = seen
+    assert connstr == store.connstr
+    assert (options.get("connect_timeout"), options.get("kv_timeout")) == (timedelta(seconds=1), timedelta(seconds=1.5))
+    assert options["authenticator"]["username"] == store._username
 
 
 @pytest.mark.couchbase
