@@ -1160,6 +1160,68 @@ async def test_a_store_connects_with_the_timeouts_and_credentials_it_was_given(h
 
 
 @pytest.mark.couchbase
+@pytest.mark.parametrize(
+    "scope, collection, used",
+    [
+        (None, None, [("default collection",)]),
+        (None, "orders", [("scope", "_default"), ("collection", "orders")]),
+        ("desk", None, [("scope", "desk"), ("collection", "_default")]),
+        ("desk", "orders", [("scope", "desk"), ("collection", "orders")]),
+    ],
+)
+async def test_a_store_given_a_scope_or_a_collection_uses_it_and_the_default_for_the_other(handles, scope, collection, used):
+    """``?scope=`` / ``?collection=``: the store's documents go to that collection, in the
+    ``_default`` scope or collection when only one is named; neither named: the bucket's default
+    collection. CouchbaseMock has no collections but the default one (a named one is
+    UnsupportedOperation), so the names asked for are recorded and the default one serves them."""
+    [store] = handles(scope=scope, collection=collection)
+    real, asked = store._sdk.Cluster, []
+
+    class Scope:
+        def __init__(self, bucket):
+            self.bucket = bucket
+
+        def collection(self, name):
+            asked.append(("collection", name))
+            return self.bucket.default_collection()
+
+    class Bucket:
+        def __init__(self, bucket):
+            self.real = bucket
+
+        async def on_connect(self):
+            return await self.real.on_connect()
+
+        def scope(self, name):
+            asked.append(("scope", name))
+            return Scope(self.real)
+
+        def default_collection(self):
+            asked.append(("default collection",))
+            return self.real.default_collection()
+
+    class Cluster:
+        def __init__(self, cluster):
+            self.real = cluster
+
+        def bucket(self, name):
+            return Bucket(self.real.bucket(name))
+
+        async def close(self):
+            await self.real.close()
+
+    class Recording:
+        @staticmethod
+        async def connect(connstr, options):
+            return Cluster(await real.connect(connstr, options))
+
+    store._sdk = dataclasses.replace(store._sdk, Cluster=Recording)
+    await store.set_account_state("acct", "halted", "a reason")
+    assert (await store.get_account_state("acct"))["state"] == "halted"
+    assert asked == used
+
+
+@pytest.mark.couchbase
 async def test_close_closes_the_connection_and_the_next_call_connects_again(handles):
     [store] = handles(1)
     await store.probe()
