@@ -1221,6 +1221,52 @@ async def test_a_store_given_a_scope_or_a_collection_uses_it_and_the_default_for
     assert asked == used
 
 
+async def test_a_connect_that_hangs_is_cut_at_its_timeout_and_says_it_got_no_answer():
+    """A connect the SDK never ends (its own timeout not honoured) is cut one second past the
+    store's connect timeout: StoreUnavailable naming the server, the bucket and the wait."""
+
+    class Hanging:
+        @staticmethod
+        async def connect(connstr, options):
+            await asyncio.Event().wait()
+
+    store = CouchbaseStore("couchbase://h", "u", "p", "orders", connect_timeout=0.2)
+    store._sdk = dataclasses.replace(store._sdk, Cluster=Hanging)
+    with pytest.raises(StoreUnavailable) as refused:
+        await asyncio.wait_for(store.get_order("acct", "c1"), 30)
+    assert str(refused.value) == "couchbase couchbase://h bucket 'orders': cannot connect (TimeoutError: no answer within 0.2s)"
+
+
+@pytest.mark.couchbase
+async def test_a_store_whose_bucket_is_missing_is_unavailable_naming_it_and_closes_the_connection_it_made(couchbase_service):
+    """The cluster answers but has no such bucket: StoreUnavailable naming the bucket, and the
+    connection made to the cluster is closed, not left open behind the failure."""
+    service = couchbase_service
+    store = CouchbaseStore(service.url, service.username, service.password, "no-such-bucket")
+    real, closed = store._sdk.Cluster, []
+
+    class Cluster:
+        def __init__(self, cluster):
+            self.real = cluster
+
+        def bucket(self, name):
+            return self.real.bucket(name)
+
+        async def close(self):
+            closed.append(True)
+            await self.real.close()
+
+    class Recording:
+        @staticmethod
+        async def connect(connstr, options):
+            return Cluster(await real.connect(connstr, options))
+
+    store._sdk = dataclasses.replace(store._sdk, Cluster=Recording)
+    with pytest.raises(StoreUnavailable, match=r"bucket 'no-such-bucket': cannot connect \(BucketNotFoundException"):
+        await store.get_order("acct", "c1")
+    assert closed == [True]
+
+
 @pytest.mark.couchbase
 async def test_close_closes_the_connection_and_the_next_call_connects_again(handles):
     [store] = handles(1)
