@@ -1055,6 +1055,68 @@ async def test_the_order_and_trade_indexes_are_bucketed_so_a_write_never_grows_w
 
 
 @pytest.mark.couchbase
+async def test_a_page_from_a_cursor_reads_the_order_index_from_the_cursors_bucket_not_from_the_newest(handles, monkeypatch):
+    """Paging deep into the orderbook costs what the first page costs: a page after a cursor
+    reads the index buckets from the cursor order's own (one newer: the clock's slack) down,
+    never the newer buckets it would only filter out."""
+    from wojak.engine.store import _couchbase
+
+    monkeypatch.setattr(_couchbase, "INDEX_BUCKET", 4)
+    [store] = handles()
+    admitted = []
+    for i in range(23):  # admission numbers 1-23: buckets 0-5
+        [(o, _)] = await store.admit([order(f"c{i:02d}")], approve)
+        admitted.append(o)
+    read, real_index_list = [], store._index_list
+
+    async def index_list(key):
+        read.append(key)
+        return await real_index_list(key)
+
+    store._index_list = index_list  # type: ignore[method-assign]
+    cursor = admitted[5]  # c05: admission number 6, bucket 1
+    page = await store.list_orders(limit=2, before=(cursor.created_at, cursor.account, cursor.client_order_id))
+    assert [o.client_order_id for o in page] == ["c04", "c03"]
+    assert read[0] == "idx::orders::2" and not {"idx::orders::3", "idx::orders::4", "idx::orders::5"} & set(read), read
+
+
+class KeyLengthLimit:
+    """A collection that refuses a key past 250 bytes, as Couchbase Server does (CouchbaseMock
+    1.5.27 and the SDK take a 600-byte one: measured in 8346881)."""
+
+    def __init__(self, coll):
+        self.coll = coll
+
+    def __getattr__(self, name):
+        return getattr(self.coll, name)
+
+    async def get(self, key, *args, **kwargs):
+        if len(key.encode()) > 250:
+            import couchbase.exceptions as exc
+
+            raise exc.InvalidArgumentException(message=f"key of {len(key.encode())} bytes")
+        return await self.coll.get(key, *args, **kwargs)
+
+
+@pytest.mark.couchbase
+@pytest.mark.parametrize("account, coid", [("acct", "x" * 400), ("a" * 300, "c1"), ("acct/evil", "c1" * 150)])
+async def test_a_cursor_no_order_could_have_is_never_looked_up_as_a_key_the_server_refuses(handles, account, coid):
+    """A cursor comes back from the client: one whose account or id is not an id (too long, a
+    slash) is only a position to page from; looked up, it would be a key past 250 bytes, which a
+    real server refuses (here: the collection refuses it as the server does)."""
+    [store] = handles()
+    for i in range(3):
+        await store.admit([order(f"c{i}")], approve)
+    store._coll = KeyLengthLimit(await store._c())
+    mid = (await store.list_orders())[1]
+    bound = (mid.created_at, account, coid)
+    page = await store.list_orders(10, before=bound)
+    assert [o.client_order_id for o in page] == [
+        o.client_order_id for o in await store.list_orders(-1) if (o.created_at, o.account, o.client_order_id) < bound
+    ]
+
+
+@pytest.mark.couchbase
 async def test_orders_and_trades_an_earlier_version_indexed_in_one_document_are_still_listed(handles):
     """Before the indexes were bucketed, every key went to one ``idx::orders`` / ``idx::trades``
     document: those are read as the oldest bucket."""
