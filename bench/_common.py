@@ -77,6 +77,18 @@ def wait_until(check, timeout: float = 20.0, what: str = "service") -> None:
     raise RuntimeError(f"{what} did not come up within {timeout}s")
 
 
+def py_spy() -> str:
+    """py-spy from the bench's own environment (installed with the `bench` extra), else from PATH:
+    a venv's python run without activating it still finds its py-spy."""
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("--profile needs py-spy: pip install -e '.[bench]'")
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (robust to other load on the machine)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

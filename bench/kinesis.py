@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import free_port, process, progress, workdir  # noqa: E402
+from bench._common import free_port, process, progress, py_spy, workdir  # noqa: E402
 from bench._sidecar import check, counter, cpu_text, engine_ready, first_ack, metrics_text, per_order_us, verdicts  # noqa: E402
 from bench.rabbitmq import cpu_seconds  # noqa: E402
 
@@ -190,7 +190,7 @@ async def run_wojak(n: int, shards: int, accounts: int, synchronous: str, profil
             ends = await asyncio.to_thread(stream.ends)
             command = [PY, "-m", "wojak", "sidecar", "kinesis"]
             if profile is not None:  # py-spy's view of the sidecar, when asked for and installed
-                command = ["py-spy", "record", "-o", str(profile), "-f", "speedscope", "--nonblocking", "--", *command]
+                command = [py_spy(), "record", "-o", str(profile), "-f", "speedscope", "--nonblocking", "--", *command]
             with process([PY, "-m", "wojak", "engine"], engine_env, tmp / "engine.log") as engine:
                 await engine_ready(sock)
                 with process(command, sidecar_env, tmp / "sidecar.log") as sidecar:

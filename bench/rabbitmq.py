@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import free_port, process, progress, rss_mb, workdir  # noqa: E402
+from bench._common import free_port, process, progress, py_spy, rss_mb, workdir  # noqa: E402
 from bench._sidecar import counter, cpu_text, engine_ready, metrics_text, per_order_us, verdicts  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -304,7 +304,7 @@ def _profile(out: Path, engine_pid: int, sidecar_pid: int, seconds: int = 3) -> 
     """py-spy both processes for ``seconds`` (raw folded stacks, aggregated by `own_time`)."""
     out.mkdir(parents=True, exist_ok=True)
     return [
-        subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "-f", "raw",
+        subprocess.Popen([py_spy(), "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "-f", "raw",
                           "-o", str(out / f"{name}.raw")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         for name, pid in (("engine", engine_pid), ("sidecar", sidecar_pid))
     ]

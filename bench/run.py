@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -32,9 +33,9 @@ from bench import lanes as lanes_bench  # noqa: E402  (--only lanes: see bench/l
 from bench import pubsub as pubsub_bench  # noqa: E402  (--only pubsub: see bench/pubsub.py)
 from bench import rabbitmq as rabbitmq_bench  # noqa: E402  (--only rabbitmq: see bench/rabbitmq.py)
 from bench import sqs as sqs_bench  # noqa: E402  (--only sqs / sns: see bench/sqs.py)
-from bench._common import cpu_seconds, free_port, process, progress, rss_mb, summary, wait_until, workdir  # noqa: E402
+from bench._common import cpu_seconds, free_port, process, progress, py_spy, rss_mb, summary, wait_until, workdir  # noqa: E402
 from bench.paced import paced  # noqa: E402
-from bench.zmq_client import PRINCIPAL, Client, order_frames  # noqa: E402
+from bench.zmq_client import PRINCIPAL, Client, order_frames, order_requests  # noqa: E402
 from wojak.engine.protocol import MessageType, encode_frames  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -89,6 +90,7 @@ def bench_engine(args, results: dict) -> None:
             raw_rate = len(frames) / secs
             client.close()
         results["zmq_raw"] = {"unloaded_us": {k: v * 1e6 for k, v in raw_lat.items()}, "pipelined_per_s": raw_rate}
+        results["durable_floor"] = durable_floor(tmp)
 
         for synchronous, lanes in [(s, n) for s in args.synchronous for n in args.lanes or [None]]:
             name = synchronous if lanes is None else f"{synchronous}_lanes{lanes}"
@@ -111,6 +113,11 @@ def bench_engine(args, results: dict) -> None:
                 if profiler is not None:
                     profiler.wait()
                 after = _batches(client)
+                # the same orders framed as the sidecars frame them: submit_orders of 64
+                requests = order_requests(args.pipelined, "req", 64)
+                batched_cpu = cpu_seconds(proc.pid)
+                batched_secs, batched_verdicts = client.pipelined_batches(requests, 64, max(1, args.window // 64))
+                batched_cpu = cpu_seconds(proc.pid) - batched_cpu
                 rss = rss_mb(proc.pid)
                 verdicts: dict[str, int] = {}
                 for r in replies:
@@ -127,13 +134,44 @@ def bench_engine(args, results: dict) -> None:
                 "engine_rss_mb": rss,
                 "verdicts": verdicts,
                 "mean_batch": (after[1] - before[1]) / max(1.0, after[0] - before[0]),
+                "requests_of_64": {
+                    "pipelined_per_s": args.pipelined / batched_secs,
+                    "engine_cpu_us_per_order": batched_cpu / args.pipelined * 1e6,
+                    "verdicts": batched_verdicts,
+                },
             }
+
+
+def durable_floor(directory: Path, commits: int = 2000, pages: int = 7) -> dict:
+    """What one durable commit costs this disk at least: the pages of a small commit (an order's
+    admit or record writes about 7 to the WAL) written in place, then fdatasync, as SQLite's
+    synchronous=full does; the unloaded order path has two of them."""
+    path = directory / "floor"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"\0" * (256 * 4096))
+        os.fsync(fd)
+        page, lat = b"x" * 4096, []
+        cpu = time.process_time()
+        for i in range(commits):
+            t = time.perf_counter()
+            for k in range(pages):
+                os.pwrite(fd, page, ((i * pages + k) % 256) * 4096)
+            os.fdatasync(fd)
+            lat.append(time.perf_counter() - t)
+        cpu = time.process_time() - cpu
+    finally:
+        os.close(fd)
+        path.unlink()
+    s = summary(lat)
+    return {"pages": pages, "directory": str(directory), "p50_us": s["p50"] * 1e6, "p99_us": s["p99"] * 1e6,
+            "cpu_us": cpu / commits * 1e6}  # fmt: skip
 
 
 def _profile(out: Path, pid: int, seconds: int = 4) -> subprocess.Popen[bytes]:
     """py-spy the process for ``seconds`` (raw folded stacks; ``rabbitmq_bench.own_time`` sums them)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "-f", "raw", "-o", str(out)],
+    return subprocess.Popen([py_spy(), "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "-f", "raw", "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
@@ -245,6 +283,18 @@ def report(results: dict) -> None:
             print(f"    {'':<22} unloaded p50 = {ratio:.1f}x raw (target <= 6x);"
                   f" pipelined = {r['pipelined_per_s'] / raw['pipelined_per_s']:.2f}x raw; target >= 20,000/s:"
                   f" {'met' if r['pipelined_per_s'] >= 20000 else 'MISSED'}; verdicts {r['verdicts']}")  # fmt: skip
+            b64 = r.get("requests_of_64")
+            if b64:
+                print(f"    {'':<22} the same orders as submit_orders requests of 64 (the sidecars' framing):"
+                      f" {b64['pipelined_per_s']:,.0f} orders/s, engine CPU {b64['engine_cpu_us_per_order']:.1f} us/order;"
+                      f" verdicts {b64['verdicts']}")  # fmt: skip
+        if "durable_floor" in results:
+            f = results["durable_floor"]
+            floor = 2 * f["p50_us"] + raw["unloaded_us"]["p50"]
+            print(f"    durable floor: one commit's WAL write ({f['pages']} pages) + fdatasync in {f['directory']}: p50 {f['p50_us']:.0f} us,"
+                  f" p99 {f['p99_us']:.0f} us, CPU {f['cpu_us']:.0f} us; an order needs two (admit before the venue,"
+                  f" record before the reply): with the raw round trip {floor:.0f} us = {floor / raw['unloaded_us']['p50']:.1f}x raw"
+                  f" before any of the engine's own work")  # fmt: skip
     if "http_bare" in results:
         bare = results["http_bare"]
         print("\n  HTTP end to end (max: wrk, 1 thread, 32 connections; paced: a constant-rate client, 10 connections)")

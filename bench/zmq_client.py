@@ -68,3 +68,38 @@ class Client:
                 sent += 1
         elapsed = time.perf_counter() - t
         return elapsed, [msgpack.unpackb(r[2]) if len(r) == 3 else {} for r in replies]
+
+    def pipelined_batches(self, requests: list[list[bytes]], orders_per_request: int, window: int) -> tuple[float, dict[str, int]]:
+        """`submit_orders` requests (as the sidecars send them), `window` requests in flight. The
+        engine answers a request with one frame per engine batch that decided some of its orders
+        (`parts`: [index, reply] pairs); returns (seconds, verdict counts)."""
+        total = sum(len(msgpack.unpackb(r[2])["orders"]) for r in requests)
+        answered_per_request = [0] * len(requests)
+        verdicts: dict[str, int] = {}
+        sent = answered = done = 0
+        t = time.perf_counter()
+        while sent < min(window, len(requests)):
+            self.sock.send_multipart(requests[sent])
+            sent += 1
+        while answered < total:
+            body = msgpack.unpackb(self.sock.recv_multipart()[2])
+            parts = body.get("parts") or [[0, body]]
+            answered_per_request[body["request_id"]] += len(parts)
+            answered += len(parts)
+            for _, reply in parts:
+                verdicts[reply.get("verdict")] = verdicts.get(reply.get("verdict"), 0) + 1
+            while done < len(requests) and answered_per_request[done] >= orders_per_request:
+                done += 1
+            while sent < len(requests) and sent - done < window:
+                self.sock.send_multipart(requests[sent])
+                sent += 1
+        return time.perf_counter() - t, verdicts
+
+
+def order_requests(n: int, prefix: str, per_request: int, accounts: int = 100) -> list[list[bytes]]:
+    """`n` orders as `submit_orders` requests of `per_request` each (request_id = its index)."""
+    orders = [msgpack.unpackb(f[2])["order"] for f in order_frames(n, prefix, accounts)]
+    return [
+        encode_frames(MessageType.SUBMIT_ORDERS, {"request_id": k, "orders": orders[i : i + per_request], "principal": PRINCIPAL})
+        for k, i in enumerate(range(0, n, per_request))
+    ]

@@ -49,7 +49,8 @@ class OwnService:
 
     def up(self) -> OwnService:
         proc = self._script("up")
-        assert proc.returncode == 0 and f"127.0.0.1:{self.port}" in proc.stdout, proc.stderr[-3000:]
+        # the service on our port answered (Couchbase names it in its progress: "REST 127.0.0.1:PORT")
+        assert proc.returncode == 0 and f"127.0.0.1:{self.port}" in proc.stdout + proc.stderr, proc.stderr[-3000:]
         for line in proc.stdout.splitlines():
             if line.startswith("export ") and "=" in line:
                 key, _, value = line[len("export ") :].partition("=")

@@ -151,7 +151,9 @@ async def run_engine(config: EngineSettings, ready: Callable[[], None] | None = 
         watcher = RiskConfigWatcher(config.risk_config, use_risk, metrics, config.risk_reload_seconds, audit)
         background.append(asyncio.create_task(watcher.run(stop)))
     background.append(asyncio.create_task(EscalationDelivery(store, sink, metrics).run(stop)))
-    health = EngineHealth(store, venue, metrics)
+    # after a store outage: the store's recovery scan (pending_orders) applies the effects of
+    # outcomes whose writes the outage cut short, whether or not their orders are sent again
+    health = EngineHealth(store, venue, metrics, recover=store.pending_orders)
     service.health = health
     background.append(asyncio.create_task(health.run(stop)))
     reconciler = Reconciler(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from wojak.engine.store import StoreUnavailable
 from wojak.engine.venue import VenueError
@@ -56,14 +56,29 @@ class _Part:
 
 
 class EngineHealth:
-    def __init__(self, store: Any, venue: Any, metrics: Any = None, interval: float = 2.0, timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        store: Any,
+        venue: Any,
+        metrics: Any = None,
+        interval: float = 2.0,
+        timeout: float = 3.0,
+        recover: Callable[[], Awaitable[Any]] | None = None,
+        recover_timeout: float = 60.0,
+    ) -> None:
+        """``recover``: run once the store answers again after it failed (and again at each probe
+        until it succeeds): a write a failure cut short may have left an outcome recorded whose
+        effects were not applied, and the order it belongs to may never be sent again."""
         self.store, self.venue, self.metrics = store, venue, metrics
         self.interval, self.timeout = interval, timeout
+        self.recover, self.recover_timeout = recover, recover_timeout
+        self.recovery_owed = False
         self.store_part, self.venue_part = _Part("store"), _Part("venue")
 
     # the order path reports here
     def store_failed(self, exc: BaseException) -> None:
         self.store_part.failed(str(exc))
+        self.recovery_owed = True
         self._gauge()
 
     def store_succeeded(self) -> None:
@@ -88,6 +103,9 @@ class EngineHealth:
             self.store_part.succeeded()
         except (StoreUnavailable, TimeoutError, OSError) as exc:
             self.store_part.failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            self.recovery_owed = True
+        if self.store_part.ok and self.recovery_owed and self.recover is not None:
+            await self._recover()
         try:
             await asyncio.wait_for(self.venue.lookup([dict(PROBE_ORDER)]), self.timeout)
             self.venue_part.succeeded()
@@ -95,6 +113,16 @@ class EngineHealth:
             self.venue_part.failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         self._gauge()
         return self.ready()
+
+    async def _recover(self) -> None:
+        assert self.recover is not None
+        try:
+            await asyncio.wait_for(self.recover(), self.recover_timeout)
+        except (StoreUnavailable, TimeoutError, OSError) as exc:
+            log.warning("the recovery scan after the store came back failed (%s); trying again at the next probe", exc)
+            return
+        self.recovery_owed = False
+        log.info("recovery scan done after the store came back")
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

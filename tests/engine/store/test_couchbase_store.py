@@ -236,6 +236,49 @@ async def test_the_next_record_of_an_order_rolls_its_earlier_outcome_forward_fir
 
 
 @pytest.mark.couchbase
+@pytest.mark.parametrize("cut_in", ["trade", "position", "clear"])
+async def test_a_resend_finishes_an_outcome_a_store_failure_cut_short_before_it_is_answered(handles, monkeypatch, cut_in):
+    """The store fails after an outcome's commit (the order doc says filled) and before all its
+    effects landed; the batch is answered ``retry``. The resend that follows is admitted as the
+    existing order, and by the time admit returns, the trade is listed and the position holds the
+    fill, with no recovery scan in between. (Before, the resend was answered ``duplicate`` and the
+    effects waited for the engine's next start: found by tests/engine/test_store_outage.py.)"""
+    [store] = handles(1)
+    [(o, _)] = await store.admit([order()], approve)
+    real_insert, real_put, real_cas_loop = CouchbaseStore._insert, CouchbaseStore._put, CouchbaseStore._cas_loop
+
+    async def insert(self, key, doc):
+        if cut_in == "trade" and key.startswith("trade::"):
+            raise StoreUnavailable("couchbase: the node went away")
+        return await real_insert(self, key, doc)
+
+    async def put(self, key, doc, cas):
+        if cut_in == "position" and key.startswith("pos::"):
+            raise StoreUnavailable("couchbase: the node went away")
+        return await real_put(self, key, doc, cas)
+
+    async def cas_loop(self, key, change):
+        await real_cas_loop(self, key, change)
+        if cut_in == "clear" and key.startswith("order::"):
+            raise StoreUnavailable("couchbase: the node went away")  # the write landed, its answer did not
+
+    monkeypatch.setattr(CouchbaseStore, "_insert", insert)
+    monkeypatch.setattr(CouchbaseStore, "_put", put)
+    monkeypatch.setattr(CouchbaseStore, "_cas_loop", cas_loop)
+    with pytest.raises(StoreUnavailable):
+        await store.record([fill(o, "10", "101")])
+    monkeypatch.undo()
+    assert (await store.get_order("acct", "c1")).state is OrderState.FILLED  # committed
+
+    [(found, existed)] = await store.admit([order()], approve)  # the resend
+    assert existed and found.state is OrderState.FILLED
+    position = await store.get_position("acct", "SYM")
+    assert position.quantity == Decimal(10) and position.pending_buy == 0 and position.average_price == Decimal(101)
+    assert [(t.trade_id, t.quantity) for t in await store.list_trades()] == [("acct/c1#1", Decimal(10))]
+    assert "fx" not in await store._get_doc(store._order_key("acct/c1"))
+
+
+@pytest.mark.couchbase
 @pytest.mark.parametrize("late", ["other", "writer"])
 async def test_an_outcome_rolled_forward_by_two_writers_at_once_is_applied_once(handles, late):
     """The race behind a position counted twice (two replicas, lanes on): a record commits a

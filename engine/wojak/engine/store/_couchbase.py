@@ -73,8 +73,9 @@ Crash safety:
 - ``record``: the order doc is the commit point: one CAS moves its state *and* stores the
   effect (``fx``); then the trade is inserted, the position is updated (skipped if its
   ``res[coid].v`` already shows this effect) and ``fx`` is cleared. Whoever sees an ``fx``
-  (the next ``record`` of that order, or ``pending_orders`` at engine start) rolls it
-  forward first, so a crash anywhere loses nothing and applies nothing twice. Two writers
+  (the next ``record`` of that order, a resend's ``admit``, or ``pending_orders``: at engine
+  start, and once the store answers again after an outage) rolls it forward first, so a crash
+  or an outage anywhere loses nothing and applies nothing twice. Two writers
   may roll one effect forward at once (a stale record of the order finds the ``fx``):
   ``res[coid].v`` says "applied" only until a closed order's entry is dropped, so the
   position is written only if, read after the position, the order doc still carries that
@@ -339,6 +340,11 @@ class CouchbaseStore(CouchbaseKV):
         coid, key = order.client_order_id, order.key
         okey = self._order_key(key)
         existing, existing_cas = await self._get(okey)
+        if existing is not None and existing.get("fx"):
+            # an outcome recorded whose effects a failure interrupted (the tradebook, the position):
+            # a resend finishes them before it is answered from the order
+            await self._roll_forward(existing)
+            existing, existing_cas = await self._get(okey)
         if existing is not None:
             return await self._lease_existing(okey, existing, existing_cas, lease), True
         pkey = self._pos_key(order.account, order.symbol)
