@@ -1058,6 +1058,34 @@ async def test_a_store_failure_in_one_account_fails_the_batch_at_once_and_stops_
 
 
 @pytest.mark.couchbase
+async def test_the_other_accounts_work_has_ended_when_one_accounts_failure_is_answered(handles):
+    """The batch is answered ``retry`` only once the other accounts' cancelled work has ended
+    (here: finished its cleanup), so no write of this attempt still runs behind that answer,
+    racing the retry it asks for."""
+    [store] = handles()
+    real_get, never, ended = store._get, asyncio.Event(), []
+
+    async def get(key):
+        if "order::broken/" in key:
+            raise StoreUnavailable("couchbase: the node went away")
+        if "order::held/" in key:
+            try:
+                await never.wait()
+            except asyncio.CancelledError:
+                for _ in range(3):  # unwinding takes a few turns of the loop
+                    await asyncio.sleep(0)
+                ended.append(key)
+                raise
+        return await real_get(key)
+
+    store._get = get  # type: ignore[method-assign]
+    async with asyncio.timeout(30):
+        with pytest.raises(StoreUnavailable, match="the node went away"):
+            await store.admit([order("h1", account="held"), order("b1", account="broken")], approve)
+        assert ended == ["order::held/h1"], "answered while the held account's work was still unwinding"
+
+
+@pytest.mark.couchbase
 async def test_the_order_and_trade_indexes_are_bucketed_so_a_write_never_grows_with_the_orderbook(handles, monkeypatch):
     """Each admit and fill adds its key to an index document of at most INDEX_BUCKET keys (here 4),
     so the document it rewrites stays the same size however many orders were ever stored; listings
