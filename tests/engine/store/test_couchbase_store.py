@@ -215,6 +215,34 @@ async def test_a_crash_after_the_order_commit_is_rolled_forward_exactly_once(han
 
 
 @pytest.mark.couchbase
+async def test_a_crash_after_the_position_write_before_the_outcome_is_cleared_applies_the_fill_once(handles, monkeypatch):
+    """The roll-forward writes the position, then clears ``fx`` from the order: a crash between the
+    two leaves an outcome that looks unapplied on the order but is applied on the position (its
+    marker carries the outcome's version). Rolled forward again, it must change nothing."""
+    [store] = handles(1)
+    [(o, _)] = await store.admit([order()], approve)
+    real_put = CouchbaseStore._put
+
+    async def put(self, key, doc, cas):
+        written = await real_put(self, key, doc, cas)
+        if key.startswith("pos::"):
+            raise Crash  # the position write landed; the process died right after
+        return written
+
+    monkeypatch.setattr(CouchbaseStore, "_put", put)
+    with pytest.raises(Crash):
+        await store.record([fill(o, "10", "101")])
+    monkeypatch.undo()
+
+    [restarted] = handles(1)
+    assert (await restarted.get_order("acct", "c1")).state is OrderState.FILLED
+    assert await restarted.pending_orders() == []  # the recovery scan finds fx and rolls it forward again
+    position = await restarted.get_position("acct", "SYM")
+    assert position.quantity == Decimal(10) and position.average_price == Decimal(101) and position.pending_buy == 0
+    assert [(t.trade_id, t.quantity) for t in await restarted.list_trades()] == [("acct/c1#1", Decimal(10))]
+
+
+@pytest.mark.couchbase
 async def test_the_next_record_of_an_order_rolls_its_earlier_outcome_forward_first(handles, monkeypatch):
     [store] = handles(1)
     [(o, _)] = await store.admit([order()], approve)
