@@ -174,6 +174,20 @@ async def test_partial_fills_then_fill(make_store):
     assert sorted(t.quantity for t in await store.list_trades(client_order_id="c1")) == [Decimal(4), Decimal(6)]
 
 
+@pytest.mark.parametrize("side", ["buy", "sell"])
+async def test_partial_fills_of_a_fractional_order_release_exactly_what_they_fill(make_store, side):
+    """A reservation below one unit is released by what each partial fill fills, down to exactly
+    nothing once partial fills have filled the whole order (before any closing outcome)."""
+    store = make_store()
+    [(o, _)] = await store.admit([order(quantity="1", side=side)], approve)
+    pending = "pending_buy" if side == "buy" else "pending_sell"
+    await store.record([fill(o, "0.4", "100", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)])
+    assert getattr(await store.get_position("acct", "SYM"), pending) == Decimal("0.6")
+    await store.record([fill(o, "1", "100", OrderState.PARTIALLY_FILLED, OrderEvent.PARTIALLY_FILLED)])
+    position = await store.get_position("acct", "SYM")
+    assert getattr(position, pending) == 0 and abs(position.quantity) == 1
+
+
 async def test_a_rejection_releases_the_reservation_without_a_trade(make_store):
     store = make_store()
     [(o, _)] = await store.admit([order()], approve)
