@@ -240,6 +240,37 @@ async def test_a_crash_after_the_position_write_before_the_outcome_is_cleared_ap
     position = await restarted.get_position("acct", "SYM")
     assert position.quantity == Decimal(10) and position.average_price == Decimal(101) and position.pending_buy == 0
     assert [(t.trade_id, t.quantity) for t in await restarted.list_trades()] == [("acct/c1#1", Decimal(10))]
+    assert await restarted.open_orders(10) == []  # finished: the filled order is no longer open
+
+
+@pytest.mark.couchbase
+async def test_the_next_outcome_of_an_order_whose_partial_fill_crashed_before_its_clear_is_recorded(handles, monkeypatch):
+    """A partial fill's roll-forward wrote the position and died before clearing ``fx``: found
+    again (already applied on the position), it must still be cleared, or the order's next
+    outcome can never be committed over it."""
+    [store] = handles(1)
+    [(o, _)] = await store.admit([order()], approve)
+    real_put = CouchbaseStore._put
+
+    async def put(self, key, doc, cas):
+        written = await real_put(self, key, doc, cas)
+        if key.startswith("pos::"):
+            raise Crash  # the position write landed; the process died right after
+        return written
+
+    monkeypatch.setattr(CouchbaseStore, "_put", put)
+    with pytest.raises(Crash):
+        await store.record([fill(o, "4", "100", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)])
+    monkeypatch.undo()
+
+    [restarted] = handles(1)
+    assert await restarted.pending_orders() == []
+    done = fill(o, "10", "101", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)
+    await asyncio.wait_for(restarted.record([done]), 60)
+    assert done.applied
+    position = await restarted.get_position("acct", "SYM")
+    assert position.quantity == Decimal(10) and position.pending_buy == 0
+    assert sorted(t.quantity for t in await restarted.list_trades(client_order_id="c1")) == [Decimal(4), Decimal(6)]
 
 
 @pytest.mark.couchbase
