@@ -274,6 +274,36 @@ async def test_the_next_outcome_of_an_order_whose_partial_fill_crashed_before_it
 
 
 @pytest.mark.couchbase
+async def test_a_stale_roll_forward_of_an_earlier_outcome_never_clears_the_orders_newer_one(handles, monkeypatch):
+    """A writer that read an outcome (``fx``) and stalled rolls it forward after it was applied and
+    the order's next outcome committed: it must leave that newer outcome on the order, or the
+    newer one's effects (the last fill) are never applied."""
+    [store] = handles(1)
+    [(o, _)] = await store.admit([order()], approve)
+    okey = store._order_key("acct/c1")
+
+    async def crash(self, doc):
+        raise Crash  # the outcome is committed on the order doc; the process died before its effects
+
+    monkeypatch.setattr(CouchbaseStore, "_roll_forward", crash)
+    with pytest.raises(Crash):
+        await store.record([fill(o, "4", "100", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)])
+    stale = await store._get_doc(okey)  # what the stalled writer read: the first outcome
+    monkeypatch.undo()
+    [restarted] = handles(1)
+    assert await restarted.pending_orders() == []  # the first outcome applied and cleared
+    monkeypatch.setattr(CouchbaseStore, "_roll_forward", crash)
+    with pytest.raises(Crash):
+        await restarted.record([fill(o, "10", "101", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)])
+    monkeypatch.undo()
+
+    await store._roll_forward(stale)  # the stalled writer comes back
+    assert await restarted.pending_orders() == []  # the second outcome is still there to finish
+    position = await restarted.get_position("acct", "SYM")
+    assert position.quantity == Decimal(10) and position.pending_buy == 0
+
+
+@pytest.mark.couchbase
 async def test_the_next_record_of_an_order_rolls_its_earlier_outcome_forward_first(handles, monkeypatch):
     [store] = handles(1)
     [(o, _)] = await store.admit([order()], approve)
