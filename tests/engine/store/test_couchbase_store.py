@@ -304,6 +304,41 @@ async def test_a_stale_roll_forward_of_an_earlier_outcome_never_clears_the_order
 
 
 @pytest.mark.couchbase
+@pytest.mark.parametrize("filled", ["4", "10"])
+async def test_a_resend_that_finds_its_order_admitted_and_filled_meanwhile_answers_that_order(handles, filled):
+    """Replica B looks for the order (absent), then stalls; replica A admits the same order and
+    records a fill (partial or whole). B goes on: the position's marker for the order says an
+    outcome is recorded, so B answers A's order as it stands and changes no reservation: the
+    part still open stays reserved once, the filled part not at all."""
+    a, b = handles(2)
+    stalled, go_on = asyncio.Event(), asyncio.Event()
+    real_next_seq = b._next_seq
+
+    async def next_seq(key="idx::seq"):
+        if key == "idx::seq" and not go_on.is_set():
+            stalled.set()
+            await go_on.wait()
+        return await real_next_seq(key)
+
+    b._next_seq = next_seq  # type: ignore[method-assign]
+    resend = asyncio.create_task(b.admit([order()], approve))
+    await asyncio.wait_for(stalled.wait(), 30)
+    [(o, _)] = await a.admit([order()], approve)
+    event = OrderEvent.FILLED if filled == "10" else OrderEvent.PARTIALLY_FILLED
+    await a.record([fill(o, filled, "101", OrderState.PENDING, event)])
+    go_on.set()
+    [(answered, existed)] = await asyncio.wait_for(resend, 30)
+    assert existed and answered.state is o.state and answered.filled_quantity == Decimal(filled)
+    position = await a.get_position("acct", "SYM")
+    assert position.quantity == Decimal(filled) and position.pending_buy == Decimal(10) - Decimal(filled)
+    if filled == "4":  # and the rest still fills once
+        done = fill(o, "10", "101", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)
+        await b.record([done])
+        position = await a.get_position("acct", "SYM")
+        assert done.applied and position.quantity == Decimal(10) and position.pending_buy == 0
+
+
+@pytest.mark.couchbase
 async def test_the_next_record_of_an_order_rolls_its_earlier_outcome_forward_first(handles, monkeypatch):
     [store] = handles(1)
     [(o, _)] = await store.admit([order()], approve)
