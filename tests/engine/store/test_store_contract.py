@@ -992,6 +992,14 @@ async def test_a_limit_of_zero_lists_no_order_or_trade_and_a_negative_one_lists_
     assert [t.client_order_id for t in await store.list_trades(limit=-1)] == ["c2", "c1", "c0"]
 
 
+async def test_a_limit_of_zero_lists_no_open_order_and_a_negative_one_lists_them_all(make_store):
+    store = make_store()
+    for i in range(3):
+        await store.admit([order(f"c{i}")], approve)
+    assert await store.open_orders(0) == []
+    assert [o.client_order_id for o in await store.open_orders(-1)] == ["c0", "c1", "c2"]
+
+
 async def test_positions_read_back_field_for_field_per_account(make_store):
     store = make_store()
     [(a, _)] = await store.admit([order("a", account="a1", symbol="S1", quantity="5")], approve)
