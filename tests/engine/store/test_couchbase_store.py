@@ -9,7 +9,9 @@ import sys
 import time
 import types
 import uuid
+from datetime import timedelta
 from decimal import Decimal
+from unittest import mock
 from urllib.parse import urlparse
 
 import pytest
@@ -18,7 +20,7 @@ from tests.engine.store.test_store_contract import apply_all, approve, by_sequen
 from wojak.engine.domain import Order, OrderEvent, OrderState
 from wojak.engine.store import Execution, StoreUnavailable, open_store
 from wojak.engine.store._couchbase import CouchbaseStore, from_url, resolve_ambiguous
-from wojak.engine.store._couchbase_kv import AMBIGUOUS_ATTEMPTS
+from wojak.engine.store._couchbase_kv import AMBIGUOUS_ATTEMPTS, CAS_ATTEMPTS, backoff
 from wojak.errors import ConfigError
 
 
@@ -210,6 +212,130 @@ async def test_a_crash_after_the_order_commit_is_rolled_forward_exactly_once(han
     assert position.quantity == Decimal(10) and position.pending_buy == 0 and position.average_price == Decimal(101)
     trades = await restarted.list_trades()
     assert [(t.trade_id, t.quantity) for t in trades] == [("acct/c1#1", Decimal(10))]
+
+
+@pytest.mark.couchbase
+async def test_a_crash_after_the_position_write_before_the_outcome_is_cleared_applies_the_fill_once(handles, monkeypatch):
+    """The roll-forward writes the position, then clears ``fx`` from the order: a crash between the
+    two leaves an outcome that looks unapplied on the order but is applied on the position (its
+    marker carries the outcome's version). Rolled forward again, it must change nothing."""
+    [store] = handles(1)
+    [(o, _)] = await store.admit([order()], approve)
+    real_put = CouchbaseStore._put
+
+    async def put(self, key, doc, cas):
+        written = await real_put(self, key, doc, cas)
+        if key.startswith("pos::"):
+            raise Crash  # the position write landed; the process died right after
+        return written
+
+    monkeypatch.setattr(CouchbaseStore, "_put", put)
+    with pytest.raises(Crash):
+        await store.record([fill(o, "10", "101")])
+    monkeypatch.undo()
+
+    [restarted] = handles(1)
+    assert (await restarted.get_order("acct", "c1")).state is OrderState.FILLED
+    assert await restarted.pending_orders() == []  # the recovery scan finds fx and rolls it forward again
+    position = await restarted.get_position("acct", "SYM")
+    assert position.quantity == Decimal(10) and position.average_price == Decimal(101) and position.pending_buy == 0
+    assert [(t.trade_id, t.quantity) for t in await restarted.list_trades()] == [("acct/c1#1", Decimal(10))]
+    assert await restarted.open_orders(10) == []  # finished: the filled order is no longer open
+
+
+@pytest.mark.couchbase
+async def test_the_next_outcome_of_an_order_whose_partial_fill_crashed_before_its_clear_is_recorded(handles, monkeypatch):
+    """A partial fill's roll-forward wrote the position and died before clearing ``fx``: found
+    again (already applied on the position), it must still be cleared, or the order's next
+    outcome can never be committed over it."""
+    [store] = handles(1)
+    [(o, _)] = await store.admit([order()], approve)
+    real_put = CouchbaseStore._put
+
+    async def put(self, key, doc, cas):
+        written = await real_put(self, key, doc, cas)
+        if key.startswith("pos::"):
+            raise Crash  # the position write landed; the process died right after
+        return written
+
+    monkeypatch.setattr(CouchbaseStore, "_put", put)
+    with pytest.raises(Crash):
+        await store.record([fill(o, "4", "100", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)])
+    monkeypatch.undo()
+
+    [restarted] = handles(1)
+    assert await restarted.pending_orders() == []
+    done = fill(o, "10", "101", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)
+    await asyncio.wait_for(restarted.record([done]), 60)
+    assert done.applied
+    position = await restarted.get_position("acct", "SYM")
+    assert position.quantity == Decimal(10) and position.pending_buy == 0
+    assert sorted(t.quantity for t in await restarted.list_trades(client_order_id="c1")) == [Decimal(4), Decimal(6)]
+
+
+@pytest.mark.couchbase
+async def test_a_stale_roll_forward_of_an_earlier_outcome_never_clears_the_orders_newer_one(handles, monkeypatch):
+    """A writer that read an outcome (``fx``) and stalled rolls it forward after it was applied and
+    the order's next outcome committed: it must leave that newer outcome on the order, or the
+    newer one's effects (the last fill) are never applied."""
+    [store] = handles(1)
+    [(o, _)] = await store.admit([order()], approve)
+    okey = store._order_key("acct/c1")
+
+    async def crash(self, doc):
+        raise Crash  # the outcome is committed on the order doc; the process died before its effects
+
+    monkeypatch.setattr(CouchbaseStore, "_roll_forward", crash)
+    with pytest.raises(Crash):
+        await store.record([fill(o, "4", "100", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)])
+    stale = await store._get_doc(okey)  # what the stalled writer read: the first outcome
+    monkeypatch.undo()
+    [restarted] = handles(1)
+    assert await restarted.pending_orders() == []  # the first outcome applied and cleared
+    monkeypatch.setattr(CouchbaseStore, "_roll_forward", crash)
+    with pytest.raises(Crash):
+        await restarted.record([fill(o, "10", "101", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)])
+    monkeypatch.undo()
+
+    await store._roll_forward(stale)  # the stalled writer comes back
+    assert await restarted.pending_orders() == []  # the second outcome is still there to finish
+    position = await restarted.get_position("acct", "SYM")
+    assert position.quantity == Decimal(10) and position.pending_buy == 0
+
+
+@pytest.mark.couchbase
+@pytest.mark.parametrize("filled", ["4", "10"])
+async def test_a_resend_that_finds_its_order_admitted_and_filled_meanwhile_answers_that_order(handles, filled):
+    """Replica B looks for the order (absent), then stalls; replica A admits the same order and
+    records a fill (partial or whole). B goes on: the position's marker for the order says an
+    outcome is recorded, so B answers A's order as it stands and changes no reservation: the
+    part still open stays reserved once, the filled part not at all."""
+    a, b = handles(2)
+    stalled, go_on = asyncio.Event(), asyncio.Event()
+    real_next_seq = b._next_seq
+
+    async def next_seq(key="idx::seq"):
+        if key == "idx::seq" and not go_on.is_set():
+            stalled.set()
+            await go_on.wait()
+        return await real_next_seq(key)
+
+    b._next_seq = next_seq  # type: ignore[method-assign]
+    resend = asyncio.create_task(b.admit([order()], approve))
+    await asyncio.wait_for(stalled.wait(), 30)
+    [(o, _)] = await a.admit([order()], approve)
+    event = OrderEvent.FILLED if filled == "10" else OrderEvent.PARTIALLY_FILLED
+    await a.record([fill(o, filled, "101", OrderState.PENDING, event)])
+    go_on.set()
+    [(answered, existed)] = await asyncio.wait_for(resend, 30)
+    assert existed and answered.state is o.state and answered.filled_quantity == Decimal(filled)
+    position = await a.get_position("acct", "SYM")
+    assert position.quantity == Decimal(filled) and position.pending_buy == Decimal(10) - Decimal(filled)
+    if filled == "4":  # and the rest still fills once
+        done = fill(o, "10", "101", OrderState.PARTIALLY_FILLED, OrderEvent.FILLED)
+        await b.record([done])
+        position = await a.get_position("acct", "SYM")
+        assert done.applied and position.quantity == Decimal(10) and position.pending_buy == 0
 
 
 @pytest.mark.couchbase
@@ -662,6 +788,50 @@ async def test_an_ambiguous_write_reports_the_cas_it_left(lands):
     assert await store._replace_cas("k", {"a": 3}, cas) is None  # a stale CAS loses
 
 
+class LateLanding(FakeCollection):
+    """An insert that times out ambiguously and lands only later: after the read-back that
+    followed it found nothing, before the retry."""
+
+    def __init__(self):
+        super().__init__(ambiguous=0, lands=True)
+        self.in_flight: tuple[str, dict] | None = None
+
+    async def insert(self, key, value):
+        if self.in_flight is not None:  # the first attempt lands now: the retry finds it
+            self.docs[key] = (dict(self.in_flight[1]), 41)
+            self.in_flight = None
+        elif not self.writes:
+            self.writes += 1
+            self.in_flight = (key, dict(value))
+            raise self.exc.AmbiguousTimeoutException(message="ambiguous")
+        return await super().insert(key, value)
+
+
+async def test_an_ambiguous_insert_that_lands_late_is_found_as_ours_with_its_cas():
+    """The retry of an ambiguous insert is refused (the document exists) because the first
+    attempt landed after all: that is our write (it carries our token), so the insert created
+    the document, and the CAS reported is the document's (a follow-up CAS write relies on it)."""
+    coll = LateLanding()
+    assert await fake_store(coll)._insert_cas("k", {"a": 1}) == 41
+    assert coll.docs["k"][0]["a"] == 1
+    assert await fake_store(LateLanding())._insert("k", {"a": 1}) is True
+
+
+async def test_an_ambiguous_insert_that_did_not_land_where_another_writer_created_the_doc_lost():
+    """Our insert times out without landing while another writer creates the document: the read-
+    back finds their write, not ours, so ours did not create it (False / None), never their CAS."""
+    coll = FakeCollection(ambiguous=1, lands=False)
+    real_get = coll.get
+
+    async def get(key):  # their insert landed while ours was in doubt
+        coll.docs.setdefault(key, ({"_w": "someone-else"}, 7))
+        return await real_get(key)
+
+    coll.get = get
+    assert await fake_store(coll)._insert_cas("k", {"a": 1}) is None
+    assert coll.docs["k"] == ({"_w": "someone-else"}, 7) and coll.writes == 1
+
+
 async def test_an_ambiguous_insert_that_lost_to_another_writer_reports_existing():
     coll = FakeCollection(ambiguous=0, lands=True)
     coll.docs["k"] = ({"_w": "someone-else"}, 1)
@@ -726,6 +896,66 @@ class FakeSubdocCollection(FakeCollection):
         return types.SimpleNamespace(content=self.counter)
 
 
+class SubdocServer(FakeCollection):
+    """Sub-document writes as Couchbase Server does them: a path whose parent (or, for an array
+    operation, whose array) is missing is refused (PathNotFound) unless the spec asks for it to
+    be created (``create_parents``). CouchbaseMock, the test services' server, creates it
+    whatever the spec says, so it cannot show this rule (docs/testing.md, fourth pass)."""
+
+    def __init__(self):
+        super().__init__(ambiguous=0, lands=True)
+
+    async def mutate_in(self, key, specs, options=None):
+        from couchbase.subdocument import StoreSemantics, SubDocOp
+
+        if key not in self.docs and (options or {}).get("store_semantics") != StoreSemantics.UPSERT:
+            raise self.exc.DocumentNotFoundException(message=key)
+        doc = dict(self.docs.get(key, ({}, 0))[0])
+        for op, path, create_parents, _xattr, _macros, *value in specs:
+            *parents, leaf = path.split(".")
+            node = doc
+            for name in parents:
+                if name not in node:
+                    if not create_parents:
+                        raise self.exc.PathNotFoundException(message=f"{key}: {path}")
+                    node[name] = {}
+                node = node[name]
+            if op == SubDocOp.DICT_UPSERT:
+                node[leaf] = value[0]
+            elif op == SubDocOp.ARRAY_ADD_UNIQUE:
+                if leaf not in node and not create_parents:
+                    raise self.exc.PathNotFoundException(message=f"{key}: {path}")
+                if value[0] in node.setdefault(leaf, []):
+                    raise self.exc.PathExistsException(message=f"{key}: {path}")
+                node[leaf].append(value[0])
+            elif op == SubDocOp.REMOVE:
+                if leaf not in node:
+                    raise self.exc.PathNotFoundException(message=f"{key}: {path}")
+                del node[leaf]
+            else:
+                raise AssertionError(f"sub-document operation {op} not modelled")
+        self.docs[key] = (doc, self.docs.get(key, ({}, 0))[1] + 1)
+        return FakeMutation(self.docs[key][1])
+
+
+async def test_an_index_entry_for_an_index_document_not_written_yet_creates_it_on_a_strict_server():
+    """The first entry of an index (the first order, position, account, open order of a store)
+    goes to a document that does not exist yet: the update creates the document and its array or
+    map, and what was added reads back; adding an entry again keeps one."""
+    store = fake_store(SubdocServer())
+    await store._index_add("idx::positions", "a/S1")
+    await store._index_add("idx::positions", "a/S2")
+    await store._index_add("idx::positions", "a/S1")
+    assert await store._index_list("idx::positions") == ["a/S1", "a/S2"]
+    await store._map_put("idx::open", "a/c.1", {"k": "a/c.1"})
+    await store._map_put("idx::open", "a/c2", {"k": "a/c2"})
+    assert await store._map_values("idx::open") == [{"k": "a/c.1"}, {"k": "a/c2"}]
+    await store._map_remove("idx::open", "a/c.1")
+    await store._map_remove("idx::open", "a/c.1")  # already gone: nothing to do
+    await store._map_remove("idx::never", "a/c2")
+    assert await store._map_values("idx::open") == [{"k": "a/c2"}]
+
+
 async def test_an_ambiguous_index_update_or_increment_is_done_again_until_it_is_not():
     """Sub-document index updates are idempotent and an increment may skip a number: an
     ambiguous one is simply done again, up to AMBIGUOUS_ATTEMPTS times, then StoreUnavailable
@@ -752,6 +982,27 @@ async def test_an_ambiguous_index_update_or_increment_is_done_again_until_it_is_
     with pytest.raises(StoreUnavailable, match=r"replace of 'k' stayed ambiguous"):
         await fake_store(replacing)._replace("k", {"a": 1}, 1)
     assert inserting.writes == replacing.writes == AMBIGUOUS_ATTEMPTS
+
+
+async def test_a_lost_cas_round_is_retried_at_once_twice_then_after_a_growing_pause_of_at_most_50_ms():
+    """The pacing of a contended read-modify-write (``backoff``, between CAS rounds): the first
+    two retries go at once; later ones pause at random (replicas racing on one document spread
+    out) up to 1 ms per round lost, never more than 50 ms (a contended order is not held up)."""
+    paused: dict[int, list[float]] = {}
+
+    async def sleep(delay: float) -> None:
+        paused.setdefault(attempt, []).append(delay)
+
+    with mock.patch("asyncio.sleep", sleep):
+        for attempt in [0, 1, 2, 3, 10, 49, 50, 51, 1000, CAS_ATTEMPTS - 1]:
+            for _ in range(200):
+                await backoff(attempt)
+    assert paused[0] == paused[1] == [0] * 200
+    for attempt, delays in paused.items():
+        bound = min(0.05, 0.001 * attempt) if attempt >= 2 else 0
+        assert all(0 <= d <= bound for d in delays), (attempt, max(delays), bound)
+        if attempt >= 2:  # spread over the whole range, not a fixed or vanishing pause
+            assert max(delays) > bound * 0.8 and min(delays) < bound * 0.2, (attempt, min(delays), max(delays))
 
 
 # -- connection and URLs ----------------------------------------------------------------
@@ -860,6 +1111,7 @@ async def test_a_tick_published_late_never_replaces_a_newer_tick_of_its_symbol(h
     assert [(t["symbol"], str(t["last"])) for t in ticks] == [("S1", "102")]
 
 
+@pytest.mark.couchbase
 async def test_an_account_waiting_on_couchbase_does_not_hold_up_the_other_accounts_of_its_batch(handles):
     """A batch's accounts are admitted and recorded concurrently, each account's orders in turn:
     the slow account's first read is held until every order of the other account was decided
@@ -903,6 +1155,7 @@ async def test_an_account_waiting_on_couchbase_does_not_hold_up_the_other_accoun
     assert (await store.get_position("slow", "SYM")).quantity == 20 and (await store.get_position("fast", "SYM")).quantity == 30
 
 
+@pytest.mark.couchbase
 async def test_a_store_failure_in_one_account_fails_the_batch_at_once_and_stops_the_other_accounts(handles):
     """One account's store error is raised as it came (the batch is answered ``retry``), and the
     other accounts' work still under way is cancelled rather than left running behind the answer."""
@@ -928,6 +1181,35 @@ async def test_a_store_failure_in_one_account_fails_the_batch_at_once_and_stops_
     assert await store.get_order("held", "h1") is None and await store.get_order("broken", "b1") is None
 
 
+@pytest.mark.couchbase
+async def test_the_other_accounts_work_has_ended_when_one_accounts_failure_is_answered(handles):
+    """The batch is answered ``retry`` only once the other accounts' cancelled work has ended
+    (here: finished its cleanup), so no write of this attempt still runs behind that answer,
+    racing the retry it asks for."""
+    [store] = handles()
+    real_get, never, ended = store._get, asyncio.Event(), []
+
+    async def get(key):
+        if "order::broken/" in key:
+            raise StoreUnavailable("couchbase: the node went away")
+        if "order::held/" in key:
+            try:
+                await never.wait()
+            except asyncio.CancelledError:
+                for _ in range(3):  # unwinding takes a few turns of the loop
+                    await asyncio.sleep(0)
+                ended.append(key)
+                raise
+        return await real_get(key)
+
+    store._get = get  # type: ignore[method-assign]
+    async with asyncio.timeout(30):
+        with pytest.raises(StoreUnavailable, match="the node went away"):
+            await store.admit([order("h1", account="held"), order("b1", account="broken")], approve)
+        assert ended == ["order::held/h1"], "answered while the held account's work was still unwinding"
+
+
+@pytest.mark.couchbase
 async def test_the_order_and_trade_indexes_are_bucketed_so_a_write_never_grows_with_the_orderbook(handles, monkeypatch):
     """Each admit and fill adds its key to an index document of at most INDEX_BUCKET keys (here 4),
     so the document it rewrites stays the same size however many orders were ever stored; listings
@@ -967,6 +1249,70 @@ async def test_the_order_and_trade_indexes_are_bucketed_so_a_write_never_grows_w
     assert len(await store.list_trades(limit=-1)) == 23 and len(await store.list_orders(limit=-1)) == 23
 
 
+@pytest.mark.couchbase
+async def test_a_page_from_a_cursor_reads_the_order_index_from_the_cursors_bucket_not_from_the_newest(handles, monkeypatch):
+    """Paging deep into the orderbook costs what the first page costs: a page after a cursor
+    reads the index buckets from the cursor order's own (one newer: the clock's slack) down until
+    the page is full, and one more; never the newer buckets it would only filter out."""
+    from wojak.engine.store import _couchbase
+
+    monkeypatch.setattr(_couchbase, "INDEX_BUCKET", 4)
+    [store] = handles()
+    admitted = []
+    for i in range(23):  # admission numbers 1-23: buckets 0-5
+        [(o, _)] = await store.admit([order(f"c{i:02d}")], approve)
+        admitted.append(o)
+    read, real_index_list = [], store._index_list
+
+    async def index_list(key):
+        read.append(key)
+        return await real_index_list(key)
+
+    store._index_list = index_list  # type: ignore[method-assign]
+    cursor = admitted[5]  # c05: admission number 6, bucket 1
+    page = await store.list_orders(limit=2, before=(cursor.created_at, cursor.account, cursor.client_order_id))
+    assert [o.client_order_id for o in page] == ["c04", "c03"]
+    # the cursor's bucket (1) and one newer, down until the page is full, then one bucket more
+    assert read == ["idx::orders::2", "idx::orders::1", "idx::orders::0"], read
+
+
+class KeyLengthLimit:
+    """A collection that refuses a key past 250 bytes, as Couchbase Server does (CouchbaseMock
+    1.5.27 and the SDK take a 600-byte one: measured in 8346881)."""
+
+    def __init__(self, coll):
+        self.coll = coll
+
+    def __getattr__(self, name):
+        return getattr(self.coll, name)
+
+    async def get(self, key, *args, **kwargs):
+        if len(key.encode()) > 250:
+            import couchbase.exceptions as exc
+
+            raise exc.InvalidArgumentException(message=f"key of {len(key.encode())} bytes")
+        return await self.coll.get(key, *args, **kwargs)
+
+
+@pytest.mark.couchbase
+@pytest.mark.parametrize("account, coid", [("acct", "x" * 400), ("a" * 300, "c1"), ("acct/evil", "c1" * 150)])
+async def test_a_cursor_no_order_could_have_is_never_looked_up_as_a_key_the_server_refuses(handles, account, coid):
+    """A cursor comes back from the client: one whose account or id is not an id (too long, a
+    slash) is only a position to page from; looked up, it would be a key past 250 bytes, which a
+    real server refuses (here: the collection refuses it as the server does)."""
+    [store] = handles()
+    for i in range(3):
+        await store.admit([order(f"c{i}")], approve)
+    store._coll = KeyLengthLimit(await store._c())
+    mid = (await store.list_orders())[1]
+    bound = (mid.created_at, account, coid)
+    page = await store.list_orders(10, before=bound)
+    assert [o.client_order_id for o in page] == [
+        o.client_order_id for o in await store.list_orders(-1) if (o.created_at, o.account, o.client_order_id) < bound
+    ]
+
+
+@pytest.mark.couchbase
 async def test_orders_and_trades_an_earlier_version_indexed_in_one_document_are_still_listed(handles):
     """Before the indexes were bucketed, every key went to one ``idx::orders`` / ``idx::trades``
     document: those are read as the oldest bucket."""
@@ -1048,6 +1394,135 @@ async def test_a_symbol_whose_first_tick_never_landed_is_skipped_by_readers(hand
     await writer.apply_ticks([tick("S1", "100")], apply_all)
     newest, ticks = await reader.ticks_since(-1)
     assert [t["symbol"] for t in ticks] == ["S1"] and newest == ticks[0]["version"]
+
+
+@pytest.mark.couchbase
+async def test_a_store_connects_with_the_timeouts_and_credentials_it_was_given(handles):
+    """The connect and per-call (KV) timeouts a store is given (from its URL) are the SDK's, not
+    the SDK's defaults; a connect timeout of 1 s still connects to a server that answers."""
+    [store] = handles(connect_timeout=1.0, kv_timeout=1.5)
+    real, seen = store._sdk.Cluster, []
+
+    class Recording:
+        @staticmethod
+        async def connect(connstr, options):
+            seen.append((connstr, dict(options)))
+            return await real.connect(connstr, options)
+
+    store._sdk = dataclasses.replace(store._sdk, Cluster=Recording)
+    assert await store.get_order("acct", "none") is None
+    [(connstr, options)] = seen
+    assert connstr == store.connstr
+    assert (options.get("connect_timeout"), options.get("kv_timeout")) == (timedelta(seconds=1), timedelta(seconds=1.5))
+    assert options["authenticator"]["username"] == store._username
+
+
+@pytest.mark.couchbase
+@pytest.mark.parametrize(
+    "scope, collection, used",
+    [
+        (None, None, [("default collection",)]),
+        (None, "orders", [("scope", "_default"), ("collection", "orders")]),
+        ("desk", None, [("scope", "desk"), ("collection", "_default")]),
+        ("desk", "orders", [("scope", "desk"), ("collection", "orders")]),
+    ],
+)
+async def test_a_store_given_a_scope_or_a_collection_uses_it_and_the_default_for_the_other(handles, scope, collection, used):
+    """``?scope=`` / ``?collection=``: the store's documents go to that collection, in the
+    ``_default`` scope or collection when only one is named; neither named: the bucket's default
+    collection. CouchbaseMock has no collections but the default one (a named one is
+    UnsupportedOperation), so the names asked for are recorded and the default one serves them."""
+    [store] = handles(scope=scope, collection=collection)
+    real, asked = store._sdk.Cluster, []
+
+    class Scope:
+        def __init__(self, bucket):
+            self.bucket = bucket
+
+        def collection(self, name):
+            asked.append(("collection", name))
+            return self.bucket.default_collection()
+
+    class Bucket:
+        def __init__(self, bucket):
+            self.real = bucket
+
+        async def on_connect(self):
+            return await self.real.on_connect()
+
+        def scope(self, name):
+            asked.append(("scope", name))
+            return Scope(self.real)
+
+        def default_collection(self):
+            asked.append(("default collection",))
+            return self.real.default_collection()
+
+    class Cluster:
+        def __init__(self, cluster):
+            self.real = cluster
+
+        def bucket(self, name):
+            return Bucket(self.real.bucket(name))
+
+        async def close(self):
+            await self.real.close()
+
+    class Recording:
+        @staticmethod
+        async def connect(connstr, options):
+            return Cluster(await real.connect(connstr, options))
+
+    store._sdk = dataclasses.replace(store._sdk, Cluster=Recording)
+    await store.set_account_state("acct", "halted", "a reason")
+    assert (await store.get_account_state("acct"))["state"] == "halted"
+    assert asked == used
+
+
+async def test_a_connect_that_hangs_is_cut_at_its_timeout_and_says_it_got_no_answer():
+    """A connect the SDK never ends (its own timeout not honoured) is cut one second past the
+    store's connect timeout: StoreUnavailable naming the server, the bucket and the wait."""
+
+    class Hanging:
+        @staticmethod
+        async def connect(connstr, options):
+            await asyncio.Event().wait()
+
+    store = CouchbaseStore("couchbase://h", "u", "p", "orders", connect_timeout=0.2)
+    store._sdk = dataclasses.replace(store._sdk, Cluster=Hanging)
+    with pytest.raises(StoreUnavailable) as refused:
+        await asyncio.wait_for(store.get_order("acct", "c1"), 30)
+    assert str(refused.value) == "couchbase couchbase://h bucket 'orders': cannot connect (TimeoutError: no answer within 0.2s)"
+
+
+@pytest.mark.couchbase
+async def test_a_store_whose_bucket_is_missing_is_unavailable_naming_it_and_closes_the_connection_it_made(couchbase_service):
+    """The cluster answers but has no such bucket: StoreUnavailable naming the bucket, and the
+    connection made to the cluster is closed, not left open behind the failure."""
+    service = couchbase_service
+    store = CouchbaseStore(service.url, service.username, service.password, "no-such-bucket")
+    real, closed = store._sdk.Cluster, []
+
+    class Cluster:
+        def __init__(self, cluster):
+            self.real = cluster
+
+        def bucket(self, name):
+            return self.real.bucket(name)
+
+        async def close(self):
+            closed.append(True)
+            await self.real.close()
+
+    class Recording:
+        @staticmethod
+        async def connect(connstr, options):
+            return Cluster(await real.connect(connstr, options))
+
+    store._sdk = dataclasses.replace(store._sdk, Cluster=Recording)
+    with pytest.raises(StoreUnavailable, match=r"bucket 'no-such-bucket': cannot connect \(BucketNotFoundException"):
+        await store.get_order("acct", "c1")
+    assert closed == [True]
 
 
 @pytest.mark.couchbase

@@ -174,6 +174,20 @@ async def test_partial_fills_then_fill(make_store):
     assert sorted(t.quantity for t in await store.list_trades(client_order_id="c1")) == [Decimal(4), Decimal(6)]
 
 
+@pytest.mark.parametrize("side", ["buy", "sell"])
+async def test_partial_fills_of_a_fractional_order_release_exactly_what_they_fill(make_store, side):
+    """A reservation below one unit is released by what each partial fill fills, down to exactly
+    nothing once partial fills have filled the whole order (before any closing outcome)."""
+    store = make_store()
+    [(o, _)] = await store.admit([order(quantity="1", side=side)], approve)
+    pending = "pending_buy" if side == "buy" else "pending_sell"
+    await store.record([fill(o, "0.4", "100", OrderState.PENDING, OrderEvent.PARTIALLY_FILLED)])
+    assert getattr(await store.get_position("acct", "SYM"), pending) == Decimal("0.6")
+    await store.record([fill(o, "1", "100", OrderState.PARTIALLY_FILLED, OrderEvent.PARTIALLY_FILLED)])
+    position = await store.get_position("acct", "SYM")
+    assert getattr(position, pending) == 0 and abs(position.quantity) == 1
+
+
 async def test_a_rejection_releases_the_reservation_without_a_trade(make_store):
     store = make_store()
     [(o, _)] = await store.admit([order()], approve)
@@ -934,6 +948,21 @@ async def test_a_cursor_naming_no_order_still_pages_by_its_position(make_store):
         ], (account, coid)
 
 
+async def test_a_cursor_naming_an_order_that_is_not_stored_pages_by_its_position(make_store):
+    """A cursor whose account and id could be an order's but name none stored here (another
+    store's, a typo) is a position like any other."""
+    store = make_store()
+    for i in range(3):
+        await store.admit([order(f"c{i}")], approve)
+    mid = (await store.list_orders())[1]  # c1
+    for account, coid in (("acct", "c1-gone"), ("nobody", "c1"), ("acct", "c0")):
+        bound = (mid.created_at, account, coid)
+        page = await store.list_orders(10, before=bound)
+        assert [o.client_order_id for o in page] == [
+            o.client_order_id for o in await store.list_orders(-1) if (o.created_at, o.account, o.client_order_id) < bound
+        ], (account, coid)
+
+
 async def test_every_list_keeps_to_its_limit_and_its_order(make_store):
     store = make_store()
     for i in range(4):
@@ -950,6 +979,25 @@ async def test_every_list_keeps_to_its_limit_and_its_order(make_store):
     assert [e["key"] for e in await store.undelivered_escalations()] == ["k0", "k1", "k2", "k3"]
     await store.mark_escalations_delivered(["k0", "k2"])
     assert [e["key"] for e in await make_store().undelivered_escalations(1)] == ["k1"]
+
+
+async def test_a_limit_of_zero_lists_no_order_or_trade_and_a_negative_one_lists_them_all(make_store):
+    store = make_store()
+    for i in range(3):
+        [(o, _)] = await store.admit([order(f"c{i}")], approve)
+        await store.record([fill(o, "10")])
+    assert await store.list_orders(limit=0) == [] and await store.list_trades(limit=0) == []
+    assert await store.list_trades(limit=0, account="acct") == []
+    assert [o.client_order_id for o in await store.list_orders(limit=-1)] == ["c2", "c1", "c0"]
+    assert [t.client_order_id for t in await store.list_trades(limit=-1)] == ["c2", "c1", "c0"]
+
+
+async def test_a_limit_of_zero_lists_no_open_order_and_a_negative_one_lists_them_all(make_store):
+    store = make_store()
+    for i in range(3):
+        await store.admit([order(f"c{i}")], approve)
+    assert await store.open_orders(0) == []
+    assert [o.client_order_id for o in await store.open_orders(-1)] == ["c0", "c1", "c2"]
 
 
 async def test_positions_read_back_field_for_field_per_account(make_store):

@@ -494,3 +494,56 @@ async def test_a_body_over_the_limit_is_handed_out_refused():
     h.add(p, 1, "b", b"x" * 8)
     big, small = await h.handed_out()
     assert big.refusal == (ordered.BODY_TOO_LARGE, {"bytes": 9, "limit": 8}) and small.refusal is None
+
+
+# -- the position written at stop (a Kafka commit, a Kinesis checkpoint) ------------------------
+
+
+class Attempts:
+    """Stands in for the source's write at stop: refuses the first ``refusals`` attempts, then
+    writes; records the timeout each attempt was given."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.timeouts: list[float] = []
+
+    async def __call__(self, timeout: float) -> bool:
+        self.timeouts.append(timeout)
+        return len(self.timeouts) > self.refusals
+
+
+@pytest.mark.parametrize("refusals", [1, 3])
+async def test_a_position_write_refused_at_stop_is_made_again_until_it_lands(monkeypatch, caplog, refusals):
+    monkeypatch.setattr(ordered, "STOP_WRITE_PAUSE", 0.001)
+    attempt = Attempts(refusals=refusals)
+    with caplog.at_level("WARNING", logger=ordered.__name__):
+        assert await ordered.write_position_at_stop(attempt, budget=60.0, per_attempt=5.0, what="the commit") is True
+    assert attempt.timeouts == [5.0] * (refusals + 1), "each attempt gets its own per-attempt timeout while the budget lasts"
+    assert [r.getMessage() for r in caplog.records] == [f"the commit at stop landed at attempt {refusals + 1}"]
+
+
+async def test_a_position_write_that_lands_at_once_is_one_attempt_and_says_nothing(caplog):
+    attempt = Attempts(refusals=0)
+    with caplog.at_level("WARNING", logger=ordered.__name__):
+        assert await ordered.write_position_at_stop(attempt, budget=60.0, per_attempt=5.0, what="the commit") is True
+    assert attempt.timeouts == [5.0] and caplog.records == []
+
+
+async def test_a_position_write_refused_until_its_budget_is_spent_gives_up_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(ordered, "STOP_WRITE_PAUSE", 0.01)
+    attempt = Attempts(refusals=10**9)
+    with caplog.at_level("WARNING", logger=ordered.__name__):
+        assert await ordered.write_position_at_stop(attempt, budget=0.2, per_attempt=5.0, what="the checkpoint") is False
+    # made again, a pause apart (not in a tight loop), each given no more than the budget left
+    assert 2 <= len(attempt.timeouts) <= 21, attempt.timeouts
+    assert all(0 < t <= 0.2 for t in attempt.timeouts), attempt.timeouts
+    assert attempt.timeouts == sorted(attempt.timeouts, reverse=True), "the budget left only shrinks"
+    [record] = caplog.records
+    assert record.getMessage().startswith(f"the checkpoint at stop failed {len(attempt.timeouts)} time(s) within 0.2s")
+
+
+async def test_a_position_write_with_no_budget_left_is_tried_once_with_a_millisecond(monkeypatch):
+    monkeypatch.setattr(ordered, "STOP_WRITE_PAUSE", 0.01)
+    attempt = Attempts(refusals=1)
+    assert await ordered.write_position_at_stop(attempt, budget=0.0, per_attempt=5.0, what="the commit") is False
+    assert attempt.timeouts == [0.001], "one attempt, never with a timeout of 0 or less"

@@ -120,7 +120,7 @@ class CouchbaseKV:
                         pass
                 raise StoreUnavailable(
                     f"couchbase {self.connstr} bucket {self.bucket_name!r}: cannot connect"
-                    f" ({type(exc).__name__}: {exc or 'no answer within ' + str(self.connect_timeout) + 's'})"
+                    f" ({type(exc).__name__}: {str(exc) or 'no answer within ' + str(self.connect_timeout) + 's'})"
                 ) from exc
             self._cluster, self._coll, self._loop = cluster, coll, asyncio.get_running_loop()
             return coll
