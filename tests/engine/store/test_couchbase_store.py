@@ -126,7 +126,9 @@ async def test_a_crash_between_reservation_and_order_insert_does_not_double_rese
     [again] = handles(1)
     assert (await again.get_position("acct", "SYM")).pending_buy == Decimal(10)  # conservative meanwhile
     seen = []
-    [(record, existed)] = await again.admit([order("c1")], lambda o, v: seen.append(v.position(o.symbol).pending_buy) or approve(o, v))
+    [(record, existed)] = await again.admit(
+        [order("c1")], lambda o, v: seen.append(v.position(o.symbol).pending_buy) or approve(o, v)
+    )
     assert not existed and record.state is OrderState.PENDING
     assert seen == [0]  # decide does not count the crashed attempt's reservation of the same order
     assert (await again.get_position("acct", "SYM")).pending_buy == Decimal(10)
@@ -1084,8 +1086,10 @@ async def test_two_replicas_taking_one_lapsed_lease_at_once_get_it_once(handles)
     b._replace = gated(b)  # type: ignore[method-assign]
     c._replace = gated(c)  # type: ignore[method-assign]
     (got_b, existed_b), (got_c, existed_c) = [
-        r[0] for r in await asyncio.gather(b.admit([order("lapsed")], approve, lease=("b", 60)),
-                                            c.admit([order("lapsed")], approve, lease=("c", 60)))  # fmt: skip
+        r[0]
+        for r in await asyncio.gather(
+            b.admit([order("lapsed")], approve, lease=("b", 60)), c.admit([order("lapsed")], approve, lease=("c", 60))
+        )  # fmt: skip
     ]
     assert existed_b and existed_c
     assert {got_b.lease_owner, got_c.lease_owner} in ({"b"}, {"c"}), "one lease, the same one seen by both"
@@ -1547,3 +1551,90 @@ async def test_an_earlier_layouts_order_index_entry_never_breaks_listing_an_orde
     await store.record([fill(o, "10")])
     assert [t.trade_id for t in await store.list_trades(client_order_id="c1")] == ["acct/c1#1"]
     assert await store.list_trades(client_order_id="old-c1") == []
+
+
+@pytest.mark.couchbase
+async def test_the_recovery_scan_goes_past_a_dangling_entry_and_prunes_what_is_closed_or_orphaned(handles, monkeypatch):
+    """``pending_orders`` reads every ``idx::open`` entry: one whose order doc never landed (an
+    admit cut short, still young) is skipped, not the end of the scan; an old one is dropped; a
+    closed order's entry is dropped, also when its outcome's effects were cut short (applied
+    first); a pending order's entry stays."""
+    [store] = handles(1)
+    pkey = store._pos_key("acct", "SYM")
+    young = {"k": "acct/ghost", "c": "ghost", "p": pkey, "t": time.time()}
+    await store._map_put("idx::open", "acct/ghost", young)  # first in the index
+    await store._map_put("idx::open", "acct/old", {"k": "acct/old", "c": "old", "p": pkey, "t": time.time() - 10**6})
+    [(pending, _)] = await store.admit([order("p1")], approve)
+    [(cut, _)] = await store.admit([order("cut")], approve)
+    real_insert = CouchbaseStore._insert
+
+    async def insert(self, key, doc):
+        if key.startswith("trade::"):
+            raise StoreUnavailable("couchbase: the node went away")
+        return await real_insert(self, key, doc)
+
+    monkeypatch.setattr(CouchbaseStore, "_insert", insert)
+    with pytest.raises(StoreUnavailable):
+        await store.record([fill(cut, "10", "101")])  # committed filled, effects cut short
+    monkeypatch.undo()
+    [(closed, _)] = await store.admit([order("closed")], approve)
+    await store.record([fill(closed, "10", "101")])
+    await store._map_put("idx::open", "acct/closed", {"k": "acct/closed", "c": "closed", "p": pkey, "t": time.time()})
+
+    assert [o.client_order_id for o in await store.pending_orders()] == ["p1"]
+    assert sorted(e["k"] for e in await store._open_entries()) == ["acct/ghost", "acct/p1"]
+    assert sorted(t.client_order_id for t in await store.list_trades()) == ["closed", "cut"]
+    position = await store.get_position("acct", "SYM")
+    assert position.quantity == Decimal(20) and position.pending_buy == Decimal(10)  # p1's reservation only
+
+
+@pytest.mark.couchbase
+async def test_pending_orders_of_one_instant_come_back_in_admission_order(handles, monkeypatch):
+    """Ties on ``created_at`` are broken by the admission number, not by where the index keeps
+    the entries (here an entry rewritten after the others)."""
+    from wojak.engine.store import _couchbase
+
+    [store] = handles(1)
+    monkeypatch.setattr(_couchbase.time, "time", lambda: 1_800_000_000.0)
+    for coid in ("b", "a", "c"):
+        await store.admit([order(coid, account=f"acct-{coid}")], approve)
+    entry = next(e for e in await store._open_entries() if e["k"] == "acct-b/b")
+    await store._map_remove("idx::open", "acct-b/b")
+    await store._map_put("idx::open", "acct-b/b", entry)  # now last in the index
+    assert [o.client_order_id for o in await store.pending_orders()] == ["b", "a", "c"]
+
+
+@pytest.mark.couchbase
+async def test_the_audit_log_pages_past_holes_without_skipping_an_entry(handles):
+    """Numbers taken for audit entries that never landed (holes) are skipped, and every entry
+    is read: here the second read of the page starts right below the first."""
+    [store] = handles(1)
+    for _ in range(2):
+        await store._next_seq("audit::seq")  # holes 1, 2
+    await store.append_audit("test", "me", "first", {})  # 3
+    for _ in range(10):
+        await store._next_seq("audit::seq")  # holes 4..13
+    await store.append_audit("test", "me", "second", {})  # 14
+    assert [e["subject"] for e in await store.list_audit(limit=3)] == ["second", "first"]
+
+
+@pytest.mark.couchbase
+async def test_the_outbox_goes_past_entries_not_committed_and_prunes_delivered_and_lost_ones(handles):
+    """``undelivered_escalations`` reads every ``idx::esc`` entry: one whose order was never
+    written (an admit cut short) is skipped and kept, not the end of the read; one already
+    delivered, and one whose order was recorded without escalating (an attempt that lost), are
+    dropped from the index and not listed; what is left undelivered is listed."""
+    [store] = handles(1)
+
+    async def entry(key: str, order_key: str | None, delivered: float | None = None) -> None:
+        await store._map_put("idx::esc", key, {"k": key, "o": order_key} if order_key else {"k": key})
+        await store._upsert_if_absent(f"esc::{key}", {"key": key, "client_order_id": key, "payload": {}, "created_at": time.time(),
+                                                      "delivered_at": delivered})  # fmt: skip
+
+    await entry("esc:acct/ghost", "acct/ghost")  # its order never landed
+    await store.admit([order("won")], approve)  # recorded pending, not escalated
+    await entry("esc:acct/won", "acct/won")
+    await entry("anomaly:done", None, delivered=time.time())
+    await store.raise_escalation("anomaly:open", "open", {"why": "test"})
+    assert [e["key"] for e in await store.undelivered_escalations()] == ["anomaly:open"]
+    assert sorted(e["k"] for e in await store._map_values("idx::esc")) == ["anomaly:open", "esc:acct/ghost"]
